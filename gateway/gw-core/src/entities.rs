@@ -1,0 +1,178 @@
+//! The entities of the data model (`shared/design/data-model.md`), as read back from the store.
+
+use chrono::NaiveDate;
+use serde_json::Value;
+
+use crate::{
+    ApiKeyHash, ApiKeyId, AuditLogId, ContactId, DriverKind, Email, InstanceId, InstanceStatus, MessageStatId,
+    PasswordHash, SessionDataId, SubscriptionId, Tier, Timestamp, UsagePeriod, UsageRecordId, UsageRecordType,
+    UserId, UserRole, WebhookConfigId,
+};
+
+/// A tenant: its tier, enforced limits and live counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: SubscriptionId,
+    pub name: String,
+    pub tier: Tier,
+    pub max_instances: i32,
+    pub is_active: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Live counter of instances; never above `max_instances` through the store's reservation.
+    pub current_instances: i32,
+    /// Monthly message allowance.
+    pub monthly_messages: i64,
+    /// Messages reserved in the period that began at `last_usage_reset`.
+    pub messages_used: i64,
+    /// Start of the usage period `messages_used` counts.
+    pub last_usage_reset: Timestamp,
+}
+
+/// A person who signs in: an operator (`admin`, no subscription) or a member of a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub email: Email,
+    pub password: PasswordHash,
+    pub name: String,
+    pub role: UserRole,
+    pub subscription_id: Option<SubscriptionId>,
+    pub is_active: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_login_at: Option<Timestamp>,
+}
+
+/// One WhatsApp account driven through the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub name: String,
+    pub subscription_id: SubscriptionId,
+    pub created_by_id: Option<UserId>,
+    pub driver: DriverKind,
+    pub status: InstanceStatus,
+    pub phone: Option<String>,
+    pub display_name: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_connected_at: Option<Timestamp>,
+    pub last_disconnected_at: Option<Timestamp>,
+    pub settings: Value,
+    pub is_active: bool,
+    pub qr_code: Option<String>,
+    pub qr_code_expiry: Option<Timestamp>,
+    pub connection_attempts: i32,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<Timestamp>,
+}
+
+/// An API key of an instance. Only its hash is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub instance_id: InstanceId,
+    pub name: String,
+    pub key_hash: ApiKeyHash,
+    pub permissions: Vec<String>,
+    pub is_active: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub usage_count: i64,
+    /// Requests per minute; `None` takes the tier's default.
+    pub rate_limit: Option<i32>,
+}
+
+/// Message counters of one instance on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageStat {
+    pub id: MessageStatId,
+    pub instance_id: InstanceId,
+    pub date: NaiveDate,
+    pub messages_sent: i64,
+    pub messages_received: i64,
+    pub messages_failed: i64,
+    pub api_calls: i64,
+}
+
+/// A person or group an instance talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub id: ContactId,
+    pub instance_id: InstanceId,
+    pub jid: String,
+    pub name: Option<String>,
+    pub notify: Option<String>,
+    pub is_blocked: bool,
+    pub is_group: bool,
+    pub group_admin: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_message_at: Option<Timestamp>,
+    pub profile_picture_url: Option<String>,
+    pub status: Option<String>,
+}
+
+/// A tenant URL that receives the instance's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub id: WebhookConfigId,
+    pub instance_id: InstanceId,
+    pub url: String,
+    pub events: Vec<String>,
+    /// Signing secret (`whsec_…`); shown to the tenant once.
+    pub secret: crate::Redacted<String>,
+    pub is_active: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub total_sent: i64,
+    pub total_failed: i64,
+    pub last_sent_at: Option<Timestamp>,
+    pub last_failed_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// An instance's persisted WhatsApp session, so a restart needs no new pairing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionData {
+    pub id: SessionDataId,
+    pub instance_id: InstanceId,
+    /// Encrypted by the session engine before it reaches the store; opaque here.
+    pub auth_state: crate::Redacted<Vec<u8>>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub session_valid: bool,
+    pub last_backup: Option<Timestamp>,
+}
+
+/// A usage counter of a subscription (and optionally one instance) for one period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRecord {
+    pub id: UsageRecordId,
+    pub subscription_id: SubscriptionId,
+    /// `None` for usage not attributed to an instance, including usage of instances since deleted.
+    pub instance_id: Option<InstanceId>,
+    pub record_type: UsageRecordType,
+    pub count: i64,
+    pub period: UsagePeriod,
+    pub record_date: Timestamp,
+    pub metadata: Value,
+}
+
+/// One mutating action: who did what to which resource, from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditLogEntry {
+    pub id: AuditLogId,
+    /// The subscription the resource belongs to; `None` for platform-level actions.
+    pub subscription_id: Option<SubscriptionId>,
+    pub action: String,
+    pub resource: String,
+    pub resource_id: Option<String>,
+    pub user_id: Option<UserId>,
+    pub api_key_id: Option<ApiKeyId>,
+    pub ip_address: Option<String>,
+    pub timestamp: Timestamp,
+}

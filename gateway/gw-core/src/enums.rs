@@ -1,0 +1,146 @@
+//! The closed sets of the data model. Each has one stable lower-case spelling, used in JSON, in SQL (where a
+//! CHECK constraint holds the same list) and in configuration.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A spelling that names no member of the set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a valid {kind}; expected one of: {expected}")]
+pub struct ParseEnumError {
+    pub kind: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident, $kind:literal { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub const fn as_str(&self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseEnumError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(ParseEnumError {
+                        kind: $kind,
+                        value: s.to_owned(),
+                        expected: concat!($($text, " "),+),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// A subscription's commercial tier; each has default limits in configuration.
+    Tier, "tier" {
+        Free = "free",
+        Starter = "starter",
+        Pro = "pro",
+        Enterprise = "enterprise",
+    }
+);
+
+string_enum!(
+    /// What a user may do. `admin` operates the platform and belongs to no subscription; `owner` and `member`
+    /// belong to one.
+    UserRole, "user role" {
+        Admin = "admin",
+        Owner = "owner",
+        Member = "member",
+    }
+);
+
+string_enum!(
+    /// Where an instance's connection stands.
+    InstanceStatus, "instance status" {
+        /// Created, never connected.
+        Created = "created",
+        /// Opening a connection.
+        Connecting = "connecting",
+        /// Waiting for the phone to scan a QR code (or enter a pairing code).
+        Qr = "qr",
+        /// Paired and online.
+        Connected = "connected",
+        /// Offline for a transient reason; the engine reconnects with backoff.
+        Disconnected = "disconnected",
+        /// The phone unlinked this device; needs a new pairing, never retried.
+        LoggedOut = "logged_out",
+        /// The same credentials connected elsewhere; not retried until restarted.
+        Replaced = "replaced",
+        /// WhatsApp banned the account (possibly temporarily); not retried until restarted.
+        Banned = "banned",
+        /// Gave up after an unrecoverable error; `last_error` says why.
+        Failed = "failed",
+    }
+);
+
+string_enum!(
+    /// Which driver speaks for an instance.
+    DriverKind, "driver" {
+        /// The in-process simulated WhatsApp network (development, demos, tests).
+        Sandbox = "sandbox",
+        /// The real WhatsApp multi-device protocol.
+        Whatsapp = "whatsapp",
+    }
+);
+
+string_enum!(
+    /// What a usage record counts.
+    UsageRecordType, "usage record type" {
+        MessagesSent = "messages_sent",
+        MessagesReceived = "messages_received",
+        ApiCalls = "api_calls",
+        MediaBytes = "media_bytes",
+        PluginInvocations = "plugin_invocations",
+        WebhookDeliveries = "webhook_deliveries",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_member_round_trips_through_its_spelling() {
+        for status in InstanceStatus::ALL {
+            assert_eq!(status.as_str().parse::<InstanceStatus>(), Ok(*status));
+            let json = serde_json::to_string(status).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
+        for tier in Tier::ALL {
+            assert_eq!(tier.as_str().parse::<Tier>(), Ok(*tier));
+        }
+    }
+
+    #[test]
+    fn unknown_spelling_names_the_choices() {
+        let err = "gold".parse::<Tier>().expect_err("must refuse");
+        assert_eq!(err.to_string(), "\"gold\" is not a valid tier; expected one of: free starter pro enterprise ");
+    }
+}

@@ -1,0 +1,27 @@
+//! The gateway's storage traits implemented with sqlx, for SQLite and for PostgreSQL.
+//!
+//! One body of SQL serves both backends: the statements are written in the dialect both understand (`$n`
+//! placeholders, `RETURNING`, `ON CONFLICT`), and the trait implementations are generated for each backend by one
+//! macro, so a fix lands in both at once. Where the dialects differ (unique keys with NULLs, error codes,
+//! connection set-up) each backend module says so. Each backend embeds its own migration folder
+//! (`migrations/sqlite`, `migrations/postgres`), run at start-up.
+//!
+//! Architecture invariant: only this crate enables sqlx driver features; callers receive an `Arc<dyn Store>`.
+
+mod error;
+mod open;
+mod rows;
+#[macro_use]
+mod store_impl;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use open::{Backend, OpenError, OpenOptions, migrate, open, redact_url};
+#[cfg(feature = "postgres")]
+pub use postgres::{PgStore, migration_versions as postgres_migration_versions};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, migration_versions as sqlite_migration_versions};

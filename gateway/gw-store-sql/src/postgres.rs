@@ -1,0 +1,58 @@
+//! The PostgreSQL backend: for several nodes behind a load balancer, or whenever SQLite's single writer is not
+//! enough.
+
+use gw_store::StoreResult;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::error::db_err;
+use crate::open::{OpenError, OpenOptions, redact_url};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to the database a `postgres://` URL names.
+    pub async fn open(url: &str, options: &OpenOptions) -> Result<Self, OpenError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect(url)
+            .await
+            .map_err(|source| OpenError::Connect { url: redact_url(url), source })?;
+        if options.migrate {
+            MIGRATOR.run(&pool).await.map_err(|source| OpenError::Migrate { url: redact_url(url), source })?;
+        }
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(db_err("transaction"))
+    }
+}
+
+/// The migrations this backend embeds, for the tidy test that compares backends.
+pub fn migration_versions() -> Vec<i64> {
+    MIGRATOR.iter().map(|m| m.version).collect()
+}
+
+mod store {
+    impl_store!(super::PgStore, sqlx::Postgres, "postgres");
+}

@@ -1,0 +1,84 @@
+//! The SQLite backend: the embedded default, one file under `./data/`, no other service needed.
+//!
+//! SQLite allows one writer at a time. Write transactions start with `BEGIN IMMEDIATE`, so they queue on the busy
+//! timeout instead of failing when a read lock cannot be upgraded; WAL lets readers proceed beside the writer.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use gw_store::StoreResult;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use crate::error::db_err;
+use crate::open::{OpenError, OpenOptions, redact_url};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file a `sqlite://` URL names.
+    pub async fn open(url: &str, options: &OpenOptions) -> Result<Self, OpenError> {
+        let connect = |source| OpenError::Connect { url: redact_url(url), source };
+        let connect_options = SqliteConnectOptions::from_str(url)
+            .map_err(connect)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            if let Some(dir) = connect_options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| OpenError::CreateDir { url: redact_url(url), source })?;
+            }
+        }
+        // An in-memory database lives and dies with its one connection, so the pool must keep exactly one.
+        let pool_options = if in_memory {
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(options.max_connections)
+        };
+        let pool = pool_options
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect_options)
+            .await
+            .map_err(connect)?;
+        if options.migrate {
+            MIGRATOR.run(&pool).await.map_err(|source| OpenError::Migrate { url: redact_url(url), source })?;
+        }
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err("transaction"))
+    }
+}
+
+/// The migrations this backend embeds, for the tidy test that compares backends.
+pub fn migration_versions() -> Vec<i64> {
+    MIGRATOR.iter().map(|m| m.version).collect()
+}
+
+
+mod store {
+    impl_store!(super::SqliteStore, sqlx::Sqlite, "sqlite");
+}

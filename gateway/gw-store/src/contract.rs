@@ -1,0 +1,1114 @@
+//! The contract every backend must keep, written once. A backend's test file instantiates it with
+//! [`store_contract_tests!`], handing a function that makes a fresh, empty, migrated store per test.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use gw_core::{
+    ApiKeyHash, ApiKeyId, DriverKind, Email, InstanceId, InstanceStatus, PasswordHash, SubscriptionId, Tier,
+    Timestamp, UsagePeriod, UsageRecordType, UserId, UserRole,
+};
+use serde_json::json;
+
+use crate::*;
+
+/// A fresh store for one test, and what to run once the test is done with it (drop a database, say).
+pub struct TestStore {
+    pub store: Arc<dyn Store>,
+    cleanup: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl std::fmt::Debug for TestStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestStore").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+impl TestStore {
+    pub fn new(store: Arc<dyn Store>, cleanup: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self { store, cleanup: Box::pin(cleanup) }
+    }
+
+    pub async fn finish(self) {
+        drop(self.store);
+        self.cleanup.await;
+    }
+}
+
+/// Generates one `#[tokio::test]` per contract check, each on a store from `$make`: an async fn returning
+/// `Option<TestStore>`, `None` when the backend is unavailable and the harness decided the run may skip it.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($make:path) => {
+        $crate::store_contract_tests!(@each $make;
+            subscription_crud,
+            subscription_delete_is_restricted_while_referenced,
+            user_crud_and_email_uniqueness,
+            user_scope_hides_other_tenants,
+            instance_crud_and_scoped_name_uniqueness,
+            instance_connection_updates,
+            instance_delete_cascades_and_keeps_usage,
+            api_key_crud_and_lookup_by_hash,
+            message_stats_accumulate_per_day,
+            contacts_upsert_merge_and_search,
+            webhook_config_crud_and_counters,
+            session_data_round_trip,
+            usage_records_accumulate_per_period,
+            audit_log_filters_and_order,
+            pagination_is_stable_under_inserts,
+            concurrent_slot_reservations_never_overshoot,
+            concurrent_instance_creates_never_overshoot,
+            concurrent_message_reservations_never_overshoot,
+            message_quota_rolls_over_monthly,
+            inactive_subscription_refuses_reservations,
+            missing_rows_are_not_found,
+        );
+    };
+    (@each $make:path; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                if let Some(test_store) = $make().await {
+                    $crate::contract::$name(test_store.store.clone()).await;
+                    test_store.finish().await;
+                }
+            }
+        )+
+    };
+}
+
+// ---- fixtures ------------------------------------------------------------------------------------------------
+
+fn phc() -> PasswordHash {
+    PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into())
+}
+
+fn email(local: &str) -> Email {
+    Email::parse(&format!("{local}@example.com")).expect("valid email")
+}
+
+async fn subscription(store: &Arc<dyn Store>, max_instances: i32) -> gw_core::Subscription {
+    store
+        .create_subscription(
+            NewSubscription { name: "Acme".into(), tier: Tier::Starter, max_instances, monthly_messages: 1000 },
+            &Actor::system(),
+        )
+        .await
+        .expect("create subscription")
+}
+
+async fn owner(store: &Arc<dyn Store>, subscription_id: SubscriptionId, local: &str) -> gw_core::User {
+    store
+        .create_user(
+            NewUser {
+                email: email(local),
+                password: phc(),
+                name: local.into(),
+                role: UserRole::Owner,
+                subscription_id: Some(subscription_id),
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect("create user")
+}
+
+async fn instance(store: &Arc<dyn Store>, subscription_id: SubscriptionId, name: &str) -> gw_core::Instance {
+    store
+        .create_instance(
+            NewInstance {
+                name: name.into(),
+                subscription_id,
+                created_by_id: None,
+                driver: DriverKind::Sandbox,
+                settings: json!({}),
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect("create instance")
+}
+
+fn new_key(instance_id: InstanceId, hash: &[u8]) -> NewApiKey {
+    NewApiKey {
+        instance_id,
+        name: "ci".into(),
+        key_hash: ApiKeyHash::from_bytes(hash.to_vec()),
+        permissions: vec!["messages:send".into()],
+        expires_at: None,
+        rate_limit: None,
+    }
+}
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, d).expect("valid date")
+}
+
+fn at(year: i32, month: u32, d: u32) -> Timestamp {
+    Timestamp::from(Utc.with_ymd_and_hms(year, month, d, 12, 0, 0).single().expect("valid time"))
+}
+
+fn actor() -> Actor {
+    Actor::user(UserId::new(), Some("203.0.113.7".into()))
+}
+
+// ---- the contract ----------------------------------------------------------------------------------------------
+
+pub async fn subscription_crud(store: Arc<dyn Store>) {
+    let created = store
+        .create_subscription(
+            NewSubscription { name: "Acme".into(), tier: Tier::Pro, max_instances: 5, monthly_messages: 10_000 },
+            &actor(),
+        )
+        .await
+        .expect("create");
+    assert_eq!((created.current_instances, created.messages_used, created.is_active), (0, 0, true));
+    assert_eq!(created.last_usage_reset, created.created_at.period().start());
+    assert_eq!(store.get_subscription(created.id).await.expect("read"), created);
+
+    let updated = store
+        .update_subscription(
+            created.id,
+            SubscriptionPatch { tier: Some(Tier::Enterprise), max_instances: Some(50), ..Default::default() },
+            &actor(),
+        )
+        .await
+        .expect("update");
+    assert_eq!((updated.tier, updated.max_instances, updated.name.as_str()), (Tier::Enterprise, 50, "Acme"));
+    assert!(updated.updated_at >= created.updated_at);
+
+    let deactivated = store
+        .update_subscription(created.id, SubscriptionPatch { is_active: Some(false), ..Default::default() }, &actor())
+        .await
+        .expect("deactivate");
+    assert!(!deactivated.is_active);
+
+    let listed = store.list_subscriptions(PageRequest::default()).await.expect("list");
+    assert_eq!(listed.items, vec![deactivated]);
+    assert_eq!(listed.next, None);
+
+    store.delete_subscription(created.id, &actor()).await.expect("delete");
+    assert!(store.get_subscription(created.id).await.expect_err("gone").is_not_found());
+
+    let audit = store
+        .list_audit(AuditFilter { subscription_id: Some(created.id), ..Default::default() }, PageRequest::default())
+        .await
+        .expect("audit");
+    let actions: Vec<&str> = audit.items.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["subscription.delete", "subscription.update", "subscription.update", "subscription.create"]
+    );
+    assert!(audit.items.iter().all(|e| e.ip_address.as_deref() == Some("203.0.113.7")));
+}
+
+pub async fn subscription_delete_is_restricted_while_referenced(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 3).await;
+    let user = owner(&store, sub.id, "ann").await;
+    let err = store.delete_subscription(sub.id, &actor()).await.expect_err("restricted");
+    assert!(matches!(err, StoreError::InUse { entity: "subscription", .. }), "{err:?}");
+    assert!(store.get_subscription(sub.id).await.is_ok(), "nothing deleted");
+
+    store.delete_user(Scope::All, user.id, &actor()).await.expect("delete user");
+    let inst = instance(&store, sub.id, "main").await;
+    let err = store.delete_subscription(sub.id, &actor()).await.expect_err("restricted by instance");
+    assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
+    store.delete_instance(Scope::All, inst.id, &actor()).await.expect("delete instance");
+    store.delete_subscription(sub.id, &actor()).await.expect("now deletable");
+}
+
+pub async fn user_crud_and_email_uniqueness(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 3).await;
+    assert_eq!(store.count_active_admins().await.expect("count"), 0);
+    let admin = store
+        .create_user(
+            NewUser {
+                email: email("ops"),
+                password: phc(),
+                name: "Ops".into(),
+                role: UserRole::Admin,
+                subscription_id: None,
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect("create admin");
+    assert_eq!(admin.subscription_id, None);
+    assert_eq!(store.count_active_admins().await.expect("count"), 1);
+
+    let ann = owner(&store, sub.id, "ann").await;
+    assert_eq!(store.get_user(Scope::All, ann.id).await.expect("read"), ann);
+    assert_eq!(store.find_user_by_email(&email("ANN")).await.expect("find"), Some(ann.clone()));
+    assert_eq!(store.find_user_by_email(&email("nobody")).await.expect("find"), None);
+
+    let dup = store
+        .create_user(
+            NewUser {
+                email: Email::parse("Ann@Example.com").expect("valid"),
+                password: phc(),
+                name: "Other Ann".into(),
+                role: UserRole::Member,
+                subscription_id: Some(sub.id),
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect_err("email taken");
+    assert_eq!(dup.conflict_key(), Some(UniqueKey::UserEmail));
+
+    let orphan = store
+        .create_user(
+            NewUser {
+                email: email("orphan"),
+                password: phc(),
+                name: "Orphan".into(),
+                role: UserRole::Member,
+                subscription_id: Some(SubscriptionId::new()),
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect_err("no such subscription");
+    assert!(matches!(orphan, StoreError::NotFound { entity: "subscription" }), "{orphan:?}");
+
+    let new_hash = PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaA".into());
+    let updated = store
+        .update_user(
+            Scope::Subscription(sub.id),
+            ann.id,
+            UserPatch { role: Some(UserRole::Member), password: Some(new_hash.clone()), ..Default::default() },
+            &actor(),
+        )
+        .await
+        .expect("update");
+    assert_eq!((updated.role, &updated.password, updated.name.as_str()), (UserRole::Member, &new_hash, "ann"));
+
+    let login_at = Timestamp::now();
+    store.record_login(ann.id, login_at).await.expect("login");
+    assert_eq!(store.get_user(Scope::All, ann.id).await.expect("read").last_login_at, Some(login_at));
+
+    let deactivated = store
+        .update_user(Scope::All, admin.id, UserPatch { is_active: Some(false), ..Default::default() }, &actor())
+        .await
+        .expect("deactivate");
+    assert!(!deactivated.is_active);
+    assert_eq!(store.count_active_admins().await.expect("count"), 0);
+
+    let page = store.list_users(Scope::All, PageRequest::default()).await.expect("list");
+    assert_eq!(page.items.iter().map(|u| u.id).collect::<Vec<_>>(), vec![admin.id, ann.id]);
+
+    store.delete_user(Scope::All, ann.id, &actor()).await.expect("delete");
+    assert!(store.get_user(Scope::All, ann.id).await.expect_err("gone").is_not_found());
+    let audit = store
+        .list_audit(AuditFilter { resource: Some("user".into()), ..Default::default() }, PageRequest::default())
+        .await
+        .expect("audit");
+    assert!(audit.items.iter().any(|e| e.action == "user.password_reset"));
+    assert!(audit.items.iter().any(|e| e.action == "user.delete" && e.subscription_id == Some(sub.id)));
+}
+
+pub async fn user_scope_hides_other_tenants(store: Arc<dyn Store>) {
+    let acme = subscription(&store, 3).await;
+    let globex = subscription(&store, 3).await;
+    let ann = owner(&store, acme.id, "ann").await;
+    let bob = owner(&store, globex.id, "bob").await;
+    let as_globex = Scope::Subscription(globex.id);
+
+    assert!(store.get_user(as_globex, ann.id).await.expect_err("hidden").is_not_found());
+    let err = store
+        .update_user(as_globex, ann.id, UserPatch { name: Some("pwned".into()), ..Default::default() }, &actor())
+        .await
+        .expect_err("hidden");
+    assert!(err.is_not_found());
+    assert!(store.delete_user(as_globex, ann.id, &actor()).await.expect_err("hidden").is_not_found());
+    assert_eq!(store.get_user(Scope::All, ann.id).await.expect("untouched").name, "ann");
+
+    let listed = store.list_users(as_globex, PageRequest::default()).await.expect("list");
+    assert_eq!(listed.items, vec![bob]);
+
+    let inst = instance(&store, acme.id, "main").await;
+    assert!(store.get_instance(as_globex, inst.id).await.expect_err("hidden").is_not_found());
+    assert!(store.delete_instance(as_globex, inst.id, &actor()).await.expect_err("hidden").is_not_found());
+    assert!(store.list_instances(as_globex, PageRequest::default()).await.expect("list").items.is_empty());
+}
+
+pub async fn instance_crud_and_scoped_name_uniqueness(store: Arc<dyn Store>) {
+    let acme = subscription(&store, 5).await;
+    let globex = subscription(&store, 5).await;
+    let ann = owner(&store, acme.id, "ann").await;
+    let created = store
+        .create_instance(
+            NewInstance {
+                name: "support".into(),
+                subscription_id: acme.id,
+                created_by_id: Some(ann.id),
+                driver: DriverKind::Whatsapp,
+                settings: json!({"min_interval_ms": 1500}),
+            },
+            &Actor::user(ann.id, None),
+        )
+        .await
+        .expect("create");
+    assert_eq!((created.status, created.driver, created.created_by_id), (InstanceStatus::Created, DriverKind::Whatsapp, Some(ann.id)));
+    assert_eq!(created.settings, json!({"min_interval_ms": 1500}));
+    assert_eq!(store.get_subscription(acme.id).await.expect("read").current_instances, 1);
+    assert_eq!(store.get_instance(Scope::Subscription(acme.id), created.id).await.expect("read"), created);
+
+    let dup = store
+        .create_instance(
+            NewInstance {
+                name: "support".into(),
+                subscription_id: acme.id,
+                created_by_id: None,
+                driver: DriverKind::Sandbox,
+                settings: json!({}),
+            },
+            &actor(),
+        )
+        .await
+        .expect_err("name taken in this subscription");
+    assert_eq!(dup.conflict_key(), Some(UniqueKey::InstanceName));
+    assert_eq!(
+        store.get_subscription(acme.id).await.expect("read").current_instances,
+        1,
+        "a refused create must give its slot back"
+    );
+    instance(&store, globex.id, "support").await; // same name, other subscription: fine
+
+    let renamed = store
+        .update_instance(
+            Scope::Subscription(acme.id),
+            created.id,
+            InstancePatch { name: Some("sales".into()), settings: Some(json!({"typing": true})), ..Default::default() },
+            &actor(),
+        )
+        .await
+        .expect("update");
+    assert_eq!((renamed.name.as_str(), &renamed.settings), ("sales", &json!({"typing": true})));
+
+    let second = instance(&store, acme.id, "support").await;
+    let clash = store
+        .update_instance(
+            Scope::All,
+            second.id,
+            InstancePatch { name: Some("sales".into()), ..Default::default() },
+            &actor(),
+        )
+        .await
+        .expect_err("rename onto a taken name");
+    assert_eq!(clash.conflict_key(), Some(UniqueKey::InstanceName));
+
+    let listed = store.list_instances(Scope::Subscription(acme.id), PageRequest::default()).await.expect("list");
+    assert_eq!(listed.items.iter().map(|i| i.id).collect::<Vec<_>>(), vec![created.id, second.id]);
+
+    store
+        .update_instance(Scope::All, second.id, InstancePatch { is_active: Some(false), ..Default::default() }, &actor())
+        .await
+        .expect("deactivate");
+    let resumable: Vec<InstanceId> =
+        store.list_resumable_instances().await.expect("resumable").into_iter().map(|i| i.id).collect();
+    assert!(resumable.contains(&created.id) && !resumable.contains(&second.id));
+    store
+        .update_subscription(globex.id, SubscriptionPatch { is_active: Some(false), ..Default::default() }, &actor())
+        .await
+        .expect("deactivate globex");
+    assert_eq!(store.list_resumable_instances().await.expect("resumable").len(), 1, "only acme's active instance");
+
+    store.delete_instance(Scope::Subscription(acme.id), created.id, &actor()).await.expect("delete");
+    assert!(store.get_instance(Scope::All, created.id).await.expect_err("gone").is_not_found());
+    assert_eq!(store.get_subscription(acme.id).await.expect("read").current_instances, 1, "slot released");
+
+    store.delete_user(Scope::All, ann.id, &actor()).await.expect("delete creator");
+    let audit = store
+        .list_audit(AuditFilter { resource: Some("instance".into()), ..Default::default() }, PageRequest::default())
+        .await
+        .expect("audit");
+    assert!(audit.items.iter().any(|e| e.action == "instance.create" && e.user_id == Some(ann.id)));
+}
+
+pub async fn instance_connection_updates(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 1).await;
+    let inst = instance(&store, sub.id, "main").await;
+    let expiry = at(2026, 11, 25);
+    let qr = store
+        .update_connection(
+            inst.id,
+            ConnectionUpdate {
+                status: Some(InstanceStatus::Qr),
+                qr_code: Some("2@abc".into()),
+                qr_code_expiry: Some(expiry),
+                connection_attempts: Some(1),
+                last_error: Some("timeout".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("qr");
+    assert_eq!((qr.status, qr.qr_code.as_deref(), qr.qr_code_expiry), (InstanceStatus::Qr, Some("2@abc"), Some(expiry)));
+    assert_eq!((qr.connection_attempts, qr.last_error.as_deref()), (1, Some("timeout")));
+    assert!(qr.last_error_at.is_some());
+
+    let connected_at = Timestamp::now();
+    let connected = store
+        .update_connection(
+            inst.id,
+            ConnectionUpdate {
+                status: Some(InstanceStatus::Connected),
+                phone: Some("+15550001".into()),
+                display_name: Some("Acme Support".into()),
+                last_connected_at: Some(connected_at),
+                clear_qr_code: true,
+                clear_last_error: true,
+                connection_attempts: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("connected");
+    assert_eq!(connected.status, InstanceStatus::Connected);
+    assert_eq!((connected.qr_code, connected.qr_code_expiry, connected.last_error), (None, None, None));
+    assert_eq!((connected.phone.as_deref(), connected.last_connected_at), (Some("+15550001"), Some(connected_at)));
+    assert_eq!(connected.last_error_at, qr.last_error_at, "when the last error happened is history");
+
+    let err = store.update_connection(InstanceId::new(), ConnectionUpdate::default()).await.expect_err("missing");
+    assert!(err.is_not_found());
+}
+
+pub async fn instance_delete_cascades_and_keeps_usage(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 2).await;
+    let ann = owner(&store, sub.id, "ann").await;
+    let inst = store
+        .create_instance(
+            NewInstance {
+                name: "main".into(),
+                subscription_id: sub.id,
+                created_by_id: Some(ann.id),
+                driver: DriverKind::Sandbox,
+                settings: json!({}),
+            },
+            &actor(),
+        )
+        .await
+        .expect("create");
+    let key = store.create_api_key(new_key(inst.id, b"hash-1"), &actor()).await.expect("key");
+    store
+        .add_message_stats(&[MessageStatDelta {
+            instance_id: inst.id,
+            date: day(1),
+            messages_sent: 1,
+            messages_received: 0,
+            messages_failed: 0,
+            api_calls: 1,
+        }])
+        .await
+        .expect("stats");
+    let contact = store
+        .upsert_contact(ContactUpsert { instance_id: inst.id, jid: "1555@s.whatsapp.net".into(), ..Default::default() })
+        .await
+        .expect("contact");
+    let hook = store
+        .create_webhook_config(
+            NewWebhookConfig { instance_id: inst.id, url: "https://example.com/h".into(), events: vec!["*".into()], secret: "whsec_x".into() },
+            &actor(),
+        )
+        .await
+        .expect("webhook");
+    store.save_session(inst.id, vec![1, 2, 3], Timestamp::now()).await.expect("session");
+    let period = UsagePeriod::new(2026, 11).expect("valid");
+    let usage = |instance_id, count| UsageDelta {
+        subscription_id: sub.id,
+        instance_id,
+        record_type: UsageRecordType::MessagesSent,
+        period,
+        count,
+        at: at(2026, 11, 2),
+    };
+    store.add_usage(&[usage(Some(inst.id), 7), usage(None, 3)]).await.expect("usage");
+
+    // The creator leaving does not take the instance along.
+    store.delete_user(Scope::All, ann.id, &actor()).await.expect("delete creator");
+    assert_eq!(store.get_instance(Scope::All, inst.id).await.expect("still there").created_by_id, None);
+
+    store.delete_instance(Scope::All, inst.id, &actor()).await.expect("delete");
+    assert!(store.get_api_key(inst.id, key.id).await.expect_err("cascaded").is_not_found());
+    assert_eq!(store.find_api_key_by_hash(&key.key_hash).await.expect("lookup"), None);
+    assert!(store.list_message_stats(inst.id, day(1), day(30)).await.expect("stats").is_empty());
+    assert!(store.get_contact(inst.id, contact.id).await.expect_err("cascaded").is_not_found());
+    assert!(store.get_webhook_config(inst.id, hook.id).await.expect_err("cascaded").is_not_found());
+    assert_eq!(store.load_session(inst.id).await.expect("session"), None);
+
+    let records = store
+        .list_usage(UsageFilter { subscription_id: sub.id, instance_id: None, period: Some(period) })
+        .await
+        .expect("usage");
+    assert_eq!(records.len(), 1, "the instance's usage is folded into the subscription's: {records:?}");
+    assert_eq!((records[0].instance_id, records[0].count), (None, 10));
+    assert_eq!(store.get_subscription(sub.id).await.expect("read").current_instances, 0);
+}
+
+pub async fn api_key_crud_and_lookup_by_hash(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 2).await;
+    let inst = instance(&store, sub.id, "main").await;
+    let other = instance(&store, sub.id, "other").await;
+    let expires = at(2027, 1, 1);
+    let created = store
+        .create_api_key(
+            NewApiKey { expires_at: Some(expires), rate_limit: Some(120), ..new_key(inst.id, b"hash-a") },
+            &actor(),
+        )
+        .await
+        .expect("create");
+    assert_eq!((created.usage_count, created.last_used_at, created.rate_limit), (0, None, Some(120)));
+    assert_eq!(created.permissions, vec!["messages:send".to_owned()]);
+    assert_eq!(store.get_api_key(inst.id, created.id).await.expect("read"), created);
+    assert!(store.get_api_key(other.id, created.id).await.expect_err("other instance").is_not_found());
+
+    let found = store.find_api_key_by_hash(&created.key_hash).await.expect("find").expect("present");
+    assert_eq!((found.key.id, found.subscription_id, found.instance_active, found.subscription_active), (created.id, sub.id, true, true));
+    assert_eq!(store.find_api_key_by_hash(&ApiKeyHash::from_bytes(b"nope".to_vec())).await.expect("find"), None);
+
+    let dup = store.create_api_key(new_key(other.id, b"hash-a"), &actor()).await.expect_err("hash taken");
+    assert_eq!(dup.conflict_key(), Some(UniqueKey::ApiKeyHash));
+    let orphan = store.create_api_key(new_key(InstanceId::new(), b"hash-z"), &actor()).await.expect_err("no instance");
+    assert!(matches!(orphan, StoreError::NotFound { entity: "instance" }), "{orphan:?}");
+
+    let updated = store
+        .update_api_key(
+            inst.id,
+            created.id,
+            ApiKeyPatch {
+                permissions: Some(vec!["messages:read".into(), "contacts:read".into()]),
+                expires_at: Some(None),
+                rate_limit: Some(None),
+                ..Default::default()
+            },
+            &actor(),
+        )
+        .await
+        .expect("update");
+    assert_eq!((updated.expires_at, updated.rate_limit, updated.name.as_str()), (None, None, "ci"));
+    assert_eq!(updated.permissions, vec!["messages:read".to_owned(), "contacts:read".to_owned()]);
+
+    let t1 = at(2026, 11, 3);
+    let t2 = at(2026, 11, 4);
+    store
+        .record_api_key_usage(&[
+            ApiKeyUsage { key_id: created.id, uses: 40, last_used_at: t2 },
+            ApiKeyUsage { key_id: created.id, uses: 2, last_used_at: t1 },
+            ApiKeyUsage { key_id: ApiKeyId::new(), uses: 5, last_used_at: t1 },
+        ])
+        .await
+        .expect("usage");
+    let used = store.get_api_key(inst.id, created.id).await.expect("read");
+    assert_eq!((used.usage_count, used.last_used_at), (42, Some(t2)), "counts add up, last use only moves forward");
+
+    store
+        .update_instance(Scope::All, inst.id, InstancePatch { is_active: Some(false), ..Default::default() }, &actor())
+        .await
+        .expect("deactivate instance");
+    store
+        .update_subscription(sub.id, SubscriptionPatch { is_active: Some(false), ..Default::default() }, &actor())
+        .await
+        .expect("deactivate subscription");
+    let found = store.find_api_key_by_hash(&created.key_hash).await.expect("find").expect("present");
+    assert_eq!((found.instance_active, found.subscription_active), (false, false));
+
+    let revoked = store
+        .update_api_key(inst.id, created.id, ApiKeyPatch { is_active: Some(false), ..Default::default() }, &actor())
+        .await
+        .expect("revoke");
+    assert!(!revoked.is_active);
+
+    let second = store.create_api_key(new_key(inst.id, b"hash-b"), &actor()).await.expect("second");
+    let page = store.list_api_keys(inst.id, PageRequest::first(1)).await.expect("page 1");
+    assert_eq!(page.items.iter().map(|k| k.id).collect::<Vec<_>>(), vec![created.id]);
+    let page2 = store.list_api_keys(inst.id, PageRequest::new(page.next, 1)).await.expect("page 2");
+    assert_eq!((page2.items.iter().map(|k| k.id).collect::<Vec<_>>(), page2.next), (vec![second.id], None));
+
+    store.delete_api_key(inst.id, created.id, &actor()).await.expect("delete");
+    assert!(store.delete_api_key(inst.id, created.id, &actor()).await.expect_err("twice").is_not_found());
+    let audit = store
+        .list_audit(AuditFilter { resource: Some("api_key".into()), ..Default::default() }, PageRequest::default())
+        .await
+        .expect("audit");
+    let actions: Vec<&str> = audit.items.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["api_key.delete", "api_key.create", "api_key.revoke", "api_key.update", "api_key.create"]);
+}
+
+pub async fn message_stats_accumulate_per_day(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 2).await;
+    let inst = instance(&store, sub.id, "main").await;
+    let other = instance(&store, sub.id, "other").await;
+    let delta = |instance_id, date, sent, received| MessageStatDelta {
+        instance_id,
+        date,
+        messages_sent: sent,
+        messages_received: received,
+        messages_failed: 1,
+        api_calls: 2,
+    };
+    store.add_message_stats(&[delta(inst.id, day(1), 3, 1), delta(inst.id, day(2), 1, 0)]).await.expect("batch 1");
+    store.add_message_stats(&[delta(inst.id, day(1), 2, 4), delta(other.id, day(1), 9, 9)]).await.expect("batch 2");
+    store.add_message_stats(&[]).await.expect("empty batch");
+
+    let stats = store.list_message_stats(inst.id, day(1), day(30)).await.expect("list");
+    let summary: Vec<_> = stats
+        .iter()
+        .map(|s| (s.date, s.messages_sent, s.messages_received, s.messages_failed, s.api_calls))
+        .collect();
+    assert_eq!(summary, vec![(day(1), 5, 5, 2, 4), (day(2), 1, 0, 1, 2)]);
+    assert_eq!(store.list_message_stats(inst.id, day(2), day(2)).await.expect("one day").len(), 1);
+
+    let err = store.add_message_stats(&[delta(InstanceId::new(), day(1), 1, 1)]).await.expect_err("no instance");
+    assert!(matches!(err, StoreError::NotFound { entity: "instance" }), "{err:?}");
+}
+
+pub async fn contacts_upsert_merge_and_search(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 2).await;
+    let inst = instance(&store, sub.id, "main").await;
+    let other = instance(&store, sub.id, "other").await;
+    let jid = "15550001@s.whatsapp.net";
+    let first = store
+        .upsert_contact(ContactUpsert {
+            instance_id: inst.id,
+            jid: jid.into(),
+            name: Some("Ann Lee".into()),
+            last_message_at: Some(at(2026, 11, 2)),
+            ..Default::default()
+        })
+        .await
+        .expect("create");
+    assert_eq!((first.is_group, first.is_blocked, first.notify.as_deref()), (false, false, None));
+
+    let merged = store
+        .upsert_contact(ContactUpsert {
+            instance_id: inst.id,
+            jid: jid.into(),
+            notify: Some("annie".into()),
+            last_message_at: Some(at(2026, 11, 1)),
+            status: Some("Hey there".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("merge");
+    assert_eq!(merged.id, first.id, "one row per (instance, jid)");
+    assert_eq!((merged.name.as_deref(), merged.notify.as_deref()), (Some("Ann Lee"), Some("annie")));
+    assert_eq!(merged.last_message_at, Some(at(2026, 11, 2)), "an older message does not move it back");
+    assert_eq!(merged.status.as_deref(), Some("Hey there"));
+    assert_eq!(store.find_contact_by_jid(inst.id, jid).await.expect("find"), Some(merged.clone()));
+
+    let elsewhere = store
+        .upsert_contact(ContactUpsert { instance_id: other.id, jid: jid.into(), ..Default::default() })
+        .await
+        .expect("same jid, other instance");
+    assert_ne!(elsewhere.id, first.id);
+
+    let group = store
+        .upsert_contact(ContactUpsert {
+            instance_id: inst.id,
+            jid: "1203630@g.us".into(),
+            name: Some("100% Team_A".into()),
+            is_group: Some(true),
+            group_admin: Some(true),
+            ..Default::default()
+        })
+        .await
+        .expect("group");
+    assert!(group.is_group && group.group_admin);
+
+    let search = |term: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .list_contacts(inst.id, Some(term), PageRequest::default())
+                .await
+                .expect("search")
+                .items
+                .into_iter()
+                .map(|c| c.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search("ANN").await, vec![first.id]);
+    assert_eq!(search("1555").await, vec![first.id]);
+    assert_eq!(search("100%").await, vec![group.id]);
+    assert_eq!(search("m_a").await, vec![group.id], "`_` matches only itself");
+    assert_eq!(search("0% t").await, vec![group.id]);
+    assert!(search("%").await.len() == 1, "`%` is literal");
+    assert_eq!(store.list_contacts(inst.id, None, PageRequest::default()).await.expect("all").items.len(), 2);
+
+    let blocked = store.set_contact_blocked(inst.id, first.id, true, &actor()).await.expect("block");
+    assert!(blocked.is_blocked);
+    assert!(store.set_contact_blocked(other.id, first.id, true, &actor()).await.expect_err("scoped").is_not_found());
+    let unblocked = store.set_contact_blocked(inst.id, first.id, false, &actor()).await.expect("unblock");
+    assert!(!unblocked.is_blocked);
+
+    store.delete_contact(inst.id, first.id, &actor()).await.expect("delete");
+    assert!(store.get_contact(inst.id, first.id).await.expect_err("gone").is_not_found());
+    let err = store
+        .upsert_contact(ContactUpsert { instance_id: InstanceId::new(), jid: jid.into(), ..Default::default() })
+        .await
+        .expect_err("no instance");
+    assert!(matches!(err, StoreError::NotFound { entity: "instance" }), "{err:?}");
+}
+
+pub async fn webhook_config_crud_and_counters(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 2).await;
+    let inst = instance(&store, sub.id, "main").await;
+    let other = instance(&store, sub.id, "other").await;
+    let created = store
+        .create_webhook_config(
+            NewWebhookConfig {
+                instance_id: inst.id,
+                url: "https://hooks.example.com/wa".into(),
+                events: vec!["message.received".into(), "message.status".into()],
+                secret: "whsec_c2VjcmV0".into(),
+            },
+            &actor(),
+        )
+        .await
+        .expect("create");
+    assert_eq!(created.secret.expose(), "whsec_c2VjcmV0");
+    assert_eq!(store.get_webhook_config(inst.id, created.id).await.expect("read"), created);
+    assert!(store.get_webhook_config(other.id, created.id).await.expect_err("scoped").is_not_found());
+
+    let updated = store
+        .update_webhook_config(
+            inst.id,
+            created.id,
+            WebhookConfigPatch { events: Some(vec!["*".into()]), secret: Some("whsec_bmV3".into()), ..Default::default() },
+            &actor(),
+        )
+        .await
+        .expect("update");
+    assert_eq!((updated.events.clone(), updated.secret.expose().as_str(), updated.url.as_str()), (vec!["*".to_owned()], "whsec_bmV3", "https://hooks.example.com/wa"));
+
+    let t1 = at(2026, 11, 5);
+    store.record_webhook_outcome(created.id, DeliveryOutcome::Sent { at: t1 }).await.expect("sent");
+    store.record_webhook_outcome(created.id, DeliveryOutcome::Sent { at: t1 }).await.expect("sent");
+    store
+        .record_webhook_outcome(created.id, DeliveryOutcome::Failed { at: t1, error: "HTTP 500".into() })
+        .await
+        .expect("failed");
+    let counted = store.get_webhook_config(inst.id, created.id).await.expect("read");
+    assert_eq!((counted.total_sent, counted.total_failed, counted.last_error.as_deref()), (2, 1, Some("HTTP 500")));
+    assert_eq!((counted.last_sent_at, counted.last_failed_at), (Some(t1), Some(t1)));
+
+    assert_eq!(store.list_webhook_configs(inst.id).await.expect("list").len(), 1);
+    store.delete_webhook_config(inst.id, created.id, &actor()).await.expect("delete");
+    assert!(store.list_webhook_configs(inst.id).await.expect("list").is_empty());
+    let err = store.record_webhook_outcome(created.id, DeliveryOutcome::Sent { at: t1 }).await.expect_err("gone");
+    assert!(err.is_not_found());
+}
+
+pub async fn session_data_round_trip(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 1).await;
+    let inst = instance(&store, sub.id, "main").await;
+    assert_eq!(store.load_session(inst.id).await.expect("load"), None);
+    let t1 = at(2026, 11, 6);
+    let saved = store.save_session(inst.id, vec![0, 159, 255, 7], t1).await.expect("save");
+    assert_eq!((saved.auth_state.expose().as_slice(), saved.session_valid, saved.last_backup), (&[0u8, 159, 255, 7][..], true, Some(t1)));
+
+    store.invalidate_session(inst.id, at(2026, 11, 7)).await.expect("invalidate");
+    assert!(!store.load_session(inst.id).await.expect("load").expect("present").session_valid);
+
+    let t3 = at(2026, 11, 8);
+    let replaced = store.save_session(inst.id, vec![42; 4096], t3).await.expect("replace");
+    assert_eq!(replaced.id, saved.id, "one session per instance");
+    assert_eq!((replaced.created_at, replaced.updated_at, replaced.session_valid), (saved.created_at, t3, true));
+    assert_eq!(store.load_session(inst.id).await.expect("load"), Some(replaced));
+
+    store.delete_session(inst.id).await.expect("delete");
+    assert_eq!(store.load_session(inst.id).await.expect("load"), None);
+    assert!(store.invalidate_session(inst.id, t3).await.expect_err("gone").is_not_found());
+    let err = store.save_session(InstanceId::new(), vec![1], t3).await.expect_err("no instance");
+    assert!(matches!(err, StoreError::NotFound { entity: "instance" }), "{err:?}");
+}
+
+pub async fn usage_records_accumulate_per_period(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 2).await;
+    let inst = instance(&store, sub.id, "main").await;
+    let nov = UsagePeriod::new(2026, 11).expect("valid");
+    let dec = UsagePeriod::new(2026, 12).expect("valid");
+    let delta = |instance_id, record_type, period, count| UsageDelta {
+        subscription_id: sub.id,
+        instance_id,
+        record_type,
+        period,
+        count,
+        at: at(2026, 11, 9),
+    };
+    for _ in 0..2 {
+        store
+            .add_usage(&[
+                delta(Some(inst.id), UsageRecordType::MessagesSent, nov, 5),
+                delta(Some(inst.id), UsageRecordType::ApiCalls, nov, 1),
+                delta(None, UsageRecordType::MessagesSent, nov, 2),
+                delta(Some(inst.id), UsageRecordType::MessagesSent, dec, 1),
+            ])
+            .await
+            .expect("add");
+    }
+    let all = store.list_usage(UsageFilter { subscription_id: sub.id, instance_id: None, period: None }).await.expect("all");
+    assert_eq!(all.len(), 4, "one row per (subscription, instance, type, period): {all:?}");
+    let nov_inst = store
+        .list_usage(UsageFilter { subscription_id: sub.id, instance_id: Some(inst.id), period: Some(nov) })
+        .await
+        .expect("filtered");
+    let counts: Vec<_> = nov_inst.iter().map(|r| (r.record_type, r.count)).collect();
+    assert_eq!(counts, vec![(UsageRecordType::ApiCalls, 2), (UsageRecordType::MessagesSent, 10)]);
+    let unattributed: Vec<_> = all.iter().filter(|r| r.instance_id.is_none()).map(|r| r.count).collect();
+    assert_eq!(unattributed, vec![4]);
+}
+
+pub async fn audit_log_filters_and_order(store: Arc<dyn Store>) {
+    let acme = subscription(&store, 1).await;
+    let globex = subscription(&store, 1).await;
+    let ann = UserId::new();
+    let before = Timestamp::now();
+    for action in ["auth.login", "auth.logout", "auth.login"] {
+        store
+            .append_audit(NewAuditEntry {
+                subscription_id: Some(acme.id),
+                action: action.into(),
+                resource: "session".into(),
+                resource_id: None,
+                actor: Actor::user(ann, Some("198.51.100.1".into())),
+            })
+            .await
+            .expect("append");
+    }
+    let key = ApiKeyId::new();
+    store
+        .append_audit(NewAuditEntry {
+            subscription_id: Some(globex.id),
+            action: "message.send".into(),
+            resource: "message".into(),
+            resource_id: Some("m1".into()),
+            actor: Actor::api_key(key, None),
+        })
+        .await
+        .expect("append");
+
+    let by_ann = store
+        .list_audit(AuditFilter { user_id: Some(ann), ..Default::default() }, PageRequest::default())
+        .await
+        .expect("by user");
+    assert_eq!(by_ann.items.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["auth.login", "auth.logout", "auth.login"]);
+    assert!(by_ann.items.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+
+    let by_key = store
+        .list_audit(AuditFilter { api_key_id: Some(key), ..Default::default() }, PageRequest::default())
+        .await
+        .expect("by key");
+    assert_eq!((by_key.items.len(), by_key.items[0].subscription_id), (1, Some(globex.id)));
+
+    let acme_sessions = store
+        .list_audit(
+            AuditFilter { subscription_id: Some(acme.id), resource: Some("session".into()), since: Some(before), ..Default::default() },
+            PageRequest::first(2),
+        )
+        .await
+        .expect("page 1");
+    assert_eq!(acme_sessions.items.len(), 2);
+    let rest = store
+        .list_audit(
+            AuditFilter { subscription_id: Some(acme.id), resource: Some("session".into()), since: Some(before), ..Default::default() },
+            PageRequest::new(acme_sessions.next, 2),
+        )
+        .await
+        .expect("page 2");
+    assert_eq!((rest.items.len(), rest.next), (1, None));
+
+    let none_yet = store
+        .list_audit(AuditFilter { until: Some(before), resource: Some("session".into()), ..Default::default() }, PageRequest::default())
+        .await
+        .expect("until");
+    assert!(none_yet.items.is_empty());
+}
+
+pub async fn pagination_is_stable_under_inserts(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 100).await;
+    let mut expected = Vec::new();
+    for n in 0..7 {
+        expected.push(instance(&store, sub.id, &format!("i{n}")).await.id);
+    }
+    let scope = Scope::Subscription(sub.id);
+    let first = store.list_instances(scope, PageRequest::first(3)).await.expect("page 1");
+    assert_eq!(first.items.iter().map(|i| i.id).collect::<Vec<_>>(), expected[..3]);
+
+    // Rows arriving and leaving between page requests neither repeat nor skip what was already there.
+    let late = instance(&store, sub.id, "late").await.id;
+    store.delete_instance(scope, expected[0], &actor()).await.expect("delete seen row");
+    let mut seen: Vec<InstanceId> = first.items.iter().map(|i| i.id).collect();
+    let mut next = first.next;
+    while let Some(cursor) = next {
+        let page = store.list_instances(scope, PageRequest::new(Some(cursor), 3)).await.expect("page");
+        seen.extend(page.items.iter().map(|i| i.id));
+        next = page.next;
+    }
+    expected.push(late);
+    assert_eq!(seen, expected);
+}
+
+pub async fn concurrent_slot_reservations_never_overshoot(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 10).await;
+    let attempts = (0..64).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.reserve_instance_slot(sub.id).await })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut granted = 0;
+    for result in results {
+        match result.expect("task") {
+            Ok(reserved) => {
+                assert!(reserved.used <= 10, "{reserved:?}");
+                granted += 1;
+            }
+            Err(StoreError::LimitReached(Limit::Instances { max: 10 })) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(granted, 10);
+    assert_eq!(store.get_subscription(sub.id).await.expect("read").current_instances, 10);
+
+    store.release_instance_slot(sub.id).await.expect("release");
+    store.reserve_instance_slot(sub.id).await.expect("a released slot can be taken again");
+    let err = store.release_instance_slot(SubscriptionId::new()).await.expect_err("no such subscription");
+    assert!(err.is_not_found());
+}
+
+pub async fn concurrent_instance_creates_never_overshoot(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 10).await;
+    let attempts = (0..64).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .create_instance(
+                    NewInstance {
+                        name: format!("i{n}"),
+                        subscription_id: sub.id,
+                        created_by_id: None,
+                        driver: DriverKind::Sandbox,
+                        settings: json!({}),
+                    },
+                    &Actor::system(),
+                )
+                .await
+        })
+    });
+    let mut created = 0;
+    for result in futures::future::join_all(attempts).await {
+        match result.expect("task") {
+            Ok(_) => created += 1,
+            Err(StoreError::LimitReached(_)) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(created, 10);
+    let listed = store.list_instances(Scope::Subscription(sub.id), PageRequest::first(100)).await.expect("list");
+    assert_eq!(listed.items.len(), 10);
+    assert_eq!(store.get_subscription(sub.id).await.expect("read").current_instances, 10);
+}
+
+pub async fn concurrent_message_reservations_never_overshoot(store: Arc<dyn Store>) {
+    let sub = store
+        .create_subscription(
+            NewSubscription { name: "Quota".into(), tier: Tier::Free, max_instances: 1, monthly_messages: 100 },
+            &Actor::system(),
+        )
+        .await
+        .expect("create");
+    let now = Timestamp::now();
+    let attempts = (0..64).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.reserve_messages(sub.id, 3, now).await })
+    });
+    let mut granted = 0;
+    for result in futures::future::join_all(attempts).await {
+        match result.expect("task") {
+            Ok(reserved) => {
+                assert!(reserved.used <= 100);
+                granted += 1;
+            }
+            Err(StoreError::LimitReached(Limit::MonthlyMessages { max: 100 })) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(granted, 33);
+    assert_eq!(store.get_subscription(sub.id).await.expect("read").messages_used, 99);
+    store.reserve_messages(sub.id, 1, now).await.expect("the last one fits");
+    assert!(matches!(store.reserve_messages(sub.id, 1, now).await, Err(StoreError::LimitReached(_))));
+}
+
+pub async fn message_quota_rolls_over_monthly(store: Arc<dyn Store>) {
+    let sub = store
+        .create_subscription(
+            NewSubscription { name: "Quota".into(), tier: Tier::Free, max_instances: 1, monthly_messages: 10 },
+            &Actor::system(),
+        )
+        .await
+        .expect("create");
+    let this_month = Timestamp::now();
+    let next_month = this_month.period().next().start().checked_add(chrono::Duration::hours(1)).expect("in range");
+    let reserved = store.reserve_messages(sub.id, 10, this_month).await.expect("fill");
+    assert_eq!((reserved.used, reserved.limit, reserved.period), (10, 10, this_month.period()));
+    assert!(matches!(store.reserve_messages(sub.id, 1, this_month).await, Err(StoreError::LimitReached(_))));
+
+    let rolled = store.reserve_messages(sub.id, 4, next_month).await.expect("new month, new allowance");
+    assert_eq!((rolled.used, rolled.period), (4, next_month.period()));
+    let read = store.get_subscription(sub.id).await.expect("read");
+    assert_eq!((read.messages_used, read.last_usage_reset), (4, next_month.period().start()));
+
+    // A node whose clock still says last month does not undo the rollover.
+    let late = store.reserve_messages(sub.id, 1, this_month).await.expect("late node");
+    assert_eq!(late.used, 5);
+    assert_eq!(store.get_subscription(sub.id).await.expect("read").last_usage_reset, next_month.period().start());
+    assert!(store.reserve_messages(sub.id, 0, this_month).await.is_err(), "non-positive counts are refused");
+}
+
+pub async fn inactive_subscription_refuses_reservations(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 5).await;
+    store
+        .update_subscription(sub.id, SubscriptionPatch { is_active: Some(false), ..Default::default() }, &actor())
+        .await
+        .expect("deactivate");
+    let slot = store.reserve_instance_slot(sub.id).await.expect_err("inactive");
+    assert!(matches!(slot, StoreError::Inactive { entity: "subscription" }), "{slot:?}");
+    let msgs = store.reserve_messages(sub.id, 1, Timestamp::now()).await.expect_err("inactive");
+    assert!(matches!(msgs, StoreError::Inactive { .. }), "{msgs:?}");
+    let create = store
+        .create_instance(
+            NewInstance {
+                name: "x".into(),
+                subscription_id: sub.id,
+                created_by_id: None,
+                driver: DriverKind::Sandbox,
+                settings: json!({}),
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect_err("inactive");
+    assert!(matches!(create, StoreError::Inactive { .. }), "{create:?}");
+    let missing = store.reserve_instance_slot(SubscriptionId::new()).await.expect_err("missing");
+    assert!(missing.is_not_found());
+}
+
+pub async fn missing_rows_are_not_found(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 1).await;
+    let inst = instance(&store, sub.id, "main").await;
+    assert!(store.get_subscription(SubscriptionId::new()).await.expect_err("x").is_not_found());
+    assert!(store.get_user(Scope::All, UserId::new()).await.expect_err("x").is_not_found());
+    assert!(store.get_instance(Scope::All, InstanceId::new()).await.expect_err("x").is_not_found());
+    assert!(store.get_api_key(inst.id, ApiKeyId::new()).await.expect_err("x").is_not_found());
+    assert!(store.get_contact(inst.id, gw_core::ContactId::new()).await.expect_err("x").is_not_found());
+    assert!(store.get_webhook_config(inst.id, gw_core::WebhookConfigId::new()).await.expect_err("x").is_not_found());
+    let patch = SubscriptionPatch { name: Some("x".into()), ..Default::default() };
+    assert!(store.update_subscription(SubscriptionId::new(), patch, &actor()).await.expect_err("x").is_not_found());
+    assert!(store.delete_subscription(SubscriptionId::new(), &actor()).await.expect_err("x").is_not_found());
+    assert!(store.record_login(UserId::new(), Timestamp::now()).await.expect_err("x").is_not_found());
+    assert!(store.ping().await.is_ok());
+}

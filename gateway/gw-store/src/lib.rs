@@ -1,0 +1,21 @@
+//! The gateway's storage contract: one trait per aggregate, the commands they take, and [`StoreError`].
+//!
+//! Architecture invariant: this crate names no SQL driver. Backends (`gw-store-sql`) implement the traits; the rest
+//! of the gateway holds an `Arc<dyn Store>` and never knows which database it talks to. The behaviour every backend
+//! must show is written once, in the contract suite behind the `testing` feature.
+//!
+//! Methods say intent (`reserve_instance_slot`, not `update_subscription_counter`). Methods that carry out a
+//! tenant's or operator's action take an [`Actor`] and write the audit log row in the same transaction as the change.
+
+mod commands;
+mod error;
+mod page;
+mod traits;
+
+#[cfg(feature = "testing")]
+pub mod contract;
+
+pub use commands::*;
+pub use error::{Limit, StoreError, StoreResult, UniqueKey};
+pub use page::{Cursor, CursorError, Page, PageRequest};
+pub use traits::*;
