@@ -1,0 +1,147 @@
+//! Throughput and latency of the store operations on the edge's hot paths, on both backends:
+//! the atomic monthly-message reservation (one per accepted send) and the API-key look-up by hash (one per cache
+//! miss). Run: `cargo bench -p gw-store-sql --bench store_hot_paths`. Results go in BENCHMARKS.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gw_core::{ApiKeyHash, DriverKind, Tier, Timestamp};
+use gw_store::{Actor, NewApiKey, NewInstance, NewSubscription, Store};
+use gw_store_sql::testing::PgTestDatabase;
+use gw_store_sql::{OpenOptions, PgStore, SqliteStore};
+
+const SEQUENTIAL_OPS: usize = 3_000;
+const CONCURRENT_CLIENTS: usize = 16;
+const OPS_PER_CLIENT: usize = 500;
+
+struct Stats {
+    ops_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn summarise(mut latencies: Vec<Duration>, elapsed: Duration) -> Stats {
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
+    Stats { ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(), p50: at(0.50), p99: at(0.99) }
+}
+
+fn report(backend: &str, what: &str, stats: &Stats) {
+    println!(
+        "| {backend} | {what} | {:.0} | {:.0} | {:.0} |",
+        stats.ops_per_sec,
+        stats.p50.as_secs_f64() * 1e6,
+        stats.p99.as_secs_f64() * 1e6
+    );
+}
+
+async fn bench(backend: &str, store: Arc<dyn Store>) {
+    let sub = store
+        .create_subscription(
+            NewSubscription { name: "bench".into(), tier: Tier::Enterprise, max_instances: 10, monthly_messages: i64::MAX / 2 },
+            &Actor::system(),
+        )
+        .await
+        .expect("subscription");
+    let instance = store
+        .create_instance(
+            NewInstance {
+                name: "bench".into(),
+                subscription_id: sub.id,
+                created_by_id: None,
+                driver: DriverKind::Sandbox,
+                settings: serde_json::json!({}),
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect("instance");
+    let hash = ApiKeyHash::from_bytes(vec![7; 32]);
+    store
+        .create_api_key(
+            NewApiKey {
+                instance_id: instance.id,
+                name: "bench".into(),
+                key_hash: hash.clone(),
+                permissions: vec!["messages:send".into()],
+                expires_at: None,
+                rate_limit: None,
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect("key");
+
+    // Sequential: one client, latency of a single round trip.
+    let mut latencies = Vec::with_capacity(SEQUENTIAL_OPS);
+    let started = Instant::now();
+    for _ in 0..SEQUENTIAL_OPS {
+        let t = Instant::now();
+        store.reserve_messages(sub.id, 1, Timestamp::now()).await.expect("reserve");
+        latencies.push(t.elapsed());
+    }
+    report(backend, "reserve_messages, 1 client", &summarise(latencies, started.elapsed()));
+
+    // Concurrent: contention on the one subscription row, as under a burst of sends.
+    let started = Instant::now();
+    // Collected before awaiting any, so all clients run at once.
+    let clients: Vec<_> = (0..CONCURRENT_CLIENTS).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(OPS_PER_CLIENT);
+            for _ in 0..OPS_PER_CLIENT {
+                let t = Instant::now();
+                store.reserve_messages(sub.id, 1, Timestamp::now()).await.expect("reserve");
+                latencies.push(t.elapsed());
+            }
+            latencies
+        })
+    }).collect();
+    let mut latencies = Vec::new();
+    for client in futures_join(clients.into_iter()).await {
+        latencies.extend(client);
+    }
+    report(backend, &format!("reserve_messages, {CONCURRENT_CLIENTS} clients"), &summarise(latencies, started.elapsed()));
+    let used = store.get_subscription(sub.id).await.expect("read").messages_used;
+    assert_eq!(used as usize, SEQUENTIAL_OPS + CONCURRENT_CLIENTS * OPS_PER_CLIENT, "no reservation lost");
+
+    let mut latencies = Vec::with_capacity(SEQUENTIAL_OPS);
+    let started = Instant::now();
+    for _ in 0..SEQUENTIAL_OPS {
+        let t = Instant::now();
+        let found = store.find_api_key_by_hash(&hash).await.expect("lookup");
+        assert!(found.is_some());
+        latencies.push(t.elapsed());
+    }
+    report(backend, "find_api_key_by_hash, 1 client", &summarise(latencies, started.elapsed()));
+}
+
+async fn futures_join<T: Send + 'static>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.expect("client task"));
+    }
+    out
+}
+
+#[tokio::main]
+async fn main() {
+    println!("| backend | operation | ops/s | p50 (us) | p99 (us) |");
+    println!("| --- | --- | --- | --- | --- |");
+
+    let dir = std::env::temp_dir().join(format!("gw-bench-{}", uuid::Uuid::now_v7().simple()));
+    let url = format!("sqlite://{}/bench.db", dir.display());
+    let sqlite = SqliteStore::open(&url, &OpenOptions::default()).await.expect("sqlite");
+    bench("sqlite", Arc::new(sqlite)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    match PgTestDatabase::create().await {
+        Some(database) => {
+            let store = Arc::new(PgStore::open(database.url(), &OpenOptions::default()).await.expect("postgres"));
+            bench("postgres", store.clone()).await;
+            store.close().await;
+            database.drop_database().await;
+        }
+        None => println!("(PostgreSQL unreachable: its rows are missing)"),
+    }
+}
