@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::{
     ApiKeyHash, ApiKeyId, AuditLogId, ContactId, DriverKind, Email, InstanceId, InstanceStatus, MessageStatId,
-    PasswordHash, SessionDataId, SubscriptionId, Tier, Timestamp, UsagePeriod, UsageRecordId, UsageRecordType,
+    PasswordHash, RefreshTokenId, SessionDataId, SubscriptionId, Tier, TokenFamilyId, Timestamp, UsagePeriod, UsageRecordId, UsageRecordType,
     UserId, UserRole, WebhookConfigId,
 };
 
@@ -27,6 +27,44 @@ pub struct Subscription {
     pub messages_used: i64,
     /// Start of the usage period `messages_used` counts.
     pub last_usage_reset: Timestamp,
+    /// Limits set for this subscription in place of its tier's defaults.
+    pub limit_overrides: LimitOverrides,
+}
+
+/// Per-subscription limits that replace the tier's defaults; `None` keeps the default. `max_instances` and
+/// `monthly_messages` are also materialised on the subscription row, where the atomic reservations read them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_messages: Option<i64>,
+    /// Default requests per minute of an API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_rate_limit_per_minute: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_max_count: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_max_module_bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_fuel: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_memory_bytes: Option<i64>,
+}
+
+/// A refresh token, stored only as a hash. Each use consumes it and issues its successor in the same family;
+/// presenting a consumed token again revokes the whole family (the token was stolen or replayed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub id: RefreshTokenId,
+    pub user_id: UserId,
+    pub family_id: TokenFamilyId,
+    pub token_hash: Vec<u8>,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// A person who signs in: an operator (`admin`, no subscription) or a member of a subscription.

@@ -114,6 +114,14 @@ define_id!(
     /// Identifies an audit log entry.
     AuditLogId
 );
+define_id!(
+    /// Identifies a refresh token (not its secret).
+    RefreshTokenId
+);
+define_id!(
+    /// Identifies a chain of rotated refresh tokens, all descended from one sign-in.
+    TokenFamilyId
+);
 
 #[cfg(test)]
 mod tests {

@@ -11,13 +11,13 @@ mod time;
 mod values;
 
 pub use entities::{
-    ApiKey, AuditLogEntry, Contact, Instance, MessageStat, SessionData, Subscription, UsageRecord, User,
-    WebhookConfig,
+    ApiKey, AuditLogEntry, Contact, Instance, LimitOverrides, MessageStat, RefreshToken, SessionData,
+    Subscription, UsageRecord, User, WebhookConfig,
 };
 pub use enums::{DriverKind, InstanceStatus, ParseEnumError, Tier, UsageRecordType, UserRole};
 pub use id::{
-    ApiKeyId, AuditLogId, ContactId, IdParseError, InstanceId, MessageStatId, SessionDataId, SubscriptionId,
-    UsageRecordId, UserId, WebhookConfigId,
+    ApiKeyId, AuditLogId, ContactId, IdParseError, InstanceId, MessageStatId, RefreshTokenId, SessionDataId,
+    SubscriptionId, TokenFamilyId, UsageRecordId, UserId, WebhookConfigId,
 };
 pub use time::{Timestamp, UsagePeriod};
 pub use values::{ApiKeyHash, Email, EmailError, PasswordHash, Redacted};

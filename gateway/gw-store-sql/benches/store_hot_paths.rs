@@ -38,7 +38,7 @@ fn report(backend: &str, what: &str, stats: &Stats) {
 async fn bench(backend: &str, store: Arc<dyn Store>) {
     let sub = store
         .create_subscription(
-            NewSubscription { name: "bench".into(), tier: Tier::Enterprise, max_instances: 10, monthly_messages: i64::MAX / 2 },
+            NewSubscription { name: "bench".into(), tier: Tier::Enterprise, max_instances: 10, monthly_messages: i64::MAX / 2, limit_overrides: Default::default() },
             &Actor::system(),
         )
         .await

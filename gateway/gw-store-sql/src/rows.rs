@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use gw_core::{
-    ApiKey, ApiKeyHash, AuditLogEntry, Contact, Email, Instance, MessageStat, PasswordHash, Redacted, SessionData,
-    Subscription, Timestamp, UsageRecord, User, WebhookConfig,
+    ApiKey, ApiKeyHash, AuditLogEntry, Contact, Email, Instance, LimitOverrides, MessageStat, PasswordHash,
+    Redacted, RefreshToken, SessionData, Subscription, Timestamp, UsageRecord, User, WebhookConfig,
 };
 use gw_store::{ApiKeyRecord, StoreError};
 use serde_json::Value;
@@ -29,7 +29,7 @@ where
 macro_rules! subscription_columns {
     () => {
         "id, name, tier, max_instances, is_active, created_at, updated_at, \
-     current_instances, monthly_messages, messages_used, last_usage_reset"
+     current_instances, monthly_messages, messages_used, last_usage_reset, limit_overrides"
     };
 }
 pub(crate) use subscription_columns;
@@ -47,6 +47,7 @@ pub(crate) struct SubscriptionRow {
     monthly_messages: i64,
     messages_used: i64,
     last_usage_reset: DateTime<Utc>,
+    limit_overrides: Json<Value>,
 }
 
 impl TryFrom<SubscriptionRow> for Subscription {
@@ -65,6 +66,8 @@ impl TryFrom<SubscriptionRow> for Subscription {
             monthly_messages: row.monthly_messages,
             messages_used: row.messages_used,
             last_usage_reset: ts(row.last_usage_reset),
+            limit_overrides: serde_json::from_value::<LimitOverrides>(row.limit_overrides.0)
+                .map_err(|e| StoreError::Corrupt { entity: "subscription", detail: e.to_string() })?,
         })
     }
 }
@@ -467,6 +470,40 @@ impl From<AuditRow> for AuditLogEntry {
             api_key_id: row.api_key_id.map(Into::into),
             ip_address: row.ip_address,
             timestamp: ts(row.timestamp),
+        }
+    }
+}
+
+macro_rules! refresh_token_columns {
+    () => {
+        "id, user_id, family_id, token_hash, issued_at, expires_at, used_at, revoked_at"
+    };
+}
+pub(crate) use refresh_token_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RefreshTokenRow {
+    id: Uuid,
+    user_id: Uuid,
+    family_id: Uuid,
+    token_hash: Vec<u8>,
+    issued_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<RefreshTokenRow> for RefreshToken {
+    fn from(row: RefreshTokenRow) -> Self {
+        RefreshToken {
+            id: row.id.into(),
+            user_id: row.user_id.into(),
+            family_id: row.family_id.into(),
+            token_hash: row.token_hash,
+            issued_at: ts(row.issued_at),
+            expires_at: ts(row.expires_at),
+            used_at: opt_ts(row.used_at),
+            revoked_at: opt_ts(row.revoked_at),
         }
     }
 }

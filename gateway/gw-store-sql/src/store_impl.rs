@@ -26,14 +26,15 @@ macro_rules! impl_store {
         use chrono::{DateTime, NaiveDate, Utc};
         use gw_core::{
             ApiKey, ApiKeyHash, ApiKeyId, AuditLogEntry, Contact, ContactId, Email, Instance, InstanceId,
-            MessageStat, SessionData, Subscription, SubscriptionId, Timestamp, UsageRecord, User, UserId,
-            WebhookConfig, WebhookConfigId,
+            MessageStat, RefreshToken, SessionData, Subscription, SubscriptionId, Timestamp, TokenFamilyId,
+            UsageRecord, User, UserId, WebhookConfig, WebhookConfigId,
         };
         use gw_store::{
             Actor, ApiKeyPatch, ApiKeyRecord, ApiKeyStore, ApiKeyUsage, AuditFilter, AuditLogStore,
             ConnectionUpdate, ContactStore, ContactUpsert, DeliveryOutcome, InstancePatch, InstanceStore, Limit,
             MessageStatDelta, MessageStatStore, MessagesReserved, NewApiKey, NewAuditEntry, NewInstance,
-            NewSubscription, NewUser, NewWebhookConfig, Page, PageRequest, Reserved, Scope, SessionStore, Store,
+            NewRefreshToken, NewSubscription, NewUser, NewWebhookConfig, Page, PageRequest, RefreshOutcome,
+            RefreshTokenStore, Reserved, Scope, SessionStore, Store,
             StoreError, StoreResult, SubscriptionPatch, SubscriptionStore, UsageDelta, UsageFilter, UsageStore,
             UserPatch, UserStore, WebhookConfigPatch, WebhookConfigStore,
         };
@@ -115,8 +116,8 @@ macro_rules! impl_store {
                 let mut tx = self.begin_write().await?;
                 let row = sqlx::query_as::<_, SubscriptionRow>(concat!(
                     "INSERT INTO subscriptions (id, name, tier, max_instances, is_active, created_at, updated_at, \
-                     current_instances, monthly_messages, messages_used, last_usage_reset) \
-                     VALUES ($1, $2, $3, $4, TRUE, $5, $5, 0, $6, 0, $7) RETURNING ",
+                     current_instances, monthly_messages, messages_used, last_usage_reset, limit_overrides) \
+                     VALUES ($1, $2, $3, $4, TRUE, $5, $5, 0, $6, 0, $7, $8) RETURNING ",
                     subscription_columns!()
                 ))
                 .bind(Uuid::now_v7())
@@ -126,6 +127,7 @@ macro_rules! impl_store {
                 .bind(at)
                 .bind(new.monthly_messages)
                 .bind(Timestamp::from(at).period().start().as_datetime())
+                .bind(Json(&new.limit_overrides))
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_err("subscription"))?;
@@ -183,7 +185,7 @@ macro_rules! impl_store {
                     "UPDATE subscriptions SET name = COALESCE($2, name), tier = COALESCE($3, tier), \
                      max_instances = COALESCE($4, max_instances), \
                      monthly_messages = COALESCE($5, monthly_messages), is_active = COALESCE($6, is_active), \
-                     updated_at = $7 WHERE id = $1 RETURNING ",
+                     updated_at = $7, limit_overrides = COALESCE($8, limit_overrides) WHERE id = $1 RETURNING ",
                     subscription_columns!()
                 ))
                 .bind(id.as_uuid())
@@ -193,6 +195,7 @@ macro_rules! impl_store {
                 .bind(patch.monthly_messages)
                 .bind(patch.is_active)
                 .bind(now())
+                .bind(patch.limit_overrides.as_ref().map(Json))
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_err("subscription"))?
@@ -1295,6 +1298,121 @@ macro_rules! impl_store {
                 .map_err(db_err("audit log entry"))?;
                 let items: Vec<AuditLogEntry> = rows.into_iter().map(Into::into).collect();
                 Ok(Page::from_overfetch(items, page, |e| e.id.as_uuid()))
+            }
+        }
+
+        #[async_trait]
+        impl RefreshTokenStore for $store {
+            async fn create_refresh_token(&self, new: NewRefreshToken) -> StoreResult<RefreshToken> {
+                sqlx::query_as::<_, RefreshTokenRow>(concat!(
+                    "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, issued_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+                    refresh_token_columns!()
+                ))
+                .bind(Uuid::now_v7())
+                .bind(new.user_id.as_uuid())
+                .bind(new.family_id.as_uuid())
+                .bind(&new.token_hash)
+                .bind(new.issued_at.as_datetime())
+                .bind(new.expires_at.as_datetime())
+                .fetch_one(&self.pool)
+                .await
+                .map(Into::into)
+                .map_err(db_err_fk("refresh token", OnForeignKey::MissingParent("user")))
+            }
+
+            async fn rotate_refresh_token(
+                &self,
+                presented: &[u8],
+                successor: NewRefreshToken,
+                now: Timestamp,
+            ) -> StoreResult<RefreshOutcome> {
+                let mut tx = self.begin_write().await?;
+                // The conditional UPDATE is the arbiter: of two concurrent uses, one consumes, the other sees it used.
+                let consumed = sqlx::query_as::<_, RefreshTokenRow>(concat!(
+                    "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL \
+                     AND revoked_at IS NULL AND expires_at > $2 RETURNING ",
+                    refresh_token_columns!()
+                ))
+                .bind(presented)
+                .bind(now.as_datetime())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err("refresh token"))?;
+                if let Some(previous) = consumed {
+                    let previous = RefreshToken::from(previous);
+                    let next: RefreshToken = sqlx::query_as::<_, RefreshTokenRow>(concat!(
+                        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, issued_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+                        refresh_token_columns!()
+                    ))
+                    .bind(Uuid::now_v7())
+                    .bind(previous.user_id.as_uuid())
+                    .bind(previous.family_id.as_uuid())
+                    .bind(&successor.token_hash)
+                    .bind(successor.issued_at.as_datetime())
+                    .bind(successor.expires_at.as_datetime())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err("refresh token"))?
+                    .into();
+                    tx.commit().await.map_err(db_err("refresh token"))?;
+                    return Ok(RefreshOutcome::Rotated { previous, successor: next });
+                }
+                let known: Option<(Uuid, Uuid, Option<DateTime<Utc>>)> =
+                    sqlx::query_as("SELECT user_id, family_id, used_at FROM refresh_tokens WHERE token_hash = $1")
+                        .bind(presented)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err("refresh token"))?;
+                match known {
+                    Some((user_id, family_id, Some(_))) => {
+                        sqlx::query(
+                            "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+                        )
+                        .bind(family_id)
+                        .bind(now.as_datetime())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err("refresh token"))?;
+                        tx.commit().await.map_err(db_err("refresh token"))?;
+                        Ok(RefreshOutcome::Reused { user_id: user_id.into(), family_id: family_id.into() })
+                    }
+                    _ => Ok(RefreshOutcome::Invalid),
+                }
+            }
+
+            async fn find_refresh_token(&self, hash: &[u8]) -> StoreResult<Option<RefreshToken>> {
+                Ok(sqlx::query_as::<_, RefreshTokenRow>(concat!(
+                    "SELECT ",
+                    refresh_token_columns!(),
+                    " FROM refresh_tokens WHERE token_hash = $1"
+                ))
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err("refresh token"))?
+                .map(Into::into))
+            }
+
+            async fn revoke_refresh_family(&self, family_id: TokenFamilyId, at: Timestamp) -> StoreResult<()> {
+                sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
+                    .bind(family_id.as_uuid())
+                    .bind(at.as_datetime())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err("refresh token"))?;
+                Ok(())
+            }
+
+            async fn revoke_user_refresh_tokens(&self, user_id: UserId, at: Timestamp) -> StoreResult<()> {
+                sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+                    .bind(user_id.as_uuid())
+                    .bind(at.as_datetime())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err("refresh token"))?;
+                Ok(())
             }
         }
 

@@ -2,8 +2,8 @@
 
 use chrono::NaiveDate;
 use gw_core::{
-    ApiKeyHash, ApiKeyId, DriverKind, Email, InstanceId, InstanceStatus, PasswordHash, SubscriptionId, Tier,
-    Timestamp, UsagePeriod, UsageRecordType, UserId, UserRole,
+    ApiKeyHash, ApiKeyId, DriverKind, Email, InstanceId, InstanceStatus, LimitOverrides, PasswordHash,
+    RefreshToken, SubscriptionId, Tier, Timestamp, TokenFamilyId, UsagePeriod, UsageRecordType, UserId, UserRole,
 };
 use serde_json::Value;
 
@@ -53,6 +53,7 @@ pub struct NewSubscription {
     pub tier: Tier,
     pub max_instances: i32,
     pub monthly_messages: i64,
+    pub limit_overrides: LimitOverrides,
 }
 
 /// A partial update; `None` leaves a field unchanged.
@@ -63,6 +64,7 @@ pub struct SubscriptionPatch {
     pub max_instances: Option<i32>,
     pub monthly_messages: Option<i64>,
     pub is_active: Option<bool>,
+    pub limit_overrides: Option<LimitOverrides>,
 }
 
 /// The outcome of a granted reservation: how much of the limit is now used.
@@ -256,4 +258,25 @@ pub struct AuditFilter {
     pub resource: Option<String>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
+}
+
+/// A refresh token to store: a new sign-in starts a family, a rotation continues one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefreshToken {
+    pub user_id: UserId,
+    pub family_id: TokenFamilyId,
+    pub token_hash: Vec<u8>,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The token was live: it is now consumed and its successor stored.
+    Rotated { previous: RefreshToken, successor: RefreshToken },
+    /// The token had already been used: the whole family is now revoked.
+    Reused { user_id: UserId, family_id: TokenFamilyId },
+    /// Unknown, expired or revoked: nothing changed.
+    Invalid,
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use gw_core::{
-    ApiKeyHash, ApiKeyId, DriverKind, Email, InstanceId, InstanceStatus, PasswordHash, SubscriptionId, Tier,
-    Timestamp, UsagePeriod, UsageRecordType, UserId, UserRole,
+    ApiKeyHash, ApiKeyId, DriverKind, Email, InstanceId, InstanceStatus, LimitOverrides, PasswordHash,
+    SubscriptionId, Tier, Timestamp, TokenFamilyId, UsagePeriod, UsageRecordType, UserId, UserRole,
 };
 use serde_json::json;
 
@@ -64,6 +64,9 @@ macro_rules! store_contract_tests {
             message_quota_rolls_over_monthly,
             inactive_subscription_refuses_reservations,
             missing_rows_are_not_found,
+            limit_overrides_round_trip,
+            refresh_tokens_rotate_once_and_reuse_revokes_the_family,
+            concurrent_refresh_rotations_have_one_winner,
         );
     };
     (@each $make:path; $($name:ident),+ $(,)?) => {
@@ -92,7 +95,7 @@ fn email(local: &str) -> Email {
 async fn subscription(store: &Arc<dyn Store>, max_instances: i32) -> gw_core::Subscription {
     store
         .create_subscription(
-            NewSubscription { name: "Acme".into(), tier: Tier::Starter, max_instances, monthly_messages: 1000 },
+            NewSubscription { name: "Acme".into(), tier: Tier::Starter, max_instances, monthly_messages: 1000, limit_overrides: Default::default() },
             &Actor::system(),
         )
         .await
@@ -159,7 +162,7 @@ fn actor() -> Actor {
 pub async fn subscription_crud(store: Arc<dyn Store>) {
     let created = store
         .create_subscription(
-            NewSubscription { name: "Acme".into(), tier: Tier::Pro, max_instances: 5, monthly_messages: 10_000 },
+            NewSubscription { name: "Acme".into(), tier: Tier::Pro, max_instances: 5, monthly_messages: 10_000, limit_overrides: Default::default() },
             &actor(),
         )
         .await
@@ -1016,7 +1019,7 @@ pub async fn concurrent_instance_creates_never_overshoot(store: Arc<dyn Store>) 
 pub async fn concurrent_message_reservations_never_overshoot(store: Arc<dyn Store>) {
     let sub = store
         .create_subscription(
-            NewSubscription { name: "Quota".into(), tier: Tier::Free, max_instances: 1, monthly_messages: 100 },
+            NewSubscription { name: "Quota".into(), tier: Tier::Free, max_instances: 1, monthly_messages: 100, limit_overrides: Default::default() },
             &Actor::system(),
         )
         .await
@@ -1046,7 +1049,7 @@ pub async fn concurrent_message_reservations_never_overshoot(store: Arc<dyn Stor
 pub async fn message_quota_rolls_over_monthly(store: Arc<dyn Store>) {
     let sub = store
         .create_subscription(
-            NewSubscription { name: "Quota".into(), tier: Tier::Free, max_instances: 1, monthly_messages: 10 },
+            NewSubscription { name: "Quota".into(), tier: Tier::Free, max_instances: 1, monthly_messages: 10, limit_overrides: Default::default() },
             &Actor::system(),
         )
         .await
@@ -1111,4 +1114,103 @@ pub async fn missing_rows_are_not_found(store: Arc<dyn Store>) {
     assert!(store.delete_subscription(SubscriptionId::new(), &actor()).await.expect_err("x").is_not_found());
     assert!(store.record_login(UserId::new(), Timestamp::now()).await.expect_err("x").is_not_found());
     assert!(store.ping().await.is_ok());
+}
+
+pub async fn limit_overrides_round_trip(store: Arc<dyn Store>) {
+    let overrides = LimitOverrides { api_rate_limit_per_minute: Some(600), plugin_fuel: Some(1), ..Default::default() };
+    let created = store
+        .create_subscription(
+            NewSubscription { name: "Acme".into(), tier: Tier::Pro, max_instances: 5, monthly_messages: 10, limit_overrides: overrides.clone() },
+            &actor(),
+        )
+        .await
+        .expect("create");
+    assert_eq!(created.limit_overrides, overrides);
+    let renamed = store
+        .update_subscription(created.id, SubscriptionPatch { name: Some("Acme 2".into()), ..Default::default() }, &actor())
+        .await
+        .expect("rename");
+    assert_eq!(renamed.limit_overrides, overrides, "a patch without overrides keeps them");
+    let cleared = store
+        .update_subscription(created.id, SubscriptionPatch { limit_overrides: Some(LimitOverrides::default()), ..Default::default() }, &actor())
+        .await
+        .expect("clear");
+    assert_eq!(store.get_subscription(created.id).await.expect("read").limit_overrides, LimitOverrides::default());
+    assert_eq!(cleared.limit_overrides, LimitOverrides::default());
+}
+
+fn refresh_token(user_id: UserId, family_id: TokenFamilyId, hash: &[u8], expires_at: Timestamp) -> NewRefreshToken {
+    NewRefreshToken { user_id, family_id, token_hash: hash.to_vec(), issued_at: Timestamp::now(), expires_at }
+}
+
+pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 1).await;
+    let ann = owner(&store, sub.id, "ann").await;
+    let later = at(2099, 1, 1);
+    let family = TokenFamilyId::new();
+    let first = store.create_refresh_token(refresh_token(ann.id, family, b"t1", later)).await.expect("create");
+    assert_eq!(store.find_refresh_token(b"t1").await.expect("find"), Some(first.clone()));
+    assert_eq!(store.find_refresh_token(b"nope").await.expect("find"), None);
+
+    // The successor's user and family come from the consumed token, whatever the caller put there.
+    let now = Timestamp::now();
+    let outcome = store
+        .rotate_refresh_token(b"t1", refresh_token(UserId::new(), TokenFamilyId::new(), b"t2", later), now)
+        .await
+        .expect("rotate");
+    let RefreshOutcome::Rotated { previous, successor } = outcome else { panic!("expected rotation: {outcome:?}") };
+    assert_eq!((previous.id, previous.used_at), (first.id, Some(now)));
+    assert_eq!((successor.user_id, successor.family_id, successor.token_hash.as_slice()), (ann.id, family, &b"t2"[..]));
+
+    let reuse = store.rotate_refresh_token(b"t1", refresh_token(ann.id, family, b"t3", later), now).await.expect("reuse");
+    assert_eq!(reuse, RefreshOutcome::Reused { user_id: ann.id, family_id: family });
+    assert!(store.find_refresh_token(b"t2").await.expect("find").expect("kept").revoked_at.is_some());
+    let revoked = store.rotate_refresh_token(b"t2", refresh_token(ann.id, family, b"t4", later), now).await.expect("revoked");
+    assert_eq!(revoked, RefreshOutcome::Invalid);
+    assert_eq!(store.find_refresh_token(b"t3").await.expect("find"), None, "nothing stored on reuse");
+
+    let expired_family = TokenFamilyId::new();
+    store.create_refresh_token(refresh_token(ann.id, expired_family, b"old", at(2020, 1, 1))).await.expect("create");
+    let expired = store.rotate_refresh_token(b"old", refresh_token(ann.id, expired_family, b"x", later), now).await.expect("expired");
+    assert_eq!(expired, RefreshOutcome::Invalid);
+    let unknown = store.rotate_refresh_token(b"??", refresh_token(ann.id, family, b"y", later), now).await.expect("unknown");
+    assert_eq!(unknown, RefreshOutcome::Invalid);
+
+    let other_family = TokenFamilyId::new();
+    store.create_refresh_token(refresh_token(ann.id, other_family, b"u1", later)).await.expect("create");
+    store.revoke_refresh_family(other_family, now).await.expect("revoke family");
+    assert!(store.find_refresh_token(b"u1").await.expect("find").expect("kept").revoked_at.is_some());
+
+    store.create_refresh_token(refresh_token(ann.id, TokenFamilyId::new(), b"v1", later)).await.expect("create");
+    store.revoke_user_refresh_tokens(ann.id, now).await.expect("revoke user");
+    let v1 = store.rotate_refresh_token(b"v1", refresh_token(ann.id, family, b"v2", later), now).await.expect("rotate");
+    assert_eq!(v1, RefreshOutcome::Invalid);
+
+    store.delete_user(Scope::All, ann.id, &actor()).await.expect("delete user");
+    assert_eq!(store.find_refresh_token(b"t2").await.expect("find"), None, "tokens go with their user");
+    let orphan = store.create_refresh_token(refresh_token(UserId::new(), family, b"z", later)).await.expect_err("no user");
+    assert!(matches!(orphan, StoreError::NotFound { entity: "user" }), "{orphan:?}");
+}
+
+pub async fn concurrent_refresh_rotations_have_one_winner(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 1).await;
+    let ann = owner(&store, sub.id, "ann").await;
+    let family = TokenFamilyId::new();
+    store.create_refresh_token(refresh_token(ann.id, family, b"live", at(2099, 1, 1))).await.expect("create");
+    let attempts = (0..16u8).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .rotate_refresh_token(b"live", refresh_token(ann.id, family, &[b'n', n], at(2099, 1, 1)), Timestamp::now())
+                .await
+        })
+    });
+    let mut rotated = 0;
+    for result in futures::future::join_all(attempts).await {
+        match result.expect("task").expect("rotate") {
+            RefreshOutcome::Rotated { .. } => rotated += 1,
+            RefreshOutcome::Reused { .. } | RefreshOutcome::Invalid => {}
+        }
+    }
+    assert_eq!(rotated, 1);
 }

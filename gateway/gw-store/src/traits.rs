@@ -4,15 +4,15 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use gw_core::{
     ApiKey, ApiKeyHash, ApiKeyId, AuditLogEntry, Contact, ContactId, Email, Instance, InstanceId, MessageStat,
-    SessionData, Subscription, SubscriptionId, Timestamp, UsageRecord, User, UserId, WebhookConfig,
-    WebhookConfigId,
+    RefreshToken, SessionData, Subscription, SubscriptionId, Timestamp, TokenFamilyId, UsageRecord, User, UserId,
+    WebhookConfig, WebhookConfigId,
 };
 
 use crate::{
     Actor, ApiKeyPatch, ApiKeyRecord, ApiKeyUsage, AuditFilter, ConnectionUpdate, ContactUpsert, DeliveryOutcome,
-    InstancePatch, MessageStatDelta, MessagesReserved, NewApiKey, NewAuditEntry, NewInstance, NewSubscription,
-    NewUser, NewWebhookConfig, Page, PageRequest, Reserved, Scope, StoreResult, SubscriptionPatch, UsageDelta,
-    UsageFilter, UserPatch, WebhookConfigPatch,
+    InstancePatch, MessageStatDelta, MessagesReserved, NewApiKey, NewAuditEntry, NewInstance, NewRefreshToken,
+    NewSubscription, NewUser, NewWebhookConfig, Page, PageRequest, RefreshOutcome, Reserved, Scope, StoreResult,
+    SubscriptionPatch, UsageDelta, UsageFilter, UserPatch, WebhookConfigPatch,
 };
 
 #[async_trait]
@@ -177,6 +177,25 @@ pub trait AuditLogStore: Send + Sync {
     async fn list_audit(&self, filter: AuditFilter, page: PageRequest) -> StoreResult<Page<AuditLogEntry>>;
 }
 
+#[async_trait]
+pub trait RefreshTokenStore: Send + Sync {
+    async fn create_refresh_token(&self, new: NewRefreshToken) -> StoreResult<RefreshToken>;
+    /// In one transaction: consumes the live token whose hash is `presented` and stores `successor` in its
+    /// family (the successor's `user_id` and `family_id` are taken from the consumed token); or, if that token was
+    /// already consumed, revokes every token of its family. Of two concurrent uses of one token, exactly one
+    /// rotates.
+    async fn rotate_refresh_token(
+        &self,
+        presented: &[u8],
+        successor: NewRefreshToken,
+        now: Timestamp,
+    ) -> StoreResult<RefreshOutcome>;
+    async fn find_refresh_token(&self, hash: &[u8]) -> StoreResult<Option<RefreshToken>>;
+    async fn revoke_refresh_family(&self, family_id: TokenFamilyId, at: Timestamp) -> StoreResult<()>;
+    /// Revokes every live token of a user (deactivation, password reset).
+    async fn revoke_user_refresh_tokens(&self, user_id: UserId, at: Timestamp) -> StoreResult<()>;
+}
+
 /// Everything the gateway persists.
 #[async_trait]
 pub trait Store:
@@ -190,6 +209,7 @@ pub trait Store:
     + SessionStore
     + UsageStore
     + AuditLogStore
+    + RefreshTokenStore
     + std::fmt::Debug
 {
     /// `"sqlite"` or `"postgres"`.
