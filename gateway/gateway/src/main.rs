@@ -1,1 +1,155 @@
-fn main() {}
+//! The `gateway` binary: reads configuration, opens the store the URL names, creates the first operator on first
+//! run, and serves the HTTP API until SIGINT or SIGTERM. Wiring only; the behaviour lives in the library crates.
+
+mod bootstrap;
+mod config;
+mod telemetry;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::serve::ListenerExt;
+use clap::{Parser, Subcommand};
+use gw_accounts::{Accounts, PasswordHasherService};
+use gw_store_sql::OpenOptions;
+
+use crate::config::Settings;
+
+/// Exit code for a configuration that cannot be used (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about = "Multi-tenant WhatsApp API gateway")]
+struct Cli {
+    /// A TOML configuration file (GATEWAY_* environment variables override it).
+    #[arg(long, global = true, env = "GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("error: invalid configuration: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    telemetry::init(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(settings).await,
+            Command::Migrate => migrate(settings).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line, the chain of causes, no backtrace.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_options(settings: &Settings, migrate: bool) -> OpenOptions {
+    OpenOptions { max_connections: settings.database.max_connections, migrate, ..OpenOptions::default() }
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    gw_store_sql::migrate(&settings.database.url, &open_options(&settings, true)).await?;
+    println!("migrations applied to {}", gw_store_sql::redact_url(&settings.database.url));
+    Ok(())
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let store = gw_store_sql::open(&settings.database.url, &open_options(&settings, true)).await?;
+    tracing::info!(database = %gw_store_sql::redact_url(&settings.database.url), backend = store.backend(), "store ready");
+
+    if let Some((email, password)) = bootstrap::ensure_operator(store.as_ref(), &settings.admin).await? {
+        // Printed once, to the terminal, outside the log stream: it is never stored anywhere in clear.
+        println!();
+        println!("============================================================");
+        println!(" First run: created the operator account");
+        println!("   email:    {email}");
+        println!("   password: {password}");
+        println!(" This password is shown once. Change it after signing in.");
+        println!("============================================================");
+        println!();
+    }
+
+    let accounts = Arc::new(Accounts::new(store.clone(), PasswordHasherService::owasp(), settings.accounts()));
+    let state = gw_http::AppState { store: store.clone(), accounts, settings: Arc::new(settings.http()?) };
+    let app = gw_http::router(state);
+
+    let addr = settings.listen_addr()?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr().context("cannot read the bound address")?;
+    // axum does not set TCP_NODELAY; without it small pipelined responses wait on Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(%err, "cannot set TCP_NODELAY");
+        }
+    });
+    tracing::info!(%bound, "listening");
+    println!("gateway listening on http://{bound}");
+
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    tracing::info!("draining finished; closing the database");
+    if tokio::time::timeout(Duration::from_secs(5), store.close()).await.is_err() {
+        tracing::warn!("the database pool did not close within 5 s");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM; axum then stops accepting and finishes in-flight requests.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

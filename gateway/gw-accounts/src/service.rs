@@ -400,10 +400,13 @@ impl Accounts {
         Ok(self.store.list_subscriptions(page).await?)
     }
 
+    /// Another tenant's resources are not found, never forbidden: checked before any permission.
+    fn ensure_visible(&self, by: &Principal, id: SubscriptionId) -> Result<(), AccountError> {
+        if by.sees(id) { Ok(()) } else { Err(StoreError::not_found("subscription").into()) }
+    }
+
     pub async fn get_subscription(&self, by: &Principal, id: SubscriptionId) -> Result<Subscription, AccountError> {
-        if !by.sees(id) {
-            return Err(StoreError::not_found("subscription").into());
-        }
+        self.ensure_visible(by, id)?;
         by.require(Action::ReadSubscription)?;
         Ok(self.store.get_subscription(id).await?)
     }
@@ -416,6 +419,7 @@ impl Accounts {
         id: SubscriptionId,
         update: UpdateSubscription,
     ) -> Result<Subscription, AccountError> {
+        self.ensure_visible(by, id)?;
         by.require(Action::ManagePlatform)?;
         let name = update.name.as_deref().map(|n| checked_name("name", n, 200)).transpose()?;
         let (max_instances, monthly_messages) = if update.tier.is_some() || update.overrides.is_some() {
@@ -453,6 +457,7 @@ impl Accounts {
         subscription_id: SubscriptionId,
         new: CreateUser,
     ) -> Result<User, AccountError> {
+        self.ensure_visible(by, subscription_id)?;
         by.require(Action::ManagePlatform)?;
         let mut errors = Vec::new();
         let email = Email::parse(&new.email).map_err(|e| FieldError { field: "email", message: e.to_string() });
@@ -495,9 +500,7 @@ impl Accounts {
         subscription_id: SubscriptionId,
         page: PageRequest,
     ) -> Result<Page<User>, AccountError> {
-        if !by.sees(subscription_id) {
-            return Err(StoreError::not_found("subscription").into());
-        }
+        self.ensure_visible(by, subscription_id)?;
         by.require(Action::ReadSubscription)?;
         self.store.get_subscription(subscription_id).await?;
         Ok(self.store.list_users(Scope::Subscription(subscription_id), page).await?)
@@ -505,6 +508,7 @@ impl Accounts {
 
     /// Activates or deactivates a user; deactivation ends every session of the user at once.
     pub async fn set_user_active(&self, by: &Principal, user_id: UserId, active: bool) -> Result<User, AccountError> {
+        self.store.get_user(by.scope(), user_id).await?;
         by.require(Action::ManagePlatform)?;
         if user_id == by.user_id && !active {
             return Err(AccountError::invalid("is_active", "operators cannot deactivate themselves"));
@@ -521,8 +525,8 @@ impl Accounts {
 
     /// Sets a new password (checked against the policy) and ends every session of the user.
     pub async fn reset_password(&self, by: &Principal, user_id: UserId, password: &str) -> Result<User, AccountError> {
+        let user = self.store.get_user(by.scope(), user_id).await?;
         by.require(Action::ManagePlatform)?;
-        let user = self.store.get_user(Scope::All, user_id).await?;
         check_policy(password, user.email.as_str())?;
         let hash = self.hash_password(password).await?;
         let user = self

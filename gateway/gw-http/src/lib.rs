@@ -1,1 +1,73 @@
-//! placeholder
+//! The gateway's HTTP edge: the axum router, its extractors and middleware, the problem+json error model, the
+//! request and response shapes, and the OpenAPI document.
+//!
+//! Architecture invariant: only this crate knows HTTP and JSON shapes. Handlers are thin: they turn a request into
+//! a call on a domain service and its result into a response; errors map to problem+json once, in `error.rs`.
+
+mod dto;
+pub mod error;
+mod extract;
+mod middleware;
+mod openapi;
+mod routes;
+mod state;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_scalar::{Scalar, Servable};
+
+pub use error::{ApiError, ProblemType};
+pub use middleware::{REQUEST_ID_HEADER, RequestId};
+pub use openapi::ApiDoc;
+pub use state::{AppState, HttpSettings};
+
+use crate::error::ProblemType as P;
+use crate::routes::{audit, auth, health, instances, problems, subscriptions};
+
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
+
+async fn route_not_found() -> ApiError {
+    ApiError::Problem(&P::ROUTE_NOT_FOUND, "no endpoint at this path".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::Problem(&P::METHOD_NOT_ALLOWED, "this endpoint does not accept this method".into())
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi_json))
+        .merge(Scalar::with_url("/docs", ApiDoc::openapi()))
+        .route("/problems/{slug}", get(problems::describe))
+        .route("/v1/auth/login", post(auth::login))
+        .route("/v1/auth/refresh", post(auth::refresh))
+        .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/me", get(auth::me))
+        .route("/v1/subscriptions", post(subscriptions::create).get(subscriptions::list))
+        .route("/v1/subscriptions/{id}", get(subscriptions::get).patch(subscriptions::update))
+        .route("/v1/subscriptions/{id}/activate", post(subscriptions::activate))
+        .route("/v1/subscriptions/{id}/deactivate", post(subscriptions::deactivate))
+        .route("/v1/subscriptions/{id}/users", post(subscriptions::create_user).get(subscriptions::list_users))
+        .route("/v1/users/{id}/activate", post(subscriptions::activate_user))
+        .route("/v1/users/{id}/deactivate", post(subscriptions::deactivate_user))
+        .route("/v1/users/{id}/password", post(subscriptions::reset_password))
+        .route("/v1/instances", post(instances::create).get(instances::list))
+        .route("/v1/instances/{id}", get(instances::get).patch(instances::update).delete(instances::delete))
+        .route("/v1/audit-log", get(audit::list))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout))
+        .layer(axum::middleware::from_fn(middleware::request_context))
+        .with_state(state)
+}

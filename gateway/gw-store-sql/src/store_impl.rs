@@ -1429,6 +1429,10 @@ macro_rules! impl_store {
                     .map(|_| ())
                     .map_err(|err| StoreError::Unavailable(Box::new(err)))
             }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
         }
     };
 }

@@ -216,4 +216,6 @@ pub trait Store:
     fn backend(&self) -> &'static str;
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> StoreResult<()>;
+    /// Closes the connection pool, waiting for connections in use to be returned (graceful shutdown).
+    async fn close(&self);
 }

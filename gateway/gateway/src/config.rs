@@ -1,0 +1,424 @@
+//! One typed `Settings`, loaded from defaults, then an optional TOML file, then `GATEWAY_*` environment variables,
+//! and validated before anything starts. Loading writes nothing and never changes the environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use gw_accounts::{AccountsConfig, JwtSettings, SigningKey, ThrottlePolicy, TierCatalog};
+use gw_core::{Email, Redacted};
+use serde::{Deserialize, Serialize};
+
+/// A configured secret: serialisable (figment merges through serde) but never printed.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The signing key used when none is configured. Public (it is in this file), so production refuses it.
+const DEVELOPMENT_JWT_SECRET: &str = "development-only-jwt-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub mode: Mode,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub log: LogSettings,
+    pub admin: AdminSettings,
+    pub auth: AuthSettings,
+    pub tiers: TierCatalog,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub request_timeout_secs: u64,
+    pub max_body_bytes: usize,
+    /// Addresses or CIDR ranges of proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// The first operator's email, used only when no operator exists.
+    pub email: String,
+    /// The first operator's password; generated and printed once when absent.
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeySetting {
+    pub kid: String,
+    pub secret: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HMAC-SHA256 key for access tokens, at least 32 bytes.
+    pub jwt_secret: Secret,
+    pub jwt_key_id: String,
+    /// Keys still accepted while being rotated out.
+    pub jwt_previous_keys: Vec<JwtKeySetting>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_days: u64,
+    pub clock_leeway_secs: u64,
+    pub login_max_failures_per_email: usize,
+    pub login_max_failures_per_ip: usize,
+    pub login_failure_window_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Development,
+            server: ServerSettings {
+                listen: "127.0.0.1:8080".into(),
+                request_timeout_secs: 30,
+                max_body_bytes: 1024 * 1024,
+                trusted_proxies: Vec::new(),
+            },
+            database: DatabaseSettings { url: "sqlite://./data/gateway.db".into(), max_connections: 16 },
+            log: LogSettings { format: LogFormat::Auto, level: "info".into() },
+            admin: AdminSettings { email: "admin@gateway.local".into(), password: None },
+            auth: AuthSettings {
+                jwt_secret: Secret(DEVELOPMENT_JWT_SECRET.into()),
+                jwt_key_id: "k1".into(),
+                jwt_previous_keys: Vec::new(),
+                jwt_issuer: "gateway".into(),
+                jwt_audience: "gateway-api".into(),
+                access_token_ttl_secs: 15 * 60,
+                refresh_token_ttl_days: 30,
+                clock_leeway_secs: 30,
+                login_max_failures_per_email: 5,
+                login_max_failures_per_ip: 50,
+                login_failure_window_secs: 15 * 60,
+            },
+            tiers: TierCatalog::default(),
+        }
+    }
+}
+
+/// A configuration that cannot be used, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}", describe(.0))]
+    Load(Box<figment::Error>),
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// `key: problem (from source)`, naming the exact environment variable when that is where the value came from.
+fn describe(err: &figment::Error) -> String {
+    let mut path: Vec<String> = err.path.iter().map(|p| p.to_lowercase()).collect();
+    if let figment::error::Kind::UnknownField(field, _) = &err.kind {
+        if path.last() != Some(&field.to_lowercase()) {
+            path.push(field.to_lowercase());
+        }
+    }
+    let source = match &err.metadata {
+        Some(metadata) if metadata.name.contains("environment") => {
+            format!("environment variable GATEWAY_{}", path.join("_").to_uppercase())
+        }
+        Some(metadata) => match &metadata.source {
+            Some(source) => source.to_string(),
+            None => metadata.name.to_string(),
+        },
+        None => "configuration".to_owned(),
+    };
+    format!("{}: {} (from {source})", path.join("."), err.kind)
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, message: message.into() }
+}
+
+const SECTIONS: &[&str] = &["server", "database", "log", "admin", "auth", "tiers"];
+
+/// `GATEWAY_DATABASE_MAX_CONNECTIONS` -> `database.max_connections`; `GATEWAY_TIERS_FREE_MAX_INSTANCES` ->
+/// `tiers.free.max_instances`. The first word names the section, the rest the key, so keys keep their underscores.
+fn env_key(raw: &str) -> String {
+    let key = raw.to_ascii_lowercase();
+    for section in SECTIONS {
+        if let Some(rest) = key.strip_prefix(section).and_then(|r| r.strip_prefix('_')) {
+            if *section == "tiers" {
+                if let Some((tier, field)) = rest.split_once('_') {
+                    return format!("tiers.{tier}.{field}");
+                }
+            }
+            return format!("{section}.{rest}");
+        }
+    }
+    key
+}
+
+impl Settings {
+    /// Loads from defaults, the file (when given) and the environment, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(invalid("config", format!("file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("GATEWAY_").ignore(&["CONFIG"]).map(|k| env_key(k.as_str()).into()));
+        let settings: Settings = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if gw_store_sql::Backend::from_url(&self.database.url).is_none() {
+            return Err(invalid("database.url", format!(
+                "{} is not a sqlite:// or postgres:// URL",
+                gw_store_sql::redact_url(&self.database.url)
+            )));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        if self.server.request_timeout_secs == 0 {
+            return Err(invalid("server.request_timeout_secs", "must be at least 1"));
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        self.trusted_proxies()?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", format!("not a valid filter: {e}")))?;
+        Email::parse(&self.admin.email).map_err(|e| invalid("admin.email", e.to_string()))?;
+        if self.auth.jwt_secret.expose().len() < gw_accounts::jwt::MIN_KEY_BYTES {
+            return Err(invalid("auth.jwt_secret", format!("must be at least {} bytes", gw_accounts::jwt::MIN_KEY_BYTES)));
+        }
+        if self.mode == Mode::Production && self.auth.jwt_secret.expose() == DEVELOPMENT_JWT_SECRET {
+            return Err(invalid("auth.jwt_secret", "must be set in production mode: the development default is public"));
+        }
+        if self.auth.jwt_previous_keys.iter().any(|k| k.secret.expose().len() < gw_accounts::jwt::MIN_KEY_BYTES) {
+            return Err(invalid("auth.jwt_previous_keys", "every secret must be at least 32 bytes"));
+        }
+        if self.auth.access_token_ttl_secs == 0 || self.auth.access_token_ttl_secs > 24 * 3600 {
+            return Err(invalid("auth.access_token_ttl_secs", "must be between 1 and 86400"));
+        }
+        if self.auth.refresh_token_ttl_days == 0 || self.auth.refresh_token_ttl_days > 365 {
+            return Err(invalid("auth.refresh_token_ttl_days", "must be between 1 and 365"));
+        }
+        if self.auth.clock_leeway_secs > 300 {
+            return Err(invalid("auth.clock_leeway_secs", "must be at most 300"));
+        }
+        if self.auth.login_max_failures_per_email == 0 || self.auth.login_max_failures_per_ip == 0 {
+            return Err(invalid("auth.login_max_failures_per_email", "login failure limits must be at least 1"));
+        }
+        if let Some(field) = self.tiers.invalid_field() {
+            return Err(ConfigError::Invalid { key: "tiers", message: format!("{field} is out of range") });
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| invalid("server.listen", format!("{:?} is not an address:port", self.server.listen)))
+    }
+
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .map(|raw| {
+                raw.parse::<ipnet::IpNet>()
+                    .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| invalid("server.trusted_proxies", format!("{raw:?} is not an address or CIDR range")))
+            })
+            .collect()
+    }
+
+    pub fn http(&self) -> Result<gw_http::HttpSettings, ConfigError> {
+        Ok(gw_http::HttpSettings {
+            trusted_proxies: self.trusted_proxies()?,
+            request_timeout: Duration::from_secs(self.server.request_timeout_secs),
+            max_body_bytes: self.server.max_body_bytes,
+        })
+    }
+
+    pub fn accounts(&self) -> AccountsConfig {
+        let auth = &self.auth;
+        let window = Duration::from_secs(auth.login_failure_window_secs.max(1));
+        AccountsConfig {
+            jwt: JwtSettings {
+                active: SigningKey { kid: auth.jwt_key_id.clone(), secret: Redacted::new(auth.jwt_secret.expose().to_owned()) },
+                previous: auth
+                    .jwt_previous_keys
+                    .iter()
+                    .map(|k| SigningKey { kid: k.kid.clone(), secret: Redacted::new(k.secret.expose().to_owned()) })
+                    .collect(),
+                issuer: auth.jwt_issuer.clone(),
+                audience: auth.jwt_audience.clone(),
+                access_ttl: chrono::Duration::seconds(auth.access_token_ttl_secs as i64),
+                leeway_secs: auth.clock_leeway_secs,
+            },
+            refresh_ttl: chrono::Duration::days(auth.refresh_token_ttl_days as i64),
+            tiers: self.tiers.clone(),
+            email_throttle: ThrottlePolicy { max_failures: auth.login_max_failures_per_email, window },
+            ip_throttle: ThrottlePolicy { max_failures: auth.login_max_failures_per_ip, window },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::Jail;
+
+    use super::*;
+
+    fn load_err(jail: &Jail, file: Option<&str>) -> String {
+        let _ = jail;
+        Settings::load(file.map(Path::new)).expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        Jail::expect_with(|_| {
+            let settings = Settings::load(None).expect("defaults");
+            assert_eq!(settings.server.listen, "127.0.0.1:8080");
+            assert_eq!(settings.database.url, "sqlite://./data/gateway.db");
+            assert_eq!(settings.mode, Mode::Development);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_keeps_underscored_keys() {
+        Jail::expect_with(|jail| {
+            jail.create_file("gateway.toml", "[server]\nlisten = \"127.0.0.1:9000\"\n[database]\nmax_connections = 4\n")?;
+            jail.set_env("GATEWAY_DATABASE_MAX_CONNECTIONS", "7");
+            jail.set_env("GATEWAY_TIERS_FREE_MAX_INSTANCES", "2");
+            jail.set_env("GATEWAY_CONFIG", "ignored-by-the-provider");
+            let settings = Settings::load(Some(Path::new("gateway.toml"))).expect("load");
+            assert_eq!(settings.server.listen, "127.0.0.1:9000");
+            assert_eq!(settings.database.max_connections, 7);
+            assert_eq!(settings.tiers.free.max_instances, 2);
+            assert_eq!(settings.tiers.free.monthly_messages, TierCatalog::default().free.monthly_messages);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("GATEWAY_SERVER_LISTNE", "127.0.0.1:1");
+            let err = load_err(jail, None);
+            assert!(err.contains("listne"), "{err}");
+            assert!(err.contains("GATEWAY_SERVER_LISTNE"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("gateway.toml", "[databse]\nurl = \"sqlite://x.db\"\n")?;
+            let err = load_err(jail, Some("gateway.toml"));
+            assert!(err.contains("databse"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn malformed_values_are_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("GATEWAY_DATABASE_MAX_CONNECTIONS", "many");
+            let err = load_err(jail, None);
+            assert!(err.contains("max_connections"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("GATEWAY_SERVER_LISTEN", "localhost");
+            assert!(load_err(jail, None).starts_with("server.listen:"));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("GATEWAY_DATABASE_URL", "mysql://u:hunter2@db/x");
+            let err = load_err(jail, None);
+            assert!(err.starts_with("database.url:") && !err.contains("hunter2"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("GATEWAY_SERVER_TRUSTED_PROXIES", "[\"10.0.0.0/8\", \"nonsense\"]");
+            assert!(load_err(jail, None).starts_with("server.trusted_proxies:"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn production_refuses_the_public_development_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("GATEWAY_MODE", "production");
+            assert!(load_err(jail, None).starts_with("auth.jwt_secret:"));
+            jail.set_env("GATEWAY_AUTH_JWT_SECRET", "x".repeat(16));
+            assert!(load_err(jail, None).contains("at least 32 bytes"));
+            jail.set_env("GATEWAY_AUTH_JWT_SECRET", "a-real-production-secret-of-enough-length");
+            assert_eq!(Settings::load(None).expect("load").mode, Mode::Production);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        Jail::expect_with(|jail| {
+            jail.set_env("GATEWAY_ADMIN_PASSWORD", "correct horse battery staple");
+            let settings = Settings::load(None).expect("load");
+            let printed = format!("{settings:?}");
+            assert!(!printed.contains("correct horse") && !printed.contains(DEVELOPMENT_JWT_SECRET), "{printed}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,340 @@
+//! The JSON shapes of the API. Requests refuse unknown fields; responses never carry secrets.
+
+use gw_accounts::{Session, TierLimits};
+use gw_core::{AuditLogEntry, Instance, LimitOverrides, Subscription, Timestamp, User};
+use gw_store::Page;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// A page of a list and the cursor of the next one (`null` on the last page).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageDto<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> PageDto<T> {
+    pub fn from_page<U>(page: Page<U>, f: impl FnMut(U) -> T) -> Self {
+        let next_cursor = page.next.map(|c| c.encode());
+        Self { items: page.items.into_iter().map(f).collect(), next_cursor }
+    }
+}
+
+fn ts(t: Timestamp) -> String {
+    t.to_string()
+}
+
+fn opt_ts(t: Option<Timestamp>) -> Option<String> {
+    t.map(ts)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[schema(example = "owner@acme.example.com")]
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionDto {
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Shown once; store it safely. Each use returns a new one and consumes the old.
+    pub refresh_token: String,
+    pub refresh_expires_at: String,
+    pub user: UserDto,
+}
+
+impl From<Session> for SessionDto {
+    fn from(session: Session) -> Self {
+        let expires_in = (session.access_expires_at.as_datetime() - Timestamp::now().as_datetime()).num_seconds().max(0);
+        Self {
+            access_token: session.access_token,
+            token_type: "Bearer",
+            expires_in,
+            refresh_token: session.refresh_token,
+            refresh_expires_at: ts(session.refresh_expires_at),
+            user: session.user.into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDto {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    #[schema(example = "owner")]
+    pub role: String,
+    pub subscription_id: Option<String>,
+    pub is_active: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_login_at: Option<String>,
+}
+
+impl From<User> for UserDto {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id.to_string(),
+            email: user.email.to_string(),
+            name: user.name,
+            role: user.role.to_string(),
+            subscription_id: user.subscription_id.map(|id| id.to_string()),
+            is_active: user.is_active,
+            created_at: ts(user.created_at),
+            updated_at: ts(user.updated_at),
+            last_login_at: opt_ts(user.last_login_at),
+        }
+    }
+}
+
+/// Limits that replace the tier's defaults; omitted ones keep the default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverridesDto {
+    pub max_instances: Option<i32>,
+    pub monthly_messages: Option<i64>,
+    pub api_rate_limit_per_minute: Option<i32>,
+    pub plugin_max_count: Option<i32>,
+    pub plugin_max_module_bytes: Option<i64>,
+    pub plugin_fuel: Option<i64>,
+    pub plugin_memory_bytes: Option<i64>,
+}
+
+impl From<LimitOverridesDto> for LimitOverrides {
+    fn from(dto: LimitOverridesDto) -> Self {
+        LimitOverrides {
+            max_instances: dto.max_instances,
+            monthly_messages: dto.monthly_messages,
+            api_rate_limit_per_minute: dto.api_rate_limit_per_minute,
+            plugin_max_count: dto.plugin_max_count,
+            plugin_max_module_bytes: dto.plugin_max_module_bytes,
+            plugin_fuel: dto.plugin_fuel,
+            plugin_memory_bytes: dto.plugin_memory_bytes,
+        }
+    }
+}
+
+impl From<LimitOverrides> for LimitOverridesDto {
+    fn from(o: LimitOverrides) -> Self {
+        LimitOverridesDto {
+            max_instances: o.max_instances,
+            monthly_messages: o.monthly_messages,
+            api_rate_limit_per_minute: o.api_rate_limit_per_minute,
+            plugin_max_count: o.plugin_max_count,
+            plugin_max_module_bytes: o.plugin_max_module_bytes,
+            plugin_fuel: o.plugin_fuel,
+            plugin_memory_bytes: o.plugin_memory_bytes,
+        }
+    }
+}
+
+/// The limits in force: the tier's defaults with the subscription's overrides.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LimitsDto {
+    pub max_instances: i32,
+    pub monthly_messages: i64,
+    pub api_rate_limit_per_minute: i32,
+    pub plugin_max_count: i32,
+    pub plugin_max_module_bytes: i64,
+    pub plugin_fuel: i64,
+    pub plugin_memory_bytes: i64,
+}
+
+impl From<TierLimits> for LimitsDto {
+    fn from(l: TierLimits) -> Self {
+        Self {
+            max_instances: l.max_instances,
+            monthly_messages: l.monthly_messages,
+            api_rate_limit_per_minute: l.api_rate_limit_per_minute,
+            plugin_max_count: l.plugin_max_count,
+            plugin_max_module_bytes: l.plugin_max_module_bytes,
+            plugin_fuel: l.plugin_fuel,
+            plugin_memory_bytes: l.plugin_memory_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionDto {
+    pub id: String,
+    pub name: String,
+    #[schema(example = "starter")]
+    pub tier: String,
+    pub is_active: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub current_instances: i32,
+    pub messages_used: i64,
+    pub last_usage_reset: String,
+    pub limit_overrides: LimitOverridesDto,
+    pub limits: LimitsDto,
+}
+
+impl SubscriptionDto {
+    pub fn new(subscription: Subscription, limits: TierLimits) -> Self {
+        Self {
+            id: subscription.id.to_string(),
+            name: subscription.name,
+            tier: subscription.tier.to_string(),
+            is_active: subscription.is_active,
+            created_at: ts(subscription.created_at),
+            updated_at: ts(subscription.updated_at),
+            current_instances: subscription.current_instances,
+            messages_used: subscription.messages_used,
+            last_usage_reset: ts(subscription.last_usage_reset),
+            limit_overrides: subscription.limit_overrides.into(),
+            limits: limits.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSubscriptionRequest {
+    pub name: String,
+    /// `free`, `starter`, `pro` or `enterprise`.
+    #[schema(example = "starter")]
+    pub tier: String,
+    #[serde(default)]
+    pub limit_overrides: LimitOverridesDto,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSubscriptionRequest {
+    pub name: Option<String>,
+    pub tier: Option<String>,
+    /// Replaces every override at once.
+    pub limit_overrides: Option<LimitOverridesDto>,
+    pub is_active: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub email: String,
+    /// At least 12 and at most 128 characters, at least 5 distinct ones, not containing the email.
+    pub password: String,
+    pub name: String,
+    /// `owner` or `member`.
+    #[schema(example = "owner")]
+    pub role: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPasswordRequest {
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceDto {
+    pub id: String,
+    pub name: String,
+    pub subscription_id: String,
+    pub created_by_id: Option<String>,
+    #[schema(example = "sandbox")]
+    pub driver: String,
+    #[schema(example = "created")]
+    pub status: String,
+    pub phone: Option<String>,
+    pub display_name: Option<String>,
+    pub settings: Value,
+    pub is_active: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_connected_at: Option<String>,
+    pub last_disconnected_at: Option<String>,
+    pub qr_code_expiry: Option<String>,
+    pub connection_attempts: i32,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
+impl From<Instance> for InstanceDto {
+    fn from(i: Instance) -> Self {
+        Self {
+            id: i.id.to_string(),
+            name: i.name,
+            subscription_id: i.subscription_id.to_string(),
+            created_by_id: i.created_by_id.map(|id| id.to_string()),
+            driver: i.driver.to_string(),
+            status: i.status.to_string(),
+            phone: i.phone,
+            display_name: i.display_name,
+            settings: i.settings,
+            is_active: i.is_active,
+            created_at: ts(i.created_at),
+            updated_at: ts(i.updated_at),
+            last_connected_at: opt_ts(i.last_connected_at),
+            last_disconnected_at: opt_ts(i.last_disconnected_at),
+            qr_code_expiry: opt_ts(i.qr_code_expiry),
+            connection_attempts: i.connection_attempts,
+            last_error: i.last_error,
+            last_error_at: opt_ts(i.last_error_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInstanceRequest {
+    pub name: String,
+    /// `sandbox` (default) or `whatsapp`.
+    pub driver: Option<String>,
+    /// A JSON object of per-instance settings (at most 16 KiB).
+    pub settings: Option<Value>,
+    /// Operators only: the subscription to create the instance in.
+    pub subscription_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateInstanceRequest {
+    pub name: Option<String>,
+    pub settings: Option<Value>,
+    pub is_active: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntryDto {
+    pub id: String,
+    pub subscription_id: Option<String>,
+    #[schema(example = "instance.create")]
+    pub action: String,
+    pub resource: String,
+    pub resource_id: Option<String>,
+    pub user_id: Option<String>,
+    pub api_key_id: Option<String>,
+    pub ip_address: Option<String>,
+    pub timestamp: String,
+}
+
+impl From<AuditLogEntry> for AuditEntryDto {
+    fn from(e: AuditLogEntry) -> Self {
+        Self {
+            id: e.id.to_string(),
+            subscription_id: e.subscription_id.map(|id| id.to_string()),
+            action: e.action,
+            resource: e.resource,
+            resource_id: e.resource_id,
+            user_id: e.user_id.map(|id| id.to_string()),
+            api_key_id: e.api_key_id.map(|id| id.to_string()),
+            ip_address: e.ip_address,
+            timestamp: ts(e.timestamp),
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Every error the API answers with, mapped once to RFC 9457 `application/problem+json`.
+//!
+//! Handlers return [`ApiError`]; its `IntoResponse` puts a [`Problem`] into the response's extensions, and the
+//! request middleware (which knows the request id and path) writes the body and logs internal causes. So the body
+//! always carries `instance` and `request_id`, and no handler formats an error itself.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gw_accounts::{AccountError, FieldError, TokenError};
+use gw_store::{Limit, StoreError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A problem type: its stable slug (the `type` is `/problems/<slug>`), title, status and description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemType {
+    pub slug: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub description: &'static str,
+}
+
+macro_rules! problem_types {
+    ($($name:ident = ($slug:literal, $status:literal, $title:literal, $description:literal);)+) => {
+        impl ProblemType {
+            $(pub const $name: ProblemType = ProblemType { slug: $slug, title: $title, status: $status, description: $description };)+
+            /// Every problem type the API uses.
+            pub const ALL: &'static [ProblemType] = &[$(ProblemType::$name),+];
+        }
+    };
+}
+
+problem_types! {
+    NOT_FOUND = ("not-found", 404, "Not found", "No such resource, or not one the caller may see. Another tenant's resources are reported this way too, so ids do not leak.");
+    ROUTE_NOT_FOUND = ("route-not-found", 404, "No such endpoint", "No endpoint at this path.");
+    METHOD_NOT_ALLOWED = ("method-not-allowed", 405, "Method not allowed", "The endpoint exists but not for this HTTP method.");
+    CONFLICT = ("conflict", 409, "Conflict", "The request would duplicate a unique value (the `key` member names which).");
+    IN_USE = ("in-use", 409, "Still in use", "The resource is referenced by others and cannot be deleted; deactivate it instead.");
+    INSTANCE_LIMIT = ("instance-limit-reached", 409, "Instance limit reached", "The subscription has as many instances as its tier allows.");
+    QUOTA_EXCEEDED = ("quota-exceeded", 429, "Quota exceeded", "The subscription's monthly message allowance is used up until the period resets.");
+    INACTIVE = ("inactive", 409, "Inactive", "The subscription is deactivated.");
+    VALIDATION = ("validation", 422, "Invalid request", "One or more fields are not acceptable; `errors` lists them.");
+    MALFORMED_JSON = ("malformed-json", 400, "Malformed JSON", "The body is not valid JSON.");
+    UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", 415, "Unsupported media type", "The body must be `application/json`.");
+    PAYLOAD_TOO_LARGE = ("payload-too-large", 413, "Payload too large", "The body is larger than the server accepts.");
+    BAD_REQUEST = ("bad-request", 400, "Bad request", "The request's path or query is not acceptable.");
+    INVALID_CURSOR = ("invalid-cursor", 400, "Invalid cursor", "The pagination cursor was not issued by this API.");
+    UNAUTHENTICATED = ("unauthenticated", 401, "Authentication required", "Send `Authorization: Bearer <access token>`.");
+    INVALID_TOKEN = ("invalid-token", 401, "Invalid access token", "The access token is malformed, forged, for another audience or issuer, or uses an algorithm other than HS256.");
+    TOKEN_EXPIRED = ("token-expired", 401, "Access token expired", "Get a new one with the refresh token.");
+    INVALID_CREDENTIALS = ("invalid-credentials", 401, "Invalid credentials", "Unknown email or wrong password.");
+    ACCOUNT_INACTIVE = ("account-inactive", 401, "Account inactive", "The user or their subscription is deactivated.");
+    INVALID_REFRESH_TOKEN = ("invalid-refresh-token", 401, "Invalid refresh token", "The refresh token is unknown, expired or revoked.");
+    REFRESH_TOKEN_REUSED = ("refresh-token-reused", 401, "Refresh token reused", "The refresh token had already been used; every session descended from its sign-in is revoked. Sign in again.");
+    FORBIDDEN = ("forbidden", 403, "Forbidden", "The caller's role does not allow this action.");
+    TOO_MANY_ATTEMPTS = ("too-many-attempts", 429, "Too many attempts", "Too many failed sign-ins; retry after the time in `Retry-After`.");
+    TIMEOUT = ("timeout", 408, "Request timeout", "The request took longer than the server allows.");
+    UNAVAILABLE = ("unavailable", 503, "Service unavailable", "A dependency (the database) is unreachable; retry later.");
+    INTERNAL = ("internal", 500, "Internal error", "Something went wrong on the server; the request id helps operators find it.");
+}
+
+impl ProblemType {
+    pub fn type_uri(&self) -> String {
+        format!("/problems/{}", self.slug)
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn by_slug(slug: &str) -> Option<&'static ProblemType> {
+        Self::ALL.iter().find(|p| p.slug == slug)
+    }
+
+    /// The generic problem for a status some layer produced without a body (timeouts, say).
+    pub fn for_status(status: StatusCode) -> &'static ProblemType {
+        match status.as_u16() {
+            404 => &Self::ROUTE_NOT_FOUND,
+            405 => &Self::METHOD_NOT_ALLOWED,
+            408 => &Self::TIMEOUT,
+            413 => &Self::PAYLOAD_TOO_LARGE,
+            415 => &Self::UNSUPPORTED_MEDIA_TYPE,
+            503 => &Self::UNAVAILABLE,
+            s if s < 500 => &Self::BAD_REQUEST,
+            _ => &Self::INTERNAL,
+        }
+    }
+}
+
+/// One field that failed validation.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldProblem {
+    pub field: String,
+    pub message: String,
+}
+
+/// The RFC 9457 body.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProblemBody {
+    /// A stable URI reference naming the problem type, e.g. `/problems/not-found`.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The request path.
+    pub instance: String,
+    pub request_id: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldProblem>,
+    /// For conflicts: which unique value is taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// A problem waiting for the middleware to finish it, plus what is logged but never sent.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub kind: &'static ProblemType,
+    pub detail: String,
+    pub errors: Vec<FieldProblem>,
+    pub key: Option<String>,
+    pub internal: Option<String>,
+}
+
+/// The edge's error type. Each variant has one status and one problem type.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{1}")]
+    Problem(&'static ProblemType, String),
+    #[error("validation failed")]
+    Validation(Vec<FieldProblem>),
+    #[error("{entity} already exists")]
+    Conflict { entity: &'static str, key: &'static str },
+    #[error("too many attempts")]
+    Throttled { retry_after: Duration },
+    /// A failure whose cause is logged and not shown.
+    #[error("internal: {0}")]
+    Internal(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn not_found(what: &str) -> Self {
+        ApiError::Problem(&ProblemType::NOT_FOUND, format!("{what} not found"))
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        ApiError::Problem(&ProblemType::BAD_REQUEST, detail.into())
+    }
+
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldProblem { field: field.into(), message: message.into() }])
+    }
+
+    fn into_problem(self) -> (Problem, Option<Duration>) {
+        let simple = |kind: &'static ProblemType, detail: String| Problem {
+            kind,
+            detail,
+            errors: Vec::new(),
+            key: None,
+            internal: None,
+        };
+        match self {
+            ApiError::Problem(kind, detail) => (simple(kind, detail), None),
+            ApiError::Validation(errors) => {
+                let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+                (Problem { errors, ..simple(&ProblemType::VALIDATION, detail) }, None)
+            }
+            ApiError::Conflict { entity, key } => (
+                Problem {
+                    key: Some(key.to_owned()),
+                    ..simple(&ProblemType::CONFLICT, format!("a {entity} with this {} already exists", key.replace('_', " ")))
+                },
+                None,
+            ),
+            ApiError::Throttled { retry_after } => (
+                simple(&ProblemType::TOO_MANY_ATTEMPTS, format!("retry in {} seconds", retry_after.as_secs().max(1))),
+                Some(retry_after),
+            ),
+            ApiError::Internal(cause) => (
+                Problem { internal: Some(cause), ..simple(&ProblemType::INTERNAL, "an internal error occurred".into()) },
+                None,
+            ),
+            ApiError::Unavailable(cause) => (
+                Problem {
+                    internal: Some(cause),
+                    ..simple(&ProblemType::UNAVAILABLE, "the database is unavailable; retry later".into())
+                },
+                Some(Duration::from_secs(5)),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (problem, retry_after) = self.into_problem();
+        let mut response = problem.kind.status_code().into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(wait) = retry_after {
+            if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response.extensions_mut().insert(problem);
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound { entity } => ApiError::not_found(entity),
+            StoreError::Conflict { entity, key } => ApiError::Conflict { entity, key: key.as_str() },
+            StoreError::InUse { entity, referenced_by } => {
+                ApiError::Problem(&ProblemType::IN_USE, format!("the {entity} is still used by {referenced_by}"))
+            }
+            StoreError::LimitReached(Limit::Instances { max }) => ApiError::Problem(
+                &ProblemType::INSTANCE_LIMIT,
+                format!("the subscription already has its maximum of {max} instances"),
+            ),
+            StoreError::LimitReached(Limit::MonthlyMessages { max }) => ApiError::Problem(
+                &ProblemType::QUOTA_EXCEEDED,
+                format!("the monthly allowance of {max} messages is used up"),
+            ),
+            StoreError::Inactive { entity } => ApiError::Problem(&ProblemType::INACTIVE, format!("the {entity} is deactivated")),
+            StoreError::InvalidCursor => ApiError::Problem(&ProblemType::INVALID_CURSOR, "invalid pagination cursor".into()),
+            StoreError::Unavailable(source) => ApiError::Unavailable(source.to_string()),
+            err @ (StoreError::Corrupt { .. } | StoreError::Backend(_)) => ApiError::Internal(format!("{err}: {err:?}")),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        let problem = |kind: &'static ProblemType, e: &AccountError| ApiError::Problem(kind, e.to_string());
+        match err {
+            AccountError::InvalidCredentials => problem(&ProblemType::INVALID_CREDENTIALS, &err),
+            AccountError::Throttled { retry_after } => ApiError::Throttled { retry_after },
+            AccountError::InvalidToken(TokenError::Expired) => problem(&ProblemType::TOKEN_EXPIRED, &err),
+            AccountError::InvalidToken(TokenError::Signing) => ApiError::Internal(err.to_string()),
+            AccountError::InvalidToken(_) => problem(&ProblemType::INVALID_TOKEN, &err),
+            AccountError::InvalidRefreshToken => problem(&ProblemType::INVALID_REFRESH_TOKEN, &err),
+            AccountError::RefreshTokenReused => problem(&ProblemType::REFRESH_TOKEN_REUSED, &err),
+            AccountError::AccountInactive => problem(&ProblemType::ACCOUNT_INACTIVE, &err),
+            AccountError::Forbidden => problem(&ProblemType::FORBIDDEN, &err),
+            AccountError::Validation(fields) => ApiError::Validation(
+                fields.into_iter().map(|FieldError { field, message }| FieldProblem { field: field.into(), message }).collect(),
+            ),
+            AccountError::Store(store) => store.into(),
+            AccountError::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}

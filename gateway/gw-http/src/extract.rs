@@ -1,0 +1,180 @@
+//! Extractors whose rejections are problem+json, the client address, and the signed-in caller.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use gw_accounts::Principal;
+use gw_store::{Cursor, PageRequest};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::{ApiError, ProblemType};
+use crate::state::AppState;
+
+/// `axum::Json` with problem+json rejections.
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::Problem(
+                &ProblemType::UNSUPPORTED_MEDIA_TYPE,
+                "expected a body with content type application/json".into(),
+            ),
+            JsonRejection::JsonSyntaxError(e) => ApiError::Problem(&ProblemType::MALFORMED_JSON, e.body_text()),
+            // Unknown fields, missing fields and wrong types: serde names the field.
+            JsonRejection::JsonDataError(e) => ApiError::invalid("body", e.body_text()),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::Problem(&ProblemType::PAYLOAD_TOO_LARGE, other.body_text())
+            }
+            other => ApiError::bad_request(other.body_text()),
+        }
+    }
+}
+
+/// `axum::extract::Path` with problem+json rejections: a malformed id is a 404 (no such resource), not a 400.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        match rejection {
+            PathRejection::FailedToDeserializePathParams(_) => ApiError::not_found("resource"),
+            other => ApiError::Internal(other.body_text()),
+        }
+    }
+}
+
+/// `axum::extract::Query` with problem+json rejections.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+/// `?cursor=…&limit=…` on list endpoints.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+}
+
+impl PageQuery {
+    pub fn page_request(&self) -> Result<PageRequest, ApiError> {
+        let after = self
+            .cursor
+            .as_deref()
+            .map(|c| Cursor::decode(c).map_err(|_| ApiError::Problem(&ProblemType::INVALID_CURSOR, "invalid pagination cursor".into())))
+            .transpose()?;
+        Ok(PageRequest::new(after, self.limit.unwrap_or(PageRequest::DEFAULT_LIMIT)))
+    }
+}
+
+/// The client's address: the peer, or, when the peer is a trusted proxy, the nearest untrusted address in
+/// `X-Forwarded-For` (read right to left, so a client cannot forge its way past the proxies).
+#[derive(Debug, Clone)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl ClientIp {
+    pub fn to_string_opt(&self) -> Option<String> {
+        self.0.map(|ip| ip.to_string())
+    }
+}
+
+pub(crate) fn client_ip(parts: &Parts, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())?;
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    Some(forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer))
+}
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts, &state.settings.trusted_proxies)))
+    }
+}
+
+/// The signed-in caller, from `Authorization: Bearer <access token>`, checked against the store on every request.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let token = match header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) {
+            Some(token) if !token.trim().is_empty() => token.trim(),
+            _ => {
+                return Err(ApiError::Problem(
+                    &ProblemType::UNAUTHENTICATED,
+                    "send Authorization: Bearer <access token>".into(),
+                ));
+            }
+        };
+        let ip = client_ip(parts, &state.settings.trusted_proxies).map(|ip| ip.to_string());
+        let principal = state.accounts.authenticate(token, ip).await?;
+        let span = tracing::Span::current();
+        span.record("tenant", tracing::field::display(principal.subscription_id.map(|id| id.to_string()).unwrap_or_else(|| "operator".into())));
+        Ok(Auth(principal))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+
+    use super::*;
+
+    fn parts(peer: &str, forwarded: Option<&str>) -> Parts {
+        let mut builder = Request::builder().uri("/");
+        if let Some(f) = forwarded {
+            builder = builder.header("x-forwarded-for", f);
+        }
+        let (mut parts, _) = builder.body(()).expect("request").into_parts();
+        parts.extensions.insert(ConnectInfo(peer.parse::<SocketAddr>().expect("addr")));
+        parts
+    }
+
+    #[test]
+    fn forwarded_for_is_honoured_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let ip = |p: Parts| client_ip(&p, &trusted).map(|ip| ip.to_string());
+        assert_eq!(ip(parts("203.0.113.5:1", Some("198.51.100.1"))).as_deref(), Some("203.0.113.5"));
+        assert_eq!(ip(parts("10.0.0.2:1", Some("198.51.100.1"))).as_deref(), Some("198.51.100.1"));
+        // A client-supplied first entry cannot win over what the trusted proxy appended.
+        assert_eq!(ip(parts("10.0.0.2:1", Some("1.2.3.4, 198.51.100.1, 10.0.0.9"))).as_deref(), Some("198.51.100.1"));
+        assert_eq!(ip(parts("10.0.0.2:1", None)).as_deref(), Some("10.0.0.2"));
+    }
+}

@@ -1,0 +1,112 @@
+//! The request middleware: request id, the request's tracing span, and finishing problem+json bodies.
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::error::{Problem, ProblemBody, ProblemType};
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of the request being served: the client's `x-request-id` when it is sane, otherwise a new UUIDv7.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn acceptable(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Assigns the request id, runs the request inside its span, echoes the id, and writes problem bodies.
+pub async fn request_context(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let path = request.uri().path().to_owned();
+    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        route = route.as_deref().unwrap_or("<unmatched>"),
+        tenant = tracing::field::Empty,
+        instance = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    async move {
+        let started = std::time::Instant::now();
+        let response = next.run(request).await;
+        let mut response = finish_problem(response, &path, &id);
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        let status = response.status().as_u16();
+        tracing::Span::current().record("status", status);
+        tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request finished");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Turns a response carrying a [`Problem`] (or an error status with no body of ours, from a lower layer) into
+/// the final problem+json body, and logs what must be logged.
+fn finish_problem(response: Response, path: &str, request_id: &str) -> Response {
+    let status = response.status();
+    let (mut parts, body) = response.into_parts();
+    let problem = match parts.extensions.remove::<Problem>() {
+        Some(problem) => problem,
+        None if status.is_client_error() || status.is_server_error() => {
+            let is_problem = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+            if is_problem {
+                return Response::from_parts(parts, body);
+            }
+            let kind = ProblemType::for_status(status);
+            Problem { kind, detail: kind.description.to_owned(), errors: Vec::new(), key: None, internal: None }
+        }
+        None => return Response::from_parts(parts, body),
+    };
+    if let Some(internal) = &problem.internal {
+        tracing::error!(problem = problem.kind.slug, cause = %internal, "request failed");
+    } else if problem.kind.status >= 500 {
+        tracing::error!(problem = problem.kind.slug, "request failed");
+    }
+    let body = ProblemBody {
+        type_uri: problem.kind.type_uri(),
+        title: problem.kind.title.to_owned(),
+        status: status.as_u16(),
+        detail: problem.detail,
+        instance: path.to_owned(),
+        request_id: request_id.to_owned(),
+        errors: problem.errors,
+        key: problem.key,
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(json)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acceptable;
+
+    #[test]
+    fn request_ids_must_be_short_visible_ascii() {
+        assert!(acceptable("abc-123"));
+        assert!(!acceptable(""));
+        assert!(!acceptable("has space"));
+        assert!(!acceptable(&"x".repeat(129)));
+        assert!(!acceptable("naïve"));
+    }
+}

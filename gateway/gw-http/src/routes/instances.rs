@@ -1,0 +1,92 @@
+//! Instances: one WhatsApp account each. Owners manage them; members read them.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use gw_accounts::{CreateInstance, UpdateInstance};
+use gw_core::{DriverKind, InstanceId, SubscriptionId};
+
+use crate::dto::{CreateInstanceRequest, InstanceDto, PageDto, UpdateInstanceRequest};
+use crate::error::{ApiError, ProblemBody};
+use crate::extract::{Auth, Json, PageQuery, Path, Query};
+use crate::state::AppState;
+
+/// Creates an instance, taking one of the subscription's instance slots atomically.
+#[utoipa::path(post, path = "/v1/instances", tag = "instances", security(("bearer" = [])),
+    request_body = CreateInstanceRequest, responses(
+    (status = 201, body = InstanceDto),
+    (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+    (status = 409, description = "conflict (name taken) or instance-limit-reached", body = ProblemBody, content_type = "application/problem+json"),
+    (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(by): Auth,
+    Json(body): Json<CreateInstanceRequest>,
+) -> Result<(StatusCode, Json<InstanceDto>), ApiError> {
+    let driver = match body.driver.as_deref() {
+        None => DriverKind::Sandbox,
+        Some(raw) => raw.parse().map_err(|e: gw_core::ParseEnumError| ApiError::invalid("driver", e.to_string()))?,
+    };
+    let subscription_id = body
+        .subscription_id
+        .as_deref()
+        .map(|raw| raw.parse::<SubscriptionId>().map_err(|_| ApiError::invalid("subscription_id", "not a valid id")))
+        .transpose()?;
+    let instance = state
+        .accounts
+        .create_instance(
+            &by,
+            CreateInstance {
+                name: body.name,
+                driver,
+                settings: body.settings.unwrap_or_else(|| serde_json::json!({})),
+                subscription_id,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(instance.into())))
+}
+
+/// Lists the caller's instances (operators: all).
+#[utoipa::path(get, path = "/v1/instances", tag = "instances", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = PageDto<InstanceDto>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(by): Auth,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<PageDto<InstanceDto>>, ApiError> {
+    let page = state.accounts.list_instances(&by, query.page_request()?).await?;
+    Ok(Json(PageDto::from_page(page, Into::into)))
+}
+
+/// Reads an instance.
+#[utoipa::path(get, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = InstanceDto), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn get(State(state): State<AppState>, Auth(by): Auth, Path(id): Path<InstanceId>) -> Result<Json<InstanceDto>, ApiError> {
+    tracing::Span::current().record("instance", tracing::field::display(id));
+    Ok(Json(state.accounts.get_instance(&by, id).await?.into()))
+}
+
+/// Renames an instance, replaces its settings, or (de)activates it. Owners only.
+#[utoipa::path(patch, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = UpdateInstanceRequest,
+    responses((status = 200, body = InstanceDto), (status = 403, body = ProblemBody, content_type = "application/problem+json"), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn update(
+    State(state): State<AppState>,
+    Auth(by): Auth,
+    Path(id): Path<InstanceId>,
+    Json(body): Json<UpdateInstanceRequest>,
+) -> Result<Json<InstanceDto>, ApiError> {
+    tracing::Span::current().record("instance", tracing::field::display(id));
+    let update = UpdateInstance { name: body.name, settings: body.settings, is_active: body.is_active };
+    Ok(Json(state.accounts.update_instance(&by, id, update).await?.into()))
+}
+
+/// Deletes an instance with its keys, contacts, webhooks and session, and frees its slot. Owners only.
+#[utoipa::path(delete, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 204), (status = 403, body = ProblemBody, content_type = "application/problem+json"), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn delete(State(state): State<AppState>, Auth(by): Auth, Path(id): Path<InstanceId>) -> Result<StatusCode, ApiError> {
+    tracing::Span::current().record("instance", tracing::field::display(id));
+    state.accounts.delete_instance(&by, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

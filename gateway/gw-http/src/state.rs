@@ -1,0 +1,29 @@
+//! What handlers share: the store, the account services, and the edge's own settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gw_accounts::Accounts;
+use gw_store::Store;
+
+/// Settings of the HTTP edge itself.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { trusted_proxies: Vec::new(), request_timeout: Duration::from_secs(30), max_body_bytes: 1024 * 1024 }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub accounts: Arc<Accounts>,
+    pub settings: Arc<HttpSettings>,
+}

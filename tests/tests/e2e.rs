@@ -1,0 +1,406 @@
+//! End-to-end: the real `gateway` binary over HTTP, on SQLite and on PostgreSQL.
+
+use gw_e2e::{Backend, Database, OPERATOR_EMAIL, OPERATOR_PASSWORD, TestApp, gateway_command, run_to_exit};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let database = gw_e2e::Database::create(gw_e2e::Backend::Sqlite).await.expect("sqlite");
+                    super::$name(&database).await;
+                    database.cleanup().await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(database) = gw_e2e::Database::create(gw_e2e::Backend::Postgres).await else { return };
+                    super::$name(&database).await;
+                    database.cleanup().await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    serves_health_readiness_openapi_and_problems,
+    first_run_creates_the_operator_once,
+    sigterm_shuts_down_cleanly,
+    first_tenant_walkthrough,
+    other_tenants_get_404_and_members_get_403_on_every_endpoint,
+    bad_input_is_refused_with_stable_problem_types_and_writes_nothing,
+    refresh_tokens_rotate_and_reuse_is_detected,
+);
+
+/// A small client for one signed-in user.
+struct As<'a> {
+    app: &'a TestApp,
+    token: Option<String>,
+}
+
+impl<'a> As<'a> {
+    fn anonymous(app: &'a TestApp) -> Self {
+        Self { app, token: None }
+    }
+
+    async fn login(app: &'a TestApp, email: &str, password: &str) -> Self {
+        let (status, body) = Self::anonymous(app).call(Method::POST, "/v1/auth/login", Some(json!({"email": email, "password": password}))).await;
+        assert_eq!(status, StatusCode::OK, "login {email}: {body}");
+        Self { app, token: Some(body["access_token"].as_str().expect("access token").to_owned()) }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.app.client.request(method, self.app.url(path));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+fn problem_type(body: &Value) -> &str {
+    body["type"].as_str().unwrap_or("<no problem type>")
+}
+
+async fn serves_health_readiness_openapi_and_problems(database: &Database) {
+    let app = TestApp::spawn(database).await;
+    let health = app.client.get(app.url("/healthz")).header("x-request-id", "e2e-42").send().await.expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.headers()["x-request-id"], "e2e-42", "a sane request id is echoed");
+    let ready: Value = app.client.get(app.url("/readyz")).send().await.expect("readyz").json().await.expect("json");
+    let expected = if database.url.starts_with("sqlite") { "sqlite" } else { "postgres" };
+    assert_eq!(ready, json!({"status": "ready", "database": expected}));
+
+    let missing = app.client.get(app.url("/no/such/thing")).header("x-request-id", "bad id with spaces").send().await.expect("404");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.headers()["content-type"], "application/problem+json");
+    let generated = missing.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    assert_ne!(generated, "bad id with spaces", "an unacceptable request id is replaced");
+    let body: Value = missing.json().await.expect("json");
+    assert_eq!((problem_type(&body), body["instance"].as_str(), body["request_id"].as_str()), ("/problems/route-not-found", Some("/no/such/thing"), Some(generated.as_str())));
+
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.expect("openapi").json().await.expect("json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths: Vec<&str> = doc["paths"].as_object().expect("paths").keys().map(String::as_str).collect();
+    for path in ["/healthz", "/readyz", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/me", "/v1/subscriptions",
+        "/v1/subscriptions/{id}", "/v1/subscriptions/{id}/users", "/v1/users/{id}/password", "/v1/instances", "/v1/instances/{id}", "/v1/audit-log"]
+    {
+        assert!(paths.contains(&path), "{path} missing from the OpenAPI document: {paths:?}");
+    }
+    let docs = app.client.get(app.url("/docs")).send().await.expect("docs");
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.expect("html").contains("openapi"), "the docs page loads the document");
+    let described = app.client.get(app.url("/problems/instance-limit-reached")).send().await.expect("problem doc");
+    assert_eq!(described.status(), StatusCode::OK);
+}
+
+async fn first_run_creates_the_operator_once(database: &Database) {
+    let mut command = gateway_command(&database.url, &database.dir);
+    command.env_remove("GATEWAY_ADMIN_PASSWORD").env("GATEWAY_ADMIN_EMAIL", "root@gateway.test");
+    let app = TestApp::spawn_with(command).await;
+    let out = app.stdout.text();
+    let password = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("password: "))
+        .unwrap_or_else(|| panic!("generated password printed once:\n{out}"))
+        .trim()
+        .to_owned();
+    assert_eq!(password.len(), 24);
+    assert!(!app.stderr.text().contains(&password), "the password never reaches the logs");
+    As::login(&app, "root@gateway.test", &password).await;
+    assert_eq!(app.terminate().await.code(), Some(0));
+
+    let mut command = gateway_command(&database.url, &database.dir);
+    command.env_remove("GATEWAY_ADMIN_PASSWORD").env("GATEWAY_ADMIN_EMAIL", "root@gateway.test");
+    let again = TestApp::spawn_with(command).await;
+    assert!(!again.stdout.text().contains("password:"), "no second operator, no second password");
+    As::login(&again, "root@gateway.test", &password).await;
+}
+
+async fn sigterm_shuts_down_cleanly(database: &Database) {
+    let app = TestApp::spawn(database).await;
+    let status = app.terminate().await;
+    assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
+}
+
+/// The README's "first tenant in five commands", over HTTP.
+async fn first_tenant_walkthrough(database: &Database) {
+    let app = TestApp::spawn(database).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (status, subscription) = operator.call(Method::POST, "/v1/subscriptions", Some(json!({"name": "Acme", "tier": "starter"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{subscription}");
+    assert_eq!((subscription["limits"]["max_instances"].as_i64(), subscription["tier"].as_str()), (Some(3), Some("starter")));
+    let sid = subscription["id"].as_str().expect("id");
+    let (status, owner) = operator
+        .call(Method::POST, &format!("/v1/subscriptions/{sid}/users"), Some(json!({"email": "owner@acme.test", "password": "a long enough password", "name": "Ann", "role": "owner"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{owner}");
+    assert!(owner.get("password").is_none(), "no password or hash in responses");
+
+    let ann = As::login(&app, "owner@acme.test", "a long enough password").await;
+    let (status, me) = ann.call(Method::GET, "/v1/me", None).await;
+    assert_eq!((status, me["role"].as_str(), me["subscription_id"].as_str()), (StatusCode::OK, Some("owner"), Some(sid)));
+    let (status, instance) = ann.call(Method::POST, "/v1/instances", Some(json!({"name": "support", "settings": {"min_interval_ms": 1500}}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{instance}");
+    assert_eq!((instance["status"].as_str(), instance["driver"].as_str()), (Some("created"), Some("sandbox")));
+    let iid = instance["id"].as_str().expect("id");
+    let (status, renamed) = ann.call(Method::PATCH, &format!("/v1/instances/{iid}"), Some(json!({"name": "sales"}))).await;
+    assert_eq!((status, renamed["name"].as_str()), (StatusCode::OK, Some("sales")));
+    let (_, list) = ann.call(Method::GET, "/v1/instances", None).await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+    let (status, read) = ann.call(Method::GET, &format!("/v1/subscriptions/{sid}"), None).await;
+    assert_eq!((status, read["current_instances"].as_i64()), (StatusCode::OK, Some(1)));
+
+    let (status, dup) = ann.call(Method::POST, "/v1/instances", Some(json!({"name": "sales"}))).await;
+    assert_eq!((status, dup["key"].as_str()), (StatusCode::CONFLICT, Some("instance_name")), "{dup}");
+    for name in ["two", "three"] {
+        let (status, _) = ann.call(Method::POST, "/v1/instances", Some(json!({"name": name}))).await;
+        assert_eq!(status, StatusCode::CREATED, "the refused duplicate gave its slot back");
+    }
+    let (status, over) = ann.call(Method::POST, "/v1/instances", Some(json!({"name": "four"}))).await;
+    assert_eq!((status, problem_type(&over)), (StatusCode::CONFLICT, "/problems/instance-limit-reached"));
+    let (status, _) = ann.call(Method::DELETE, &format!("/v1/instances/{iid}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let (status, audit) = ann.call(Method::GET, "/v1/audit-log?resource=instance&limit=2", None).await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    assert_eq!(audit["items"][0]["action"], "instance.delete");
+    assert_eq!(audit["items"][0]["ip_address"], "127.0.0.1");
+    let cursor = audit["next_cursor"].as_str().expect("more pages");
+    let (_, rest) = ann.call(Method::GET, &format!("/v1/audit-log?resource=instance&limit=2&cursor={cursor}"), None).await;
+    assert_eq!(rest["items"].as_array().map(Vec::len), Some(2));
+
+    let (status, _) = operator.call(Method::POST, &format!("/v1/subscriptions/{sid}/deactivate"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, refused) = ann.call(Method::GET, "/v1/instances", None).await;
+    assert_eq!((status, problem_type(&refused)), (StatusCode::UNAUTHORIZED, "/problems/account-inactive"));
+    let (status, _) = operator.call(Method::POST, &format!("/v1/subscriptions/{sid}/activate"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = ann.call(Method::GET, "/v1/instances", None).await;
+    assert_eq!(status, StatusCode::OK, "nothing was deleted by deactivation");
+}
+
+async fn tenant(operator: &As<'_>, name: &str) -> (String, String, String) {
+    let (_, subscription) = operator.call(Method::POST, "/v1/subscriptions", Some(json!({"name": name, "tier": "pro"}))).await;
+    let sid = subscription["id"].as_str().expect("id").to_owned();
+    let mut emails = Vec::new();
+    for role in ["owner", "member"] {
+        let email = format!("{role}@{}.test", name.to_lowercase());
+        let (status, body) = operator
+            .call(Method::POST, &format!("/v1/subscriptions/{sid}/users"), Some(json!({"email": email, "password": "a long enough password", "name": role, "role": role})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        emails.push(email);
+    }
+    let member = emails.pop().expect("member");
+    (sid, emails.pop().expect("owner"), member)
+}
+
+async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &Database) {
+    let app = TestApp::spawn(database).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (acme, acme_owner, acme_member) = tenant(&operator, "Acme").await;
+    let (_, globex_owner, _) = tenant(&operator, "Globex").await;
+    let ann = As::login(&app, &acme_owner, "a long enough password").await;
+    let (_, instance) = ann.call(Method::POST, "/v1/instances", Some(json!({"name": "support"}))).await;
+    let iid = instance["id"].as_str().expect("id").to_owned();
+    let (_, users) = ann.call(Method::GET, &format!("/v1/subscriptions/{acme}/users"), None).await;
+    let member_id = users["items"].as_array().expect("users").iter().find(|u| u["role"] == "member").expect("member")["id"].as_str().expect("id").to_owned();
+
+    // Every endpoint of the accounts API that names one of Acme's resources.
+    let endpoints: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/v1/subscriptions/{acme}"), None),
+        (Method::PATCH, format!("/v1/subscriptions/{acme}"), Some(json!({"name": "pwned"}))),
+        (Method::POST, format!("/v1/subscriptions/{acme}/activate"), None),
+        (Method::POST, format!("/v1/subscriptions/{acme}/deactivate"), None),
+        (Method::GET, format!("/v1/subscriptions/{acme}/users"), None),
+        (Method::POST, format!("/v1/subscriptions/{acme}/users"), Some(json!({"email": "x@acme.test", "password": "a long enough password", "name": "x", "role": "owner"}))),
+        (Method::POST, format!("/v1/users/{member_id}/deactivate"), None),
+        (Method::POST, format!("/v1/users/{member_id}/activate"), None),
+        (Method::POST, format!("/v1/users/{member_id}/password"), Some(json!({"password": "another long password"}))),
+        (Method::GET, format!("/v1/instances/{iid}"), None),
+        (Method::PATCH, format!("/v1/instances/{iid}"), Some(json!({"name": "pwned"}))),
+        (Method::DELETE, format!("/v1/instances/{iid}"), None),
+        (Method::POST, "/v1/instances".into(), Some(json!({"name": "smuggled", "subscription_id": acme}))),
+        (Method::GET, format!("/v1/audit-log?subscription_id={acme}"), None),
+    ];
+    let intruder = As::login(&app, &globex_owner, "a long enough password").await;
+    for (method, path, body) in &endpoints {
+        let (status, problem) = intruder.call(method.clone(), path, body.clone()).await;
+        assert_eq!((status, problem_type(&problem)), (StatusCode::NOT_FOUND, "/problems/not-found"), "{method} {path}: {problem}");
+    }
+    let (_, still) = ann.call(Method::GET, &format!("/v1/instances/{iid}"), None).await;
+    assert_eq!(still["name"], "support", "nothing changed");
+    let (_, list) = intruder.call(Method::GET, "/v1/instances", None).await;
+    assert_eq!(list["items"], json!([]));
+
+    // A member of Acme may read instances but not act where only an owner (or operator) may.
+    let member = As::login(&app, &acme_member, "a long enough password").await;
+    let owner_only: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/v1/subscriptions/{acme}"), None),
+        (Method::PATCH, format!("/v1/subscriptions/{acme}"), Some(json!({"name": "pwned"}))),
+        (Method::POST, format!("/v1/subscriptions/{acme}/deactivate"), None),
+        (Method::GET, format!("/v1/subscriptions/{acme}/users"), None),
+        (Method::POST, format!("/v1/subscriptions/{acme}/users"), Some(json!({"email": "y@acme.test", "password": "a long enough password", "name": "y", "role": "owner"}))),
+        (Method::POST, format!("/v1/users/{member_id}/password"), Some(json!({"password": "another long password"}))),
+        (Method::POST, "/v1/instances".into(), Some(json!({"name": "mine"}))),
+        (Method::PATCH, format!("/v1/instances/{iid}"), Some(json!({"name": "mine"}))),
+        (Method::DELETE, format!("/v1/instances/{iid}"), None),
+        (Method::GET, "/v1/audit-log".into(), None),
+        (Method::GET, "/v1/subscriptions".into(), None),
+        (Method::POST, "/v1/subscriptions".into(), Some(json!({"name": "Mine", "tier": "free"}))),
+    ];
+    for (method, path, body) in &owner_only {
+        let (status, problem) = member.call(method.clone(), path, body.clone()).await;
+        assert_eq!((status, problem_type(&problem)), (StatusCode::FORBIDDEN, "/problems/forbidden"), "{method} {path}: {problem}");
+    }
+    let (status, _) = member.call(Method::GET, &format!("/v1/instances/{iid}"), None).await;
+    assert_eq!(status, StatusCode::OK, "members read instances");
+
+    // Anonymous callers are asked to authenticate, whatever they ask for.
+    let anonymous = As::anonymous(&app);
+    for (method, path, body) in endpoints.iter().chain(owner_only.iter()) {
+        let (status, problem) = anonymous.call(method.clone(), path, body.clone()).await;
+        assert_eq!((status, problem_type(&problem)), (StatusCode::UNAUTHORIZED, "/problems/unauthenticated"), "{method} {path}");
+    }
+}
+
+async fn bad_input_is_refused_with_stable_problem_types_and_writes_nothing(database: &Database) {
+    let app = TestApp::spawn(database).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (sid, owner_email, _) = tenant(&operator, "Acme").await;
+    let users_path = format!("/v1/subscriptions/{sid}/users");
+    let (_, before) = operator.call(Method::GET, &users_path, None).await;
+
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"email": "not-an-email", "password": "a long enough password", "name": "x", "role": "owner"}), "email"),
+        (json!({"email": "w@acme.test", "password": "short", "name": "x", "role": "owner"}), "password"),
+        (json!({"email": "w@acme.test", "password": "a long enough password", "name": "x".repeat(201), "role": "owner"}), "name"),
+        (json!({"email": "w@acme.test", "password": "a long enough password", "name": "x", "role": "admin"}), "role"),
+        (json!({"email": "w@acme.test", "password": "a long enough password", "name": "x", "role": "owner", "is_admin": true}), "body"),
+    ];
+    for (body, field) in cases {
+        let (status, problem) = operator.call(Method::POST, &users_path, Some(body)).await;
+        assert_eq!((status, problem_type(&problem)), (StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation"), "{problem}");
+        let fields: Vec<&str> = problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+        assert!(fields.contains(&field), "{field} named in {problem}");
+    }
+    let (_, after) = operator.call(Method::GET, &users_path, None).await;
+    assert_eq!(before["items"], after["items"], "nothing written");
+
+    let raw = app.client.post(app.url(&users_path)).bearer_auth(operator.token.as_deref().expect("token")).header("content-type", "text/plain").body("{}").send().await.expect("send");
+    assert_eq!(raw.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let broken = app.client.post(app.url("/v1/auth/login")).header("content-type", "application/json").body("{\"email\": ").send().await.expect("send");
+    assert_eq!(broken.status(), StatusCode::BAD_REQUEST);
+    let body: Value = broken.json().await.expect("json");
+    assert_eq!(problem_type(&body), "/problems/malformed-json");
+
+    let bearer = |token: &str| app.client.get(app.url("/v1/me")).bearer_auth(token.to_owned()).send();
+    let malformed: Value = bearer("not-a-jwt").await.expect("send").json().await.expect("json");
+    assert_eq!(problem_type(&malformed), "/problems/invalid-token");
+    // A token for another audience, correctly signed with the development key, is still refused.
+    let alg_none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4In0.";
+    let none: Value = bearer(alg_none).await.expect("send").json().await.expect("json");
+    assert_eq!(problem_type(&none), "/problems/invalid-token");
+
+    let (status, wrong) = As::anonymous(&app).call(Method::POST, "/v1/auth/login", Some(json!({"email": owner_email, "password": "wrong password!"}))).await;
+    assert_eq!((status, problem_type(&wrong)), (StatusCode::UNAUTHORIZED, "/problems/invalid-credentials"));
+    let (status, bad_tier) = operator.call(Method::POST, "/v1/subscriptions", Some(json!({"name": "X", "tier": "gold"}))).await;
+    assert_eq!((status, problem_type(&bad_tier)), (StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation"));
+    let (status, bad_cursor) = operator.call(Method::GET, "/v1/subscriptions?cursor=garbage", None).await;
+    assert_eq!((status, problem_type(&bad_cursor)), (StatusCode::BAD_REQUEST, "/problems/invalid-cursor"));
+    let (status, bad_id) = operator.call(Method::GET, "/v1/instances/not-an-id", None).await;
+    assert_eq!((status, problem_type(&bad_id)), (StatusCode::NOT_FOUND, "/problems/not-found"));
+
+    for _ in 0..5 {
+        As::anonymous(&app).call(Method::POST, "/v1/auth/login", Some(json!({"email": owner_email, "password": "wrong password!"}))).await;
+    }
+    let throttled = app.client.post(app.url("/v1/auth/login")).json(&json!({"email": owner_email, "password": "a long enough password"})).send().await.expect("send");
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = throttled.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!(retry_after > 0);
+}
+
+async fn refresh_tokens_rotate_and_reuse_is_detected(database: &Database) {
+    let app = TestApp::spawn(database).await;
+    let anonymous = As::anonymous(&app);
+    let (_, first) = anonymous.call(Method::POST, "/v1/auth/login", Some(json!({"email": OPERATOR_EMAIL, "password": OPERATOR_PASSWORD}))).await;
+    assert_eq!((first["token_type"].as_str(), first["expires_in"].as_i64().map(|s| s > 800 && s <= 900)), (Some("Bearer"), Some(true)));
+    let refresh = first["refresh_token"].as_str().expect("refresh").to_owned();
+    let (status, second) = anonymous.call(Method::POST, "/v1/auth/refresh", Some(json!({"refresh_token": refresh}))).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let (status, reused) = anonymous.call(Method::POST, "/v1/auth/refresh", Some(json!({"refresh_token": refresh}))).await;
+    assert_eq!((status, problem_type(&reused)), (StatusCode::UNAUTHORIZED, "/problems/refresh-token-reused"));
+    let (status, revoked) = anonymous.call(Method::POST, "/v1/auth/refresh", Some(json!({"refresh_token": second["refresh_token"]}))).await;
+    assert_eq!((status, problem_type(&revoked)), (StatusCode::UNAUTHORIZED, "/problems/invalid-refresh-token"));
+
+    let (_, third) = anonymous.call(Method::POST, "/v1/auth/login", Some(json!({"email": OPERATOR_EMAIL, "password": OPERATOR_PASSWORD}))).await;
+    let (status, _) = anonymous.call(Method::POST, "/v1/auth/logout", Some(json!({"refresh_token": third["refresh_token"]}))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = anonymous.call(Method::POST, "/v1/auth/refresh", Some(json!({"refresh_token": third["refresh_token"]}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn unknown_configuration_keys_exit_64_naming_the_key() {
+    let database = Database::create(Backend::Sqlite).await.expect("sqlite");
+    let mut command = gateway_command(&database.url, &database.dir);
+    command.env("GATEWAY_SERVER_LISTNE", "127.0.0.1:1").arg("serve");
+    let (code, _, stderr) = run_to_exit(command).await;
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("GATEWAY_SERVER_LISTNE") && stderr.contains("listne"), "{stderr}");
+
+    let mut command = gateway_command(&database.url, &database.dir);
+    command.env("GATEWAY_DATABASE_MAX_CONNECTIONS", "lots").arg("serve");
+    let (code, _, stderr) = run_to_exit(command).await;
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("max_connections"), "{stderr}");
+    database.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_one_line_and_a_nonzero_exit() {
+    let database = Database::create(Backend::Sqlite).await.expect("sqlite");
+    let mut command = gateway_command("postgres://nobody:s3cret@127.0.0.1:1/gateway", &database.dir);
+    command.arg("serve");
+    let (code, _, stderr) = run_to_exit(command).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('{')).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(lines[0].starts_with("error: cannot open database postgres://nobody:***@127.0.0.1:1/gateway"), "{stderr}");
+    assert!(!stderr.contains("s3cret") && !stderr.contains("panicked"), "{stderr}");
+
+    // A file that is not a database: refused the same way.
+    let corrupt = database.dir.join("corrupt.db");
+    std::fs::write(&corrupt, b"this is not a sqlite database, just text that is long enough to have a header").expect("write");
+    let mut command = gateway_command(&format!("sqlite://{}", corrupt.display()), &database.dir);
+    command.arg("serve");
+    let (code, _, stderr) = run_to_exit(command).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("error: cannot") && !stderr.contains("panicked"), "{stderr}");
+    database.cleanup().await;
+}
+
+#[tokio::test]
+async fn migrate_applies_and_exits() {
+    let database = Database::create(Backend::Sqlite).await.expect("sqlite");
+    let mut command = gateway_command(&database.url, &database.dir);
+    command.arg("migrate");
+    let (code, stdout, stderr) = run_to_exit(command).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("migrations applied"), "{stdout}");
+    database.cleanup().await;
+}
