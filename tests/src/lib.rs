@@ -48,7 +48,9 @@ impl Database {
         let dir = std::env::temp_dir().join(format!("gw-e2e-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         match backend {
-            Backend::Sqlite => Some(Self { url: format!("sqlite://{}/gateway.db", dir.display()), dir, postgres: None }),
+            Backend::Sqlite => {
+                Some(Self { url: format!("sqlite://{}/gateway.db", dir.display()), dir, postgres: None })
+            }
             Backend::Postgres => {
                 let postgres = PgTestDatabase::create().await?;
                 Some(Self { url: postgres.url().to_owned(), dir, postgres: Some(postgres) })
@@ -133,10 +135,10 @@ impl TestApp {
             let mut lines = BufReader::new(out).lines();
             let mut addr_tx = Some(addr_tx);
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = line.strip_prefix("gateway listening on ") {
-                    if let Some(tx) = addr_tx.take() {
-                        let _ = tx.send(addr.trim().to_owned());
-                    }
+                if let Some(addr) = line.strip_prefix("gateway listening on ")
+                    && let Some(tx) = addr_tx.take()
+                {
+                    let _ = tx.send(addr.trim().to_owned());
                 }
                 stdout_buf.push(&line);
             }
@@ -150,7 +152,11 @@ impl TestApp {
         });
         let base = match tokio::time::timeout(START_DEADLINE, addr_rx).await {
             Ok(Ok(base)) => base,
-            _ => panic!("gateway did not start within {START_DEADLINE:?}\nstdout:\n{}\nstderr:\n{}", stdout.text(), stderr.text()),
+            _ => panic!(
+                "gateway did not start within {START_DEADLINE:?}\nstdout:\n{}\nstderr:\n{}",
+                stdout.text(),
+                stderr.text()
+            ),
         };
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
         let app = Self { base, client, stdout, stderr, child };
@@ -161,12 +167,16 @@ impl TestApp {
     async fn wait_ready(&self) {
         let deadline = tokio::time::Instant::now() + START_DEADLINE;
         loop {
-            if let Ok(response) = self.client.get(self.url("/readyz")).send().await {
-                if response.status().is_success() {
-                    return;
-                }
+            if let Ok(response) = self.client.get(self.url("/readyz")).send().await
+                && response.status().is_success()
+            {
+                return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "gateway never became ready\nstderr:\n{}", self.stderr.text());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gateway never became ready\nstderr:\n{}",
+                self.stderr.text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -186,6 +196,11 @@ impl TestApp {
 
 /// Runs a gateway command to completion (for commands that exit by themselves) with a deadline.
 pub async fn run_to_exit(mut command: Command) -> (Option<i32>, String, String) {
-    let output = tokio::time::timeout(Duration::from_secs(60), command.output()).await.expect("exits in time").expect("run");
-    (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    let output =
+        tokio::time::timeout(Duration::from_secs(60), command.output()).await.expect("exits in time").expect("run");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }

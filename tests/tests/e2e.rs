@@ -51,7 +51,9 @@ impl<'a> As<'a> {
     }
 
     async fn login(app: &'a TestApp, email: &str, password: &str) -> Self {
-        let (status, body) = Self::anonymous(app).call(Method::POST, "/v1/auth/login", Some(json!({"email": email, "password": password}))).await;
+        let (status, body) = Self::anonymous(app)
+            .call(Method::POST, "/v1/auth/login", Some(json!({"email": email, "password": password})))
+            .await;
         assert_eq!(status, StatusCode::OK, "login {email}: {body}");
         Self { app, token: Some(body["access_token"].as_str().expect("access token").to_owned()) }
     }
@@ -84,20 +86,42 @@ async fn serves_health_readiness_openapi_and_problems(database: &Database) {
     let expected = if database.url.starts_with("sqlite") { "sqlite" } else { "postgres" };
     assert_eq!(ready, json!({"status": "ready", "database": expected}));
 
-    let missing = app.client.get(app.url("/no/such/thing")).header("x-request-id", "bad id with spaces").send().await.expect("404");
+    let missing = app
+        .client
+        .get(app.url("/no/such/thing"))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .expect("404");
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(missing.headers()["content-type"], "application/problem+json");
     let generated = missing.headers()["x-request-id"].to_str().expect("ascii").to_owned();
     assert_ne!(generated, "bad id with spaces", "an unacceptable request id is replaced");
     let body: Value = missing.json().await.expect("json");
-    assert_eq!((problem_type(&body), body["instance"].as_str(), body["request_id"].as_str()), ("/problems/route-not-found", Some("/no/such/thing"), Some(generated.as_str())));
+    assert_eq!(
+        (problem_type(&body), body["instance"].as_str(), body["request_id"].as_str()),
+        ("/problems/route-not-found", Some("/no/such/thing"), Some(generated.as_str()))
+    );
 
-    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.expect("openapi").json().await.expect("json");
+    let doc: Value =
+        app.client.get(app.url("/openapi.json")).send().await.expect("openapi").json().await.expect("json");
     assert_eq!(doc["openapi"], "3.1.0");
     let paths: Vec<&str> = doc["paths"].as_object().expect("paths").keys().map(String::as_str).collect();
-    for path in ["/healthz", "/readyz", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/me", "/v1/subscriptions",
-        "/v1/subscriptions/{id}", "/v1/subscriptions/{id}/users", "/v1/users/{id}/password", "/v1/instances", "/v1/instances/{id}", "/v1/audit-log"]
-    {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/auth/logout",
+        "/v1/me",
+        "/v1/subscriptions",
+        "/v1/subscriptions/{id}",
+        "/v1/subscriptions/{id}/users",
+        "/v1/users/{id}/password",
+        "/v1/instances",
+        "/v1/instances/{id}",
+        "/v1/audit-log",
+    ] {
         assert!(paths.contains(&path), "{path} missing from the OpenAPI document: {paths:?}");
     }
     let docs = app.client.get(app.url("/docs")).send().await.expect("docs");
@@ -140,9 +164,13 @@ async fn sigterm_shuts_down_cleanly(database: &Database) {
 async fn first_tenant_walkthrough(database: &Database) {
     let app = TestApp::spawn(database).await;
     let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
-    let (status, subscription) = operator.call(Method::POST, "/v1/subscriptions", Some(json!({"name": "Acme", "tier": "starter"}))).await;
+    let (status, subscription) =
+        operator.call(Method::POST, "/v1/subscriptions", Some(json!({"name": "Acme", "tier": "starter"}))).await;
     assert_eq!(status, StatusCode::CREATED, "{subscription}");
-    assert_eq!((subscription["limits"]["max_instances"].as_i64(), subscription["tier"].as_str()), (Some(3), Some("starter")));
+    assert_eq!(
+        (subscription["limits"]["max_instances"].as_i64(), subscription["tier"].as_str()),
+        (Some(3), Some("starter"))
+    );
     let sid = subscription["id"].as_str().expect("id");
     let (status, owner) = operator
         .call(Method::POST, &format!("/v1/subscriptions/{sid}/users"), Some(json!({"email": "owner@acme.test", "password": "a long enough password", "name": "Ann", "role": "owner"})))
@@ -152,12 +180,18 @@ async fn first_tenant_walkthrough(database: &Database) {
 
     let ann = As::login(&app, "owner@acme.test", "a long enough password").await;
     let (status, me) = ann.call(Method::GET, "/v1/me", None).await;
-    assert_eq!((status, me["role"].as_str(), me["subscription_id"].as_str()), (StatusCode::OK, Some("owner"), Some(sid)));
-    let (status, instance) = ann.call(Method::POST, "/v1/instances", Some(json!({"name": "support", "settings": {"min_interval_ms": 1500}}))).await;
+    assert_eq!(
+        (status, me["role"].as_str(), me["subscription_id"].as_str()),
+        (StatusCode::OK, Some("owner"), Some(sid))
+    );
+    let (status, instance) = ann
+        .call(Method::POST, "/v1/instances", Some(json!({"name": "support", "settings": {"min_interval_ms": 1500}})))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{instance}");
     assert_eq!((instance["status"].as_str(), instance["driver"].as_str()), (Some("created"), Some("sandbox")));
     let iid = instance["id"].as_str().expect("id");
-    let (status, renamed) = ann.call(Method::PATCH, &format!("/v1/instances/{iid}"), Some(json!({"name": "sales"}))).await;
+    let (status, renamed) =
+        ann.call(Method::PATCH, &format!("/v1/instances/{iid}"), Some(json!({"name": "sales"}))).await;
     assert_eq!((status, renamed["name"].as_str()), (StatusCode::OK, Some("sales")));
     let (_, list) = ann.call(Method::GET, "/v1/instances", None).await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
@@ -180,7 +214,8 @@ async fn first_tenant_walkthrough(database: &Database) {
     assert_eq!(audit["items"][0]["action"], "instance.delete");
     assert_eq!(audit["items"][0]["ip_address"], "127.0.0.1");
     let cursor = audit["next_cursor"].as_str().expect("more pages");
-    let (_, rest) = ann.call(Method::GET, &format!("/v1/audit-log?resource=instance&limit=2&cursor={cursor}"), None).await;
+    let (_, rest) =
+        ann.call(Method::GET, &format!("/v1/audit-log?resource=instance&limit=2&cursor={cursor}"), None).await;
     assert_eq!(rest["items"].as_array().map(Vec::len), Some(2));
 
     let (status, _) = operator.call(Method::POST, &format!("/v1/subscriptions/{sid}/deactivate"), None).await;
@@ -194,13 +229,18 @@ async fn first_tenant_walkthrough(database: &Database) {
 }
 
 async fn tenant(operator: &As<'_>, name: &str) -> (String, String, String) {
-    let (_, subscription) = operator.call(Method::POST, "/v1/subscriptions", Some(json!({"name": name, "tier": "pro"}))).await;
+    let (_, subscription) =
+        operator.call(Method::POST, "/v1/subscriptions", Some(json!({"name": name, "tier": "pro"}))).await;
     let sid = subscription["id"].as_str().expect("id").to_owned();
     let mut emails = Vec::new();
     for role in ["owner", "member"] {
         let email = format!("{role}@{}.test", name.to_lowercase());
         let (status, body) = operator
-            .call(Method::POST, &format!("/v1/subscriptions/{sid}/users"), Some(json!({"email": email, "password": "a long enough password", "name": role, "role": role})))
+            .call(
+                Method::POST,
+                &format!("/v1/subscriptions/{sid}/users"),
+                Some(json!({"email": email, "password": "a long enough password", "name": role, "role": role})),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         emails.push(email);
@@ -218,7 +258,11 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
     let (_, instance) = ann.call(Method::POST, "/v1/instances", Some(json!({"name": "support"}))).await;
     let iid = instance["id"].as_str().expect("id").to_owned();
     let (_, users) = ann.call(Method::GET, &format!("/v1/subscriptions/{acme}/users"), None).await;
-    let member_id = users["items"].as_array().expect("users").iter().find(|u| u["role"] == "member").expect("member")["id"].as_str().expect("id").to_owned();
+    let member_id =
+        users["items"].as_array().expect("users").iter().find(|u| u["role"] == "member").expect("member")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
 
     // Every endpoint of the accounts API that names one of Acme's resources.
     let endpoints: Vec<(Method, String, Option<Value>)> = vec![
@@ -227,7 +271,11 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
         (Method::POST, format!("/v1/subscriptions/{acme}/activate"), None),
         (Method::POST, format!("/v1/subscriptions/{acme}/deactivate"), None),
         (Method::GET, format!("/v1/subscriptions/{acme}/users"), None),
-        (Method::POST, format!("/v1/subscriptions/{acme}/users"), Some(json!({"email": "x@acme.test", "password": "a long enough password", "name": "x", "role": "owner"}))),
+        (
+            Method::POST,
+            format!("/v1/subscriptions/{acme}/users"),
+            Some(json!({"email": "x@acme.test", "password": "a long enough password", "name": "x", "role": "owner"})),
+        ),
         (Method::POST, format!("/v1/users/{member_id}/deactivate"), None),
         (Method::POST, format!("/v1/users/{member_id}/activate"), None),
         (Method::POST, format!("/v1/users/{member_id}/password"), Some(json!({"password": "another long password"}))),
@@ -240,7 +288,11 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
     let intruder = As::login(&app, &globex_owner, "a long enough password").await;
     for (method, path, body) in &endpoints {
         let (status, problem) = intruder.call(method.clone(), path, body.clone()).await;
-        assert_eq!((status, problem_type(&problem)), (StatusCode::NOT_FOUND, "/problems/not-found"), "{method} {path}: {problem}");
+        assert_eq!(
+            (status, problem_type(&problem)),
+            (StatusCode::NOT_FOUND, "/problems/not-found"),
+            "{method} {path}: {problem}"
+        );
     }
     let (_, still) = ann.call(Method::GET, &format!("/v1/instances/{iid}"), None).await;
     assert_eq!(still["name"], "support", "nothing changed");
@@ -254,7 +306,11 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
         (Method::PATCH, format!("/v1/subscriptions/{acme}"), Some(json!({"name": "pwned"}))),
         (Method::POST, format!("/v1/subscriptions/{acme}/deactivate"), None),
         (Method::GET, format!("/v1/subscriptions/{acme}/users"), None),
-        (Method::POST, format!("/v1/subscriptions/{acme}/users"), Some(json!({"email": "y@acme.test", "password": "a long enough password", "name": "y", "role": "owner"}))),
+        (
+            Method::POST,
+            format!("/v1/subscriptions/{acme}/users"),
+            Some(json!({"email": "y@acme.test", "password": "a long enough password", "name": "y", "role": "owner"})),
+        ),
         (Method::POST, format!("/v1/users/{member_id}/password"), Some(json!({"password": "another long password"}))),
         (Method::POST, "/v1/instances".into(), Some(json!({"name": "mine"}))),
         (Method::PATCH, format!("/v1/instances/{iid}"), Some(json!({"name": "mine"}))),
@@ -265,7 +321,11 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
     ];
     for (method, path, body) in &owner_only {
         let (status, problem) = member.call(method.clone(), path, body.clone()).await;
-        assert_eq!((status, problem_type(&problem)), (StatusCode::FORBIDDEN, "/problems/forbidden"), "{method} {path}: {problem}");
+        assert_eq!(
+            (status, problem_type(&problem)),
+            (StatusCode::FORBIDDEN, "/problems/forbidden"),
+            "{method} {path}: {problem}"
+        );
     }
     let (status, _) = member.call(Method::GET, &format!("/v1/instances/{iid}"), None).await;
     assert_eq!(status, StatusCode::OK, "members read instances");
@@ -274,7 +334,11 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
     let anonymous = As::anonymous(&app);
     for (method, path, body) in endpoints.iter().chain(owner_only.iter()) {
         let (status, problem) = anonymous.call(method.clone(), path, body.clone()).await;
-        assert_eq!((status, problem_type(&problem)), (StatusCode::UNAUTHORIZED, "/problems/unauthenticated"), "{method} {path}");
+        assert_eq!(
+            (status, problem_type(&problem)),
+            (StatusCode::UNAUTHORIZED, "/problems/unauthenticated"),
+            "{method} {path}"
+        );
     }
 }
 
@@ -288,22 +352,48 @@ async fn bad_input_is_refused_with_stable_problem_types_and_writes_nothing(datab
     let cases: Vec<(Value, &str)> = vec![
         (json!({"email": "not-an-email", "password": "a long enough password", "name": "x", "role": "owner"}), "email"),
         (json!({"email": "w@acme.test", "password": "short", "name": "x", "role": "owner"}), "password"),
-        (json!({"email": "w@acme.test", "password": "a long enough password", "name": "x".repeat(201), "role": "owner"}), "name"),
+        (
+            json!({"email": "w@acme.test", "password": "a long enough password", "name": "x".repeat(201), "role": "owner"}),
+            "name",
+        ),
         (json!({"email": "w@acme.test", "password": "a long enough password", "name": "x", "role": "admin"}), "role"),
-        (json!({"email": "w@acme.test", "password": "a long enough password", "name": "x", "role": "owner", "is_admin": true}), "body"),
+        (
+            json!({"email": "w@acme.test", "password": "a long enough password", "name": "x", "role": "owner", "is_admin": true}),
+            "body",
+        ),
     ];
     for (body, field) in cases {
         let (status, problem) = operator.call(Method::POST, &users_path, Some(body)).await;
-        assert_eq!((status, problem_type(&problem)), (StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation"), "{problem}");
-        let fields: Vec<&str> = problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+        assert_eq!(
+            (status, problem_type(&problem)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation"),
+            "{problem}"
+        );
+        let fields: Vec<&str> =
+            problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
         assert!(fields.contains(&field), "{field} named in {problem}");
     }
     let (_, after) = operator.call(Method::GET, &users_path, None).await;
     assert_eq!(before["items"], after["items"], "nothing written");
 
-    let raw = app.client.post(app.url(&users_path)).bearer_auth(operator.token.as_deref().expect("token")).header("content-type", "text/plain").body("{}").send().await.expect("send");
+    let raw = app
+        .client
+        .post(app.url(&users_path))
+        .bearer_auth(operator.token.as_deref().expect("token"))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(raw.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let broken = app.client.post(app.url("/v1/auth/login")).header("content-type", "application/json").body("{\"email\": ").send().await.expect("send");
+    let broken = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body("{\"email\": ")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(broken.status(), StatusCode::BAD_REQUEST);
     let body: Value = broken.json().await.expect("json");
     assert_eq!(problem_type(&body), "/problems/malformed-json");
@@ -316,9 +406,12 @@ async fn bad_input_is_refused_with_stable_problem_types_and_writes_nothing(datab
     let none: Value = bearer(alg_none).await.expect("send").json().await.expect("json");
     assert_eq!(problem_type(&none), "/problems/invalid-token");
 
-    let (status, wrong) = As::anonymous(&app).call(Method::POST, "/v1/auth/login", Some(json!({"email": owner_email, "password": "wrong password!"}))).await;
+    let (status, wrong) = As::anonymous(&app)
+        .call(Method::POST, "/v1/auth/login", Some(json!({"email": owner_email, "password": "wrong password!"})))
+        .await;
     assert_eq!((status, problem_type(&wrong)), (StatusCode::UNAUTHORIZED, "/problems/invalid-credentials"));
-    let (status, bad_tier) = operator.call(Method::POST, "/v1/subscriptions", Some(json!({"name": "X", "tier": "gold"}))).await;
+    let (status, bad_tier) =
+        operator.call(Method::POST, "/v1/subscriptions", Some(json!({"name": "X", "tier": "gold"}))).await;
     assert_eq!((status, problem_type(&bad_tier)), (StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation"));
     let (status, bad_cursor) = operator.call(Method::GET, "/v1/subscriptions?cursor=garbage", None).await;
     assert_eq!((status, problem_type(&bad_cursor)), (StatusCode::BAD_REQUEST, "/problems/invalid-cursor"));
@@ -326,9 +419,17 @@ async fn bad_input_is_refused_with_stable_problem_types_and_writes_nothing(datab
     assert_eq!((status, problem_type(&bad_id)), (StatusCode::NOT_FOUND, "/problems/not-found"));
 
     for _ in 0..5 {
-        As::anonymous(&app).call(Method::POST, "/v1/auth/login", Some(json!({"email": owner_email, "password": "wrong password!"}))).await;
+        As::anonymous(&app)
+            .call(Method::POST, "/v1/auth/login", Some(json!({"email": owner_email, "password": "wrong password!"})))
+            .await;
     }
-    let throttled = app.client.post(app.url("/v1/auth/login")).json(&json!({"email": owner_email, "password": "a long enough password"})).send().await.expect("send");
+    let throttled = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .json(&json!({"email": owner_email, "password": "a long enough password"}))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = throttled.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
     assert!(retry_after > 0);
@@ -337,20 +438,32 @@ async fn bad_input_is_refused_with_stable_problem_types_and_writes_nothing(datab
 async fn refresh_tokens_rotate_and_reuse_is_detected(database: &Database) {
     let app = TestApp::spawn(database).await;
     let anonymous = As::anonymous(&app);
-    let (_, first) = anonymous.call(Method::POST, "/v1/auth/login", Some(json!({"email": OPERATOR_EMAIL, "password": OPERATOR_PASSWORD}))).await;
-    assert_eq!((first["token_type"].as_str(), first["expires_in"].as_i64().map(|s| s > 800 && s <= 900)), (Some("Bearer"), Some(true)));
+    let (_, first) = anonymous
+        .call(Method::POST, "/v1/auth/login", Some(json!({"email": OPERATOR_EMAIL, "password": OPERATOR_PASSWORD})))
+        .await;
+    assert_eq!(
+        (first["token_type"].as_str(), first["expires_in"].as_i64().map(|s| s > 800 && s <= 900)),
+        (Some("Bearer"), Some(true))
+    );
     let refresh = first["refresh_token"].as_str().expect("refresh").to_owned();
-    let (status, second) = anonymous.call(Method::POST, "/v1/auth/refresh", Some(json!({"refresh_token": refresh}))).await;
+    let (status, second) =
+        anonymous.call(Method::POST, "/v1/auth/refresh", Some(json!({"refresh_token": refresh}))).await;
     assert_eq!(status, StatusCode::OK, "{second}");
-    let (status, reused) = anonymous.call(Method::POST, "/v1/auth/refresh", Some(json!({"refresh_token": refresh}))).await;
+    let (status, reused) =
+        anonymous.call(Method::POST, "/v1/auth/refresh", Some(json!({"refresh_token": refresh}))).await;
     assert_eq!((status, problem_type(&reused)), (StatusCode::UNAUTHORIZED, "/problems/refresh-token-reused"));
-    let (status, revoked) = anonymous.call(Method::POST, "/v1/auth/refresh", Some(json!({"refresh_token": second["refresh_token"]}))).await;
+    let (status, revoked) =
+        anonymous.call(Method::POST, "/v1/auth/refresh", Some(json!({"refresh_token": second["refresh_token"]}))).await;
     assert_eq!((status, problem_type(&revoked)), (StatusCode::UNAUTHORIZED, "/problems/invalid-refresh-token"));
 
-    let (_, third) = anonymous.call(Method::POST, "/v1/auth/login", Some(json!({"email": OPERATOR_EMAIL, "password": OPERATOR_PASSWORD}))).await;
-    let (status, _) = anonymous.call(Method::POST, "/v1/auth/logout", Some(json!({"refresh_token": third["refresh_token"]}))).await;
+    let (_, third) = anonymous
+        .call(Method::POST, "/v1/auth/login", Some(json!({"email": OPERATOR_EMAIL, "password": OPERATOR_PASSWORD})))
+        .await;
+    let (status, _) =
+        anonymous.call(Method::POST, "/v1/auth/logout", Some(json!({"refresh_token": third["refresh_token"]}))).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = anonymous.call(Method::POST, "/v1/auth/refresh", Some(json!({"refresh_token": third["refresh_token"]}))).await;
+    let (status, _) =
+        anonymous.call(Method::POST, "/v1/auth/refresh", Some(json!({"refresh_token": third["refresh_token"]}))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
@@ -385,7 +498,8 @@ async fn an_unreachable_database_is_one_line_and_a_nonzero_exit() {
 
     // A file that is not a database: refused the same way.
     let corrupt = database.dir.join("corrupt.db");
-    std::fs::write(&corrupt, b"this is not a sqlite database, just text that is long enough to have a header").expect("write");
+    std::fs::write(&corrupt, b"this is not a sqlite database, just text that is long enough to have a header")
+        .expect("write");
     let mut command = gateway_command(&format!("sqlite://{}", corrupt.display()), &database.dir);
     command.arg("serve");
     let (code, _, stderr) = run_to_exit(command).await;

@@ -26,7 +26,10 @@ fn generate_password() -> String {
 
 /// Creates the first operator if there is none. Returns the generated password when one was generated, so the
 /// caller can show it once.
-pub async fn ensure_operator(store: &dyn Store, admin: &AdminSettings) -> Result<Option<(String, String)>, BootstrapError> {
+pub async fn ensure_operator(
+    store: &dyn Store,
+    admin: &AdminSettings,
+) -> Result<Option<(String, String)>, BootstrapError> {
     if store.count_active_admins().await? > 0 {
         return Ok(None);
     }
@@ -46,7 +49,13 @@ pub async fn ensure_operator(store: &dyn Store, admin: &AdminSettings) -> Result
         .map_err(|e| BootstrapError::Hash(e.to_string()))?;
     store
         .create_user(
-            NewUser { email: email.clone(), password: hash, name: "Operator".into(), role: UserRole::Admin, subscription_id: None },
+            NewUser {
+                email: email.clone(),
+                password: hash,
+                name: "Operator".into(),
+                role: UserRole::Admin,
+                subscription_id: None,
+            },
             &Actor::system(),
         )
         .await?;

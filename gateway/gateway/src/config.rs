@@ -164,10 +164,10 @@ pub enum ConfigError {
 /// `key: problem (from source)`, naming the exact environment variable when that is where the value came from.
 fn describe(err: &figment::Error) -> String {
     let mut path: Vec<String> = err.path.iter().map(|p| p.to_lowercase()).collect();
-    if let figment::error::Kind::UnknownField(field, _) = &err.kind {
-        if path.last() != Some(&field.to_lowercase()) {
-            path.push(field.to_lowercase());
-        }
+    if let figment::error::Kind::UnknownField(field, _) = &err.kind
+        && path.last() != Some(&field.to_lowercase())
+    {
+        path.push(field.to_lowercase());
     }
     let source = match &err.metadata {
         Some(metadata) if metadata.name.contains("environment") => {
@@ -194,10 +194,10 @@ fn env_key(raw: &str) -> String {
     let key = raw.to_ascii_lowercase();
     for section in SECTIONS {
         if let Some(rest) = key.strip_prefix(section).and_then(|r| r.strip_prefix('_')) {
-            if *section == "tiers" {
-                if let Some((tier, field)) = rest.split_once('_') {
-                    return format!("tiers.{tier}.{field}");
-                }
+            if *section == "tiers"
+                && let Some((tier, field)) = rest.split_once('_')
+            {
+                return format!("tiers.{tier}.{field}");
             }
             return format!("{section}.{rest}");
         }
@@ -224,10 +224,10 @@ impl Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
         if gw_store_sql::Backend::from_url(&self.database.url).is_none() {
-            return Err(invalid("database.url", format!(
-                "{} is not a sqlite:// or postgres:// URL",
-                gw_store_sql::redact_url(&self.database.url)
-            )));
+            return Err(invalid(
+                "database.url",
+                format!("{} is not a sqlite:// or postgres:// URL", gw_store_sql::redact_url(&self.database.url)),
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
@@ -243,10 +243,16 @@ impl Settings {
             .map_err(|e| invalid("log.level", format!("not a valid filter: {e}")))?;
         Email::parse(&self.admin.email).map_err(|e| invalid("admin.email", e.to_string()))?;
         if self.auth.jwt_secret.expose().len() < gw_accounts::jwt::MIN_KEY_BYTES {
-            return Err(invalid("auth.jwt_secret", format!("must be at least {} bytes", gw_accounts::jwt::MIN_KEY_BYTES)));
+            return Err(invalid(
+                "auth.jwt_secret",
+                format!("must be at least {} bytes", gw_accounts::jwt::MIN_KEY_BYTES),
+            ));
         }
         if self.mode == Mode::Production && self.auth.jwt_secret.expose() == DEVELOPMENT_JWT_SECRET {
-            return Err(invalid("auth.jwt_secret", "must be set in production mode: the development default is public"));
+            return Err(invalid(
+                "auth.jwt_secret",
+                "must be set in production mode: the development default is public",
+            ));
         }
         if self.auth.jwt_previous_keys.iter().any(|k| k.secret.expose().len() < gw_accounts::jwt::MIN_KEY_BYTES) {
             return Err(invalid("auth.jwt_previous_keys", "every secret must be at least 32 bytes"));
@@ -270,7 +276,10 @@ impl Settings {
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.server.listen.parse().map_err(|_| invalid("server.listen", format!("{:?} is not an address:port", self.server.listen)))
+        self.server
+            .listen
+            .parse()
+            .map_err(|_| invalid("server.listen", format!("{:?} is not an address:port", self.server.listen)))
     }
 
     pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
@@ -298,7 +307,10 @@ impl Settings {
         let window = Duration::from_secs(auth.login_failure_window_secs.max(1));
         AccountsConfig {
             jwt: JwtSettings {
-                active: SigningKey { kid: auth.jwt_key_id.clone(), secret: Redacted::new(auth.jwt_secret.expose().to_owned()) },
+                active: SigningKey {
+                    kid: auth.jwt_key_id.clone(),
+                    secret: Redacted::new(auth.jwt_secret.expose().to_owned()),
+                },
                 previous: auth
                     .jwt_previous_keys
                     .iter()
@@ -318,6 +330,8 @@ impl Settings {
 }
 
 #[cfg(test)]
+// figment's Jail closures return its own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use figment::Jail;
 
@@ -342,7 +356,10 @@ mod tests {
     #[test]
     fn environment_overrides_the_file_and_keeps_underscored_keys() {
         Jail::expect_with(|jail| {
-            jail.create_file("gateway.toml", "[server]\nlisten = \"127.0.0.1:9000\"\n[database]\nmax_connections = 4\n")?;
+            jail.create_file(
+                "gateway.toml",
+                "[server]\nlisten = \"127.0.0.1:9000\"\n[database]\nmax_connections = 4\n",
+            )?;
             jail.set_env("GATEWAY_DATABASE_MAX_CONNECTIONS", "7");
             jail.set_env("GATEWAY_TIERS_FREE_MAX_INSTANCES", "2");
             jail.set_env("GATEWAY_CONFIG", "ignored-by-the-provider");

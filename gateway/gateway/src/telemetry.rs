@@ -17,5 +17,6 @@ pub fn init(settings: &LogSettings) {
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // A second initialisation (only possible in tests) is harmless; ignore it.
-    let _ = if json { builder.json().flatten_event(true).with_current_span(true).try_init() } else { builder.try_init() };
+    let _ =
+        if json { builder.json().flatten_event(true).with_current_span(true).try_init() } else { builder.try_init() };
 }

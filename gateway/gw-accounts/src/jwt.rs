@@ -223,12 +223,14 @@ mod tests {
         let ours = issuer();
         let mut other = settings(key("k1", &"a".repeat(32)), vec![]);
         other.audience = "someone-else".into();
-        let (token, _) = TokenIssuer::new(other).issue(UserId::new(), None, UserRole::Admin, Timestamp::now()).expect("issue");
+        let (token, _) =
+            TokenIssuer::new(other).issue(UserId::new(), None, UserRole::Admin, Timestamp::now()).expect("issue");
         assert_eq!(ours.verify(&token), Err(TokenError::WrongAudience));
 
         let mut other = settings(key("k1", &"a".repeat(32)), vec![]);
         other.issuer = "evil".into();
-        let (token, _) = TokenIssuer::new(other).issue(UserId::new(), None, UserRole::Admin, Timestamp::now()).expect("issue");
+        let (token, _) =
+            TokenIssuer::new(other).issue(UserId::new(), None, UserRole::Admin, Timestamp::now()).expect("issue");
         assert_eq!(ours.verify(&token), Err(TokenError::WrongIssuer));
 
         let forged = TokenIssuer::new(settings(key("k1", &"b".repeat(32)), vec![]));

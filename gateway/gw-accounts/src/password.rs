@@ -82,10 +82,7 @@ impl PasswordHasherService {
     }
 
     fn with_params(m_cost: u32, t_cost: u32, p_cost: u32) -> Self {
-        let params = match Params::new(m_cost, t_cost, p_cost, None) {
-            Ok(params) => params,
-            Err(_) => Params::default(),
-        };
+        let params = Params::new(m_cost, t_cost, p_cost, None).unwrap_or_default();
         let mut service = Self { params, dummy: PasswordHash::from_phc(String::new()) };
         let random: [u8; 24] = rand::random();
         let dummy_password: String = random.iter().map(|b| format!("{b:02x}")).collect();
@@ -120,11 +117,7 @@ impl PasswordHasherService {
     }
 
     fn needs_rehash(&self, parsed: &PhcHash<'_>) -> bool {
-        let current = [
-            ("m", self.params.m_cost()),
-            ("t", self.params.t_cost()),
-            ("p", self.params.p_cost()),
-        ];
+        let current = [("m", self.params.m_cost()), ("t", self.params.t_cost()), ("p", self.params.p_cost())];
         parsed.algorithm.as_str() != "argon2id"
             || parsed.version != Some(Version::V0x13 as u32)
             || current.iter().any(|(name, value)| parsed.params.get_decimal(*name) != Some(*value))

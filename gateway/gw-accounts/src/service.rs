@@ -171,7 +171,11 @@ impl Accounts {
             .map_err(|e| AccountError::Internal(e.to_string()))
     }
 
-    async fn verify_password(&self, password: &str, stored: Option<PasswordHash>) -> Result<Verification, AccountError> {
+    async fn verify_password(
+        &self,
+        password: &str,
+        stored: Option<PasswordHash>,
+    ) -> Result<Verification, AccountError> {
         let _permit = self.hashing.acquire().await.map_err(|e| AccountError::Internal(e.to_string()))?;
         let hasher = self.hasher.clone();
         let password = password.to_owned();
@@ -217,7 +221,12 @@ impl Accounts {
         if needs_rehash {
             let rehashed = self.hash_password(password).await?;
             self.store
-                .update_user(Scope::All, user.id, UserPatch { password: Some(rehashed), ..Default::default() }, &Actor::system())
+                .update_user(
+                    Scope::All,
+                    user.id,
+                    UserPatch { password: Some(rehashed), ..Default::default() },
+                    &Actor::system(),
+                )
                 .await?;
         }
         let now = Timestamp::now();
@@ -232,15 +241,20 @@ impl Accounts {
         if !user.is_active {
             return Err(AccountError::AccountInactive);
         }
-        if let Some(subscription_id) = user.subscription_id {
-            if !self.store.get_subscription(subscription_id).await?.is_active {
-                return Err(AccountError::AccountInactive);
-            }
+        if let Some(subscription_id) = user.subscription_id
+            && !self.store.get_subscription(subscription_id).await?.is_active
+        {
+            return Err(AccountError::AccountInactive);
         }
         Ok(())
     }
 
-    async fn start_session(&self, user: User, family_id: TokenFamilyId, now: Timestamp) -> Result<Session, AccountError> {
+    async fn start_session(
+        &self,
+        user: User,
+        family_id: TokenFamilyId,
+        now: Timestamp,
+    ) -> Result<Session, AccountError> {
         let (refresh_token, token_hash) = refresh::generate();
         let refresh_expires_at = self.refresh_expiry(now)?;
         self.store
@@ -375,7 +389,11 @@ impl Accounts {
 
     // ---- subscriptions ------------------------------------------------------------------------------------------
 
-    pub async fn create_subscription(&self, by: &Principal, new: CreateSubscription) -> Result<Subscription, AccountError> {
+    pub async fn create_subscription(
+        &self,
+        by: &Principal,
+        new: CreateSubscription,
+    ) -> Result<Subscription, AccountError> {
         by.require(Action::ManagePlatform)?;
         let name = checked_name("name", &new.name, 200)?;
         let limits = self.tiers.limits(new.tier).with_overrides(&new.overrides);
@@ -395,7 +413,11 @@ impl Accounts {
             .await?)
     }
 
-    pub async fn list_subscriptions(&self, by: &Principal, page: PageRequest) -> Result<Page<Subscription>, AccountError> {
+    pub async fn list_subscriptions(
+        &self,
+        by: &Principal,
+        page: PageRequest,
+    ) -> Result<Page<Subscription>, AccountError> {
         by.require(Action::ManagePlatform)?;
         Ok(self.store.list_subscriptions(page).await?)
     }

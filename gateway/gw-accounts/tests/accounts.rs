@@ -82,7 +82,12 @@ impl Fixture {
                 )
                 .await
                 .expect("user");
-            principals.push(Principal { user_id: user.id, role, subscription_id: Some(subscription.id), ip_address: None });
+            principals.push(Principal {
+                user_id: user.id,
+                role,
+                subscription_id: Some(subscription.id),
+                ip_address: None,
+            });
         }
         let member = principals.pop().expect("member");
         let owner = principals.pop().expect("owner");
@@ -136,15 +141,26 @@ on_both_backends!(
 
 async fn login_issues_tokens_that_authenticate(f: Fixture) {
     let (subscription, owner, _) = f.tenant("Acme").await;
-    let session = f.accounts.login("Owner@Acme.example.com", "a long enough password", Some("198.51.100.4".into())).await.expect("login");
+    let session = f
+        .accounts
+        .login("Owner@Acme.example.com", "a long enough password", Some("198.51.100.4".into()))
+        .await
+        .expect("login");
     assert_eq!(session.user.id, owner.user_id);
     assert!(session.user.last_login_at.is_some());
     assert!(session.refresh_token.starts_with("gwr_"));
     let principal = f.accounts.authenticate(&session.access_token, None).await.expect("authenticate");
-    assert_eq!((principal.user_id, principal.role, principal.subscription_id), (owner.user_id, UserRole::Owner, Some(subscription.id)));
+    assert_eq!(
+        (principal.user_id, principal.role, principal.subscription_id),
+        (owner.user_id, UserRole::Owner, Some(subscription.id))
+    );
     let stored = f.store.get_user(Scope::All, owner.user_id).await.expect("user");
     assert_eq!(stored.last_login_at, session.user.last_login_at);
-    let audit = f.store.list_audit(AuditFilter { user_id: Some(owner.user_id), ..Default::default() }, PageRequest::default()).await.expect("audit");
+    let audit = f
+        .store
+        .list_audit(AuditFilter { user_id: Some(owner.user_id), ..Default::default() }, PageRequest::default())
+        .await
+        .expect("audit");
     assert_eq!(audit.items[0].action, "auth.login");
     assert_eq!(audit.items[0].ip_address.as_deref(), Some("198.51.100.4"));
 }
@@ -157,9 +173,12 @@ async fn wrong_credentials_are_refused_alike_and_throttled(f: Fixture) {
     for _ in 0..4 {
         f.accounts.login("owner@acme.example.com", "not the password", None).await.expect_err("wrong");
     }
-    let throttled = f.accounts.login("owner@acme.example.com", "a long enough password", None).await.expect_err("throttled");
+    let throttled =
+        f.accounts.login("owner@acme.example.com", "a long enough password", None).await.expect_err("throttled");
     match throttled {
-        AccountError::Throttled { retry_after } => assert!(retry_after > StdDuration::from_secs(800), "{retry_after:?}"),
+        AccountError::Throttled { retry_after } => {
+            assert!(retry_after > StdDuration::from_secs(800), "{retry_after:?}")
+        }
         other => panic!("expected throttling, got {other:?}"),
     }
     // Another email is not throttled by this one's failures.
@@ -170,14 +189,20 @@ async fn wrong_credentials_are_refused_alike_and_throttled(f: Fixture) {
         let email = format!("guess{n}@acme.example.com");
         f.accounts.login(&email, "not the password", ip.clone()).await.expect_err("guess");
     }
-    let by_ip = f.accounts.login("member@acme.example.com", "a long enough password", ip).await.expect_err("ip throttled");
+    let by_ip =
+        f.accounts.login("member@acme.example.com", "a long enough password", ip).await.expect_err("ip throttled");
     assert!(matches!(by_ip, AccountError::Throttled { .. }), "{by_ip:?}");
 }
 
 async fn passwords_hashed_with_old_parameters_are_rehashed_on_login(f: Fixture) {
     let owasp = PasswordHasherService::owasp().hash(OPERATOR_PASSWORD).expect("hash");
     f.store
-        .update_user(Scope::All, f.operator.user_id, gw_store::UserPatch { password: Some(owasp.clone()), ..Default::default() }, &Actor::system())
+        .update_user(
+            Scope::All,
+            f.operator.user_id,
+            gw_store::UserPatch { password: Some(owasp.clone()), ..Default::default() },
+            &Actor::system(),
+        )
         .await
         .expect("store old-parameter hash");
     f.accounts.login("ops@example.com", OPERATOR_PASSWORD, None).await.expect("login");
@@ -199,7 +224,8 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(f: Fixture) {
     let revoked = f.accounts.refresh(&second.refresh_token, None).await.expect_err("family revoked");
     assert!(matches!(revoked, AccountError::InvalidRefreshToken), "{revoked:?}");
 
-    let other_session = f.accounts.login("owner@acme.example.com", "a long enough password", None).await.expect("login");
+    let other_session =
+        f.accounts.login("owner@acme.example.com", "a long enough password", None).await.expect("login");
     f.accounts.refresh(&other_session.refresh_token, None).await.expect("another sign-in is its own family");
     let garbage = f.accounts.refresh("gwr_not-a-token", None).await.expect_err("garbage");
     assert!(matches!(garbage, AccountError::InvalidRefreshToken));
@@ -216,19 +242,26 @@ async fn logout_revokes_the_session(f: Fixture) {
 
 async fn deactivation_takes_effect_at_once(f: Fixture) {
     let (subscription, owner, member) = f.tenant("Acme").await;
-    let owner_session = f.accounts.login("owner@acme.example.com", "a long enough password", None).await.expect("login");
-    let member_session = f.accounts.login("member@acme.example.com", "a long enough password", None).await.expect("login");
+    let owner_session =
+        f.accounts.login("owner@acme.example.com", "a long enough password", None).await.expect("login");
+    let member_session =
+        f.accounts.login("member@acme.example.com", "a long enough password", None).await.expect("login");
 
     f.accounts.set_user_active(&f.operator, member.user_id, false).await.expect("deactivate user");
     let err = f.accounts.authenticate(&member_session.access_token, None).await.expect_err("inactive user");
     assert!(matches!(err, AccountError::AccountInactive), "{err:?}");
     let err = f.accounts.refresh(&member_session.refresh_token, None).await.expect_err("sessions ended");
     assert!(matches!(err, AccountError::InvalidRefreshToken), "{err:?}");
-    let err = f.accounts.login("member@acme.example.com", "a long enough password", None).await.expect_err("no sign-in");
+    let err =
+        f.accounts.login("member@acme.example.com", "a long enough password", None).await.expect_err("no sign-in");
     assert!(matches!(err, AccountError::AccountInactive), "{err:?}");
 
     f.accounts
-        .update_subscription(&f.operator, subscription.id, UpdateSubscription { is_active: Some(false), ..Default::default() })
+        .update_subscription(
+            &f.operator,
+            subscription.id,
+            UpdateSubscription { is_active: Some(false), ..Default::default() },
+        )
         .await
         .expect("deactivate subscription");
     let err = f.accounts.authenticate(&owner_session.access_token, None).await.expect_err("inactive subscription");
@@ -236,7 +269,11 @@ async fn deactivation_takes_effect_at_once(f: Fixture) {
     assert_eq!(f.store.get_user(Scope::All, owner.user_id).await.expect("nothing deleted").id, owner.user_id);
 
     f.accounts
-        .update_subscription(&f.operator, subscription.id, UpdateSubscription { is_active: Some(true), ..Default::default() })
+        .update_subscription(
+            &f.operator,
+            subscription.id,
+            UpdateSubscription { is_active: Some(true), ..Default::default() },
+        )
         .await
         .expect("reactivate");
     f.accounts.authenticate(&owner_session.access_token, None).await.expect("works again");
@@ -251,7 +288,11 @@ async fn tiers_give_defaults_and_overrides_win(f: Fixture) {
         .accounts
         .create_subscription(
             &f.operator,
-            CreateSubscription { name: "Pro".into(), tier: Tier::Pro, overrides: LimitOverrides { monthly_messages: Some(42), ..Default::default() } },
+            CreateSubscription {
+                name: "Pro".into(),
+                tier: Tier::Pro,
+                overrides: LimitOverrides { monthly_messages: Some(42), ..Default::default() },
+            },
         )
         .await
         .expect("create");
@@ -266,7 +307,11 @@ async fn tiers_give_defaults_and_overrides_win(f: Fixture) {
 
     let cleared = f
         .accounts
-        .update_subscription(&f.operator, pro.id, UpdateSubscription { overrides: Some(LimitOverrides::default()), ..Default::default() })
+        .update_subscription(
+            &f.operator,
+            pro.id,
+            UpdateSubscription { overrides: Some(LimitOverrides::default()), ..Default::default() },
+        )
         .await
         .expect("clear overrides");
     assert_eq!(cleared.monthly_messages, catalog.free.monthly_messages);
@@ -276,7 +321,11 @@ async fn tiers_give_defaults_and_overrides_win(f: Fixture) {
         .accounts
         .create_subscription(
             &f.operator,
-            CreateSubscription { name: "Bad".into(), tier: Tier::Pro, overrides: LimitOverrides { max_instances: Some(-1), ..Default::default() } },
+            CreateSubscription {
+                name: "Bad".into(),
+                tier: Tier::Pro,
+                overrides: LimitOverrides { max_instances: Some(-1), ..Default::default() },
+            },
         )
         .await
         .expect_err("negative limit");
@@ -291,7 +340,12 @@ async fn user_creation_validates_and_writes_nothing_on_bad_input(f: Fixture) {
         .create_user(
             &f.operator,
             subscription.id,
-            CreateUser { email: "not-an-email".into(), password: "short".into(), name: "x".repeat(201), role: UserRole::Admin },
+            CreateUser {
+                email: "not-an-email".into(),
+                password: "short".into(),
+                name: "x".repeat(201),
+                role: UserRole::Admin,
+            },
         )
         .await
         .expect_err("invalid");
@@ -304,13 +358,31 @@ async fn user_creation_validates_and_writes_nothing_on_bad_input(f: Fixture) {
     }
     let err = f
         .accounts
-        .create_user(&owner, subscription.id, CreateUser { email: "x@acme.example.com".into(), password: "a long enough password".into(), name: "X".into(), role: UserRole::Member })
+        .create_user(
+            &owner,
+            subscription.id,
+            CreateUser {
+                email: "x@acme.example.com".into(),
+                password: "a long enough password".into(),
+                name: "X".into(),
+                role: UserRole::Member,
+            },
+        )
         .await
         .expect_err("tenants do not create users");
     assert!(matches!(err, AccountError::Forbidden));
     let dup = f
         .accounts
-        .create_user(&f.operator, subscription.id, CreateUser { email: "OWNER@acme.example.com".into(), password: "a long enough password".into(), name: "Dup".into(), role: UserRole::Member })
+        .create_user(
+            &f.operator,
+            subscription.id,
+            CreateUser {
+                email: "OWNER@acme.example.com".into(),
+                password: "a long enough password".into(),
+                name: "Dup".into(),
+                role: UserRole::Member,
+            },
+        )
         .await
         .expect_err("duplicate email");
     assert!(matches!(dup, AccountError::Store(StoreError::Conflict { .. })), "{dup:?}");
@@ -320,7 +392,12 @@ async fn user_creation_validates_and_writes_nothing_on_bad_input(f: Fixture) {
 async fn instances_follow_roles_and_scopes(f: Fixture) {
     let (acme, owner, member) = f.tenant("Acme").await;
     let (_, intruder, _) = f.tenant("Globex").await;
-    let new = |name: &str| CreateInstance { name: name.into(), driver: DriverKind::Sandbox, settings: json!({}), subscription_id: None };
+    let new = |name: &str| CreateInstance {
+        name: name.into(),
+        driver: DriverKind::Sandbox,
+        settings: json!({}),
+        subscription_id: None,
+    };
 
     let inst = f.accounts.create_instance(&owner, new("support")).await.expect("owner creates");
     assert_eq!((inst.subscription_id, inst.created_by_id), (acme.id, Some(owner.user_id)));
@@ -330,18 +407,36 @@ async fn instances_follow_roles_and_scopes(f: Fixture) {
 
     let not_found = |r: Result<_, AccountError>| matches!(r, Err(AccountError::Store(StoreError::NotFound { .. })));
     assert!(not_found(f.accounts.get_instance(&intruder, inst.id).await.map(|_| ())));
-    assert!(not_found(f.accounts.update_instance(&intruder, inst.id, UpdateInstance { name: Some("pwned".into()), ..Default::default() }).await.map(|_| ())));
+    assert!(not_found(
+        f.accounts
+            .update_instance(&intruder, inst.id, UpdateInstance { name: Some("pwned".into()), ..Default::default() })
+            .await
+            .map(|_| ())
+    ));
     assert!(not_found(f.accounts.delete_instance(&intruder, inst.id).await));
     let smuggled = CreateInstance { subscription_id: Some(acme.id), ..new("smuggled") };
     assert!(not_found(f.accounts.create_instance(&intruder, smuggled).await.map(|_| ())));
     assert!(f.accounts.list_instances(&intruder, PageRequest::default()).await.expect("list").items.is_empty());
 
-    assert!(matches!(f.accounts.update_instance(&member, inst.id, UpdateInstance { name: Some("y".into()), ..Default::default() }).await, Err(AccountError::Forbidden)));
+    assert!(matches!(
+        f.accounts
+            .update_instance(&member, inst.id, UpdateInstance { name: Some("y".into()), ..Default::default() })
+            .await,
+        Err(AccountError::Forbidden)
+    ));
     assert!(matches!(f.accounts.delete_instance(&member, inst.id).await, Err(AccountError::Forbidden)));
 
-    let bad = f.accounts.update_instance(&owner, inst.id, UpdateInstance { settings: Some(json!([1, 2])), ..Default::default() }).await.expect_err("array");
+    let bad = f
+        .accounts
+        .update_instance(&owner, inst.id, UpdateInstance { settings: Some(json!([1, 2])), ..Default::default() })
+        .await
+        .expect_err("array");
     assert!(matches!(bad, AccountError::Validation(_)));
-    let renamed = f.accounts.update_instance(&owner, inst.id, UpdateInstance { name: Some(" sales ".into()), ..Default::default() }).await.expect("rename");
+    let renamed = f
+        .accounts
+        .update_instance(&owner, inst.id, UpdateInstance { name: Some(" sales ".into()), ..Default::default() })
+        .await
+        .expect("rename");
     assert_eq!(renamed.name, "sales");
 
     // Starter allows 3 instances; the 4th is refused with the limit.
@@ -352,26 +447,52 @@ async fn instances_follow_roles_and_scopes(f: Fixture) {
     f.accounts.delete_instance(&owner, inst.id).await.expect("delete");
     f.accounts.create_instance(&owner, new("four")).await.expect("slot released");
 
-    let operator_needs_subscription = f.accounts.create_instance(&f.operator, new("op")).await.expect_err("which subscription?");
+    let operator_needs_subscription =
+        f.accounts.create_instance(&f.operator, new("op")).await.expect_err("which subscription?");
     assert!(matches!(operator_needs_subscription, AccountError::Validation(_)));
-    f.accounts.create_instance(&f.operator, CreateInstance { subscription_id: Some(acme.id), ..new("op") }).await.expect_err("limit again");
+    f.accounts
+        .create_instance(&f.operator, CreateInstance { subscription_id: Some(acme.id), ..new("op") })
+        .await
+        .expect_err("limit again");
 }
 
 async fn audit_reads_are_scoped(f: Fixture) {
     let (acme, owner, member) = f.tenant("Acme").await;
     let (globex, _, _) = f.tenant("Globex").await;
-    f.accounts.create_instance(&owner, CreateInstance { name: "i".into(), driver: DriverKind::Sandbox, settings: json!({}), subscription_id: None }).await.expect("instance");
+    f.accounts
+        .create_instance(
+            &owner,
+            CreateInstance {
+                name: "i".into(),
+                driver: DriverKind::Sandbox,
+                settings: json!({}),
+                subscription_id: None,
+            },
+        )
+        .await
+        .expect("instance");
 
     let own = f.accounts.list_audit(&owner, AuditFilter::default(), PageRequest::default()).await.expect("own");
     assert!(!own.items.is_empty());
     assert!(own.items.iter().all(|e| e.subscription_id == Some(acme.id)));
     assert!(own.items.iter().any(|e| e.action == "instance.create" && e.user_id == Some(owner.user_id)));
 
-    let other = f.accounts.list_audit(&owner, AuditFilter { subscription_id: Some(globex.id), ..Default::default() }, PageRequest::default()).await;
+    let other = f
+        .accounts
+        .list_audit(
+            &owner,
+            AuditFilter { subscription_id: Some(globex.id), ..Default::default() },
+            PageRequest::default(),
+        )
+        .await;
     assert!(matches!(other, Err(AccountError::Store(StoreError::NotFound { .. }))));
-    assert!(matches!(f.accounts.list_audit(&member, AuditFilter::default(), PageRequest::default()).await, Err(AccountError::Forbidden)));
+    assert!(matches!(
+        f.accounts.list_audit(&member, AuditFilter::default(), PageRequest::default()).await,
+        Err(AccountError::Forbidden)
+    ));
 
-    let everything = f.accounts.list_audit(&f.operator, AuditFilter::default(), PageRequest::first(200)).await.expect("operator");
+    let everything =
+        f.accounts.list_audit(&f.operator, AuditFilter::default(), PageRequest::first(200)).await.expect("operator");
     assert!(everything.items.iter().any(|e| e.subscription_id == Some(globex.id)));
     assert!(everything.items.iter().any(|e| e.subscription_id == Some(acme.id)));
 }

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use crate::{
     ApiKeyHash, ApiKeyId, AuditLogId, ContactId, DriverKind, Email, InstanceId, InstanceStatus, MessageStatId,
-    PasswordHash, RefreshTokenId, SessionDataId, SubscriptionId, Tier, TokenFamilyId, Timestamp, UsagePeriod, UsageRecordId, UsageRecordType,
-    UserId, UserRole, WebhookConfigId,
+    PasswordHash, RefreshTokenId, SessionDataId, SubscriptionId, Tier, Timestamp, TokenFamilyId, UsagePeriod,
+    UsageRecordId, UsageRecordType, UserId, UserRole, WebhookConfigId,
 };
 
 /// A tenant: its tier, enforced limits and live counters.

@@ -11,8 +11,8 @@ mod time;
 mod values;
 
 pub use entities::{
-    ApiKey, AuditLogEntry, Contact, Instance, LimitOverrides, MessageStat, RefreshToken, SessionData,
-    Subscription, UsageRecord, User, WebhookConfig,
+    ApiKey, AuditLogEntry, Contact, Instance, LimitOverrides, MessageStat, RefreshToken, SessionData, Subscription,
+    UsageRecord, User, WebhookConfig,
 };
 pub use enums::{DriverKind, InstanceStatus, ParseEnumError, Tier, UsageRecordType, UserRole};
 pub use id::{

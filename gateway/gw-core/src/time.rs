@@ -87,11 +87,7 @@ impl UsagePeriod {
 
     /// The first instant of the period.
     pub fn start(&self) -> Timestamp {
-        Timestamp(
-            Utc.with_ymd_and_hms(self.year, self.month, 1, 0, 0, 0)
-                .single()
-                .unwrap_or(DateTime::<Utc>::MIN_UTC),
-        )
+        Timestamp(Utc.with_ymd_and_hms(self.year, self.month, 1, 0, 0, 0).single().unwrap_or(DateTime::<Utc>::MIN_UTC))
     }
 
     /// The period after this one; its start is when this period's quota resets.

@@ -58,7 +58,8 @@ pub struct SessionDto {
 
 impl From<Session> for SessionDto {
     fn from(session: Session) -> Self {
-        let expires_in = (session.access_expires_at.as_datetime() - Timestamp::now().as_datetime()).num_seconds().max(0);
+        let expires_in =
+            (session.access_expires_at.as_datetime() - Timestamp::now().as_datetime()).num_seconds().max(0);
         Self {
             access_token: session.access_token,
             token_type: "Bearer",

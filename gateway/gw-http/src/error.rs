@@ -167,13 +167,17 @@ impl ApiError {
         match self {
             ApiError::Problem(kind, detail) => (simple(kind, detail), None),
             ApiError::Validation(errors) => {
-                let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+                let detail =
+                    errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
                 (Problem { errors, ..simple(&ProblemType::VALIDATION, detail) }, None)
             }
             ApiError::Conflict { entity, key } => (
                 Problem {
                     key: Some(key.to_owned()),
-                    ..simple(&ProblemType::CONFLICT, format!("a {entity} with this {} already exists", key.replace('_', " ")))
+                    ..simple(
+                        &ProblemType::CONFLICT,
+                        format!("a {entity} with this {} already exists", key.replace('_', " ")),
+                    )
                 },
                 None,
             ),
@@ -182,7 +186,10 @@ impl ApiError {
                 Some(retry_after),
             ),
             ApiError::Internal(cause) => (
-                Problem { internal: Some(cause), ..simple(&ProblemType::INTERNAL, "an internal error occurred".into()) },
+                Problem {
+                    internal: Some(cause),
+                    ..simple(&ProblemType::INTERNAL, "an internal error occurred".into())
+                },
                 None,
             ),
             ApiError::Unavailable(cause) => (
@@ -200,13 +207,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (problem, retry_after) = self.into_problem();
         let mut response = problem.kind.status_code().into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Some(wait) = retry_after {
-            if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(wait) = retry_after
+            && let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response.extensions_mut().insert(problem);
         response
@@ -229,10 +234,16 @@ impl From<StoreError> for ApiError {
                 &ProblemType::QUOTA_EXCEEDED,
                 format!("the monthly allowance of {max} messages is used up"),
             ),
-            StoreError::Inactive { entity } => ApiError::Problem(&ProblemType::INACTIVE, format!("the {entity} is deactivated")),
-            StoreError::InvalidCursor => ApiError::Problem(&ProblemType::INVALID_CURSOR, "invalid pagination cursor".into()),
+            StoreError::Inactive { entity } => {
+                ApiError::Problem(&ProblemType::INACTIVE, format!("the {entity} is deactivated"))
+            }
+            StoreError::InvalidCursor => {
+                ApiError::Problem(&ProblemType::INVALID_CURSOR, "invalid pagination cursor".into())
+            }
             StoreError::Unavailable(source) => ApiError::Unavailable(source.to_string()),
-            err @ (StoreError::Corrupt { .. } | StoreError::Backend(_)) => ApiError::Internal(format!("{err}: {err:?}")),
+            err @ (StoreError::Corrupt { .. } | StoreError::Backend(_)) => {
+                ApiError::Internal(format!("{err}: {err:?}"))
+            }
         }
     }
 }
@@ -251,7 +262,10 @@ impl From<AccountError> for ApiError {
             AccountError::AccountInactive => problem(&ProblemType::ACCOUNT_INACTIVE, &err),
             AccountError::Forbidden => problem(&ProblemType::FORBIDDEN, &err),
             AccountError::Validation(fields) => ApiError::Validation(
-                fields.into_iter().map(|FieldError { field, message }| FieldProblem { field: field.into(), message }).collect(),
+                fields
+                    .into_iter()
+                    .map(|FieldError { field, message }| FieldProblem { field: field.into(), message })
+                    .collect(),
             ),
             AccountError::Store(store) => store.into(),
             AccountError::Internal(cause) => ApiError::Internal(cause),

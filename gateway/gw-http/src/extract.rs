@@ -83,7 +83,10 @@ impl PageQuery {
         let after = self
             .cursor
             .as_deref()
-            .map(|c| Cursor::decode(c).map_err(|_| ApiError::Problem(&ProblemType::INVALID_CURSOR, "invalid pagination cursor".into())))
+            .map(|c| {
+                Cursor::decode(c)
+                    .map_err(|_| ApiError::Problem(&ProblemType::INVALID_CURSOR, "invalid pagination cursor".into()))
+            })
             .transpose()?;
         Ok(PageRequest::new(after, self.limit.unwrap_or(PageRequest::DEFAULT_LIMIT)))
     }
@@ -146,7 +149,12 @@ impl FromRequestParts<AppState> for Auth {
         let ip = client_ip(parts, &state.settings.trusted_proxies).map(|ip| ip.to_string());
         let principal = state.accounts.authenticate(token, ip).await?;
         let span = tracing::Span::current();
-        span.record("tenant", tracing::field::display(principal.subscription_id.map(|id| id.to_string()).unwrap_or_else(|| "operator".into())));
+        span.record(
+            "tenant",
+            tracing::field::display(
+                principal.subscription_id.map(|id| id.to_string()).unwrap_or_else(|| "operator".into()),
+            ),
+        );
         Ok(Auth(principal))
     }
 }

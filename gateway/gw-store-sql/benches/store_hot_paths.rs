@@ -38,7 +38,13 @@ fn report(backend: &str, what: &str, stats: &Stats) {
 async fn bench(backend: &str, store: Arc<dyn Store>) {
     let sub = store
         .create_subscription(
-            NewSubscription { name: "bench".into(), tier: Tier::Enterprise, max_instances: 10, monthly_messages: i64::MAX / 2, limit_overrides: Default::default() },
+            NewSubscription {
+                name: "bench".into(),
+                tier: Tier::Enterprise,
+                max_instances: 10,
+                monthly_messages: i64::MAX / 2,
+                limit_overrides: Default::default(),
+            },
             &Actor::system(),
         )
         .await
@@ -85,23 +91,29 @@ async fn bench(backend: &str, store: Arc<dyn Store>) {
     // Concurrent: contention on the one subscription row, as under a burst of sends.
     let started = Instant::now();
     // Collected before awaiting any, so all clients run at once.
-    let clients: Vec<_> = (0..CONCURRENT_CLIENTS).map(|_| {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(OPS_PER_CLIENT);
-            for _ in 0..OPS_PER_CLIENT {
-                let t = Instant::now();
-                store.reserve_messages(sub.id, 1, Timestamp::now()).await.expect("reserve");
-                latencies.push(t.elapsed());
-            }
-            latencies
+    let clients: Vec<_> = (0..CONCURRENT_CLIENTS)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(OPS_PER_CLIENT);
+                for _ in 0..OPS_PER_CLIENT {
+                    let t = Instant::now();
+                    store.reserve_messages(sub.id, 1, Timestamp::now()).await.expect("reserve");
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
         })
-    }).collect();
+        .collect();
     let mut latencies = Vec::new();
     for client in futures_join(clients.into_iter()).await {
         latencies.extend(client);
     }
-    report(backend, &format!("reserve_messages, {CONCURRENT_CLIENTS} clients"), &summarise(latencies, started.elapsed()));
+    report(
+        backend,
+        &format!("reserve_messages, {CONCURRENT_CLIENTS} clients"),
+        &summarise(latencies, started.elapsed()),
+    );
     let used = store.get_subscription(sub.id).await.expect("read").messages_used;
     assert_eq!(used as usize, SEQUENTIAL_OPS + CONCURRENT_CLIENTS * OPS_PER_CLIENT, "no reservation lost");
 

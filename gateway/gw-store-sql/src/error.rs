@@ -24,9 +24,7 @@ fn unique_key(db: &dyn DatabaseError) -> Option<UniqueKey> {
             "message_stats_instance_date_key" => Some(UniqueKey::MessageStatDay),
             "contacts_instance_jid_key" => Some(UniqueKey::ContactJid),
             "session_data_instance_key" => Some(UniqueKey::SessionInstance),
-            "usage_records_period_key" | "usage_records_unattributed_period_key" => {
-                Some(UniqueKey::UsageRecordPeriod)
-            }
+            "usage_records_period_key" | "usage_records_unattributed_period_key" => Some(UniqueKey::UsageRecordPeriod),
             name if name.ends_with("_pkey") => Some(UniqueKey::PrimaryKey),
             _ => None,
         };

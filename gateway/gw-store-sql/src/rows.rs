@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use gw_core::{
-    ApiKey, ApiKeyHash, AuditLogEntry, Contact, Email, Instance, LimitOverrides, MessageStat, PasswordHash,
-    Redacted, RefreshToken, SessionData, Subscription, Timestamp, UsageRecord, User, WebhookConfig,
+    ApiKey, ApiKeyHash, AuditLogEntry, Contact, Email, Instance, LimitOverrides, MessageStat, PasswordHash, Redacted,
+    RefreshToken, SessionData, Subscription, Timestamp, UsageRecord, User, WebhookConfig,
 };
 use gw_store::{ApiKeyRecord, StoreError};
 use serde_json::Value;

@@ -37,11 +37,8 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !in_memory {
-            if let Some(dir) = connect_options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|source| OpenError::CreateDir { url: redact_url(url), source })?;
-            }
+        if !in_memory && let Some(dir) = connect_options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir { url: redact_url(url), source })?;
         }
         // An in-memory database lives and dies with its one connection, so the pool must keep exactly one.
         let pool_options = if in_memory {
@@ -77,7 +74,6 @@ impl SqliteStore {
 pub fn migration_versions() -> Vec<i64> {
     MIGRATOR.iter().map(|m| m.version).collect()
 }
-
 
 mod store {
     impl_store!(super::SqliteStore, sqlx::Sqlite, "sqlite");

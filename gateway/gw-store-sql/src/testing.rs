@@ -34,8 +34,7 @@ fn with_database(admin_url: &str, name: &str) -> String {
 impl PgTestDatabase {
     /// Creates a fresh, empty database; `None` if PostgreSQL is unreachable and skipping is allowed.
     pub async fn create() -> Option<Self> {
-        let admin_url =
-            std::env::var("GATEWAY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
+        let admin_url = std::env::var("GATEWAY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
         let mut admin = match PgConnection::connect(&admin_url).await {
             Ok(conn) => conn,
             Err(err) if !postgres_required() => {

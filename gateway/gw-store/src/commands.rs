@@ -2,8 +2,8 @@
 
 use chrono::NaiveDate;
 use gw_core::{
-    ApiKeyHash, ApiKeyId, DriverKind, Email, InstanceId, InstanceStatus, LimitOverrides, PasswordHash,
-    RefreshToken, SubscriptionId, Tier, Timestamp, TokenFamilyId, UsagePeriod, UsageRecordType, UserId, UserRole,
+    ApiKeyHash, ApiKeyId, DriverKind, Email, InstanceId, InstanceStatus, LimitOverrides, PasswordHash, RefreshToken,
+    SubscriptionId, Tier, Timestamp, TokenFamilyId, UsagePeriod, UsageRecordType, UserId, UserRole,
 };
 use serde_json::Value;
 
@@ -271,6 +271,8 @@ pub struct NewRefreshToken {
 }
 
 /// What presenting a refresh token led to.
+// Returned once per refresh and consumed at once; boxing the tokens would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
     /// The token was live: it is now consumed and its successor stored.

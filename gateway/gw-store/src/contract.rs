@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use gw_core::{
-    ApiKeyHash, ApiKeyId, DriverKind, Email, InstanceId, InstanceStatus, LimitOverrides, PasswordHash,
-    SubscriptionId, Tier, Timestamp, TokenFamilyId, UsagePeriod, UsageRecordType, UserId, UserRole,
+    ApiKeyHash, ApiKeyId, DriverKind, Email, InstanceId, InstanceStatus, LimitOverrides, PasswordHash, SubscriptionId,
+    Tier, Timestamp, TokenFamilyId, UsagePeriod, UsageRecordType, UserId, UserRole,
 };
 use serde_json::json;
 
@@ -95,7 +95,13 @@ fn email(local: &str) -> Email {
 async fn subscription(store: &Arc<dyn Store>, max_instances: i32) -> gw_core::Subscription {
     store
         .create_subscription(
-            NewSubscription { name: "Acme".into(), tier: Tier::Starter, max_instances, monthly_messages: 1000, limit_overrides: Default::default() },
+            NewSubscription {
+                name: "Acme".into(),
+                tier: Tier::Starter,
+                max_instances,
+                monthly_messages: 1000,
+                limit_overrides: Default::default(),
+            },
             &Actor::system(),
         )
         .await
@@ -162,7 +168,13 @@ fn actor() -> Actor {
 pub async fn subscription_crud(store: Arc<dyn Store>) {
     let created = store
         .create_subscription(
-            NewSubscription { name: "Acme".into(), tier: Tier::Pro, max_instances: 5, monthly_messages: 10_000, limit_overrides: Default::default() },
+            NewSubscription {
+                name: "Acme".into(),
+                tier: Tier::Pro,
+                max_instances: 5,
+                monthly_messages: 10_000,
+                limit_overrides: Default::default(),
+            },
             &actor(),
         )
         .await
@@ -200,10 +212,7 @@ pub async fn subscription_crud(store: Arc<dyn Store>) {
         .await
         .expect("audit");
     let actions: Vec<&str> = audit.items.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(
-        actions,
-        ["subscription.delete", "subscription.update", "subscription.update", "subscription.create"]
-    );
+    assert_eq!(actions, ["subscription.delete", "subscription.update", "subscription.update", "subscription.create"]);
     assert!(audit.items.iter().all(|e| e.ip_address.as_deref() == Some("203.0.113.7")));
 }
 
@@ -354,7 +363,10 @@ pub async fn instance_crud_and_scoped_name_uniqueness(store: Arc<dyn Store>) {
         )
         .await
         .expect("create");
-    assert_eq!((created.status, created.driver, created.created_by_id), (InstanceStatus::Created, DriverKind::Whatsapp, Some(ann.id)));
+    assert_eq!(
+        (created.status, created.driver, created.created_by_id),
+        (InstanceStatus::Created, DriverKind::Whatsapp, Some(ann.id))
+    );
     assert_eq!(created.settings, json!({"min_interval_ms": 1500}));
     assert_eq!(store.get_subscription(acme.id).await.expect("read").current_instances, 1);
     assert_eq!(store.get_instance(Scope::Subscription(acme.id), created.id).await.expect("read"), created);
@@ -407,7 +419,12 @@ pub async fn instance_crud_and_scoped_name_uniqueness(store: Arc<dyn Store>) {
     assert_eq!(listed.items.iter().map(|i| i.id).collect::<Vec<_>>(), vec![created.id, second.id]);
 
     store
-        .update_instance(Scope::All, second.id, InstancePatch { is_active: Some(false), ..Default::default() }, &actor())
+        .update_instance(
+            Scope::All,
+            second.id,
+            InstancePatch { is_active: Some(false), ..Default::default() },
+            &actor(),
+        )
         .await
         .expect("deactivate");
     let resumable: Vec<InstanceId> =
@@ -449,7 +466,10 @@ pub async fn instance_connection_updates(store: Arc<dyn Store>) {
         )
         .await
         .expect("qr");
-    assert_eq!((qr.status, qr.qr_code.as_deref(), qr.qr_code_expiry), (InstanceStatus::Qr, Some("2@abc"), Some(expiry)));
+    assert_eq!(
+        (qr.status, qr.qr_code.as_deref(), qr.qr_code_expiry),
+        (InstanceStatus::Qr, Some("2@abc"), Some(expiry))
+    );
     assert_eq!((qr.connection_attempts, qr.last_error.as_deref()), (1, Some("timeout")));
     assert!(qr.last_error_at.is_some());
 
@@ -513,7 +533,12 @@ pub async fn instance_delete_cascades_and_keeps_usage(store: Arc<dyn Store>) {
         .expect("contact");
     let hook = store
         .create_webhook_config(
-            NewWebhookConfig { instance_id: inst.id, url: "https://example.com/h".into(), events: vec!["*".into()], secret: "whsec_x".into() },
+            NewWebhookConfig {
+                instance_id: inst.id,
+                url: "https://example.com/h".into(),
+                events: vec!["*".into()],
+                secret: "whsec_x".into(),
+            },
             &actor(),
         )
         .await
@@ -569,7 +594,10 @@ pub async fn api_key_crud_and_lookup_by_hash(store: Arc<dyn Store>) {
     assert!(store.get_api_key(other.id, created.id).await.expect_err("other instance").is_not_found());
 
     let found = store.find_api_key_by_hash(&created.key_hash).await.expect("find").expect("present");
-    assert_eq!((found.key.id, found.subscription_id, found.instance_active, found.subscription_active), (created.id, sub.id, true, true));
+    assert_eq!(
+        (found.key.id, found.subscription_id, found.instance_active, found.subscription_active),
+        (created.id, sub.id, true, true)
+    );
     assert_eq!(store.find_api_key_by_hash(&ApiKeyHash::from_bytes(b"nope".to_vec())).await.expect("find"), None);
 
     let dup = store.create_api_key(new_key(other.id, b"hash-a"), &actor()).await.expect_err("hash taken");
@@ -657,10 +685,8 @@ pub async fn message_stats_accumulate_per_day(store: Arc<dyn Store>) {
     store.add_message_stats(&[]).await.expect("empty batch");
 
     let stats = store.list_message_stats(inst.id, day(1), day(30)).await.expect("list");
-    let summary: Vec<_> = stats
-        .iter()
-        .map(|s| (s.date, s.messages_sent, s.messages_received, s.messages_failed, s.api_calls))
-        .collect();
+    let summary: Vec<_> =
+        stats.iter().map(|s| (s.date, s.messages_sent, s.messages_received, s.messages_failed, s.api_calls)).collect();
     assert_eq!(summary, vec![(day(1), 5, 5, 2, 4), (day(2), 1, 0, 1, 2)]);
     assert_eq!(store.list_message_stats(inst.id, day(2), day(2)).await.expect("one day").len(), 1);
 
@@ -781,12 +807,19 @@ pub async fn webhook_config_crud_and_counters(store: Arc<dyn Store>) {
         .update_webhook_config(
             inst.id,
             created.id,
-            WebhookConfigPatch { events: Some(vec!["*".into()]), secret: Some("whsec_bmV3".into()), ..Default::default() },
+            WebhookConfigPatch {
+                events: Some(vec!["*".into()]),
+                secret: Some("whsec_bmV3".into()),
+                ..Default::default()
+            },
             &actor(),
         )
         .await
         .expect("update");
-    assert_eq!((updated.events.clone(), updated.secret.expose().as_str(), updated.url.as_str()), (vec!["*".to_owned()], "whsec_bmV3", "https://hooks.example.com/wa"));
+    assert_eq!(
+        (updated.events.clone(), updated.secret.expose().as_str(), updated.url.as_str()),
+        (vec!["*".to_owned()], "whsec_bmV3", "https://hooks.example.com/wa")
+    );
 
     let t1 = at(2026, 11, 5);
     store.record_webhook_outcome(created.id, DeliveryOutcome::Sent { at: t1 }).await.expect("sent");
@@ -812,7 +845,10 @@ pub async fn session_data_round_trip(store: Arc<dyn Store>) {
     assert_eq!(store.load_session(inst.id).await.expect("load"), None);
     let t1 = at(2026, 11, 6);
     let saved = store.save_session(inst.id, vec![0, 159, 255, 7], t1).await.expect("save");
-    assert_eq!((saved.auth_state.expose().as_slice(), saved.session_valid, saved.last_backup), (&[0u8, 159, 255, 7][..], true, Some(t1)));
+    assert_eq!(
+        (saved.auth_state.expose().as_slice(), saved.session_valid, saved.last_backup),
+        (&[0u8, 159, 255, 7][..], true, Some(t1))
+    );
 
     store.invalidate_session(inst.id, at(2026, 11, 7)).await.expect("invalidate");
     assert!(!store.load_session(inst.id).await.expect("load").expect("present").session_valid);
@@ -854,7 +890,8 @@ pub async fn usage_records_accumulate_per_period(store: Arc<dyn Store>) {
             .await
             .expect("add");
     }
-    let all = store.list_usage(UsageFilter { subscription_id: sub.id, instance_id: None, period: None }).await.expect("all");
+    let all =
+        store.list_usage(UsageFilter { subscription_id: sub.id, instance_id: None, period: None }).await.expect("all");
     assert_eq!(all.len(), 4, "one row per (subscription, instance, type, period): {all:?}");
     let nov_inst = store
         .list_usage(UsageFilter { subscription_id: sub.id, instance_id: Some(inst.id), period: Some(nov) })
@@ -899,7 +936,10 @@ pub async fn audit_log_filters_and_order(store: Arc<dyn Store>) {
         .list_audit(AuditFilter { user_id: Some(ann), ..Default::default() }, PageRequest::default())
         .await
         .expect("by user");
-    assert_eq!(by_ann.items.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["auth.login", "auth.logout", "auth.login"]);
+    assert_eq!(
+        by_ann.items.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["auth.login", "auth.logout", "auth.login"]
+    );
     assert!(by_ann.items.windows(2).all(|w| w[0].id > w[1].id), "newest first");
 
     let by_key = store
@@ -910,7 +950,12 @@ pub async fn audit_log_filters_and_order(store: Arc<dyn Store>) {
 
     let acme_sessions = store
         .list_audit(
-            AuditFilter { subscription_id: Some(acme.id), resource: Some("session".into()), since: Some(before), ..Default::default() },
+            AuditFilter {
+                subscription_id: Some(acme.id),
+                resource: Some("session".into()),
+                since: Some(before),
+                ..Default::default()
+            },
             PageRequest::first(2),
         )
         .await
@@ -918,7 +963,12 @@ pub async fn audit_log_filters_and_order(store: Arc<dyn Store>) {
     assert_eq!(acme_sessions.items.len(), 2);
     let rest = store
         .list_audit(
-            AuditFilter { subscription_id: Some(acme.id), resource: Some("session".into()), since: Some(before), ..Default::default() },
+            AuditFilter {
+                subscription_id: Some(acme.id),
+                resource: Some("session".into()),
+                since: Some(before),
+                ..Default::default()
+            },
             PageRequest::new(acme_sessions.next, 2),
         )
         .await
@@ -926,7 +976,10 @@ pub async fn audit_log_filters_and_order(store: Arc<dyn Store>) {
     assert_eq!((rest.items.len(), rest.next), (1, None));
 
     let none_yet = store
-        .list_audit(AuditFilter { until: Some(before), resource: Some("session".into()), ..Default::default() }, PageRequest::default())
+        .list_audit(
+            AuditFilter { until: Some(before), resource: Some("session".into()), ..Default::default() },
+            PageRequest::default(),
+        )
         .await
         .expect("until");
     assert!(none_yet.items.is_empty());
@@ -1019,7 +1072,13 @@ pub async fn concurrent_instance_creates_never_overshoot(store: Arc<dyn Store>) 
 pub async fn concurrent_message_reservations_never_overshoot(store: Arc<dyn Store>) {
     let sub = store
         .create_subscription(
-            NewSubscription { name: "Quota".into(), tier: Tier::Free, max_instances: 1, monthly_messages: 100, limit_overrides: Default::default() },
+            NewSubscription {
+                name: "Quota".into(),
+                tier: Tier::Free,
+                max_instances: 1,
+                monthly_messages: 100,
+                limit_overrides: Default::default(),
+            },
             &Actor::system(),
         )
         .await
@@ -1049,7 +1108,13 @@ pub async fn concurrent_message_reservations_never_overshoot(store: Arc<dyn Stor
 pub async fn message_quota_rolls_over_monthly(store: Arc<dyn Store>) {
     let sub = store
         .create_subscription(
-            NewSubscription { name: "Quota".into(), tier: Tier::Free, max_instances: 1, monthly_messages: 10, limit_overrides: Default::default() },
+            NewSubscription {
+                name: "Quota".into(),
+                tier: Tier::Free,
+                max_instances: 1,
+                monthly_messages: 10,
+                limit_overrides: Default::default(),
+            },
             &Actor::system(),
         )
         .await
@@ -1120,19 +1185,33 @@ pub async fn limit_overrides_round_trip(store: Arc<dyn Store>) {
     let overrides = LimitOverrides { api_rate_limit_per_minute: Some(600), plugin_fuel: Some(1), ..Default::default() };
     let created = store
         .create_subscription(
-            NewSubscription { name: "Acme".into(), tier: Tier::Pro, max_instances: 5, monthly_messages: 10, limit_overrides: overrides.clone() },
+            NewSubscription {
+                name: "Acme".into(),
+                tier: Tier::Pro,
+                max_instances: 5,
+                monthly_messages: 10,
+                limit_overrides: overrides.clone(),
+            },
             &actor(),
         )
         .await
         .expect("create");
     assert_eq!(created.limit_overrides, overrides);
     let renamed = store
-        .update_subscription(created.id, SubscriptionPatch { name: Some("Acme 2".into()), ..Default::default() }, &actor())
+        .update_subscription(
+            created.id,
+            SubscriptionPatch { name: Some("Acme 2".into()), ..Default::default() },
+            &actor(),
+        )
         .await
         .expect("rename");
     assert_eq!(renamed.limit_overrides, overrides, "a patch without overrides keeps them");
     let cleared = store
-        .update_subscription(created.id, SubscriptionPatch { limit_overrides: Some(LimitOverrides::default()), ..Default::default() }, &actor())
+        .update_subscription(
+            created.id,
+            SubscriptionPatch { limit_overrides: Some(LimitOverrides::default()), ..Default::default() },
+            &actor(),
+        )
         .await
         .expect("clear");
     assert_eq!(store.get_subscription(created.id).await.expect("read").limit_overrides, LimitOverrides::default());
@@ -1162,18 +1241,24 @@ pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<
     assert_eq!((previous.id, previous.used_at), (first.id, Some(now)));
     assert_eq!((successor.user_id, successor.family_id, successor.token_hash.as_slice()), (ann.id, family, &b"t2"[..]));
 
-    let reuse = store.rotate_refresh_token(b"t1", refresh_token(ann.id, family, b"t3", later), now).await.expect("reuse");
+    let reuse =
+        store.rotate_refresh_token(b"t1", refresh_token(ann.id, family, b"t3", later), now).await.expect("reuse");
     assert_eq!(reuse, RefreshOutcome::Reused { user_id: ann.id, family_id: family });
     assert!(store.find_refresh_token(b"t2").await.expect("find").expect("kept").revoked_at.is_some());
-    let revoked = store.rotate_refresh_token(b"t2", refresh_token(ann.id, family, b"t4", later), now).await.expect("revoked");
+    let revoked =
+        store.rotate_refresh_token(b"t2", refresh_token(ann.id, family, b"t4", later), now).await.expect("revoked");
     assert_eq!(revoked, RefreshOutcome::Invalid);
     assert_eq!(store.find_refresh_token(b"t3").await.expect("find"), None, "nothing stored on reuse");
 
     let expired_family = TokenFamilyId::new();
     store.create_refresh_token(refresh_token(ann.id, expired_family, b"old", at(2020, 1, 1))).await.expect("create");
-    let expired = store.rotate_refresh_token(b"old", refresh_token(ann.id, expired_family, b"x", later), now).await.expect("expired");
+    let expired = store
+        .rotate_refresh_token(b"old", refresh_token(ann.id, expired_family, b"x", later), now)
+        .await
+        .expect("expired");
     assert_eq!(expired, RefreshOutcome::Invalid);
-    let unknown = store.rotate_refresh_token(b"??", refresh_token(ann.id, family, b"y", later), now).await.expect("unknown");
+    let unknown =
+        store.rotate_refresh_token(b"??", refresh_token(ann.id, family, b"y", later), now).await.expect("unknown");
     assert_eq!(unknown, RefreshOutcome::Invalid);
 
     let other_family = TokenFamilyId::new();
@@ -1188,7 +1273,8 @@ pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<
 
     store.delete_user(Scope::All, ann.id, &actor()).await.expect("delete user");
     assert_eq!(store.find_refresh_token(b"t2").await.expect("find"), None, "tokens go with their user");
-    let orphan = store.create_refresh_token(refresh_token(UserId::new(), family, b"z", later)).await.expect_err("no user");
+    let orphan =
+        store.create_refresh_token(refresh_token(UserId::new(), family, b"z", later)).await.expect_err("no user");
     assert!(matches!(orphan, StoreError::NotFound { entity: "user" }), "{orphan:?}");
 }
 
@@ -1201,7 +1287,11 @@ pub async fn concurrent_refresh_rotations_have_one_winner(store: Arc<dyn Store>)
         let store = store.clone();
         tokio::spawn(async move {
             store
-                .rotate_refresh_token(b"live", refresh_token(ann.id, family, &[b'n', n], at(2099, 1, 1)), Timestamp::now())
+                .rotate_refresh_token(
+                    b"live",
+                    refresh_token(ann.id, family, &[b'n', n], at(2099, 1, 1)),
+                    Timestamp::now(),
+                )
                 .await
         })
     });

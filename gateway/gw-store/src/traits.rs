@@ -36,8 +36,7 @@ pub trait SubscriptionStore: Send + Sync {
     async fn release_instance_slot(&self, id: SubscriptionId) -> StoreResult<()>;
     /// Takes `count` messages of the monthly allowance in a single atomic statement. The first reservation of a
     /// new month (UTC) resets the counter and `last_usage_reset`, in the same statement.
-    async fn reserve_messages(&self, id: SubscriptionId, count: i64, now: Timestamp)
-    -> StoreResult<MessagesReserved>;
+    async fn reserve_messages(&self, id: SubscriptionId, count: i64, now: Timestamp) -> StoreResult<MessagesReserved>;
 }
 
 #[async_trait]
@@ -155,8 +154,12 @@ pub trait WebhookConfigStore: Send + Sync {
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Creates or replaces the instance's session; marks it valid and stamps `last_backup`.
-    async fn save_session(&self, instance_id: InstanceId, auth_state: Vec<u8>, at: Timestamp)
-    -> StoreResult<SessionData>;
+    async fn save_session(
+        &self,
+        instance_id: InstanceId,
+        auth_state: Vec<u8>,
+        at: Timestamp,
+    ) -> StoreResult<SessionData>;
     async fn load_session(&self, instance_id: InstanceId) -> StoreResult<Option<SessionData>>;
     /// Keeps the row but marks it unusable (logged out): the engine will not resume it.
     async fn invalidate_session(&self, instance_id: InstanceId, at: Timestamp) -> StoreResult<()>;

@@ -62,7 +62,11 @@ pub async fn list(
 /// Reads an instance.
 #[utoipa::path(get, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 200, body = InstanceDto), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
-pub async fn get(State(state): State<AppState>, Auth(by): Auth, Path(id): Path<InstanceId>) -> Result<Json<InstanceDto>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(by): Auth,
+    Path(id): Path<InstanceId>,
+) -> Result<Json<InstanceDto>, ApiError> {
     tracing::Span::current().record("instance", tracing::field::display(id));
     Ok(Json(state.accounts.get_instance(&by, id).await?.into()))
 }
@@ -85,7 +89,11 @@ pub async fn update(
 /// Deletes an instance with its keys, contacts, webhooks and session, and frees its slot. Owners only.
 #[utoipa::path(delete, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 204), (status = 403, body = ProblemBody, content_type = "application/problem+json"), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
-pub async fn delete(State(state): State<AppState>, Auth(by): Auth, Path(id): Path<InstanceId>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Auth(by): Auth,
+    Path(id): Path<InstanceId>,
+) -> Result<StatusCode, ApiError> {
     tracing::Span::current().record("instance", tracing::field::display(id));
     state.accounts.delete_instance(&by, id).await?;
     Ok(StatusCode::NO_CONTENT)

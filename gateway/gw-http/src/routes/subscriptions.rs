@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use gw_accounts::{CreateSubscription, CreateUser, UpdateSubscription};
-use gw_core::{SubscriptionId, Subscription, Tier, UserId, UserRole};
+use gw_core::{Subscription, SubscriptionId, Tier, UserId, UserRole};
 
 use crate::dto::{
     CreateSubscriptionRequest, CreateUserRequest, PageDto, ResetPasswordRequest, SubscriptionDto,
@@ -87,7 +87,12 @@ pub async fn update(
     Ok(Json(dto(&state, subscription)))
 }
 
-async fn set_active(state: AppState, by: gw_accounts::Principal, id: SubscriptionId, active: bool) -> Result<Json<SubscriptionDto>, ApiError> {
+async fn set_active(
+    state: AppState,
+    by: gw_accounts::Principal,
+    id: SubscriptionId,
+    active: bool,
+) -> Result<Json<SubscriptionDto>, ApiError> {
     let update = UpdateSubscription { is_active: Some(active), ..Default::default() };
     let subscription = state.accounts.update_subscription(&by, id, update).await?;
     Ok(Json(dto(&state, subscription)))
@@ -96,14 +101,22 @@ async fn set_active(state: AppState, by: gw_accounts::Principal, id: Subscriptio
 /// Activates a subscription. Operators only.
 #[utoipa::path(post, path = "/v1/subscriptions/{id}/activate", tag = "subscriptions", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 200, body = SubscriptionDto)))]
-pub async fn activate(State(state): State<AppState>, Auth(by): Auth, Path(id): Path<SubscriptionId>) -> Result<Json<SubscriptionDto>, ApiError> {
+pub async fn activate(
+    State(state): State<AppState>,
+    Auth(by): Auth,
+    Path(id): Path<SubscriptionId>,
+) -> Result<Json<SubscriptionDto>, ApiError> {
     set_active(state, by, id, true).await
 }
 
 /// Deactivates a subscription: its users, keys and instances stop working at once. Operators only.
 #[utoipa::path(post, path = "/v1/subscriptions/{id}/deactivate", tag = "subscriptions", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 200, body = SubscriptionDto)))]
-pub async fn deactivate(State(state): State<AppState>, Auth(by): Auth, Path(id): Path<SubscriptionId>) -> Result<Json<SubscriptionDto>, ApiError> {
+pub async fn deactivate(
+    State(state): State<AppState>,
+    Auth(by): Auth,
+    Path(id): Path<SubscriptionId>,
+) -> Result<Json<SubscriptionDto>, ApiError> {
     set_active(state, by, id, false).await
 }
 
@@ -120,7 +133,8 @@ pub async fn create_user(
     Path(id): Path<SubscriptionId>,
     Json(body): Json<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<UserDto>), ApiError> {
-    let role: UserRole = body.role.parse().map_err(|e: gw_core::ParseEnumError| ApiError::invalid("role", e.to_string()))?;
+    let role: UserRole =
+        body.role.parse().map_err(|e: gw_core::ParseEnumError| ApiError::invalid("role", e.to_string()))?;
     let user = state
         .accounts
         .create_user(&by, id, CreateUser { email: body.email, password: body.password, name: body.name, role })
@@ -144,14 +158,22 @@ pub async fn list_users(
 /// Deactivates a user and ends all their sessions. Operators only.
 #[utoipa::path(post, path = "/v1/users/{id}/deactivate", tag = "users", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 200, body = UserDto)))]
-pub async fn deactivate_user(State(state): State<AppState>, Auth(by): Auth, Path(id): Path<UserId>) -> Result<Json<UserDto>, ApiError> {
+pub async fn deactivate_user(
+    State(state): State<AppState>,
+    Auth(by): Auth,
+    Path(id): Path<UserId>,
+) -> Result<Json<UserDto>, ApiError> {
     Ok(Json(state.accounts.set_user_active(&by, id, false).await?.into()))
 }
 
 /// Reactivates a user. Operators only.
 #[utoipa::path(post, path = "/v1/users/{id}/activate", tag = "users", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 200, body = UserDto)))]
-pub async fn activate_user(State(state): State<AppState>, Auth(by): Auth, Path(id): Path<UserId>) -> Result<Json<UserDto>, ApiError> {
+pub async fn activate_user(
+    State(state): State<AppState>,
+    Auth(by): Auth,
+    Path(id): Path<UserId>,
+) -> Result<Json<UserDto>, ApiError> {
     Ok(Json(state.accounts.set_user_active(&by, id, true).await?.into()))
 }
 
