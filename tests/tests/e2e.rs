@@ -37,6 +37,7 @@ on_both_backends!(
     other_tenants_get_404_and_members_get_403_on_every_endpoint,
     bad_input_is_refused_with_stable_problem_types_and_writes_nothing,
     refresh_tokens_rotate_and_reuse_is_detected,
+    expired_and_foreign_tokens_are_refused_with_their_own_types,
 );
 
 /// A small client for one signed-in user.
@@ -517,4 +518,49 @@ async fn migrate_applies_and_exits() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("migrations applied"), "{stdout}");
     database.cleanup().await;
+}
+
+/// Tokens minted with the server's (development) key but expired, or for another audience or issuer.
+async fn expired_and_foreign_tokens_are_refused_with_their_own_types(database: &Database) {
+    use gw_accounts::{JwtSettings, SigningKey, TokenIssuer};
+    use gw_core::{Redacted, Timestamp, UserRole};
+
+    let app = TestApp::spawn(database).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (_, me) = operator.call(Method::GET, "/v1/me", None).await;
+    let user_id = me["id"].as_str().expect("id").parse().expect("user id");
+    let issuer = |audience: &str, issuer: &str| {
+        TokenIssuer::new(JwtSettings {
+            active: SigningKey {
+                kid: "k1".into(),
+                secret: Redacted::new("development-only-jwt-secret-do-not-use-in-production".into()),
+            },
+            previous: vec![],
+            issuer: issuer.into(),
+            audience: audience.into(),
+            access_ttl: chrono::Duration::minutes(15),
+            leeway_secs: 0,
+        })
+    };
+    let now = Timestamp::now();
+    let (valid, _) = issuer("gateway-api", "gateway").issue(user_id, None, UserRole::Admin, now).expect("mint");
+    let an_hour_ago = now.checked_add(chrono::Duration::hours(-1)).expect("in range");
+    let (expired, _) =
+        issuer("gateway-api", "gateway").issue(user_id, None, UserRole::Admin, an_hour_ago).expect("mint");
+    let (foreign_audience, _) =
+        issuer("another-api", "gateway").issue(user_id, None, UserRole::Admin, now).expect("mint");
+    let (foreign_issuer, _) =
+        issuer("gateway-api", "someone-else").issue(user_id, None, UserRole::Admin, now).expect("mint");
+
+    let call = |token: String| As { app: &app, token: Some(token) };
+    let (status, _) = call(valid).call(Method::GET, "/v1/me", None).await;
+    assert_eq!(status, StatusCode::OK, "the minting matches the server's settings");
+    for (token, expected) in [
+        (expired, "/problems/token-expired"),
+        (foreign_audience, "/problems/invalid-token"),
+        (foreign_issuer, "/problems/invalid-token"),
+    ] {
+        let (status, problem) = call(token).call(Method::GET, "/v1/me", None).await;
+        assert_eq!((status, problem_type(&problem)), (StatusCode::UNAUTHORIZED, expected), "{problem}");
+    }
 }
