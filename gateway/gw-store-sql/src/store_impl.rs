@@ -666,6 +666,35 @@ macro_rules! impl_store {
             owner.map(|(id,)| id.into()).ok_or(StoreError::not_found("instance"))
         }
 
+        impl $store {
+            /// Deletes one row of an instance-owned table (`statement` binds the row id then the instance id) and
+            /// writes its `<resource>.delete` audit row, in one transaction.
+            async fn delete_instance_owned(
+                &self,
+                statement: &'static str,
+                entity: &'static str,
+                resource: &'static str,
+                instance_id: InstanceId,
+                id: Uuid,
+                actor: &Actor,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                let subscription_id = instance_owner(&mut tx, instance_id).await?;
+                let deleted = sqlx::query(statement)
+                    .bind(id)
+                    .bind(instance_id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err(entity))?;
+                if deleted.rows_affected() == 0 {
+                    return Err(StoreError::not_found(entity));
+                }
+                let action = format!("{resource}.delete");
+                Self::write_audit(&mut tx, Some(subscription_id), &action, resource, Some(id.to_string()), actor).await?;
+                tx.commit().await.map_err(db_err(entity))
+            }
+        }
+
         #[async_trait]
         impl ApiKeyStore for $store {
             async fn create_api_key(&self, new: NewApiKey, actor: &Actor) -> StoreResult<ApiKey> {
@@ -775,20 +804,15 @@ macro_rules! impl_store {
             }
 
             async fn delete_api_key(&self, instance_id: InstanceId, id: ApiKeyId, actor: &Actor) -> StoreResult<()> {
-                let mut tx = self.begin_write().await?;
-                let subscription_id = instance_owner(&mut tx, instance_id).await?;
-                let deleted = sqlx::query("DELETE FROM api_keys WHERE id = $1 AND instance_id = $2")
-                    .bind(id.as_uuid())
-                    .bind(instance_id.as_uuid())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err("api key"))?;
-                if deleted.rows_affected() == 0 {
-                    return Err(StoreError::not_found("api key"));
-                }
-                Self::write_audit(&mut tx, Some(subscription_id), "api_key.delete", "api_key", Some(id.to_string()), actor)
-                    .await?;
-                tx.commit().await.map_err(db_err("api key"))
+                self.delete_instance_owned(
+                    "DELETE FROM api_keys WHERE id = $1 AND instance_id = $2",
+                    "api key",
+                    "api_key",
+                    instance_id,
+                    id.as_uuid(),
+                    actor,
+                )
+                .await
             }
 
             async fn record_api_key_usage(&self, batch: &[ApiKeyUsage]) -> StoreResult<()> {
@@ -988,20 +1012,15 @@ macro_rules! impl_store {
             }
 
             async fn delete_contact(&self, instance_id: InstanceId, id: ContactId, actor: &Actor) -> StoreResult<()> {
-                let mut tx = self.begin_write().await?;
-                let subscription_id = instance_owner(&mut tx, instance_id).await?;
-                let deleted = sqlx::query("DELETE FROM contacts WHERE id = $1 AND instance_id = $2")
-                    .bind(id.as_uuid())
-                    .bind(instance_id.as_uuid())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err("contact"))?;
-                if deleted.rows_affected() == 0 {
-                    return Err(StoreError::not_found("contact"));
-                }
-                Self::write_audit(&mut tx, Some(subscription_id), "contact.delete", "contact", Some(id.to_string()), actor)
-                    .await?;
-                tx.commit().await.map_err(db_err("contact"))
+                self.delete_instance_owned(
+                    "DELETE FROM contacts WHERE id = $1 AND instance_id = $2",
+                    "contact",
+                    "contact",
+                    instance_id,
+                    id.as_uuid(),
+                    actor,
+                )
+                .await
             }
         }
 
@@ -1099,20 +1118,15 @@ macro_rules! impl_store {
                 id: WebhookConfigId,
                 actor: &Actor,
             ) -> StoreResult<()> {
-                let mut tx = self.begin_write().await?;
-                let subscription_id = instance_owner(&mut tx, instance_id).await?;
-                let deleted = sqlx::query("DELETE FROM webhook_configs WHERE id = $1 AND instance_id = $2")
-                    .bind(id.as_uuid())
-                    .bind(instance_id.as_uuid())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err("webhook config"))?;
-                if deleted.rows_affected() == 0 {
-                    return Err(StoreError::not_found("webhook config"));
-                }
-                Self::write_audit(&mut tx, Some(subscription_id), "webhook.delete", "webhook", Some(id.to_string()), actor)
-                    .await?;
-                tx.commit().await.map_err(db_err("webhook config"))
+                self.delete_instance_owned(
+                    "DELETE FROM webhook_configs WHERE id = $1 AND instance_id = $2",
+                    "webhook config",
+                    "webhook",
+                    instance_id,
+                    id.as_uuid(),
+                    actor,
+                )
+                .await
             }
 
             async fn record_webhook_outcome(&self, id: WebhookConfigId, outcome: DeliveryOutcome) -> StoreResult<()> {
