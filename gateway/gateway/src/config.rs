@@ -344,7 +344,8 @@ mod tests {
 
     #[test]
     fn defaults_need_nothing() {
-        Jail::expect_with(|_| {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
             let settings = Settings::load(None).expect("defaults");
             assert_eq!(settings.server.listen, "127.0.0.1:8080");
             assert_eq!(settings.database.url, "sqlite://./data/gateway.db");
@@ -356,6 +357,7 @@ mod tests {
     #[test]
     fn environment_overrides_the_file_and_keeps_underscored_keys() {
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.create_file(
                 "gateway.toml",
                 "[server]\nlisten = \"127.0.0.1:9000\"\n[database]\nmax_connections = 4\n",
@@ -375,6 +377,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_named() {
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("GATEWAY_SERVER_LISTNE", "127.0.0.1:1");
             let err = load_err(jail, None);
             assert!(err.contains("listne"), "{err}");
@@ -382,6 +385,7 @@ mod tests {
             Ok(())
         });
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.create_file("gateway.toml", "[databse]\nurl = \"sqlite://x.db\"\n")?;
             let err = load_err(jail, Some("gateway.toml"));
             assert!(err.contains("databse"), "{err}");
@@ -392,23 +396,27 @@ mod tests {
     #[test]
     fn malformed_values_are_named() {
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("GATEWAY_DATABASE_MAX_CONNECTIONS", "many");
             let err = load_err(jail, None);
             assert!(err.contains("max_connections"), "{err}");
             Ok(())
         });
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("GATEWAY_SERVER_LISTEN", "localhost");
             assert!(load_err(jail, None).starts_with("server.listen:"));
             Ok(())
         });
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("GATEWAY_DATABASE_URL", "mysql://u:hunter2@db/x");
             let err = load_err(jail, None);
             assert!(err.starts_with("database.url:") && !err.contains("hunter2"), "{err}");
             Ok(())
         });
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("GATEWAY_SERVER_TRUSTED_PROXIES", "[\"10.0.0.0/8\", \"nonsense\"]");
             assert!(load_err(jail, None).starts_with("server.trusted_proxies:"));
             Ok(())
@@ -418,6 +426,7 @@ mod tests {
     #[test]
     fn production_refuses_the_public_development_key() {
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("GATEWAY_MODE", "production");
             assert!(load_err(jail, None).starts_with("auth.jwt_secret:"));
             jail.set_env("GATEWAY_AUTH_JWT_SECRET", "x".repeat(16));
@@ -431,6 +440,7 @@ mod tests {
     #[test]
     fn secrets_do_not_print() {
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("GATEWAY_ADMIN_PASSWORD", "correct horse battery staple");
             let settings = Settings::load(None).expect("load");
             let printed = format!("{settings:?}");

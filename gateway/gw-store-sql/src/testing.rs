@@ -1,8 +1,8 @@
 //! Throw-away PostgreSQL databases for tests: one per test, created on the server named by
-//! `GATEWAY_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards.
+//! `GW_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards.
 //!
 //! When the server cannot be reached, tests skip with a loud notice on a developer's machine, and fail when `CI`
-//! or `GATEWAY_TEST_REQUIRE_POSTGRES=1` is set: in CI the PostgreSQL suite must run, never be skipped.
+//! or `GW_TEST_REQUIRE_POSTGRES=1` is set: in CI the PostgreSQL suite must run, never be skipped.
 
 use sqlx::{Connection, PgConnection};
 
@@ -18,7 +18,7 @@ pub struct PgTestDatabase {
 
 fn postgres_required() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
-        || std::env::var("GATEWAY_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+        || std::env::var("GW_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
 }
 
 fn with_database(admin_url: &str, name: &str) -> String {
@@ -27,19 +27,19 @@ fn with_database(admin_url: &str, name: &str) -> String {
             url.set_path(&format!("/{name}"));
             url.to_string()
         }
-        Err(_) => panic!("GATEWAY_TEST_POSTGRES_URL is not a URL: {}", crate::redact_url(admin_url)),
+        Err(_) => panic!("GW_TEST_POSTGRES_URL is not a URL: {}", crate::redact_url(admin_url)),
     }
 }
 
 impl PgTestDatabase {
     /// Creates a fresh, empty database; `None` if PostgreSQL is unreachable and skipping is allowed.
     pub async fn create() -> Option<Self> {
-        let admin_url = std::env::var("GATEWAY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
+        let admin_url = std::env::var("GW_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
         let mut admin = match PgConnection::connect(&admin_url).await {
             Ok(conn) => conn,
             Err(err) if !postgres_required() => {
                 eprintln!(
-                    "\n*** SKIPPED: PostgreSQL at {} is unreachable ({err}); set GATEWAY_TEST_POSTGRES_URL, \
+                    "\n*** SKIPPED: PostgreSQL at {} is unreachable ({err}); set GW_TEST_POSTGRES_URL, \
                      or CI=1 to make this a failure ***\n",
                     crate::redact_url(&admin_url)
                 );
