@@ -21,16 +21,11 @@ pub enum Backend {
     Postgres,
 }
 
-/// The `gateway` binary built by `cargo test --workspace`, next to this test's executable.
-pub fn gateway_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let binary = dir.join(format!("gateway{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` so the gateway binary is built",
-        binary.display()
-    );
+/// The `gateway` binary under test: the test target passes `env!("CARGO_BIN_EXE_gateway")`, which Cargo sets after
+/// building the binary for this very run, so the tests never pick up a stale build.
+fn checked_binary(binary: &str) -> PathBuf {
+    let binary = PathBuf::from(binary);
+    assert!(binary.exists(), "{} is missing", binary.display());
     binary
 }
 
@@ -94,8 +89,8 @@ pub struct TestApp {
 }
 
 /// A gateway command with the harness's environment: a clean `GATEWAY_*` set, JSON logs, the test operator.
-pub fn gateway_command(database_url: &str, workdir: &Path) -> Command {
-    let mut command = Command::new(gateway_binary());
+pub fn gateway_command(binary: &str, database_url: &str, workdir: &Path) -> Command {
+    let mut command = Command::new(checked_binary(binary));
     for (key, _) in std::env::vars() {
         if key.starts_with("GATEWAY_") {
             command.env_remove(key);
@@ -119,8 +114,8 @@ pub fn gateway_command(database_url: &str, workdir: &Path) -> Command {
 
 impl TestApp {
     /// Starts the gateway on `database` and waits until it answers `/readyz`.
-    pub async fn spawn(database: &Database) -> Self {
-        Self::spawn_with(gateway_command(&database.url, &database.dir)).await
+    pub async fn spawn(binary: &str, database: &Database) -> Self {
+        Self::spawn_with(gateway_command(binary, &database.url, &database.dir)).await
     }
 
     pub async fn spawn_with(mut command: Command) -> Self {

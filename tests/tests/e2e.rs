@@ -4,6 +4,9 @@ use gw_e2e::{Backend, Database, OPERATOR_EMAIL, OPERATOR_PASSWORD, TestApp, gate
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+/// Built by Cargo for this run (this file is a test target of the `gateway` package).
+const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway");
+
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -79,7 +82,7 @@ fn problem_type(body: &Value) -> &str {
 }
 
 async fn serves_health_readiness_openapi_and_problems(database: &Database) {
-    let app = TestApp::spawn(database).await;
+    let app = TestApp::spawn(GATEWAY, database).await;
     let health = app.client.get(app.url("/healthz")).header("x-request-id", "e2e-42").send().await.expect("healthz");
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(health.headers()["x-request-id"], "e2e-42", "a sane request id is echoed");
@@ -133,7 +136,7 @@ async fn serves_health_readiness_openapi_and_problems(database: &Database) {
 }
 
 async fn first_run_creates_the_operator_once(database: &Database) {
-    let mut command = gateway_command(&database.url, &database.dir);
+    let mut command = gateway_command(GATEWAY, &database.url, &database.dir);
     command.env_remove("GATEWAY_ADMIN_PASSWORD").env("GATEWAY_ADMIN_EMAIL", "root@gateway.test");
     let app = TestApp::spawn_with(command).await;
     let out = app.stdout.text();
@@ -148,7 +151,7 @@ async fn first_run_creates_the_operator_once(database: &Database) {
     As::login(&app, "root@gateway.test", &password).await;
     assert_eq!(app.terminate().await.code(), Some(0));
 
-    let mut command = gateway_command(&database.url, &database.dir);
+    let mut command = gateway_command(GATEWAY, &database.url, &database.dir);
     command.env_remove("GATEWAY_ADMIN_PASSWORD").env("GATEWAY_ADMIN_EMAIL", "root@gateway.test");
     let again = TestApp::spawn_with(command).await;
     assert!(!again.stdout.text().contains("password:"), "no second operator, no second password");
@@ -156,14 +159,14 @@ async fn first_run_creates_the_operator_once(database: &Database) {
 }
 
 async fn sigterm_shuts_down_cleanly(database: &Database) {
-    let app = TestApp::spawn(database).await;
+    let app = TestApp::spawn(GATEWAY, database).await;
     let status = app.terminate().await;
     assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
 }
 
 /// The README's "first tenant in five commands", over HTTP.
 async fn first_tenant_walkthrough(database: &Database) {
-    let app = TestApp::spawn(database).await;
+    let app = TestApp::spawn(GATEWAY, database).await;
     let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
     let (status, subscription) =
         operator.call(Method::POST, "/v1/subscriptions", Some(json!({"name": "Acme", "tier": "starter"}))).await;
@@ -251,7 +254,7 @@ async fn tenant(operator: &As<'_>, name: &str) -> (String, String, String) {
 }
 
 async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &Database) {
-    let app = TestApp::spawn(database).await;
+    let app = TestApp::spawn(GATEWAY, database).await;
     let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
     let (acme, acme_owner, acme_member) = tenant(&operator, "Acme").await;
     let (_, globex_owner, _) = tenant(&operator, "Globex").await;
@@ -344,7 +347,7 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
 }
 
 async fn bad_input_is_refused_with_stable_problem_types_and_writes_nothing(database: &Database) {
-    let app = TestApp::spawn(database).await;
+    let app = TestApp::spawn(GATEWAY, database).await;
     let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
     let (sid, owner_email, _) = tenant(&operator, "Acme").await;
     let users_path = format!("/v1/subscriptions/{sid}/users");
@@ -437,7 +440,7 @@ async fn bad_input_is_refused_with_stable_problem_types_and_writes_nothing(datab
 }
 
 async fn refresh_tokens_rotate_and_reuse_is_detected(database: &Database) {
-    let app = TestApp::spawn(database).await;
+    let app = TestApp::spawn(GATEWAY, database).await;
     let anonymous = As::anonymous(&app);
     let (_, first) = anonymous
         .call(Method::POST, "/v1/auth/login", Some(json!({"email": OPERATOR_EMAIL, "password": OPERATOR_PASSWORD})))
@@ -471,13 +474,13 @@ async fn refresh_tokens_rotate_and_reuse_is_detected(database: &Database) {
 #[tokio::test]
 async fn unknown_configuration_keys_exit_64_naming_the_key() {
     let database = Database::create(Backend::Sqlite).await.expect("sqlite");
-    let mut command = gateway_command(&database.url, &database.dir);
+    let mut command = gateway_command(GATEWAY, &database.url, &database.dir);
     command.env("GATEWAY_SERVER_LISTNE", "127.0.0.1:1").arg("serve");
     let (code, _, stderr) = run_to_exit(command).await;
     assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("GATEWAY_SERVER_LISTNE") && stderr.contains("listne"), "{stderr}");
 
-    let mut command = gateway_command(&database.url, &database.dir);
+    let mut command = gateway_command(GATEWAY, &database.url, &database.dir);
     command.env("GATEWAY_DATABASE_MAX_CONNECTIONS", "lots").arg("serve");
     let (code, _, stderr) = run_to_exit(command).await;
     assert_eq!(code, Some(64));
@@ -488,7 +491,7 @@ async fn unknown_configuration_keys_exit_64_naming_the_key() {
 #[tokio::test]
 async fn an_unreachable_database_is_one_line_and_a_nonzero_exit() {
     let database = Database::create(Backend::Sqlite).await.expect("sqlite");
-    let mut command = gateway_command("postgres://nobody:s3cret@127.0.0.1:1/gateway", &database.dir);
+    let mut command = gateway_command(GATEWAY, "postgres://nobody:s3cret@127.0.0.1:1/gateway", &database.dir);
     command.arg("serve");
     let (code, _, stderr) = run_to_exit(command).await;
     assert_eq!(code, Some(1), "{stderr}");
@@ -501,7 +504,7 @@ async fn an_unreachable_database_is_one_line_and_a_nonzero_exit() {
     let corrupt = database.dir.join("corrupt.db");
     std::fs::write(&corrupt, b"this is not a sqlite database, just text that is long enough to have a header")
         .expect("write");
-    let mut command = gateway_command(&format!("sqlite://{}", corrupt.display()), &database.dir);
+    let mut command = gateway_command(GATEWAY, &format!("sqlite://{}", corrupt.display()), &database.dir);
     command.arg("serve");
     let (code, _, stderr) = run_to_exit(command).await;
     assert_eq!(code, Some(1), "{stderr}");
@@ -512,7 +515,7 @@ async fn an_unreachable_database_is_one_line_and_a_nonzero_exit() {
 #[tokio::test]
 async fn migrate_applies_and_exits() {
     let database = Database::create(Backend::Sqlite).await.expect("sqlite");
-    let mut command = gateway_command(&database.url, &database.dir);
+    let mut command = gateway_command(GATEWAY, &database.url, &database.dir);
     command.arg("migrate");
     let (code, stdout, stderr) = run_to_exit(command).await;
     assert_eq!(code, Some(0), "{stderr}");
@@ -525,7 +528,7 @@ async fn expired_and_foreign_tokens_are_refused_with_their_own_types(database: &
     use gw_accounts::{JwtSettings, SigningKey, TokenIssuer};
     use gw_core::{Redacted, Timestamp, UserRole};
 
-    let app = TestApp::spawn(database).await;
+    let app = TestApp::spawn(GATEWAY, database).await;
     let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
     let (_, me) = operator.call(Method::GET, "/v1/me", None).await;
     let user_id = me["id"].as_str().expect("id").parse().expect("user id");

@@ -1,0 +1,114 @@
+//! The in-process limiter on `governor`.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{RateLimiter as Governor, clock::QuantaInstant};
+
+use crate::{Decision, Quota, RateLimiter};
+
+type Keyed = Governor<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+
+/// One governor keyed limiter per distinct quota, created on first use.
+#[derive(Default)]
+pub struct LocalLimiter {
+    limiters: RwLock<HashMap<Quota, Arc<Keyed>>>,
+    clock: DefaultClock,
+}
+
+impl std::fmt::Debug for LocalLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalLimiter").finish_non_exhaustive()
+    }
+}
+
+fn governor_quota(quota: Quota) -> governor::Quota {
+    let burst = NonZeroU32::new(quota.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    governor::Quota::with_period(quota.emission_interval())
+        .unwrap_or_else(|| governor::Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst)
+}
+
+impl LocalLimiter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn limiter(&self, quota: Quota) -> Arc<Keyed> {
+        if let Some(limiter) = self.limiters.read().unwrap_or_else(|p| p.into_inner()).get(&quota) {
+            return limiter.clone();
+        }
+        let mut limiters = self.limiters.write().unwrap_or_else(|p| p.into_inner());
+        limiters
+            .entry(quota)
+            .or_insert_with(|| {
+                Arc::new(Governor::keyed(governor_quota(quota)).with_middleware::<StateInformationMiddleware>())
+            })
+            .clone()
+    }
+
+    /// Forgets keys that are back to full capacity, so memory follows the active keys (run periodically).
+    pub fn retain_recent(&self) {
+        for limiter in self.limiters.read().unwrap_or_else(|p| p.into_inner()).values() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    fn now(&self) -> QuantaInstant {
+        self.clock.now()
+    }
+}
+
+#[async_trait]
+impl RateLimiter for LocalLimiter {
+    async fn check(&self, key: &str, quota: Quota) -> Decision {
+        let limiter = self.limiter(quota);
+        let interval = quota.emission_interval();
+        match limiter.check_key(&key.to_owned()) {
+            Ok(state) => {
+                let remaining = state.remaining_burst_capacity();
+                let used = quota.burst.saturating_sub(remaining);
+                Decision { allowed: true, quota, remaining, reset_after: interval * used, retry_after: None }
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.now());
+                Decision {
+                    allowed: false,
+                    quota,
+                    remaining: 0,
+                    reset_after: wait + interval * quota.burst.saturating_sub(1),
+                    retry_after: Some(wait.max(Duration::from_millis(1))),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_burst_is_allowed_then_refused_per_key() {
+        let limiter = LocalLimiter::new();
+        let quota = Quota::per_minute(60).with_burst(3);
+        for expected_remaining in [2, 1, 0] {
+            let decision = limiter.check("a", quota).await;
+            assert!(decision.allowed);
+            assert_eq!(decision.remaining, expected_remaining);
+        }
+        let refused = limiter.check("a", quota).await;
+        assert!(!refused.allowed);
+        let retry = refused.retry_after.expect("retry after");
+        assert!(retry <= Duration::from_secs(1) && retry > Duration::from_millis(900), "{retry:?}");
+        assert!(limiter.check("b", quota).await.allowed, "keys are independent");
+        assert!(limiter.check("a", Quota::per_minute(600)).await.allowed, "quotas are independent");
+    }
+}
