@@ -41,6 +41,7 @@ on_both_backends!(
     bad_input_is_refused_with_stable_problem_types_and_writes_nothing,
     refresh_tokens_rotate_and_reuse_is_detected,
     expired_and_foreign_tokens_are_refused_with_their_own_types,
+    api_keys_are_shown_once_and_rotate,
 );
 
 /// A small client for one signed-in user.
@@ -261,6 +262,14 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
     let ann = As::login(&app, &acme_owner, "a long enough password").await;
     let (_, instance) = ann.call(Method::POST, "/v1/instances", Some(json!({"name": "support"}))).await;
     let iid = instance["id"].as_str().expect("id").to_owned();
+    let (_, created_key) = ann
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{iid}/api-keys"),
+            Some(json!({"name": "ci", "permissions": ["messages:send"]})),
+        )
+        .await;
+    let kid = created_key["api_key"]["id"].as_str().expect("key id").to_owned();
     let (_, users) = ann.call(Method::GET, &format!("/v1/subscriptions/{acme}/users"), None).await;
     let member_id =
         users["items"].as_array().expect("users").iter().find(|u| u["role"] == "member").expect("member")["id"]
@@ -288,6 +297,16 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
         (Method::DELETE, format!("/v1/instances/{iid}"), None),
         (Method::POST, "/v1/instances".into(), Some(json!({"name": "smuggled", "subscription_id": acme}))),
         (Method::GET, format!("/v1/audit-log?subscription_id={acme}"), None),
+        (
+            Method::POST,
+            format!("/v1/instances/{iid}/api-keys"),
+            Some(json!({"name": "x", "permissions": ["messages:send"]})),
+        ),
+        (Method::GET, format!("/v1/instances/{iid}/api-keys"), None),
+        (Method::GET, format!("/v1/instances/{iid}/api-keys/{kid}"), None),
+        (Method::POST, format!("/v1/instances/{iid}/api-keys/{kid}/revoke"), None),
+        (Method::POST, format!("/v1/instances/{iid}/api-keys/{kid}/rotate"), None),
+        (Method::DELETE, format!("/v1/instances/{iid}/api-keys/{kid}"), None),
     ];
     let intruder = As::login(&app, &globex_owner, "a long enough password").await;
     for (method, path, body) in &endpoints {
@@ -322,6 +341,16 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
         (Method::GET, "/v1/audit-log".into(), None),
         (Method::GET, "/v1/subscriptions".into(), None),
         (Method::POST, "/v1/subscriptions".into(), Some(json!({"name": "Mine", "tier": "free"}))),
+        (
+            Method::POST,
+            format!("/v1/instances/{iid}/api-keys"),
+            Some(json!({"name": "x", "permissions": ["messages:send"]})),
+        ),
+        (Method::GET, format!("/v1/instances/{iid}/api-keys"), None),
+        (Method::GET, format!("/v1/instances/{iid}/api-keys/{kid}"), None),
+        (Method::POST, format!("/v1/instances/{iid}/api-keys/{kid}/revoke"), None),
+        (Method::POST, format!("/v1/instances/{iid}/api-keys/{kid}/rotate"), None),
+        (Method::DELETE, format!("/v1/instances/{iid}/api-keys/{kid}"), None),
     ];
     for (method, path, body) in &owner_only {
         let (status, problem) = member.call(method.clone(), path, body.clone()).await;
@@ -566,4 +595,61 @@ async fn expired_and_foreign_tokens_are_refused_with_their_own_types(database: &
         let (status, problem) = call(token).call(Method::GET, "/v1/me", None).await;
         assert_eq!((status, problem_type(&problem)), (StatusCode::UNAUTHORIZED, expected), "{problem}");
     }
+}
+
+async fn api_keys_are_shown_once_and_rotate(database: &Database) {
+    let app = TestApp::spawn(GATEWAY, database).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (_, owner_email, _) = tenant(&operator, "Acme").await;
+    let ann = As::login(&app, &owner_email, "a long enough password").await;
+    let (_, instance) = ann.call(Method::POST, "/v1/instances", Some(json!({"name": "support"}))).await;
+    let iid = instance["id"].as_str().expect("id");
+    let keys = format!("/v1/instances/{iid}/api-keys");
+
+    let (status, created) = ann
+        .call(
+            Method::POST,
+            &keys,
+            Some(json!({"name": "backend", "permissions": ["messages:send", "contacts:read"], "rate_limit": 600})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["key"].as_str().expect("full key shown once");
+    assert!(secret.starts_with("gwk_") && secret.len() == 76, "{secret}");
+    let kid = created["api_key"]["id"].as_str().expect("id");
+
+    let (_, listed) = ann.call(Method::GET, &keys, None).await;
+    let text = listed.to_string();
+    assert!(!text.contains(secret) && !text.contains(&secret[27..60]), "never shown again: {text}");
+    assert_eq!(listed["items"][0]["permissions"], json!(["messages:send", "contacts:read"]));
+    assert!(listed["items"][0].get("key_hash").is_none());
+
+    let (status, bad) =
+        ann.call(Method::POST, &keys, Some(json!({"name": "x", "permissions": ["admin:everything"]}))).await;
+    assert_eq!((status, problem_type(&bad)), (StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation"));
+
+    let (status, rotated) =
+        ann.call(Method::POST, &format!("{keys}/{kid}/rotate"), Some(json!({"grace_period_secs": 60}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    assert_ne!(rotated["key"], created["key"]);
+    assert!(rotated["previous"]["expires_at"].is_string() && rotated["previous"]["is_active"] == json!(true));
+    let (status, _) = ann.call(Method::POST, &format!("{keys}/{kid}/rotate"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "no body takes the default grace");
+
+    let (status, revoked) = ann.call(Method::POST, &format!("{keys}/{kid}/revoke"), None).await;
+    assert_eq!((status, revoked["is_active"].as_bool()), (StatusCode::OK, Some(false)));
+    let (status, _) = ann.call(Method::DELETE, &format!("{keys}/{kid}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = ann.call(Method::GET, &format!("{keys}/{kid}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, audit) = ann.call(Method::GET, "/v1/audit-log?resource=api_key", None).await;
+    let actions: Vec<&str> =
+        audit["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str()).collect();
+    assert!(
+        actions.contains(&"api_key.create")
+            && actions.contains(&"api_key.revoke")
+            && actions.contains(&"api_key.delete"),
+        "{actions:?}"
+    );
 }

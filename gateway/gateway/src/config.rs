@@ -31,6 +31,8 @@ impl fmt::Debug for Secret {
 
 /// The signing key used when none is configured. Public (it is in this file), so production refuses it.
 const DEVELOPMENT_JWT_SECRET: &str = "development-only-jwt-secret-do-not-use-in-production";
+/// The API key pepper used when none is configured; public, so production refuses it.
+const DEVELOPMENT_API_KEY_PEPPER: &str = "development-only-api-key-pepper-do-not-use-in-production";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -119,6 +121,8 @@ pub struct AuthSettings {
     pub login_max_failures_per_email: usize,
     pub login_max_failures_per_ip: usize,
     pub login_failure_window_secs: u64,
+    /// Secret mixed into API key hashes (HMAC-SHA256), at least 32 bytes. Changing it invalidates every key.
+    pub api_key_pepper: Secret,
 }
 
 impl Default for Settings {
@@ -146,6 +150,7 @@ impl Default for Settings {
                 login_max_failures_per_email: 5,
                 login_max_failures_per_ip: 50,
                 login_failure_window_secs: 15 * 60,
+                api_key_pepper: Secret(DEVELOPMENT_API_KEY_PEPPER.into()),
             },
             tiers: TierCatalog::default(),
         }
@@ -254,6 +259,15 @@ impl Settings {
                 "must be set in production mode: the development default is public",
             ));
         }
+        if self.auth.api_key_pepper.expose().len() < 32 {
+            return Err(invalid("auth.api_key_pepper", "must be at least 32 bytes"));
+        }
+        if self.mode == Mode::Production && self.auth.api_key_pepper.expose() == DEVELOPMENT_API_KEY_PEPPER {
+            return Err(invalid(
+                "auth.api_key_pepper",
+                "must be set in production mode: the development default is public",
+            ));
+        }
         if self.auth.jwt_previous_keys.iter().any(|k| k.secret.expose().len() < gw_accounts::jwt::MIN_KEY_BYTES) {
             return Err(invalid("auth.jwt_previous_keys", "every secret must be at least 32 bytes"));
         }
@@ -325,6 +339,7 @@ impl Settings {
             tiers: self.tiers.clone(),
             email_throttle: ThrottlePolicy { max_failures: auth.login_max_failures_per_email, window },
             ip_throttle: ThrottlePolicy { max_failures: auth.login_max_failures_per_ip, window },
+            api_key_pepper: Redacted::new(auth.api_key_pepper.expose().to_owned()),
         }
     }
 }
@@ -432,6 +447,8 @@ mod tests {
             jail.set_env("GATEWAY_AUTH_JWT_SECRET", "x".repeat(16));
             assert!(load_err(jail, None).contains("at least 32 bytes"));
             jail.set_env("GATEWAY_AUTH_JWT_SECRET", "a-real-production-secret-of-enough-length");
+            assert!(load_err(jail, None).starts_with("auth.api_key_pepper:"));
+            jail.set_env("GATEWAY_AUTH_API_KEY_PEPPER", "a-real-production-pepper-of-enough-length");
             assert_eq!(Settings::load(None).expect("load").mode, Mode::Production);
             Ok(())
         });

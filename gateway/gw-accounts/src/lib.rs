@@ -7,6 +7,7 @@
 //! Architecture invariant: no HTTP types here. The edge turns requests into calls on [`Accounts`] and maps
 //! [`AccountError`] to problem+json once.
 
+pub mod api_keys;
 mod error;
 pub mod jwt;
 pub mod password;
@@ -23,8 +24,8 @@ pub use password::{PasswordHasherService, PasswordPolicyError};
 pub use permissions::{Action, allows};
 pub use principal::Principal;
 pub use service::{
-    Accounts, AccountsConfig, CreateInstance, CreateSubscription, CreateUser, Session, UpdateInstance,
-    UpdateSubscription,
+    Accounts, AccountsConfig, CreateApiKey, CreateInstance, CreateSubscription, CreateUser, RotatedApiKey, Session,
+    UpdateInstance, UpdateSubscription,
 };
 pub use throttle::ThrottlePolicy;
 pub use tiers::{TierCatalog, TierLimits};

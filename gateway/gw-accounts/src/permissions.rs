@@ -7,6 +7,7 @@
 //! | read own subscription, its users and audit log | yes | yes | no |
 //! | create, rename, configure, deactivate, delete instances | yes | yes | no |
 //! | read instances (list, get) | yes | yes | yes |
+//! | create, list, revoke, rotate, delete an instance's API keys | yes | yes | no |
 //!
 //! Operators (`admin`) act across subscriptions; tenants only within their own. Another subscription's resources
 //! are *not found* to a tenant (404), never *forbidden* (403), so ids do not leak; 403 is for a tenant's own
@@ -22,6 +23,7 @@ pub enum Action {
     ReadAudit,
     ManageInstances,
     ReadInstances,
+    ManageApiKeys,
 }
 
 pub fn allows(role: UserRole, action: Action) -> bool {
@@ -39,11 +41,11 @@ mod tests {
     #[test]
     fn the_table_as_documented() {
         use Action::*;
-        let all = [ManagePlatform, ReadSubscription, ReadAudit, ManageInstances, ReadInstances];
+        let all = [ManagePlatform, ReadSubscription, ReadAudit, ManageInstances, ReadInstances, ManageApiKeys];
         let expected = [
-            (UserRole::Admin, [true, true, true, true, true]),
-            (UserRole::Owner, [false, true, true, true, true]),
-            (UserRole::Member, [false, false, false, false, true]),
+            (UserRole::Admin, [true, true, true, true, true, true]),
+            (UserRole::Owner, [false, true, true, true, true, true]),
+            (UserRole::Member, [false, false, false, false, true, false]),
         ];
         for (role, row) in expected {
             for (action, allowed) in all.iter().zip(row) {

@@ -6,16 +6,18 @@ use std::time::Instant;
 
 use chrono::Duration;
 use gw_core::{
-    AuditLogEntry, DriverKind, Email, Instance, LimitOverrides, PasswordHash, Subscription, SubscriptionId, Tier,
-    Timestamp, TokenFamilyId, User, UserId, UserRole,
+    ApiKey, ApiKeyId, AuditLogEntry, DriverKind, Email, Instance, InstanceId, LimitOverrides, PasswordHash, Redacted,
+    Subscription, SubscriptionId, Tier, Timestamp, TokenFamilyId, User, UserId, UserRole,
 };
 use gw_store::{
-    Actor, AuditFilter, InstancePatch, NewAuditEntry, NewInstance, NewRefreshToken, NewSubscription, NewUser, Page,
-    PageRequest, RefreshOutcome, Scope, Store, StoreError, SubscriptionPatch, UserPatch,
+    Actor, ApiKeyPatch, AuditFilter, InstancePatch, NewApiKey, NewAuditEntry, NewInstance, NewRefreshToken,
+    NewSubscription, NewUser, Page, PageRequest, RefreshOutcome, Scope, Store, StoreError, SubscriptionPatch,
+    UserPatch,
 };
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use crate::api_keys::{ApiKeyHasher, SCOPES};
 use crate::password::{Verification, check_policy};
 use crate::throttle::FailureThrottle;
 use crate::{
@@ -31,6 +33,8 @@ pub struct AccountsConfig {
     pub tiers: TierCatalog,
     pub email_throttle: ThrottlePolicy,
     pub ip_throttle: ThrottlePolicy,
+    /// Server-side secret mixed into API key hashes.
+    pub api_key_pepper: Redacted<String>,
 }
 
 /// A signed-in session: a short-lived access token and the refresh token that renews it.
@@ -74,6 +78,26 @@ pub struct CreateInstance {
     /// For operators only: the subscription to create it in. Tenants create in their own.
     pub subscription_id: Option<SubscriptionId>,
 }
+
+#[derive(Debug, Clone)]
+pub struct CreateApiKey {
+    pub name: String,
+    pub permissions: Vec<String>,
+    pub expires_at: Option<Timestamp>,
+    /// Requests per minute; `None` takes the tier's default.
+    pub rate_limit: Option<i32>,
+}
+
+/// A rotation's result: the new key (its secret shown once) and the old one, now expiring after the grace period.
+#[derive(Debug, Clone)]
+pub struct RotatedApiKey {
+    pub key: ApiKey,
+    pub secret: Redacted<String>,
+    pub previous: ApiKey,
+}
+
+/// The longest a rotated-out key may stay valid.
+pub const MAX_ROTATION_GRACE: Duration = Duration::days(7);
 
 #[derive(Debug, Clone, Default)]
 pub struct UpdateInstance {
@@ -129,6 +153,7 @@ pub struct Accounts {
     ip_throttle: FailureThrottle,
     /// Argon2 is CPU- and memory-heavy: at most this many hashes at once, off the async runtime.
     hashing: Semaphore,
+    api_key_hasher: ApiKeyHasher,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -149,6 +174,7 @@ impl Accounts {
             email_throttle: FailureThrottle::new(config.email_throttle),
             ip_throttle: FailureThrottle::new(config.ip_throttle),
             hashing: Semaphore::new(parallelism),
+            api_key_hasher: ApiKeyHasher::new(config.api_key_pepper.expose().as_bytes()),
         }
     }
 
@@ -615,6 +641,175 @@ impl Accounts {
         self.store.get_instance(by.scope(), id).await?;
         by.require(Action::ManageInstances)?;
         Ok(self.store.delete_instance(by.scope(), id, &by.actor()).await?)
+    }
+
+    // ---- API keys -----------------------------------------------------------------------------------------------
+
+    pub fn api_key_hasher(&self) -> &ApiKeyHasher {
+        &self.api_key_hasher
+    }
+
+    /// The instance, if the caller may see it, and the caller may manage its keys.
+    async fn key_owner(&self, by: &Principal, instance_id: InstanceId) -> Result<Instance, AccountError> {
+        let instance = self.store.get_instance(by.scope(), instance_id).await?;
+        by.require(Action::ManageApiKeys)?;
+        Ok(instance)
+    }
+
+    fn checked_key_request(new: &CreateApiKey) -> Result<(String, Vec<String>), AccountError> {
+        let mut errors = Vec::new();
+        let name = match checked_name("name", &new.name, 100) {
+            Ok(name) => Some(name),
+            Err(AccountError::Validation(mut e)) => {
+                errors.append(&mut e);
+                None
+            }
+            Err(other) => return Err(other),
+        };
+        let mut permissions: Vec<String> = Vec::new();
+        if new.permissions.is_empty() {
+            errors.push(FieldError {
+                field: "permissions",
+                message: format!("name at least one of: {}", SCOPES.join(", ")),
+            });
+        }
+        for scope in &new.permissions {
+            if !SCOPES.contains(&scope.as_str()) {
+                errors.push(FieldError {
+                    field: "permissions",
+                    message: format!("{scope:?} is not a scope; expected any of: {}", SCOPES.join(", ")),
+                });
+            } else if !permissions.contains(scope) {
+                permissions.push(scope.clone());
+            }
+        }
+        if new.expires_at.is_some_and(|at| at <= Timestamp::now()) {
+            errors.push(FieldError { field: "expires_at", message: "must be in the future".into() });
+        }
+        if new.rate_limit.is_some_and(|limit| !(1..=1_000_000).contains(&limit)) {
+            errors.push(FieldError {
+                field: "rate_limit",
+                message: "must be between 1 and 1000000 requests per minute".into(),
+            });
+        }
+        match name {
+            Some(name) if errors.is_empty() => Ok((name, permissions)),
+            _ => Err(AccountError::Validation(errors)),
+        }
+    }
+
+    /// Creates a key for an instance; the returned secret is the only time the key is ever shown.
+    pub async fn create_api_key(
+        &self,
+        by: &Principal,
+        instance_id: InstanceId,
+        new: CreateApiKey,
+    ) -> Result<(ApiKey, Redacted<String>), AccountError> {
+        self.key_owner(by, instance_id).await?;
+        let (name, permissions) = Self::checked_key_request(&new)?;
+        let id = ApiKeyId::new();
+        let secret = crate::api_keys::generate(id);
+        let key = self
+            .store
+            .create_api_key(
+                NewApiKey {
+                    id,
+                    instance_id,
+                    name,
+                    key_hash: self.api_key_hasher.hash(secret.expose()),
+                    permissions,
+                    expires_at: new.expires_at,
+                    rate_limit: new.rate_limit,
+                },
+                &by.actor(),
+            )
+            .await?;
+        Ok((key, secret))
+    }
+
+    pub async fn list_api_keys(
+        &self,
+        by: &Principal,
+        instance_id: InstanceId,
+        page: PageRequest,
+    ) -> Result<Page<ApiKey>, AccountError> {
+        self.key_owner(by, instance_id).await?;
+        Ok(self.store.list_api_keys(instance_id, page).await?)
+    }
+
+    pub async fn get_api_key(
+        &self,
+        by: &Principal,
+        instance_id: InstanceId,
+        id: ApiKeyId,
+    ) -> Result<ApiKey, AccountError> {
+        self.key_owner(by, instance_id).await?;
+        Ok(self.store.get_api_key(instance_id, id).await?)
+    }
+
+    /// Revokes a key at once. It stays listed (revoked) for the record; delete it to remove it.
+    pub async fn revoke_api_key(
+        &self,
+        by: &Principal,
+        instance_id: InstanceId,
+        id: ApiKeyId,
+    ) -> Result<ApiKey, AccountError> {
+        self.key_owner(by, instance_id).await?;
+        let patch = ApiKeyPatch { is_active: Some(false), ..Default::default() };
+        Ok(self.store.update_api_key(instance_id, id, patch, &by.actor()).await?)
+    }
+
+    /// Issues a successor with the same name, scopes, rate limit and expiry, and lets the old key live on for
+    /// `grace` (at most 7 days), so clients can switch without downtime.
+    pub async fn rotate_api_key(
+        &self,
+        by: &Principal,
+        instance_id: InstanceId,
+        id: ApiKeyId,
+        grace: Duration,
+    ) -> Result<RotatedApiKey, AccountError> {
+        self.key_owner(by, instance_id).await?;
+        if grace < Duration::zero() || grace > MAX_ROTATION_GRACE {
+            return Err(AccountError::invalid("grace_period_secs", "must be between 0 and 604800 seconds"));
+        }
+        let old = self.store.get_api_key(instance_id, id).await?;
+        if !old.is_active {
+            return Err(AccountError::invalid("key", "a revoked key cannot be rotated"));
+        }
+        let new_id = ApiKeyId::new();
+        let secret = crate::api_keys::generate(new_id);
+        let key = self
+            .store
+            .create_api_key(
+                NewApiKey {
+                    id: new_id,
+                    instance_id,
+                    name: old.name.clone(),
+                    key_hash: self.api_key_hasher.hash(secret.expose()),
+                    permissions: old.permissions.clone(),
+                    expires_at: old.expires_at,
+                    rate_limit: old.rate_limit,
+                },
+                &by.actor(),
+            )
+            .await?;
+        // If this second write failed, both keys would stay valid: the safe way to fail a rotation.
+        let grace_end =
+            Timestamp::now().checked_add(grace).ok_or_else(|| AccountError::Internal("grace out of range".into()))?;
+        let expires_at = old.expires_at.map_or(grace_end, |at| at.min(grace_end));
+        let patch = ApiKeyPatch { expires_at: Some(Some(expires_at)), ..Default::default() };
+        let previous = self.store.update_api_key(instance_id, id, patch, &by.actor()).await?;
+        Ok(RotatedApiKey { key, secret, previous })
+    }
+
+    pub async fn delete_api_key(
+        &self,
+        by: &Principal,
+        instance_id: InstanceId,
+        id: ApiKeyId,
+    ) -> Result<(), AccountError> {
+        self.key_owner(by, instance_id).await?;
+        Ok(self.store.delete_api_key(instance_id, id, &by.actor()).await?)
     }
 
     // ---- audit log ----------------------------------------------------------------------------------------------

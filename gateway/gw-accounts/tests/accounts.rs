@@ -5,7 +5,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use gw_accounts::{
-    AccountError, Accounts, AccountsConfig, CreateInstance, CreateSubscription, CreateUser, JwtSettings,
+    AccountError, Accounts, AccountsConfig, CreateApiKey, CreateInstance, CreateSubscription, CreateUser, JwtSettings,
     PasswordHasherService, Principal, SigningKey, ThrottlePolicy, TierCatalog, TokenError, UpdateInstance,
     UpdateSubscription,
 };
@@ -31,6 +31,7 @@ fn config() -> AccountsConfig {
         tiers: TierCatalog::default(),
         email_throttle: ThrottlePolicy { max_failures: 5, window: StdDuration::from_secs(900) },
         ip_throttle: ThrottlePolicy { max_failures: 20, window: StdDuration::from_secs(900) },
+        api_key_pepper: Redacted::new("test pepper".into()),
     }
 }
 
@@ -137,6 +138,7 @@ on_both_backends!(
     user_creation_validates_and_writes_nothing_on_bad_input,
     instances_follow_roles_and_scopes,
     audit_reads_are_scoped,
+    api_keys_are_shown_once_stored_hashed_and_rotate_with_grace,
 );
 
 async fn login_issues_tokens_that_authenticate(f: Fixture) {
@@ -495,4 +497,78 @@ async fn audit_reads_are_scoped(f: Fixture) {
         f.accounts.list_audit(&f.operator, AuditFilter::default(), PageRequest::first(200)).await.expect("operator");
     assert!(everything.items.iter().any(|e| e.subscription_id == Some(globex.id)));
     assert!(everything.items.iter().any(|e| e.subscription_id == Some(acme.id)));
+}
+
+async fn api_keys_are_shown_once_stored_hashed_and_rotate_with_grace(f: Fixture) {
+    let (_, owner, member) = f.tenant("Acme").await;
+    let (_, intruder, _) = f.tenant("Globex").await;
+    let instance = f
+        .accounts
+        .create_instance(
+            &owner,
+            CreateInstance {
+                name: "main".into(),
+                driver: DriverKind::Sandbox,
+                settings: json!({}),
+                subscription_id: None,
+            },
+        )
+        .await
+        .expect("instance");
+    let request = || CreateApiKey {
+        name: "backend".into(),
+        permissions: vec!["messages:send".into(), "messages:read".into(), "messages:send".into()],
+        expires_at: None,
+        rate_limit: Some(120),
+    };
+    let (key, secret) = f.accounts.create_api_key(&owner, instance.id, request()).await.expect("create");
+    assert_eq!(key.permissions, ["messages:send", "messages:read"], "duplicates folded");
+    assert_eq!(gw_accounts::api_keys::parse(secret.expose()), Ok(key.id), "the key names its id");
+    let found = f.store.find_api_key_by_hash(&f.accounts.api_key_hasher().hash(secret.expose())).await.expect("lookup");
+    assert_eq!(found.map(|r| r.key.id), Some(key.id), "stored as the keyed hash of the full key");
+    assert_ne!(key.key_hash.as_bytes(), secret.expose().as_bytes());
+
+    let not_found = |r: Result<(), AccountError>| matches!(r, Err(AccountError::Store(StoreError::NotFound { .. })));
+    assert!(not_found(f.accounts.list_api_keys(&intruder, instance.id, PageRequest::default()).await.map(|_| ())));
+    assert!(not_found(f.accounts.revoke_api_key(&intruder, instance.id, key.id).await.map(|_| ())));
+    assert!(matches!(f.accounts.create_api_key(&member, instance.id, request()).await, Err(AccountError::Forbidden)));
+
+    let bad = f
+        .accounts
+        .create_api_key(
+            &owner,
+            instance.id,
+            CreateApiKey { permissions: vec!["root".into()], rate_limit: Some(0), ..request() },
+        )
+        .await
+        .expect_err("bad scope and rate");
+    match bad {
+        AccountError::Validation(fields) => {
+            assert_eq!(fields.iter().map(|f| f.field).collect::<Vec<_>>(), ["permissions", "rate_limit"])
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let rotated = f.accounts.rotate_api_key(&owner, instance.id, key.id, Duration::hours(1)).await.expect("rotate");
+    assert_ne!(rotated.key.id, key.id);
+    assert_eq!(
+        (rotated.key.name.as_str(), &rotated.key.permissions, rotated.key.rate_limit),
+        ("backend", &key.permissions, Some(120))
+    );
+    let grace_end = rotated.previous.expires_at.expect("old key now expires");
+    assert!(
+        grace_end > gw_core::Timestamp::now()
+            && grace_end <= gw_core::Timestamp::now().checked_add(Duration::hours(1)).expect("range")
+    );
+    assert!(rotated.previous.is_active, "the old key keeps working during the grace period");
+    assert!(matches!(
+        f.accounts.rotate_api_key(&owner, instance.id, key.id, Duration::days(8)).await,
+        Err(AccountError::Validation(_))
+    ));
+
+    let revoked = f.accounts.revoke_api_key(&owner, instance.id, key.id).await.expect("revoke");
+    assert!(!revoked.is_active);
+    f.accounts.delete_api_key(&owner, instance.id, rotated.key.id).await.expect("delete");
+    let listed = f.accounts.list_api_keys(&owner, instance.id, PageRequest::default()).await.expect("list");
+    assert_eq!(listed.items.iter().map(|k| k.id).collect::<Vec<_>>(), [key.id]);
 }

@@ -339,3 +339,75 @@ impl From<AuditLogEntry> for AuditEntryDto {
         }
     }
 }
+
+/// An API key as listed: never its secret or hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyDto {
+    pub id: String,
+    pub instance_id: String,
+    pub name: String,
+    /// Scopes: `messages:send`, `messages:read`, `contacts:read`, `contacts:write`, `webhooks:write`,
+    /// `instance:manage`.
+    pub permissions: Vec<String>,
+    pub is_active: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub usage_count: i64,
+    /// Requests per minute; `null` takes the tier's default.
+    pub rate_limit: Option<i32>,
+}
+
+impl From<gw_core::ApiKey> for ApiKeyDto {
+    fn from(k: gw_core::ApiKey) -> Self {
+        Self {
+            id: k.id.to_string(),
+            instance_id: k.instance_id.to_string(),
+            name: k.name,
+            permissions: k.permissions,
+            is_active: k.is_active,
+            created_at: ts(k.created_at),
+            updated_at: ts(k.updated_at),
+            expires_at: opt_ts(k.expires_at),
+            last_used_at: opt_ts(k.last_used_at),
+            usage_count: k.usage_count,
+            rate_limit: k.rate_limit,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKeyRequest {
+    pub name: String,
+    pub permissions: Vec<String>,
+    /// RFC 3339; must be in the future.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Requests per minute, 1 to 1,000,000; omitted takes the tier's default.
+    pub rate_limit: Option<i32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKeyDto {
+    /// The full key. Shown once: store it now.
+    pub key: String,
+    pub api_key: ApiKeyDto,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateApiKeyRequest {
+    /// How long the old key stays valid, 0 to 604800 seconds (default 86400).
+    pub grace_period_secs: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedApiKeyDto {
+    /// The new key. Shown once.
+    pub key: String,
+    pub api_key: ApiKeyDto,
+    /// The old key, now expiring at the end of the grace period.
+    pub previous: ApiKeyDto,
+}

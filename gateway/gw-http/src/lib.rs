@@ -26,7 +26,7 @@ pub use openapi::ApiDoc;
 pub use state::{AppState, HttpSettings};
 
 use crate::error::ProblemType as P;
-use crate::routes::{audit, auth, health, instances, problems, subscriptions};
+use crate::routes::{api_keys, audit, auth, health, instances, problems, subscriptions};
 
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())
@@ -63,6 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users/{id}/password", post(subscriptions::reset_password))
         .route("/v1/instances", post(instances::create).get(instances::list))
         .route("/v1/instances/{id}", get(instances::get).patch(instances::update).delete(instances::delete))
+        .route("/v1/instances/{id}/api-keys", post(api_keys::create).get(api_keys::list))
+        .route("/v1/instances/{id}/api-keys/{key_id}", get(api_keys::get).delete(api_keys::delete))
+        .route("/v1/instances/{id}/api-keys/{key_id}/revoke", post(api_keys::revoke))
+        .route("/v1/instances/{id}/api-keys/{key_id}/rotate", post(api_keys::rotate))
         .route("/v1/audit-log", get(audit::list))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
 use crate::error::{FieldProblem, ProblemBody};
-use crate::routes::{audit, auth, health, instances, subscriptions};
+use crate::routes::{api_keys, audit, auth, health, instances, subscriptions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,10 +19,11 @@ use crate::routes::{audit, auth, health, instances, subscriptions};
         subscriptions::create_user, subscriptions::list_users,
         subscriptions::deactivate_user, subscriptions::activate_user, subscriptions::reset_password,
         instances::create, instances::list, instances::get, instances::update, instances::delete,
+        api_keys::create, api_keys::list, api_keys::get, api_keys::revoke, api_keys::rotate, api_keys::delete,
         audit::list,
     ),
     components(schemas(ProblemBody, FieldProblem, SessionDto, UserDto, SubscriptionDto, LimitsDto, LimitOverridesDto,
-        InstanceDto, AuditEntryDto)),
+        InstanceDto, AuditEntryDto, ApiKeyDto, CreatedApiKeyDto, RotatedApiKeyDto)),
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness and readiness"),
@@ -30,6 +31,7 @@ use crate::routes::{audit, auth, health, instances, subscriptions};
         (name = "subscriptions", description = "Tenants and their tiers (operators)"),
         (name = "users", description = "Users of a subscription"),
         (name = "instances", description = "WhatsApp accounts"),
+        (name = "api-keys", description = "An instance's API keys (shown once)"),
         (name = "audit", description = "Who did what"),
     )
 )]

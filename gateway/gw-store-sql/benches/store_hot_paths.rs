@@ -66,6 +66,7 @@ async fn bench(backend: &str, store: Arc<dyn Store>) {
     store
         .create_api_key(
             NewApiKey {
+                id: gw_core::ApiKeyId::new(),
                 instance_id: instance.id,
                 name: "bench".into(),
                 key_hash: hash.clone(),

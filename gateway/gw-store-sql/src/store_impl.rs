@@ -707,7 +707,7 @@ macro_rules! impl_store {
                      VALUES ($1, $2, $3, $4, $5, TRUE, $6, $6, $7, 0, $8) RETURNING ",
                     api_key_columns!()
                 ))
-                .bind(Uuid::now_v7())
+                .bind(new.id.as_uuid())
                 .bind(new.instance_id.as_uuid())
                 .bind(&new.name)
                 .bind(new.key_hash.as_bytes())

@@ -136,6 +136,8 @@ pub struct ConnectionUpdate {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewApiKey {
+    /// Chosen by the caller because the key itself embeds it.
+    pub id: ApiKeyId,
     pub instance_id: InstanceId,
     pub name: String,
     pub key_hash: ApiKeyHash,

@@ -142,6 +142,7 @@ async fn instance(store: &Arc<dyn Store>, subscription_id: SubscriptionId, name:
 
 fn new_key(instance_id: InstanceId, hash: &[u8]) -> NewApiKey {
     NewApiKey {
+        id: ApiKeyId::new(),
         instance_id,
         name: "ci".into(),
         key_hash: ApiKeyHash::from_bytes(hash.to_vec()),

@@ -1,5 +1,6 @@
 //! The endpoints, one module per resource.
 
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod health;
