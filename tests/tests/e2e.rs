@@ -254,6 +254,22 @@ async fn tenant(operator: &As<'_>, name: &str) -> (String, String, String) {
     (sid, emails.pop().expect("owner"), member)
 }
 
+/// Every endpoint of one instance's API keys; only owners (and operators) may use any of them.
+fn api_key_endpoints(iid: &str, kid: &str) -> Vec<(Method, String, Option<Value>)> {
+    vec![
+        (
+            Method::POST,
+            format!("/v1/instances/{iid}/api-keys"),
+            Some(json!({"name": "x", "permissions": ["messages:send"]})),
+        ),
+        (Method::GET, format!("/v1/instances/{iid}/api-keys"), None),
+        (Method::GET, format!("/v1/instances/{iid}/api-keys/{kid}"), None),
+        (Method::POST, format!("/v1/instances/{iid}/api-keys/{kid}/revoke"), None),
+        (Method::POST, format!("/v1/instances/{iid}/api-keys/{kid}/rotate"), None),
+        (Method::DELETE, format!("/v1/instances/{iid}/api-keys/{kid}"), None),
+    ]
+}
+
 async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &Database) {
     let app = TestApp::spawn(GATEWAY, database).await;
     let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
@@ -297,17 +313,10 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
         (Method::DELETE, format!("/v1/instances/{iid}"), None),
         (Method::POST, "/v1/instances".into(), Some(json!({"name": "smuggled", "subscription_id": acme}))),
         (Method::GET, format!("/v1/audit-log?subscription_id={acme}"), None),
-        (
-            Method::POST,
-            format!("/v1/instances/{iid}/api-keys"),
-            Some(json!({"name": "x", "permissions": ["messages:send"]})),
-        ),
-        (Method::GET, format!("/v1/instances/{iid}/api-keys"), None),
-        (Method::GET, format!("/v1/instances/{iid}/api-keys/{kid}"), None),
-        (Method::POST, format!("/v1/instances/{iid}/api-keys/{kid}/revoke"), None),
-        (Method::POST, format!("/v1/instances/{iid}/api-keys/{kid}/rotate"), None),
-        (Method::DELETE, format!("/v1/instances/{iid}/api-keys/{kid}"), None),
-    ];
+    ]
+    .into_iter()
+    .chain(api_key_endpoints(&iid, &kid))
+    .collect();
     let intruder = As::login(&app, &globex_owner, "a long enough password").await;
     for (method, path, body) in &endpoints {
         let (status, problem) = intruder.call(method.clone(), path, body.clone()).await;
@@ -341,17 +350,10 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
         (Method::GET, "/v1/audit-log".into(), None),
         (Method::GET, "/v1/subscriptions".into(), None),
         (Method::POST, "/v1/subscriptions".into(), Some(json!({"name": "Mine", "tier": "free"}))),
-        (
-            Method::POST,
-            format!("/v1/instances/{iid}/api-keys"),
-            Some(json!({"name": "x", "permissions": ["messages:send"]})),
-        ),
-        (Method::GET, format!("/v1/instances/{iid}/api-keys"), None),
-        (Method::GET, format!("/v1/instances/{iid}/api-keys/{kid}"), None),
-        (Method::POST, format!("/v1/instances/{iid}/api-keys/{kid}/revoke"), None),
-        (Method::POST, format!("/v1/instances/{iid}/api-keys/{kid}/rotate"), None),
-        (Method::DELETE, format!("/v1/instances/{iid}/api-keys/{kid}"), None),
-    ];
+    ]
+    .into_iter()
+    .chain(api_key_endpoints(&iid, &kid))
+    .collect();
     for (method, path, body) in &owner_only {
         let (status, problem) = member.call(method.clone(), path, body.clone()).await;
         assert_eq!(
