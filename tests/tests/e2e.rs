@@ -655,3 +655,27 @@ async fn api_keys_are_shown_once_and_rotate(database: &Database) {
         "{actions:?}"
     );
 }
+
+/// Readiness follows the database: a PostgreSQL database dropped under the running server makes `/readyz` answer
+/// 503 problem+json while `/healthz` (the process) stays 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_when_the_database_goes_away() {
+    let Some(database) = Database::create(Backend::Postgres).await else { return };
+    let app = TestApp::spawn(GATEWAY, &database).await;
+    database.cleanup().await; // drops the database, closing the server's connections
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let response = app.client.get(app.url("/readyz")).send().await.expect("readyz");
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(response.headers()["content-type"], "application/problem+json");
+            let body: Value = response.json().await.expect("json");
+            assert_eq!(problem_type(&body), "/problems/unavailable");
+            assert!(!body.to_string().contains("gw_test_"), "no internal detail leaks: {body}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "readyz never reported the lost database");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let health = app.client.get(app.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+}
