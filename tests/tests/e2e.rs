@@ -42,6 +42,7 @@ on_both_backends!(
     refresh_tokens_rotate_and_reuse_is_detected,
     expired_and_foreign_tokens_are_refused_with_their_own_types,
     api_keys_are_shown_once_and_rotate,
+    api_keys_call_the_api_with_rate_limits_and_exact_usage,
 );
 
 /// A small client for one signed-in user.
@@ -678,4 +679,94 @@ async fn readiness_fails_when_the_database_goes_away() {
     }
     let health = app.client.get(app.url("/healthz")).send().await.expect("healthz");
     assert_eq!(health.status(), StatusCode::OK);
+}
+
+async fn api_keys_call_the_api_with_rate_limits_and_exact_usage(database: &Database) {
+    let app = TestApp::spawn(GATEWAY, database).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (_, owner_email, _) = tenant(&operator, "Acme").await;
+    let ann = As::login(&app, &owner_email, "a long enough password").await;
+    let mut iids = Vec::new();
+    for name in ["support", "sales"] {
+        let (_, instance) = ann.call(Method::POST, "/v1/instances", Some(json!({"name": name}))).await;
+        iids.push(instance["id"].as_str().expect("id").to_owned());
+    }
+    let (iid, other) = (&iids[0], &iids[1]);
+    let new_key = |rate_limit: u32| {
+        let ann = &ann;
+        async move {
+            let (status, body) = ann
+                .call(
+                    Method::POST,
+                    &format!("/v1/instances/{iid}/api-keys"),
+                    Some(json!({"name": "k", "permissions": ["messages:read"], "rate_limit": rate_limit})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            (body["key"].as_str().expect("key").to_owned(), body["api_key"]["id"].as_str().expect("id").to_owned())
+        }
+    };
+    let (key, key_id) = new_key(6000).await;
+    let get = |path: String, key: String| app.client.get(app.url(&path)).header("x-api-key", key).send();
+
+    let ok = get(format!("/v1/instances/{iid}/status"), key.clone()).await.expect("status");
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.headers()["ratelimit-policy"], "\"per-key\";q=6000;w=60");
+    assert!(ok.headers()["ratelimit"].to_str().expect("ascii").starts_with("\"per-key\";r="));
+    let body: Value = ok.json().await.expect("json");
+    assert_eq!((body["id"].as_str(), body["status"].as_str()), (Some(iid.as_str()), Some("created")));
+    let bearer =
+        app.client.get(app.url(&format!("/v1/instances/{iid}/status"))).bearer_auth(&key).send().await.expect("bearer");
+    assert_eq!(bearer.status(), StatusCode::OK, "keys also work as bearer tokens");
+
+    let elsewhere = get(format!("/v1/instances/{other}/status"), key.clone()).await.expect("other instance");
+    assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND, "a key reaches only its own instance");
+    let mut typo = key.clone();
+    typo.replace_range(40..41, if &typo[40..41] == "x" { "y" } else { "x" });
+    let refused: Value =
+        get(format!("/v1/instances/{iid}/status"), typo).await.expect("typo").json().await.expect("json");
+    assert_eq!(problem_type(&refused), "/problems/invalid-api-key");
+
+    // A limit of 6 per minute allows a burst of 1: the second request is refused with Retry-After.
+    let (slow, _) = new_key(6).await;
+    assert_eq!(get(format!("/v1/instances/{iid}/status"), slow.clone()).await.expect("first").status(), StatusCode::OK);
+    let limited = get(format!("/v1/instances/{iid}/status"), slow).await.expect("second");
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = limited.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=10).contains(&retry_after), "{retry_after}");
+    assert!(limited.headers().contains_key("ratelimit"));
+    let body: Value = limited.json().await.expect("json");
+    assert_eq!(problem_type(&body), "/problems/rate-limited");
+
+    // A burst, then a graceful shutdown: every use is counted, none twice.
+    for _ in 0..40 {
+        assert_eq!(
+            get(format!("/v1/instances/{iid}/status"), key.clone()).await.expect("burst").status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(app.terminate().await.code(), Some(0));
+    let again = TestApp::spawn(GATEWAY, database).await;
+    let ann = As::login(&again, &owner_email, "a long enough password").await;
+    let (_, stored) = ann.call(Method::GET, &format!("/v1/instances/{iid}/api-keys/{key_id}"), None).await;
+    assert_eq!(
+        stored["usage_count"].as_i64(),
+        Some(43),
+        "1 + 1 (bearer) + 1 (authenticated, then 404 for another instance) + 40; the typo is no use of it: {stored}"
+    );
+    assert!(stored["last_used_at"].is_string());
+
+    let (status, _) = ann.call(Method::POST, &format!("/v1/instances/{iid}/api-keys/{key_id}/revoke"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let revoked: Value = again
+        .client
+        .get(again.url(&format!("/v1/instances/{iid}/status")))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("revoked")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(problem_type(&revoked), "/problems/api-key-revoked", "revocation takes effect at once");
 }

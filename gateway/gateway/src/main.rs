@@ -99,7 +99,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
 
     let accounts = Arc::new(Accounts::new(store.clone(), PasswordHasherService::owasp(), settings.accounts()));
-    let state = gw_http::AppState { store: store.clone(), accounts, settings: Arc::new(settings.http()?) };
+    // In-process limits for now; the cluster-wide Redis limiter (gw-ratelimit's FallbackLimiter) is wired with
+    // the rest of the edge issue.
+    let limiter = Arc::new(gw_ratelimit::LocalLimiter::new());
+    let (stop_background, stopped) = tokio::sync::watch::channel(false);
+    let background = spawn_background(accounts.clone(), limiter.clone(), stopped);
+    let state = gw_http::AppState {
+        store: store.clone(),
+        accounts: accounts.clone(),
+        settings: Arc::new(settings.http()?),
+        limiter,
+    };
     let app = gw_http::router(state);
 
     let addr = settings.listen_addr()?;
@@ -118,12 +128,45 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server error")?;
+    // Not aborted: a flush in progress must finish, or the uses it drained would be lost.
+    let _ = stop_background.send(true);
+    if let Err(err) = background.await {
+        tracing::error!(%err, "background task failed");
+    }
+    // Uses counted after the last periodic flush are written before the store closes.
+    match accounts.flush_key_usage().await {
+        Ok(keys) => tracing::info!(keys, "API key usage flushed"),
+        Err(err) => tracing::error!(%err, "could not flush API key usage at shutdown"),
+    }
     tracing::info!("draining finished; closing the database");
     if tokio::time::timeout(Duration::from_secs(5), store.close()).await.is_err() {
         tracing::warn!("the database pool did not close within 5 s");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Periodic work: flush API key usage every 2 s, and let the local limiter forget idle keys every minute.
+fn spawn_background(
+    accounts: Arc<Accounts>,
+    limiter: Arc<gw_ratelimit::LocalLimiter>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut flush = tokio::time::interval(Duration::from_secs(2));
+        let mut prune = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = flush.tick() => {
+                    if let Err(err) = accounts.flush_key_usage().await {
+                        tracing::warn!(%err, "API key usage flush failed; will retry");
+                    }
+                }
+                _ = prune.tick() => limiter.retain_recent(),
+            }
+        }
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM; axum then stops accepting and finishes in-flight requests.

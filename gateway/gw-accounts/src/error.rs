@@ -32,6 +32,19 @@ pub enum AccountError {
     /// The user, or the user's subscription, is deactivated.
     #[error("the account is deactivated")]
     AccountInactive,
+    /// Not a key of this gateway (wrong shape or checksum), or no such key: refused before or after one look-up.
+    #[error("invalid API key")]
+    InvalidApiKey,
+    #[error("the API key was revoked")]
+    ApiKeyRevoked,
+    #[error("the API key has expired")]
+    ApiKeyExpired,
+    /// The key's instance or subscription is deactivated.
+    #[error("the API key's instance or subscription is deactivated")]
+    ApiKeyInactive,
+    /// The key lacks the scope the endpoint needs.
+    #[error("the API key lacks the scope {0}")]
+    InsufficientScope(&'static str),
     /// The caller's role may not do this to a resource it can see.
     #[error("your role does not allow this action")]
     Forbidden,

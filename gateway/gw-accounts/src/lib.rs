@@ -10,6 +10,7 @@
 pub mod api_keys;
 mod error;
 pub mod jwt;
+pub mod key_auth;
 pub mod password;
 pub mod permissions;
 mod principal;
@@ -20,6 +21,7 @@ pub mod tiers;
 
 pub use error::{AccountError, FieldError};
 pub use jwt::{AccessClaims, JwtSettings, SigningKey, TokenError, TokenIssuer};
+pub use key_auth::KeyPrincipal;
 pub use password::{PasswordHasherService, PasswordPolicyError};
 pub use permissions::{Action, allows};
 pub use principal::Principal;

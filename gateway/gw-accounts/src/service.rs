@@ -18,6 +18,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::api_keys::{ApiKeyHasher, SCOPES};
+use crate::key_auth::{CachedKey, KeyCache, KeyPrincipal, UsageCounter, key_cache};
 use crate::password::{Verification, check_policy};
 use crate::throttle::FailureThrottle;
 use crate::{
@@ -154,6 +155,8 @@ pub struct Accounts {
     /// Argon2 is CPU- and memory-heavy: at most this many hashes at once, off the async runtime.
     hashing: Semaphore,
     api_key_hasher: ApiKeyHasher,
+    key_cache: KeyCache,
+    key_usage: UsageCounter,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -175,6 +178,8 @@ impl Accounts {
             ip_throttle: FailureThrottle::new(config.ip_throttle),
             hashing: Semaphore::new(parallelism),
             api_key_hasher: ApiKeyHasher::new(config.api_key_pepper.expose().as_bytes()),
+            key_cache: key_cache(),
+            key_usage: UsageCounter::default(),
         }
     }
 
@@ -467,6 +472,18 @@ impl Accounts {
         id: SubscriptionId,
         update: UpdateSubscription,
     ) -> Result<Subscription, AccountError> {
+        let updated = self.apply_subscription_update(by, id, update).await?;
+        // Activation, limits and tier all feed cached key decisions.
+        self.invalidate_all_keys();
+        Ok(updated)
+    }
+
+    async fn apply_subscription_update(
+        &self,
+        by: &Principal,
+        id: SubscriptionId,
+        update: UpdateSubscription,
+    ) -> Result<Subscription, AccountError> {
         self.ensure_visible(by, id)?;
         by.require(Action::ManagePlatform)?;
         let name = update.name.as_deref().map(|n| checked_name("name", n, 200)).transpose()?;
@@ -634,13 +651,17 @@ impl Accounts {
             settings: update.settings.map(checked_settings).transpose()?,
             is_active: update.is_active,
         };
-        Ok(self.store.update_instance(by.scope(), id, patch, &by.actor()).await?)
+        let instance = self.store.update_instance(by.scope(), id, patch, &by.actor()).await?;
+        self.invalidate_all_keys();
+        Ok(instance)
     }
 
     pub async fn delete_instance(&self, by: &Principal, id: gw_core::InstanceId) -> Result<(), AccountError> {
         self.store.get_instance(by.scope(), id).await?;
         by.require(Action::ManageInstances)?;
-        Ok(self.store.delete_instance(by.scope(), id, &by.actor()).await?)
+        self.store.delete_instance(by.scope(), id, &by.actor()).await?;
+        self.invalidate_all_keys();
+        Ok(())
     }
 
     // ---- API keys -----------------------------------------------------------------------------------------------
@@ -756,7 +777,9 @@ impl Accounts {
     ) -> Result<ApiKey, AccountError> {
         self.key_owner(by, instance_id).await?;
         let patch = ApiKeyPatch { is_active: Some(false), ..Default::default() };
-        Ok(self.store.update_api_key(instance_id, id, patch, &by.actor()).await?)
+        let revoked = self.store.update_api_key(instance_id, id, patch, &by.actor()).await?;
+        self.invalidate_key(&revoked).await;
+        Ok(revoked)
     }
 
     /// Issues a successor with the same name, scopes, rate limit and expiry, and lets the old key live on for
@@ -799,6 +822,7 @@ impl Accounts {
         let expires_at = old.expires_at.map_or(grace_end, |at| at.min(grace_end));
         let patch = ApiKeyPatch { expires_at: Some(Some(expires_at)), ..Default::default() };
         let previous = self.store.update_api_key(instance_id, id, patch, &by.actor()).await?;
+        self.invalidate_key(&previous).await;
         Ok(RotatedApiKey { key, secret, previous })
     }
 
@@ -809,7 +833,90 @@ impl Accounts {
         id: ApiKeyId,
     ) -> Result<(), AccountError> {
         self.key_owner(by, instance_id).await?;
-        Ok(self.store.delete_api_key(instance_id, id, &by.actor()).await?)
+        let key = self.store.get_api_key(instance_id, id).await?;
+        self.store.delete_api_key(instance_id, id, &by.actor()).await?;
+        self.invalidate_key(&key).await;
+        Ok(())
+    }
+
+    // ---- authenticating API calls with keys ---------------------------------------------------------------------
+
+    async fn load_key(&self, hash: &gw_core::ApiKeyHash) -> Result<CachedKey, StoreError> {
+        let Some(record) = self.store.find_api_key_by_hash(hash).await? else {
+            return Ok(CachedKey::Unknown);
+        };
+        let rate_limit_per_minute = match record.key.rate_limit {
+            Some(limit) => limit,
+            None => {
+                let subscription = self.store.get_subscription(record.subscription_id).await?;
+                self.effective_limits(&subscription).api_rate_limit_per_minute
+            }
+        };
+        Ok(CachedKey::Found {
+            record: std::sync::Arc::new(record),
+            rate_limit_per_minute: rate_limit_per_minute.max(1) as u32,
+        })
+    }
+
+    /// Verifies an API key: shape and checksum first (no look-up for garbage), then the cached record, then its
+    /// state. Counts the use (written in batches by [`Accounts::flush_key_usage`]).
+    pub async fn authenticate_key(&self, key: &str, ip: Option<String>) -> Result<KeyPrincipal, AccountError> {
+        crate::api_keys::parse(key).map_err(|_| AccountError::InvalidApiKey)?;
+        let hash = self.api_key_hasher.hash(key);
+        let cached = self
+            .key_cache
+            .try_get_with(hash.as_bytes().to_vec(), self.load_key(&hash))
+            .await
+            .map_err(|err| AccountError::Internal(format!("API key look-up failed: {err}")))?;
+        let CachedKey::Found { record, rate_limit_per_minute } = cached else {
+            return Err(AccountError::InvalidApiKey);
+        };
+        // The hash matched by equality in the index; compare again in constant time so no code path depends on
+        // how much of a guessed hash matched.
+        if !constant_time_eq(record.key.key_hash.as_bytes(), hash.as_bytes()) {
+            return Err(AccountError::InvalidApiKey);
+        }
+        let now = Timestamp::now();
+        if !record.key.is_active {
+            return Err(AccountError::ApiKeyRevoked);
+        }
+        if record.key.expires_at.is_some_and(|at| at <= now) {
+            return Err(AccountError::ApiKeyExpired);
+        }
+        if !record.instance_active || !record.subscription_active {
+            return Err(AccountError::ApiKeyInactive);
+        }
+        self.key_usage.record(record.key.id, now);
+        Ok(KeyPrincipal {
+            key_id: record.key.id,
+            instance_id: record.key.instance_id,
+            subscription_id: record.subscription_id,
+            permissions: record.key.permissions.clone(),
+            rate_limit_per_minute,
+            ip_address: ip,
+        })
+    }
+
+    /// Writes the key uses counted since the last flush; on failure they are kept for the next one.
+    pub async fn flush_key_usage(&self) -> Result<usize, AccountError> {
+        let batch = self.key_usage.drain();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        if let Err(err) = self.store.record_api_key_usage(&batch).await {
+            self.key_usage.restore(&batch);
+            return Err(err.into());
+        }
+        Ok(batch.len())
+    }
+
+    /// Forgets cached keys after a change that may affect many of them (an instance or subscription changed).
+    fn invalidate_all_keys(&self) {
+        self.key_cache.invalidate_all();
+    }
+
+    async fn invalidate_key(&self, key: &ApiKey) {
+        self.key_cache.invalidate(key.key_hash.as_bytes()).await;
     }
 
     // ---- audit log ----------------------------------------------------------------------------------------------
@@ -830,4 +937,9 @@ impl Accounts {
         }
         Ok(self.store.list_audit(filter, page).await?)
     }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
 }

@@ -139,6 +139,7 @@ on_both_backends!(
     instances_follow_roles_and_scopes,
     audit_reads_are_scoped,
     api_keys_are_shown_once_stored_hashed_and_rotate_with_grace,
+    api_keys_authenticate_and_changes_take_effect_at_once,
 );
 
 async fn login_issues_tokens_that_authenticate(f: Fixture) {
@@ -571,4 +572,83 @@ async fn api_keys_are_shown_once_stored_hashed_and_rotate_with_grace(f: Fixture)
     f.accounts.delete_api_key(&owner, instance.id, rotated.key.id).await.expect("delete");
     let listed = f.accounts.list_api_keys(&owner, instance.id, PageRequest::default()).await.expect("list");
     assert_eq!(listed.items.iter().map(|k| k.id).collect::<Vec<_>>(), [key.id]);
+}
+
+async fn api_keys_authenticate_and_changes_take_effect_at_once(f: Fixture) {
+    let (subscription, owner, _) = f.tenant("Acme").await;
+    let instance = f
+        .accounts
+        .create_instance(
+            &owner,
+            CreateInstance {
+                name: "main".into(),
+                driver: DriverKind::Sandbox,
+                settings: json!({}),
+                subscription_id: None,
+            },
+        )
+        .await
+        .expect("instance");
+    let request = |rate_limit| CreateApiKey {
+        name: "k".into(),
+        permissions: vec!["messages:send".into()],
+        expires_at: None,
+        rate_limit,
+    };
+    let (key, secret) = f.accounts.create_api_key(&owner, instance.id, request(Some(120))).await.expect("key");
+    let (_, default_secret) = f.accounts.create_api_key(&owner, instance.id, request(None)).await.expect("key");
+
+    let principal = f.accounts.authenticate_key(secret.expose(), Some("192.0.2.1".into())).await.expect("valid");
+    assert_eq!(
+        (principal.key_id, principal.instance_id, principal.subscription_id),
+        (key.id, instance.id, subscription.id)
+    );
+    assert_eq!(principal.rate_limit_per_minute, 120);
+    assert!(principal.has_scope("messages:send") && !principal.has_scope("contacts:read"));
+    let defaulted = f.accounts.authenticate_key(default_secret.expose(), None).await.expect("valid");
+    assert_eq!(defaulted.rate_limit_per_minute, TierCatalog::default().starter.api_rate_limit_per_minute as u32);
+
+    let mut typo = secret.expose().clone();
+    typo.replace_range(30..31, if &typo[30..31] == "a" { "b" } else { "a" });
+    assert!(matches!(f.accounts.authenticate_key(&typo, None).await, Err(AccountError::InvalidApiKey)));
+    let stranger = gw_accounts::api_keys::generate(gw_core::ApiKeyId::new());
+    assert!(matches!(f.accounts.authenticate_key(stranger.expose(), None).await, Err(AccountError::InvalidApiKey)));
+
+    // Usage is counted in memory and written in one batch.
+    for _ in 0..24 {
+        f.accounts.authenticate_key(secret.expose(), None).await.expect("valid");
+    }
+    assert_eq!(f.accounts.flush_key_usage().await.expect("flush"), 2, "two keys used");
+    assert_eq!(f.store.get_api_key(instance.id, key.id).await.expect("key").usage_count, 25);
+    assert_eq!(f.accounts.flush_key_usage().await.expect("flush"), 0, "nothing twice");
+
+    // Deactivating the subscription reaches a cached key at once.
+    f.accounts
+        .update_subscription(
+            &f.operator,
+            subscription.id,
+            UpdateSubscription { is_active: Some(false), ..Default::default() },
+        )
+        .await
+        .expect("deactivate");
+    assert!(matches!(f.accounts.authenticate_key(secret.expose(), None).await, Err(AccountError::ApiKeyInactive)));
+    f.accounts
+        .update_subscription(
+            &f.operator,
+            subscription.id,
+            UpdateSubscription { is_active: Some(true), ..Default::default() },
+        )
+        .await
+        .expect("reactivate");
+    f.accounts.authenticate_key(secret.expose(), None).await.expect("valid again");
+
+    // Rotation with no grace expires the old key at once; revocation too.
+    let rotated = f.accounts.rotate_api_key(&owner, instance.id, key.id, Duration::zero()).await.expect("rotate");
+    assert!(matches!(f.accounts.authenticate_key(secret.expose(), None).await, Err(AccountError::ApiKeyExpired)));
+    f.accounts.authenticate_key(rotated.secret.expose(), None).await.expect("successor works");
+    f.accounts.revoke_api_key(&owner, instance.id, rotated.key.id).await.expect("revoke");
+    assert!(matches!(
+        f.accounts.authenticate_key(rotated.secret.expose(), None).await,
+        Err(AccountError::ApiKeyRevoked)
+    ));
 }

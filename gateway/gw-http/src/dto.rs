@@ -411,3 +411,36 @@ pub struct RotatedApiKeyDto {
     /// The old key, now expiring at the end of the grace period.
     pub previous: ApiKeyDto,
 }
+
+/// Where an instance's connection stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceStatusDto {
+    pub id: String,
+    pub name: String,
+    #[schema(example = "connected")]
+    pub status: String,
+    pub phone: Option<String>,
+    pub display_name: Option<String>,
+    pub last_connected_at: Option<String>,
+    pub last_disconnected_at: Option<String>,
+    pub connection_attempts: i32,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
+impl From<Instance> for InstanceStatusDto {
+    fn from(i: Instance) -> Self {
+        Self {
+            id: i.id.to_string(),
+            name: i.name,
+            status: i.status.to_string(),
+            phone: i.phone,
+            display_name: i.display_name,
+            last_connected_at: opt_ts(i.last_connected_at),
+            last_disconnected_at: opt_ts(i.last_disconnected_at),
+            connection_attempts: i.connection_attempts,
+            last_error: i.last_error,
+            last_error_at: opt_ts(i.last_error_at),
+        }
+    }
+}

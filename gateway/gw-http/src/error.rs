@@ -54,6 +54,12 @@ problem_types! {
     ACCOUNT_INACTIVE = ("account-inactive", 401, "Account inactive", "The user or their subscription is deactivated.");
     INVALID_REFRESH_TOKEN = ("invalid-refresh-token", 401, "Invalid refresh token", "The refresh token is unknown, expired or revoked.");
     REFRESH_TOKEN_REUSED = ("refresh-token-reused", 401, "Refresh token reused", "The refresh token had already been used; every session descended from its sign-in is revoked. Sign in again.");
+    INVALID_API_KEY = ("invalid-api-key", 401, "Invalid API key", "Not a key of this gateway: unknown, or mistyped (its checksum does not match, so it was refused without a look-up).");
+    API_KEY_REVOKED = ("api-key-revoked", 401, "API key revoked", "The key was revoked; create or rotate a key.");
+    API_KEY_EXPIRED = ("api-key-expired", 401, "API key expired", "The key's expiry (or its rotation grace period) has passed.");
+    API_KEY_INACTIVE = ("api-key-inactive", 401, "API key inactive", "The key's instance or subscription is deactivated.");
+    INSUFFICIENT_SCOPE = ("insufficient-scope", 403, "Insufficient scope", "The API key lacks the scope this endpoint needs.");
+    RATE_LIMITED = ("rate-limited", 429, "Rate limited", "The key's requests-per-minute limit is reached; retry after the time in `Retry-After`.");
     FORBIDDEN = ("forbidden", 403, "Forbidden", "The caller's role does not allow this action.");
     TOO_MANY_ATTEMPTS = ("too-many-attempts", 429, "Too many attempts", "Too many failed sign-ins; retry after the time in `Retry-After`.");
     TIMEOUT = ("timeout", 408, "Request timeout", "The request took longer than the server allows.");
@@ -136,6 +142,8 @@ pub enum ApiError {
     Conflict { entity: &'static str, key: &'static str },
     #[error("too many attempts")]
     Throttled { retry_after: Duration },
+    #[error("rate limited")]
+    RateLimited { retry_after: Duration },
     /// A failure whose cause is logged and not shown.
     #[error("internal: {0}")]
     Internal(String),
@@ -183,6 +191,10 @@ impl ApiError {
             ),
             ApiError::Throttled { retry_after } => (
                 simple(&ProblemType::TOO_MANY_ATTEMPTS, format!("retry in {} seconds", retry_after.as_secs().max(1))),
+                Some(retry_after),
+            ),
+            ApiError::RateLimited { retry_after } => (
+                simple(&ProblemType::RATE_LIMITED, format!("retry in {} seconds", retry_after.as_secs().max(1))),
                 Some(retry_after),
             ),
             ApiError::Internal(cause) => (
@@ -261,6 +273,11 @@ impl From<AccountError> for ApiError {
             AccountError::RefreshTokenReused => problem(&ProblemType::REFRESH_TOKEN_REUSED, &err),
             AccountError::AccountInactive => problem(&ProblemType::ACCOUNT_INACTIVE, &err),
             AccountError::Forbidden => problem(&ProblemType::FORBIDDEN, &err),
+            AccountError::InvalidApiKey => problem(&ProblemType::INVALID_API_KEY, &err),
+            AccountError::ApiKeyRevoked => problem(&ProblemType::API_KEY_REVOKED, &err),
+            AccountError::ApiKeyExpired => problem(&ProblemType::API_KEY_EXPIRED, &err),
+            AccountError::ApiKeyInactive => problem(&ProblemType::API_KEY_INACTIVE, &err),
+            AccountError::InsufficientScope(_) => problem(&ProblemType::INSUFFICIENT_SCOPE, &err),
             AccountError::Validation(fields) => ApiError::Validation(
                 fields
                     .into_iter()

@@ -6,7 +6,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use gw_accounts::Principal;
+use gw_accounts::{KeyPrincipal, Principal};
 use gw_store::{Cursor, PageRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -184,5 +184,51 @@ mod tests {
         // A client-supplied first entry cannot win over what the trusted proxy appended.
         assert_eq!(ip(parts("10.0.0.2:1", Some("1.2.3.4, 198.51.100.1, 10.0.0.9"))).as_deref(), Some("198.51.100.1"));
         assert_eq!(ip(parts("10.0.0.2:1", None)).as_deref(), Some("10.0.0.2"));
+    }
+}
+
+/// Who calls: a signed-in user (JWT) or an API key. Both come as `Authorization: Bearer …`; keys are told apart by
+/// their `gwk_` prefix, and may also come as `X-API-Key`. A key's request is rate-limited here, before the
+/// handler runs, and its decision is reported in the response's `RateLimit` headers.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    User(Principal),
+    Key(KeyPrincipal),
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim);
+        let api_key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
+        let key = match (bearer, api_key) {
+            (_, Some(key)) => key,
+            (Some(token), None) if token.starts_with("gwk_") => token,
+            _ => return Auth::from_request_parts(parts, state).await.map(|Auth(p)| Caller::User(p)),
+        };
+        let ip = client_ip(parts, &state.settings.trusted_proxies).map(|ip| ip.to_string());
+        let principal = state.accounts.authenticate_key(key, ip).await?;
+        let span = tracing::Span::current();
+        span.record("tenant", tracing::field::display(principal.subscription_id));
+        span.record("instance", tracing::field::display(principal.instance_id));
+        let per_minute = principal.rate_limit_per_minute;
+        // A sixth of the minute's allowance may come at once; beyond it requests are spread at the steady rate.
+        let quota = gw_ratelimit::Quota::per_minute(per_minute).with_burst((per_minute / 6).max(1));
+        let decision = state.limiter.check(&format!("key:{}", principal.key_id), quota).await;
+        if let Some(slot) = parts.extensions.get::<crate::middleware::RateLimitSlot>() {
+            let _ = slot.0.set(decision);
+        }
+        if !decision.allowed {
+            return Err(ApiError::RateLimited {
+                retry_after: decision.retry_after.unwrap_or(std::time::Duration::from_secs(1)),
+            });
+        }
+        Ok(Caller::Key(principal))
     }
 }

@@ -21,7 +21,7 @@ use utoipa::OpenApi;
 use utoipa_scalar::{Scalar, Servable};
 
 pub use error::{ApiError, ProblemType};
-pub use middleware::{REQUEST_ID_HEADER, RequestId};
+pub use middleware::{REQUEST_ID_HEADER, RateLimitSlot, RequestId};
 pub use openapi::ApiDoc;
 pub use state::{AppState, HttpSettings};
 
@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users/{id}/password", post(subscriptions::reset_password))
         .route("/v1/instances", post(instances::create).get(instances::list))
         .route("/v1/instances/{id}", get(instances::get).patch(instances::update).delete(instances::delete))
+        .route("/v1/instances/{id}/status", get(instances::status))
         .route("/v1/instances/{id}/api-keys", post(api_keys::create).get(api_keys::list))
         .route("/v1/instances/{id}/api-keys/{key_id}", get(api_keys::get).delete(api_keys::delete))
         .route("/v1/instances/{id}/api-keys/{key_id}/revoke", post(api_keys::revoke))

@@ -11,6 +11,24 @@ use crate::error::{Problem, ProblemBody, ProblemType};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Filled by the API key extractor with its rate-limit decision, so the response can carry the IETF `RateLimit`
+/// headers whatever the handler returns.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimitSlot(pub std::sync::Arc<std::sync::OnceLock<gw_ratelimit::Decision>>);
+
+/// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers): the policy's quota over a 60 s
+/// window, what remains now, and seconds until it is fully restored.
+fn rate_limit_headers(response: &mut Response, decision: &gw_ratelimit::Decision) {
+    let policy = format!("\"per-key\";q={};w=60", decision.quota.per_minute);
+    let reset = decision.reset_after.as_secs_f64().ceil() as u64;
+    let state = format!("\"per-key\";r={};t={reset}", decision.remaining);
+    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(HeaderName::from_static(name), value);
+        }
+    }
+}
+
 /// The id of the request being served: the client's `x-request-id` when it is sane, otherwise a new UUIDv7.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -29,6 +47,8 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
+    let rate_limit = RateLimitSlot::default();
+    request.extensions_mut().insert(rate_limit.clone());
     let path = request.uri().path().to_owned();
     let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
     let span = tracing::info_span!(
@@ -44,6 +64,9 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         let started = std::time::Instant::now();
         let response = next.run(request).await;
         let mut response = finish_problem(response, &path, &id);
+        if let Some(decision) = rate_limit.0.get() {
+            rate_limit_headers(&mut response, decision);
+        }
         if let Ok(value) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }

@@ -18,12 +18,12 @@ use crate::routes::{api_keys, audit, auth, health, instances, subscriptions};
         subscriptions::activate, subscriptions::deactivate,
         subscriptions::create_user, subscriptions::list_users,
         subscriptions::deactivate_user, subscriptions::activate_user, subscriptions::reset_password,
-        instances::create, instances::list, instances::get, instances::update, instances::delete,
+        instances::create, instances::list, instances::get, instances::update, instances::delete, instances::status,
         api_keys::create, api_keys::list, api_keys::get, api_keys::revoke, api_keys::rotate, api_keys::delete,
         audit::list,
     ),
     components(schemas(ProblemBody, FieldProblem, SessionDto, UserDto, SubscriptionDto, LimitsDto, LimitOverridesDto,
-        InstanceDto, AuditEntryDto, ApiKeyDto, CreatedApiKeyDto, RotatedApiKeyDto)),
+        InstanceDto, InstanceStatusDto, AuditEntryDto, ApiKeyDto, CreatedApiKeyDto, RotatedApiKeyDto)),
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness and readiness"),
@@ -44,5 +44,11 @@ impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::new("x-api-key"),
+            )),
+        );
     }
 }

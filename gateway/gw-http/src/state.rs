@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gw_accounts::Accounts;
+use gw_ratelimit::RateLimiter;
 use gw_store::Store;
 
 /// Settings of the HTTP edge itself.
@@ -21,9 +22,17 @@ impl Default for HttpSettings {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub accounts: Arc<Accounts>,
     pub settings: Arc<HttpSettings>,
+    /// Per-key request limits.
+    pub limiter: Arc<dyn RateLimiter>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("store", &self.store).field("settings", &self.settings).finish_non_exhaustive()
+    }
 }

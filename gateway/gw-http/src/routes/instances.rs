@@ -5,9 +5,9 @@ use axum::http::StatusCode;
 use gw_accounts::{CreateInstance, UpdateInstance};
 use gw_core::{DriverKind, InstanceId, SubscriptionId};
 
-use crate::dto::{CreateInstanceRequest, InstanceDto, PageDto, UpdateInstanceRequest};
+use crate::dto::{CreateInstanceRequest, InstanceDto, InstanceStatusDto, PageDto, UpdateInstanceRequest};
 use crate::error::{ApiError, ProblemBody};
-use crate::extract::{Auth, Json, PageQuery, Path, Query};
+use crate::extract::{Auth, Caller, Json, PageQuery, Path, Query};
 use crate::state::AppState;
 
 /// Creates an instance, taking one of the subscription's instance slots atomically.
@@ -97,4 +97,29 @@ pub async fn delete(
     tracing::Span::current().record("instance", tracing::field::display(id));
     state.accounts.delete_instance(&by, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The instance's connection state. For users (any role) and for any active API key of this instance; a key of
+/// another instance gets 404.
+#[utoipa::path(get, path = "/v1/instances/{id}/status", tag = "instances", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path)), responses(
+    (status = 200, body = InstanceStatusDto, description = "With RateLimit-Policy and RateLimit headers for API keys"),
+    (status = 401, body = ProblemBody, content_type = "application/problem+json"),
+    (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+    (status = 429, description = "rate-limited, with Retry-After", body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<InstanceId>,
+) -> Result<Json<InstanceStatusDto>, ApiError> {
+    tracing::Span::current().record("instance", tracing::field::display(id));
+    let instance = match caller {
+        Caller::User(principal) => state.accounts.get_instance(&principal, id).await?,
+        Caller::Key(key) if key.instance_id == id => {
+            state.store.get_instance(gw_store::Scope::Subscription(key.subscription_id), id).await?
+        }
+        Caller::Key(_) => return Err(ApiError::not_found("instance")),
+    };
+    Ok(Json(instance.into()))
 }
