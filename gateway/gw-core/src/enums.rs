@@ -144,3 +144,53 @@ mod tests {
         assert_eq!(err.to_string(), "\"gold\" is not a valid tier; expected one of: free starter pro enterprise ");
     }
 }
+
+string_enum!(
+    /// Which way a message travels relative to the instance.
+    Direction, "direction" {
+        /// From WhatsApp to the instance.
+        Inbound = "inbound",
+        /// From the instance (API, plugin reply) to WhatsApp.
+        Outbound = "outbound",
+    }
+);
+
+string_enum!(
+    /// What a message carries.
+    MessageKind, "message kind" {
+        Text = "text",
+        Image = "image",
+        Video = "video",
+        Audio = "audio",
+        Document = "document",
+        Sticker = "sticker",
+        Location = "location",
+        ContactCard = "contact",
+        Reaction = "reaction",
+        Other = "other",
+    }
+);
+
+string_enum!(
+    /// The names of the events the gateway publishes (live stream, webhooks). The spelling is the public contract.
+    EventType, "event type" {
+        /// An inbound message passed the plugin chain.
+        MessageReceived = "message.received",
+        /// An outbound message left for WhatsApp.
+        MessageSent = "message.sent",
+        /// An outbound message's status changed (delivered, read, failed).
+        MessageStatus = "message.status",
+        /// The plugin chain dropped a message.
+        MessageDropped = "message.dropped",
+        /// The instance's connection status changed.
+        ConnectionUpdate = "connection.update",
+        /// A new QR code (or pairing code) is ready to be scanned.
+        QrUpdated = "qr.updated",
+        /// A contact was created or changed.
+        ContactUpdated = "contact.updated",
+        /// A contact's presence (online, typing) changed.
+        PresenceUpdated = "presence.updated",
+        /// A webhook endpoint was disabled (410 Gone or failing too long).
+        WebhookDisabled = "webhook.disabled",
+    }
+);

@@ -148,3 +148,11 @@ mod tests {
         assert_eq!(err, IdParseError("not-a-uuid".into()));
     }
 }
+define_id!(
+    /// Identifies one gateway event; stable across webhook retries so receivers can de-duplicate.
+    EventId
+);
+define_id!(
+    /// Identifies a message the gateway accepted or received (not WhatsApp's own message id).
+    MessageId
+);

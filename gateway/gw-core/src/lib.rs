@@ -6,7 +6,9 @@
 
 mod entities;
 mod enums;
+mod events;
 mod id;
+mod pipeline;
 mod time;
 mod values;
 
@@ -14,10 +16,16 @@ pub use entities::{
     ApiKey, AuditLogEntry, Contact, Instance, LimitOverrides, MessageStat, RefreshToken, SessionData, Subscription,
     UsageRecord, User, WebhookConfig,
 };
-pub use enums::{DriverKind, InstanceStatus, ParseEnumError, Tier, UsageRecordType, UserRole};
+pub use enums::{
+    Direction, DriverKind, EventType, InstanceStatus, MessageKind, ParseEnumError, Tier, UsageRecordType, UserRole,
+};
+pub use events::{EventSink, EventSinkError, GatewayEvent};
 pub use id::{
-    ApiKeyId, AuditLogId, ContactId, IdParseError, InstanceId, MessageStatId, RefreshTokenId, SessionDataId,
-    SubscriptionId, TokenFamilyId, UsageRecordId, UserId, WebhookConfigId,
+    ApiKeyId, AuditLogId, ContactId, EventId, IdParseError, InstanceId, MessageId, MessageStatId, RefreshTokenId,
+    SessionDataId, SubscriptionId, TokenFamilyId, UsageRecordId, UserId, WebhookConfigId,
+};
+pub use pipeline::{
+    Disposition, MediaInfo, MessageEvent, MessagePipeline, Origin, PassThrough, PipelineOutcome, Reply,
 };
 pub use time::{Timestamp, UsagePeriod};
 pub use values::{ApiKeyHash, Email, EmailError, PasswordHash, Redacted};

@@ -1,0 +1,99 @@
+//! The pipeline seam: every message event, inbound and outbound, passes one [`MessagePipeline`] before the engine
+//! sends it or the dispatcher delivers it. The plugin host implements it; until a tenant binds plugins it is
+//! [`PassThrough`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Direction, InstanceId, MessageId, MessageKind, SubscriptionId, Timestamp};
+
+/// Metadata of a media attachment; the bytes never enter the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaInfo {
+    pub mime_type: String,
+    pub size_bytes: u64,
+    pub file_name: Option<String>,
+}
+
+/// Where an outbound message came from. Plugin replies carry their depth so a chain cannot feed itself forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Origin {
+    /// Received from WhatsApp.
+    WhatsApp,
+    /// Sent through the HTTP API.
+    Api,
+    /// Produced by a plugin's reply verdict while processing another message; `depth` counts the hops.
+    PluginReply { depth: u8 },
+}
+
+/// A message as the pipeline sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageEvent {
+    pub direction: Direction,
+    pub subscription_id: SubscriptionId,
+    pub instance_id: InstanceId,
+    pub message_id: MessageId,
+    /// The chat the message belongs to (a user or group JID).
+    pub chat_jid: String,
+    /// Who wrote it (for outbound: the instance's own JID, when known).
+    pub sender: String,
+    pub kind: MessageKind,
+    /// Text, or a media caption.
+    pub text: Option<String>,
+    pub media: Option<MediaInfo>,
+    pub timestamp: Timestamp,
+    pub origin: Origin,
+}
+
+/// A message a plugin asks to send to the same chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reply {
+    pub chat_jid: String,
+    pub text: String,
+    /// WhatsApp message id to quote, if any.
+    pub quoted_message_id: Option<String>,
+}
+
+/// What the pipeline decided about one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    /// Send (outbound) or deliver (inbound) this message, possibly rewritten.
+    Deliver(MessageEvent),
+    /// Do not send or deliver it.
+    Drop { reason: String, by: Option<String> },
+}
+
+/// The result of running a message through the pipeline: its fate, plus any replies to send through the same
+/// outbound path as an API send (same limits, quota and outbox).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineOutcome {
+    pub disposition: Disposition,
+    pub replies: Vec<Reply>,
+}
+
+impl PipelineOutcome {
+    pub fn deliver(event: MessageEvent) -> Self {
+        Self { disposition: Disposition::Deliver(event), replies: Vec::new() }
+    }
+}
+
+/// Runs a message through the tenant's chain. Never fails: plugin errors are handled by each binding's failure
+/// policy and recorded by the implementation.
+#[async_trait::async_trait]
+pub trait MessagePipeline: Send + Sync + std::fmt::Debug {
+    async fn process(&self, event: MessageEvent) -> PipelineOutcome;
+}
+
+/// The pipeline when no plugin host is wired: every message passes unchanged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassThrough;
+
+#[async_trait::async_trait]
+impl MessagePipeline for PassThrough {
+    async fn process(&self, event: MessageEvent) -> PipelineOutcome {
+        PipelineOutcome::deliver(event)
+    }
+}
