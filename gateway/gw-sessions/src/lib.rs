@@ -1,0 +1,12 @@
+//! The session engine. Each instance is one WhatsApp account driven by a [`Driver`]; the engine keeps it connected,
+//! moves messages through the pipeline and the outbox, and publishes what happened.
+//!
+//! Architecture invariant: the engine knows nothing of a driver's protocol. Drivers speak [`DriverEvent`]s and
+//! [`DriverCommand`]-shaped calls on a [`Connection`]; everything protocol-specific stays in the driver.
+
+pub mod driver;
+
+pub use driver::{
+    AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvent, DriverEvents, GroupInfo, InboundAck,
+    InboundMessage, OutgoingContent, OutgoingMessage, Presence, ReceiptKind, SentMessage,
+};
