@@ -141,7 +141,10 @@ pub struct MessageStat {
 pub struct Contact {
     pub id: ContactId,
     pub instance_id: InstanceId,
+    /// The phone-number JID when known, otherwise the LID.
     pub jid: String,
+    /// The contact's LID (`…@lid`), when WhatsApp told us.
+    pub lid: Option<String>,
     pub name: Option<String>,
     pub notify: Option<String>,
     pub is_blocked: bool,
@@ -213,4 +216,31 @@ pub struct AuditLogEntry {
     pub api_key_id: Option<ApiKeyId>,
     pub ip_address: Option<String>,
     pub timestamp: Timestamp,
+}
+
+/// A message the gateway sent or received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: crate::MessageId,
+    pub instance_id: InstanceId,
+    pub direction: crate::Direction,
+    pub chat_jid: String,
+    pub sender_jid: Option<String>,
+    /// WhatsApp's own id, once known (outbound: after sending).
+    pub wa_message_id: Option<String>,
+    pub kind: crate::MessageKind,
+    /// The kind-specific payload (location, contact card, media metadata, reaction target), as the API takes it.
+    pub content: Value,
+    pub text: Option<String>,
+    pub quoted_message_id: Option<String>,
+    pub status: crate::MessageStatus,
+    pub failure_reason: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// `api`, `plugin_reply:<depth>` or `whatsapp`.
+    pub origin: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+    pub read_at: Option<Timestamp>,
 }

@@ -194,3 +194,30 @@ string_enum!(
         WebhookDisabled = "webhook.disabled",
     }
 );
+
+string_enum!(
+    /// Where a message is in its life. Outbound: queued -> sent -> delivered -> read, or failed. Inbound: received
+    /// (passed the pipeline) or dropped (a plugin dropped it).
+    MessageStatus, "message status" {
+        Queued = "queued",
+        Sent = "sent",
+        Delivered = "delivered",
+        Read = "read",
+        Failed = "failed",
+        Received = "received",
+        Dropped = "dropped",
+    }
+);
+
+impl MessageStatus {
+    /// Receipts only move a message forward: a late "delivered" never undoes "read".
+    pub const fn rank(&self) -> u8 {
+        match self {
+            MessageStatus::Queued => 0,
+            MessageStatus::Sent => 1,
+            MessageStatus::Delivered => 2,
+            MessageStatus::Read => 3,
+            MessageStatus::Failed | MessageStatus::Received | MessageStatus::Dropped => 4,
+        }
+    }
+}

@@ -13,11 +13,12 @@ mod time;
 mod values;
 
 pub use entities::{
-    ApiKey, AuditLogEntry, Contact, Instance, LimitOverrides, MessageStat, RefreshToken, SessionData, Subscription,
-    UsageRecord, User, WebhookConfig,
+    ApiKey, AuditLogEntry, Contact, Instance, LimitOverrides, Message, MessageStat, RefreshToken, SessionData,
+    Subscription, UsageRecord, User, WebhookConfig,
 };
 pub use enums::{
-    Direction, DriverKind, EventType, InstanceStatus, MessageKind, ParseEnumError, Tier, UsageRecordType, UserRole,
+    Direction, DriverKind, EventType, InstanceStatus, MessageKind, MessageStatus, ParseEnumError, Tier,
+    UsageRecordType, UserRole,
 };
 pub use events::{EventSink, EventSinkError, GatewayEvent};
 pub use id::{

@@ -9,6 +9,7 @@
 //! Architecture invariant: only this crate enables sqlx driver features; callers receive an `Arc<dyn Store>`.
 
 mod error;
+mod messages;
 mod open;
 mod rows;
 #[macro_use]

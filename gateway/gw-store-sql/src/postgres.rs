@@ -56,3 +56,7 @@ pub fn migration_versions() -> Vec<i64> {
 mod store {
     impl_store!(super::PgStore, sqlx::Postgres, "postgres");
 }
+
+mod message_store {
+    crate::messages::impl_message_store!(super::PgStore);
+}

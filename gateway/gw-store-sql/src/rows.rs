@@ -282,7 +282,7 @@ impl From<MessageStatRow> for MessageStat {
 
 macro_rules! contact_columns {
     () => {
-        "id, instance_id, jid, name, notify, is_blocked, is_group, group_admin, \
+        "id, instance_id, jid, lid, name, notify, is_blocked, is_group, group_admin, \
      created_at, updated_at, last_message_at, profile_picture_url, status"
     };
 }
@@ -293,6 +293,7 @@ pub(crate) struct ContactRow {
     id: Uuid,
     instance_id: Uuid,
     jid: String,
+    lid: Option<String>,
     name: Option<String>,
     notify: Option<String>,
     is_blocked: bool,
@@ -311,6 +312,7 @@ impl From<ContactRow> for Contact {
             id: row.id.into(),
             instance_id: row.instance_id.into(),
             jid: row.jid,
+            lid: row.lid,
             name: row.name,
             notify: row.notify,
             is_blocked: row.is_blocked,

@@ -78,3 +78,7 @@ pub fn migration_versions() -> Vec<i64> {
 mod store {
     impl_store!(super::SqliteStore, sqlx::Sqlite, "sqlite");
 }
+
+mod message_store {
+    crate::messages::impl_message_store!(super::SqliteStore);
+}

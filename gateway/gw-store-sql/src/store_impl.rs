@@ -894,11 +894,48 @@ macro_rules! impl_store {
         impl ContactStore for $store {
             async fn upsert_contact(&self, upsert: ContactUpsert) -> StoreResult<Contact> {
                 let at = now();
-                sqlx::query_as::<_, ContactRow>(concat!(
-                    "INSERT INTO contacts (id, instance_id, jid, name, notify, is_blocked, is_group, group_admin, \
+                let mut tx = self.begin_write().await?;
+                // Learning that a LID and a phone number are one person: the row known so far only by its LID
+                // becomes the phone-number row (or, if both rows exist, the LID-only row gives way), so each
+                // person keeps exactly one contact.
+                if let Some(lid) = upsert.lid.as_deref().filter(|lid| *lid != upsert.jid) {
+                    let pn_row: Option<(Uuid,)> =
+                        sqlx::query_as("SELECT id FROM contacts WHERE instance_id = $1 AND jid = $2")
+                            .bind(upsert.instance_id.as_uuid())
+                            .bind(&upsert.jid)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(db_err("contact"))?;
+                    if pn_row.is_some() {
+                        sqlx::query("DELETE FROM contacts WHERE instance_id = $1 AND jid = $2")
+                            .bind(upsert.instance_id.as_uuid())
+                            .bind(lid)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_err("contact"))?;
+                        sqlx::query("UPDATE contacts SET lid = NULL WHERE instance_id = $1 AND lid = $2 AND jid <> $3")
+                            .bind(upsert.instance_id.as_uuid())
+                            .bind(lid)
+                            .bind(&upsert.jid)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_err("contact"))?;
+                    } else {
+                        sqlx::query("UPDATE contacts SET jid = $3, lid = $2 WHERE instance_id = $1 AND (jid = $2 OR lid = $2)")
+                            .bind(upsert.instance_id.as_uuid())
+                            .bind(lid)
+                            .bind(&upsert.jid)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_err("contact"))?;
+                    }
+                }
+                let contact = sqlx::query_as::<_, ContactRow>(concat!(
+                    "INSERT INTO contacts (id, instance_id, jid, lid, name, notify, is_blocked, is_group, group_admin, \
                      created_at, updated_at, last_message_at, profile_picture_url, status) \
-                     VALUES ($1, $2, $3, $4, $5, FALSE, COALESCE($6, FALSE), COALESCE($7, FALSE), $8, $8, $9, $10, $11) \
+                     VALUES ($1, $2, $3, $12, $4, $5, FALSE, COALESCE($6, FALSE), COALESCE($7, FALSE), $8, $8, $9, $10, $11) \
                      ON CONFLICT (instance_id, jid) DO UPDATE SET \
+                     lid = COALESCE(excluded.lid, contacts.lid), \
                      name = COALESCE(excluded.name, contacts.name), \
                      notify = COALESCE(excluded.notify, contacts.notify), \
                      is_group = CASE WHEN $6 IS NULL THEN contacts.is_group ELSE excluded.is_group END, \
@@ -923,10 +960,13 @@ macro_rules! impl_store {
                 .bind(upsert.last_message_at.map(|t| t.as_datetime()))
                 .bind(upsert.profile_picture_url.as_deref())
                 .bind(upsert.status.as_deref())
-                .fetch_one(&self.pool)
+                .bind(upsert.lid.as_deref().filter(|lid| *lid != upsert.jid))
+                .fetch_one(&mut *tx)
                 .await
                 .map(Into::into)
-                .map_err(db_err_fk("contact", OnForeignKey::MissingParent("instance")))
+                .map_err(db_err_fk("contact", OnForeignKey::MissingParent("instance")))?;
+                tx.commit().await.map_err(db_err("contact"))?;
+                Ok(contact)
             }
 
             async fn get_contact(&self, instance_id: InstanceId, id: ContactId) -> StoreResult<Contact> {
@@ -948,7 +988,7 @@ macro_rules! impl_store {
                 Ok(sqlx::query_as::<_, ContactRow>(concat!(
                     "SELECT ",
                     contact_columns!(),
-                    " FROM contacts WHERE instance_id = $1 AND jid = $2"
+                    " FROM contacts WHERE instance_id = $1 AND (jid = $2 OR lid = $2)"
                 ))
                 .bind(instance_id.as_uuid())
                 .bind(jid)

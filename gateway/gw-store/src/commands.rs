@@ -189,7 +189,10 @@ pub struct MessageStatDelta {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContactUpsert {
     pub instance_id: InstanceId,
+    /// The phone-number JID when known, otherwise the LID.
     pub jid: String,
+    /// The LID, when known. With both forms given, a row known so far only by its LID becomes this one.
+    pub lid: Option<String>,
     pub name: Option<String>,
     pub notify: Option<String>,
     pub is_group: Option<bool>,

@@ -67,6 +67,10 @@ macro_rules! store_contract_tests {
             limit_overrides_round_trip,
             refresh_tokens_rotate_once_and_reuse_revokes_the_family,
             concurrent_refresh_rotations_have_one_winner,
+            outbox_is_idempotent_and_ordered,
+            receipts_only_move_messages_forward,
+            inbound_redelivery_is_recognised,
+            contacts_merge_lid_and_phone_number,
         );
     };
     (@each $make:path; $($name:ident),+ $(,)?) => {
@@ -1304,4 +1308,149 @@ pub async fn concurrent_refresh_rotations_have_one_winner(store: Arc<dyn Store>)
         }
     }
     assert_eq!(rotated, 1);
+}
+
+fn outbound(instance_id: InstanceId, chat: &str, text: &str, key: Option<&str>, hash: &[u8]) -> NewOutboundMessage {
+    NewOutboundMessage {
+        id: gw_core::MessageId::new(),
+        instance_id,
+        chat_jid: chat.into(),
+        kind: gw_core::MessageKind::Text,
+        content: json!({}),
+        text: Some(text.into()),
+        quoted_message_id: None,
+        media: None,
+        idempotency_key: key.map(Into::into),
+        request_hash: key.map(|_| hash.to_vec()),
+        origin: "api".into(),
+        at: Timestamp::now(),
+    }
+}
+
+pub async fn outbox_is_idempotent_and_ordered(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 5).await;
+    let inst = instance(&store, sub.id, "outbox").await;
+    let chat = "15550001@s.whatsapp.net";
+    let first = match store.enqueue_message(outbound(inst.id, chat, "one", Some("k1"), b"h1")).await.expect("enqueue") {
+        Enqueued::Created(m) => m,
+        other => panic!("expected a new message, got {other:?}"),
+    };
+    assert_eq!(first.status, gw_core::MessageStatus::Queued);
+    match store.enqueue_message(outbound(inst.id, chat, "one", Some("k1"), b"h1")).await.expect("replay") {
+        Enqueued::Replayed(m) => assert_eq!(m.id, first.id),
+        other => panic!("expected the first result, got {other:?}"),
+    }
+    assert_eq!(
+        store.enqueue_message(outbound(inst.id, chat, "other", Some("k1"), b"h2")).await.expect("reuse"),
+        Enqueued::KeyReused
+    );
+    for text in ["two", "three"] {
+        store.enqueue_message(outbound(inst.id, chat, text, None, b"")).await.expect("enqueue");
+    }
+    let queued = store.queued_messages(inst.id, 10).await.expect("queued");
+    let texts: Vec<_> = queued.iter().map(|q| q.message.text.clone().unwrap_or_default()).collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+
+    let sent = store.mark_message_sent(first.id, "WA1", Timestamp::now()).await.expect("sent");
+    assert_eq!(sent.status, gw_core::MessageStatus::Sent);
+    assert_eq!(sent.wa_message_id.as_deref(), Some("WA1"));
+    assert!(matches!(
+        store.mark_message_sent(first.id, "WA1", Timestamp::now()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let failed =
+        store.mark_message_failed(queued[1].message.id, "no such user", Timestamp::now()).await.expect("failed");
+    assert_eq!(failed.failure_reason.as_deref(), Some("no such user"));
+    assert_eq!(store.queued_messages(inst.id, 10).await.expect("queued").len(), 1);
+    let page = store.list_messages(inst.id, Some(chat), PageRequest::first(2)).await.expect("list");
+    assert_eq!(page.items.len(), 2);
+    assert!(page.next.is_some());
+}
+
+pub async fn receipts_only_move_messages_forward(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 5).await;
+    let inst = instance(&store, sub.id, "receipts").await;
+    let Enqueued::Created(m) =
+        store.enqueue_message(outbound(inst.id, "15550002@s.whatsapp.net", "hi", None, b"")).await.expect("enqueue")
+    else {
+        panic!("expected a new message")
+    };
+    store.mark_message_sent(m.id, "WA2", Timestamp::now()).await.expect("sent");
+    let ids = vec!["WA2".to_owned()];
+    let read = store.apply_receipt(inst.id, &ids, gw_core::MessageStatus::Read, Timestamp::now()).await.expect("read");
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].status, gw_core::MessageStatus::Read);
+    assert!(read[0].delivered_at.is_some() && read[0].read_at.is_some());
+    let late = store.apply_receipt(inst.id, &ids, gw_core::MessageStatus::Delivered, Timestamp::now()).await;
+    assert!(late.expect("late receipt").is_empty(), "a late delivered receipt must not undo read");
+    assert_eq!(store.get_message(inst.id, m.id).await.expect("get").status, gw_core::MessageStatus::Read);
+    let other = instance(&store, sub.id, "receipts-other").await;
+    assert!(matches!(store.get_message(other.id, m.id).await, Err(StoreError::NotFound { .. })));
+}
+
+pub async fn inbound_redelivery_is_recognised(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 5).await;
+    let inst = instance(&store, sub.id, "inbound").await;
+    let new = NewInboundMessage {
+        id: gw_core::MessageId::new(),
+        instance_id: inst.id,
+        chat_jid: "15550003@s.whatsapp.net".into(),
+        sender_jid: "15550003@s.whatsapp.net".into(),
+        wa_message_id: "WAIN1".into(),
+        kind: gw_core::MessageKind::Text,
+        content: json!({}),
+        text: Some("hello".into()),
+        quoted_message_id: None,
+        at: Timestamp::now(),
+    };
+    let first = store.record_inbound(new.clone()).await.expect("record");
+    assert!(first.created && !first.processed);
+    let again = store.record_inbound(NewInboundMessage { id: gw_core::MessageId::new(), ..new.clone() }).await;
+    let again = again.expect("redelivery");
+    assert!(!again.created && !again.processed);
+    assert_eq!(again.message.id, first.message.id);
+    store
+        .finish_inbound(
+            first.message.id,
+            gw_core::MessageStatus::Received,
+            Some("HELLO".into()),
+            None,
+            Timestamp::now(),
+        )
+        .await
+        .expect("finish");
+    let third = store.record_inbound(NewInboundMessage { id: gw_core::MessageId::new(), ..new }).await.expect("third");
+    assert!(third.processed);
+    assert_eq!(third.message.text.as_deref(), Some("HELLO"));
+}
+
+pub async fn contacts_merge_lid_and_phone_number(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 5).await;
+    let inst = instance(&store, sub.id, "lids").await;
+    let lid = "123456789@lid";
+    let pn = "15550004@s.whatsapp.net";
+    let by_lid = store
+        .upsert_contact(ContactUpsert {
+            instance_id: inst.id,
+            jid: lid.into(),
+            notify: Some("Ann".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("lid contact");
+    let merged = store
+        .upsert_contact(ContactUpsert {
+            instance_id: inst.id,
+            jid: pn.into(),
+            lid: Some(lid.into()),
+            ..Default::default()
+        })
+        .await
+        .expect("mapping");
+    assert_eq!(merged.id, by_lid.id, "the LID row becomes the phone-number row");
+    assert_eq!((merged.jid.as_str(), merged.lid.as_deref(), merged.notify.as_deref()), (pn, Some(lid), Some("Ann")));
+    let found = store.find_contact_by_jid(inst.id, lid).await.expect("find").expect("found by lid");
+    assert_eq!(found.id, merged.id);
+    let all = store.list_contacts(inst.id, None, PageRequest::first(10)).await.expect("list");
+    assert_eq!(all.items.len(), 1);
 }

@@ -9,6 +9,7 @@
 
 mod commands;
 mod error;
+mod messages;
 mod page;
 mod traits;
 
@@ -17,5 +18,6 @@ pub mod contract;
 
 pub use commands::*;
 pub use error::{Limit, StoreError, StoreResult, UniqueKey};
+pub use messages::{Enqueued, MessageStore, NewInboundMessage, NewOutboundMessage, QueuedMessage, RecordedInbound};
 pub use page::{Cursor, CursorError, Page, PageRequest};
 pub use traits::*;

@@ -1,0 +1,104 @@
+//! Messages: the durable per-instance outbox and the inbound log.
+
+use async_trait::async_trait;
+use gw_core::{InstanceId, Message, MessageId, MessageKind, MessageStatus, Timestamp};
+
+use crate::{Page, PageRequest, StoreResult};
+
+/// An outbound message to queue. The row and the idempotency record are one row, written in one statement: a
+/// refused send leaves nothing behind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutboundMessage {
+    pub id: MessageId,
+    pub instance_id: InstanceId,
+    pub chat_jid: String,
+    pub kind: MessageKind,
+    pub content: serde_json::Value,
+    pub text: Option<String>,
+    pub quoted_message_id: Option<String>,
+    pub media: Option<Vec<u8>>,
+    pub idempotency_key: Option<String>,
+    /// Hash of the request that carried the idempotency key; a retry with another body is refused.
+    pub request_hash: Option<Vec<u8>>,
+    pub origin: String,
+    pub at: Timestamp,
+}
+
+/// What `enqueue_message` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Enqueued {
+    /// A new message is queued.
+    Created(Message),
+    /// The idempotency key was seen before with the same request: the first result.
+    Replayed(Message),
+    /// The idempotency key was seen before with a different request.
+    KeyReused,
+}
+
+/// A queued message with everything needed to send it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedMessage {
+    pub message: Message,
+    pub media: Option<Vec<u8>>,
+}
+
+/// An inbound message to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewInboundMessage {
+    pub id: MessageId,
+    pub instance_id: InstanceId,
+    pub chat_jid: String,
+    pub sender_jid: String,
+    pub wa_message_id: String,
+    pub kind: MessageKind,
+    pub content: serde_json::Value,
+    pub text: Option<String>,
+    pub quoted_message_id: Option<String>,
+    pub at: Timestamp,
+}
+
+/// What `record_inbound` did. A message WhatsApp redelivers after a crash is found, not stored twice; `processed`
+/// says whether the pipeline already finished with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedInbound {
+    pub message: Message,
+    pub created: bool,
+    pub processed: bool,
+}
+
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    async fn enqueue_message(&self, new: NewOutboundMessage) -> StoreResult<Enqueued>;
+    /// The instance's queued messages, oldest first: the order they must leave in.
+    async fn queued_messages(&self, instance_id: InstanceId, limit: u32) -> StoreResult<Vec<QueuedMessage>>;
+    /// The message left: record WhatsApp's id and drop the media bytes.
+    async fn mark_message_sent(&self, id: MessageId, wa_message_id: &str, at: Timestamp) -> StoreResult<Message>;
+    async fn mark_message_failed(&self, id: MessageId, reason: &str, at: Timestamp) -> StoreResult<Message>;
+    /// Moves the instance's outbound messages with these WhatsApp ids forward to `status` (never backwards);
+    /// returns the messages that changed.
+    async fn apply_receipt(
+        &self,
+        instance_id: InstanceId,
+        wa_message_ids: &[String],
+        status: MessageStatus,
+        at: Timestamp,
+    ) -> StoreResult<Vec<Message>>;
+    async fn record_inbound(&self, new: NewInboundMessage) -> StoreResult<RecordedInbound>;
+    /// The pipeline finished with an inbound message: `received` (possibly rewritten text) or `dropped`.
+    async fn finish_inbound(
+        &self,
+        id: MessageId,
+        status: MessageStatus,
+        text: Option<String>,
+        reason: Option<String>,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    async fn get_message(&self, instance_id: InstanceId, id: MessageId) -> StoreResult<Message>;
+    /// The instance's messages, newest first, optionally of one chat.
+    async fn list_messages(
+        &self,
+        instance_id: InstanceId,
+        chat_jid: Option<&str>,
+        page: PageRequest,
+    ) -> StoreResult<Page<Message>>;
+}
