@@ -5,6 +5,21 @@
 //! [`DriverCommand`]-shaped calls on a [`Connection`]; everything protocol-specific stays in the driver.
 
 pub mod driver;
+mod engine;
+pub mod events;
+mod meter;
+pub mod sandbox;
+mod send;
+mod supervisor;
+mod vault;
+
+pub use engine::{Accepted, Engine, EngineBuilder, EngineConfig, EngineError};
+pub use meter::{DirectMeter, Meter, Metered, QuotaError};
+pub use send::{
+    Idempotency, InvalidField, MediaRefused, SendContent, SendRequest, check_media, media_policy, normalize_recipient,
+    phone_of,
+};
+pub use vault::{SessionCipher, StoreVault};
 
 pub use driver::{
     AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvent, DriverEvents, GroupInfo, InboundAck,

@@ -93,8 +93,9 @@ macro_rules! impl_message_store {
                 let mut tx = self.begin_write().await?;
                 let inserted = sqlx::query_as::<_, MessageRow>(concat!(
                     "INSERT INTO messages (id, instance_id, direction, chat_jid, wa_message_id, kind, content, text, \
-                     quoted_message_id, media, status, idempotency_key, request_hash, origin, created_at, \
-                     updated_at) VALUES ($1, $2, 'outbound', $3, NULL, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, \
+                     quoted_message_id, media, status, failure_reason, idempotency_key, request_hash, origin, \
+                     created_at, updated_at) VALUES ($1, $2, 'outbound', $3, NULL, $4, $5, $6, $7, $8, \
+                     CASE WHEN $13 IS NULL THEN 'queued' ELSE 'dropped' END, $13, $9, $10, $11, \
                      $12, $12) ON CONFLICT (instance_id, idempotency_key) WHERE idempotency_key IS NOT NULL \
                      DO NOTHING RETURNING ",
                     message_columns!()
@@ -111,6 +112,7 @@ macro_rules! impl_message_store {
                 .bind(new.request_hash.as_deref())
                 .bind(&new.origin)
                 .bind(new.at.as_datetime())
+                .bind(new.dropped_reason.as_deref())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_err_fk("message", OnForeignKey::MissingParent("instance")))?;
@@ -146,6 +148,30 @@ macro_rules! impl_message_store {
                 Ok(outcome)
             }
 
+            async fn find_idempotent_message(
+                &self,
+                instance_id: InstanceId,
+                key: &str,
+            ) -> StoreResult<Option<(Message, Option<Vec<u8>>)>> {
+                #[derive(sqlx::FromRow)]
+                struct Keyed {
+                    #[sqlx(flatten)]
+                    message: MessageRow,
+                    request_hash: Option<Vec<u8>>,
+                }
+                let row = sqlx::query_as::<_, Keyed>(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    ", request_hash FROM messages WHERE instance_id = $1 AND idempotency_key = $2"
+                ))
+                .bind(instance_id.as_uuid())
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err("message"))?;
+                row.map(|r| Ok((r.message.try_into()?, r.request_hash))).transpose()
+            }
+
             async fn queued_messages(&self, instance_id: InstanceId, limit: u32) -> StoreResult<Vec<QueuedMessage>> {
                 #[derive(sqlx::FromRow)]
                 struct Queued {
@@ -168,7 +194,12 @@ macro_rules! impl_message_store {
                     .collect()
             }
 
-            async fn mark_message_sent(&self, id: MessageId, wa_message_id: &str, at: Timestamp) -> StoreResult<Message> {
+            async fn mark_message_sent(
+                &self,
+                id: MessageId,
+                wa_message_id: &str,
+                at: Timestamp,
+            ) -> StoreResult<Message> {
                 sqlx::query_as::<_, MessageRow>(concat!(
                     "UPDATE messages SET status = 'sent', wa_message_id = $2, media = NULL, sent_at = $3, \
                      updated_at = $3 WHERE id = $1 AND status = 'queued' RETURNING ",
@@ -350,7 +381,6 @@ macro_rules! impl_message_store {
                 Ok(Page::from_overfetch(to_messages(rows)?, page, |m| m.id.as_uuid()))
             }
         }
-
     };
 }
 pub(crate) use impl_message_store;

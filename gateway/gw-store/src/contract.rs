@@ -1323,6 +1323,7 @@ fn outbound(instance_id: InstanceId, chat: &str, text: &str, key: Option<&str>, 
         idempotency_key: key.map(Into::into),
         request_hash: key.map(|_| hash.to_vec()),
         origin: "api".into(),
+        dropped_reason: None,
         at: Timestamp::now(),
     }
 }
@@ -1340,6 +1341,9 @@ pub async fn outbox_is_idempotent_and_ordered(store: Arc<dyn Store>) {
         Enqueued::Replayed(m) => assert_eq!(m.id, first.id),
         other => panic!("expected the first result, got {other:?}"),
     }
+    let (found, hash) = store.find_idempotent_message(inst.id, "k1").await.expect("find").expect("found");
+    assert_eq!((found.id, hash.as_deref()), (first.id, Some(&b"h1"[..])));
+    assert_eq!(store.find_idempotent_message(inst.id, "k2").await.expect("find"), None);
     assert_eq!(
         store.enqueue_message(outbound(inst.id, chat, "other", Some("k1"), b"h2")).await.expect("reuse"),
         Enqueued::KeyReused

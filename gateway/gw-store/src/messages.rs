@@ -21,6 +21,8 @@ pub struct NewOutboundMessage {
     /// Hash of the request that carried the idempotency key; a retry with another body is refused.
     pub request_hash: Option<Vec<u8>>,
     pub origin: String,
+    /// Set when the pipeline dropped the message: it is recorded as `dropped`, never sent.
+    pub dropped_reason: Option<String>,
     pub at: Timestamp,
 }
 
@@ -69,6 +71,12 @@ pub struct RecordedInbound {
 #[async_trait]
 pub trait MessageStore: Send + Sync {
     async fn enqueue_message(&self, new: NewOutboundMessage) -> StoreResult<Enqueued>;
+    /// The message first sent with this idempotency key, and the hash of that request.
+    async fn find_idempotent_message(
+        &self,
+        instance_id: InstanceId,
+        key: &str,
+    ) -> StoreResult<Option<(Message, Option<Vec<u8>>)>>;
     /// The instance's queued messages, oldest first: the order they must leave in.
     async fn queued_messages(&self, instance_id: InstanceId, limit: u32) -> StoreResult<Vec<QueuedMessage>>;
     /// The message left: record WhatsApp's id and drop the media bytes.

@@ -1,0 +1,323 @@
+//! The session engine on the sandbox network, against real databases (SQLite file and PostgreSQL).
+//! Every wait is on an observable event or state, bounded by a timeout; nothing sleeps to synchronise.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus, LimitOverrides, MessageStatus, Tier};
+use gw_sessions::sandbox::{SandboxDriver, SandboxNetwork};
+use gw_sessions::{
+    DirectMeter, Engine, EngineConfig, EngineError, Idempotency, SendContent, SendRequest, SessionCipher,
+};
+use gw_store::{Actor, NewInstance, NewSubscription, PageRequest, Scope, Store};
+use gw_store_sql::testing::PgTestDatabase;
+use gw_store_sql::{OpenOptions, PgStore};
+use serde_json::json;
+use tokio::sync::broadcast;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Node {
+    engine: Engine,
+    network: Arc<SandboxNetwork>,
+    events: broadcast::Receiver<GatewayEvent>,
+}
+
+fn node(store: Arc<dyn Store>, network: Arc<SandboxNetwork>) -> Node {
+    let config = EngineConfig {
+        backoff_initial: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let engine =
+        Engine::builder(store.clone(), Arc::new(DirectMeter::new(store)), Arc::new(SessionCipher::new(&[9; 32])))
+            .driver(DriverKind::Sandbox, Arc::new(SandboxDriver::new(network.clone())))
+            .config(config)
+            .build();
+    let events = engine.subscribe();
+    Node { engine, network, events }
+}
+
+impl Node {
+    /// Waits for the first event of `instance` that `matches`, skipping others.
+    async fn expect(
+        &mut self,
+        instance: &Instance,
+        what: &str,
+        matches: impl Fn(&GatewayEvent) -> bool,
+    ) -> GatewayEvent {
+        let wait = async {
+            loop {
+                match self.events.recv().await {
+                    Ok(event) if event.instance_id == instance.id && matches(&event) => return event,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("event bus closed: {e}"),
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, wait).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    async fn expect_status(&mut self, instance: &Instance, status: InstanceStatus) -> GatewayEvent {
+        self.expect(instance, status.as_str(), |e| {
+            e.event_type == EventType::ConnectionUpdate && e.data["status"] == status.as_str()
+        })
+        .await
+    }
+
+    /// Connects and pairs a new instance; returns it as stored, connected.
+    async fn paired(&mut self, store: &Arc<dyn Store>, instance: &Instance, name: &str) -> Instance {
+        self.engine.start(instance, None).expect("start");
+        let qr = self.expect(instance, "a QR code", |e| e.event_type == EventType::QrUpdated).await;
+        assert!(qr.data["qr"].as_str().is_some_and(|q| q.starts_with("2@sandbox,")));
+        self.network.scan(instance.id, Some(name.into())).await.expect("scan");
+        self.expect_status(instance, InstanceStatus::Connected).await;
+        store.get_instance(Scope::All, instance.id).await.expect("instance")
+    }
+}
+
+async fn tenant(store: &Arc<dyn Store>, monthly_messages: i64) -> gw_core::Subscription {
+    store
+        .create_subscription(
+            NewSubscription {
+                name: format!("tenant-{}", gw_core::SubscriptionId::new()),
+                tier: Tier::Pro,
+                max_instances: 10,
+                monthly_messages,
+                limit_overrides: LimitOverrides::default(),
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect("subscription")
+}
+
+async fn new_instance(store: &Arc<dyn Store>, subscription: &gw_core::Subscription, name: &str) -> Instance {
+    store
+        .create_instance(
+            NewInstance {
+                name: name.into(),
+                subscription_id: subscription.id,
+                created_by_id: None,
+                driver: DriverKind::Sandbox,
+                settings: json!({}),
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect("instance")
+}
+
+fn text(to: &str, body: &str) -> SendRequest {
+    SendRequest {
+        to: to.into(),
+        content: SendContent::Text { body: body.into() },
+        quoted_message_id: None,
+        idempotency: None,
+    }
+}
+
+fn phone_jid(instance: &Instance) -> String {
+    format!("{}@s.whatsapp.net", instance.phone.as_deref().expect("paired").trim_start_matches('+'))
+}
+
+async fn pairing_sending_receipts_and_ordering(store: Arc<dyn Store>) {
+    let mut node = node(store.clone(), SandboxNetwork::new());
+    let sub = tenant(&store, 1000).await;
+    let alice = new_instance(&store, &sub, "alice").await;
+    let bob = new_instance(&store, &sub, "bob").await;
+    let alice = node.paired(&store, &alice, "Alice").await;
+    let bob = node.paired(&store, &bob, "Bob").await;
+    assert_eq!(alice.status, InstanceStatus::Connected);
+    assert!(alice.phone.as_deref().is_some_and(|p| p.starts_with("+1555")));
+    assert_eq!(alice.qr_code, None, "the QR code is cleared once paired");
+
+    // Alice -> Bob, five messages: Bob receives them in order, Alice sees delivered.
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let accepted = node.engine.send(&alice, text(&phone_jid(&bob), &format!("m{n}"))).await.expect("send");
+        assert_eq!(accepted.message.status, MessageStatus::Queued);
+        ids.push(accepted.message.id);
+    }
+    let mut received = Vec::new();
+    while received.len() < 5 {
+        let event = node.expect(&bob, "a received message", |e| e.event_type == EventType::MessageReceived).await;
+        assert_eq!(event.data["from"], phone_jid(&alice));
+        received.push(event.data["text"].as_str().expect("text").to_owned());
+    }
+    assert_eq!(received, ["m0", "m1", "m2", "m3", "m4"]);
+    let last = *ids.last().expect("ids");
+    node.expect(&alice, "delivered", |e| {
+        e.event_type == EventType::MessageStatus && e.data["id"] == json!(last) && e.data["status"] == "delivered"
+    })
+    .await;
+
+    // Bob reads it: Alice sees read.
+    let stored = store.get_message(alice.id, last).await.expect("message");
+    let wa_id = stored.wa_message_id.expect("sent");
+    let bob_connection = node.engine.connection(&bob).expect("connected");
+    bob_connection.mark_read(&phone_jid(&alice), &[wa_id]).await.expect("read");
+    node.expect(&alice, "read", |e| e.event_type == EventType::MessageStatus && e.data["status"] == "read").await;
+    assert_eq!(store.get_message(alice.id, last).await.expect("message").status, MessageStatus::Read);
+
+    // Bob's contact list knows Alice by her number and push name.
+    let contact = store.find_contact_by_jid(bob.id, &phone_jid(&alice)).await.expect("find").expect("contact");
+    assert_eq!(contact.notify.as_deref(), Some("Alice"));
+    node.engine.shutdown().await;
+}
+
+async fn idempotent_retries_and_refusals_write_nothing(store: Arc<dyn Store>) {
+    let mut node = node(store.clone(), SandboxNetwork::new());
+    let sub = tenant(&store, 2).await;
+    let inst = new_instance(&store, &sub, "idem").await;
+
+    // Not connected yet: refused with the status, nothing written.
+    let refused = node.engine.send(&inst, text("+15550009999", "hi")).await;
+    assert!(matches!(refused, Err(EngineError::NotConnected { status: InstanceStatus::Created })));
+    let inst = node.paired(&store, &inst, "Idem").await;
+
+    let keyed = |body: &str, hash: &[u8]| SendRequest {
+        idempotency: Some(Idempotency { key: "order-42".into(), request_hash: hash.to_vec() }),
+        ..text("+15550009999", body)
+    };
+    let first = node.engine.send(&inst, keyed("hi", b"a")).await.expect("first");
+    let retry = node.engine.send(&inst, keyed("hi", b"a")).await.expect("retry");
+    assert!(retry.replayed);
+    assert_eq!(retry.message.id, first.message.id);
+    assert!(matches!(node.engine.send(&inst, keyed("other", b"b")).await, Err(EngineError::IdempotencyKeyReused)));
+
+    for bad in [text("hello", "x"), text("+15550009999", "  ")] {
+        assert!(matches!(node.engine.send(&inst, bad).await, Err(EngineError::Invalid(_))));
+    }
+    let oversized = SendRequest {
+        content: SendContent::Media {
+            kind: gw_core::MessageKind::Image,
+            mime_type: "image/png".into(),
+            file_name: None,
+            data: vec![0; 6 * 1024 * 1024],
+            caption: None,
+        },
+        ..text("+15550009999", "")
+    };
+    assert!(matches!(node.engine.send(&inst, oversized).await, Err(EngineError::Media(_))));
+
+    // Quota of 2: the retry reserved nothing, so one more fits and the next is refused.
+    node.engine.send(&inst, text("+15550009999", "second")).await.expect("second");
+    assert!(matches!(
+        node.engine.send(&inst, text("+15550009999", "third")).await,
+        Err(EngineError::Quota(gw_sessions::QuotaError::Exceeded { limit: 2, .. }))
+    ));
+    let all = store.list_messages(inst.id, None, PageRequest::first(50)).await.expect("list");
+    assert_eq!(all.items.len(), 2, "refused sends leave no row");
+    node.engine.shutdown().await;
+}
+
+async fn restart_resumes_without_pairing_and_blips_are_not_logouts(store: Arc<dyn Store>) {
+    let network = SandboxNetwork::new();
+    let mut first = node(store.clone(), network.clone());
+    let sub = tenant(&store, 1000).await;
+    let inst = new_instance(&store, &sub, "resume").await;
+    let inst = first.paired(&store, &inst, "Resume").await;
+    let phone = inst.phone.clone();
+
+    // A network blip: disconnected, then connected again by itself, same number, session still valid.
+    network.drop_connection(inst.id).expect("blip");
+    first.expect_status(&inst, InstanceStatus::Disconnected).await;
+    first.expect_status(&inst, InstanceStatus::Connected).await;
+    assert!(store.load_session(inst.id).await.expect("session").is_some_and(|s| s.session_valid));
+    first.engine.shutdown().await;
+
+    // A new node process (new engine, empty network): resumes from the stored, encrypted session.
+    let mut second = node(store.clone(), SandboxNetwork::new());
+    assert_eq!(second.engine.resume_all().await.expect("resume"), 1);
+    second.expect_status(&inst, InstanceStatus::Connected).await;
+    let resumed = store.get_instance(Scope::All, inst.id).await.expect("instance");
+    assert_eq!(resumed.phone, phone, "same account, no new pairing");
+
+    // The phone unlinks the device: logged out, never retried, not resumed at the next start.
+    second.network.unlink(inst.id).expect("unlink");
+    second.expect_status(&inst, InstanceStatus::LoggedOut).await;
+    assert!(!store.load_session(inst.id).await.expect("session").is_some_and(|s| s.session_valid));
+    second.engine.shutdown().await;
+    let third = node(store.clone(), SandboxNetwork::new());
+    assert_eq!(third.engine.resume_all().await.expect("resume"), 0);
+}
+
+async fn stream_replaced_parks_the_instance(store: Arc<dyn Store>) {
+    let mut node = node(store.clone(), SandboxNetwork::new());
+    let sub = tenant(&store, 1000).await;
+    let inst = new_instance(&store, &sub, "replaced").await;
+    let inst = node.paired(&store, &inst, "R").await;
+    node.network.replace(inst.id).expect("replace");
+    node.expect_status(&inst, InstanceStatus::Replaced).await;
+    let parked = store.get_instance(Scope::All, inst.id).await.expect("instance");
+    assert!(parked.last_error.as_deref().is_some_and(|e| e.contains("stream replaced")));
+    // A restart through the API takes the session back.
+    node.engine.restart(&parked).expect("restart");
+    node.expect_status(&inst, InstanceStatus::Connected).await;
+    node.engine.shutdown().await;
+}
+
+async fn inbound_from_a_lid_keeps_one_contact(store: Arc<dyn Store>) {
+    let mut node = node(store.clone(), SandboxNetwork::new());
+    let sub = tenant(&store, 1000).await;
+    let inst = new_instance(&store, &sub, "lid").await;
+    let inst = node.paired(&store, &inst, "L").await;
+    let (_, acked) = node
+        .network
+        .inject_inbound(inst.id, "15557770001@s.whatsapp.net", Some("987654321@lid"), Some("Zoe".into()), "hello")
+        .await
+        .expect("inject");
+    let event = node.expect(&inst, "the message", |e| e.event_type == EventType::MessageReceived).await;
+    assert_eq!(event.data["from"], "15557770001@s.whatsapp.net");
+    assert_eq!(event.data["content"]["senderLid"], "987654321@lid");
+    tokio::time::timeout(WAIT, acked).await.expect("acknowledged in time").expect("acknowledged");
+    let by_lid = store.find_contact_by_jid(inst.id, "987654321@lid").await.expect("find").expect("contact");
+    assert_eq!(by_lid.jid, "15557770001@s.whatsapp.net");
+    assert_eq!(store.list_contacts(inst.id, None, PageRequest::first(10)).await.expect("list").items.len(), 1);
+    node.engine.shutdown().await;
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let dir = std::env::temp_dir().join(format!("gw-sessions-{}", uuid_like()));
+                    std::fs::create_dir_all(&dir).expect("dir");
+                    let url = format!("sqlite://{}", dir.join("db.sqlite").display());
+                    let store = gw_store_sql::SqliteStore::open(&url, &gw_store_sql::OpenOptions::default()).await.expect("sqlite");
+                    super::$name(std::sync::Arc::new(store)).await;
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            )+
+            fn uuid_like() -> String {
+                format!("{}-{}", std::process::id(), gw_core::MessageId::new())
+            }
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(database) = super::PgTestDatabase::create().await else { return };
+                    let store = std::sync::Arc::new(
+                        super::PgStore::open(database.url(), &super::OpenOptions::default()).await.expect("postgres"),
+                    );
+                    super::$name(store.clone()).await;
+                    store.close().await;
+                    database.drop_database().await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    pairing_sending_receipts_and_ordering,
+    idempotent_retries_and_refusals_write_nothing,
+    restart_resumes_without_pairing_and_blips_are_not_logouts,
+    stream_replaced_parks_the_instance,
+    inbound_from_a_lid_keeps_one_contact,
+);
