@@ -43,6 +43,9 @@ on_both_backends!(
     expired_and_foreign_tokens_are_refused_with_their_own_types,
     api_keys_are_shown_once_and_rotate,
     api_keys_call_the_api_with_rate_limits_and_exact_usage,
+    sandbox_instances_pair_and_message_each_other_with_receipts,
+    sends_are_idempotent_and_bad_sends_write_nothing,
+    a_restarted_server_resumes_connected_instances_without_pairing,
 );
 
 /// A small client for one signed-in user.
@@ -769,4 +772,354 @@ async fn api_keys_call_the_api_with_rate_limits_and_exact_usage(database: &Datab
         .await
         .expect("json");
     assert_eq!(problem_type(&revoked), "/problems/api-key-revoked", "revocation takes effect at once");
+}
+
+/// Polls `probe` until it returns `Some`, for at most ten seconds: waiting on an observable condition (the server's
+/// state), never a fixed sleep.
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Creates, connects and pairs a sandbox instance; returns its id and JID.
+async fn paired_instance(owner: &As<'_>, name: &str) -> (String, String) {
+    let (status, instance) = owner.call(Method::POST, "/v1/instances", Some(json!({"name": name}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{instance}");
+    let iid = instance["id"].as_str().expect("id").to_owned();
+    let (status, body) = owner.call(Method::POST, &format!("/v1/instances/{iid}/connect"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let qr = eventually("a QR code", || async {
+        let (status, body) = owner.call(Method::GET, &format!("/v1/instances/{iid}/qr"), None).await;
+        (status == StatusCode::OK).then(|| body["qr"].as_str().expect("qr").to_owned())
+    })
+    .await;
+    assert!(qr.starts_with("2@sandbox,"), "{qr}");
+    let png = owner
+        .app
+        .client
+        .get(owner.app.url(&format!("/v1/instances/{iid}/qr.png")))
+        .bearer_auth(owner.token.as_deref().expect("token"))
+        .send()
+        .await
+        .expect("png");
+    assert_eq!(png.headers()["content-type"], "image/png");
+    assert!(png.bytes().await.expect("bytes").starts_with(b"\x89PNG"));
+    let (status, scanned) = owner
+        .call(Method::POST, &format!("/v1/sandbox/instances/{iid}/scan"), Some(json!({"display_name": name})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{scanned}");
+    let jid = scanned["jid"].as_str().expect("jid").to_owned();
+    eventually("connected", || async {
+        let (_, body) = owner.call(Method::GET, &format!("/v1/instances/{iid}/status"), None).await;
+        (body["status"] == "connected").then_some(())
+    })
+    .await;
+    (iid, jid)
+}
+
+async fn api_key(owner: &As<'_>, iid: &str, scopes: &[&str]) -> String {
+    let (status, body) = owner
+        .call(Method::POST, &format!("/v1/instances/{iid}/api-keys"), Some(json!({"name": "k", "permissions": scopes})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["key"].as_str().expect("key").to_owned()
+}
+
+async fn with_key(
+    app: &TestApp,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    idempotency_key: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = app.client.request(method, app.url(path)).header("x-api-key", key);
+    if let Some(k) = idempotency_key {
+        request = request.header("idempotency-key", k);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn sandbox_instances_pair_and_message_each_other_with_receipts(database: &Database) {
+    let app = TestApp::spawn(GATEWAY, database).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (_, owner_email, _) = tenant(&operator, "Chat").await;
+    let owner = As::login(&app, &owner_email, "a long enough password").await;
+    let (alice, alice_jid) = paired_instance(&owner, "alice").await;
+    let (bob, bob_jid) = paired_instance(&owner, "bob").await;
+    let alice_key = api_key(&owner, &alice, &["messages:send", "messages:read", "contacts:read"]).await;
+    let bob_key = api_key(&owner, &bob, &["messages:send", "messages:read"]).await;
+
+    // Alice -> Bob: five messages, in order.
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let (status, body) = with_key(
+            &app,
+            &alice_key,
+            Method::POST,
+            &format!("/v1/instances/{alice}/messages"),
+            Some(json!({"to": bob_jid, "text": format!("hello {n}")})),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["status"], "queued");
+        ids.push(body["id"].as_str().expect("id").to_owned());
+    }
+    let inbound = eventually("Bob's five messages", || async {
+        let (_, page) =
+            with_key(&app, &bob_key, Method::GET, &format!("/v1/instances/{bob}/messages"), None, None).await;
+        let items: Vec<Value> = page["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m["direction"] == "inbound")
+            .collect();
+        (items.len() == 5).then_some(items)
+    })
+    .await;
+    let texts: Vec<&str> = inbound.iter().map(|m| m["text"].as_str().expect("text")).collect();
+    assert_eq!(texts, ["hello 0", "hello 1", "hello 2", "hello 3", "hello 4"]);
+    assert!(inbound.iter().all(|m| m["from"] == alice_jid.as_str() && m["status"] == "received"));
+
+    // Delivered once Bob's gateway stored it; read once Bob marks it read.
+    let last = ids.last().expect("ids").clone();
+    let sent = eventually("delivered", || async {
+        let (_, m) =
+            with_key(&app, &alice_key, Method::GET, &format!("/v1/instances/{alice}/messages/{last}"), None, None)
+                .await;
+        (m["status"] == "delivered").then_some(m)
+    })
+    .await;
+    let wa_id = sent["wa_message_id"].as_str().expect("wa id").to_owned();
+    let (status, body) = with_key(
+        &app,
+        &bob_key,
+        Method::POST,
+        &format!("/v1/instances/{bob}/chats/{alice_jid}/read"),
+        Some(json!({"message_ids": [wa_id]})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    eventually("read", || async {
+        let (_, m) =
+            with_key(&app, &alice_key, Method::GET, &format!("/v1/instances/{alice}/messages/{last}"), None, None)
+                .await;
+        (m["status"] == "read").then_some(())
+    })
+    .await;
+
+    // Bob -> Alice, and a simulated external contact writing to Alice under a LID.
+    let (status, _) = with_key(
+        &app,
+        &bob_key,
+        Method::POST,
+        &format!("/v1/instances/{bob}/messages"),
+        Some(json!({"to": alice_jid, "text": "hi Alice"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, injected) = owner
+        .call(
+            Method::POST,
+            &format!("/v1/sandbox/instances/{alice}/inbound"),
+            Some(json!({"from": "+1 555 777 0001", "from_lid": "987654321@lid", "push_name": "Zoe", "text": "hello"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{injected}");
+    assert_eq!(injected["acknowledged"], true);
+    let (_, contacts) =
+        with_key(&app, &alice_key, Method::GET, &format!("/v1/instances/{alice}/contacts?search=zoe"), None, None)
+            .await;
+    let zoe = &contacts["items"][0];
+    assert_eq!(
+        (zoe["jid"].as_str(), zoe["lid"].as_str(), zoe["phone"].as_str()),
+        (Some("15557770001@s.whatsapp.net"), Some("987654321@lid"), Some("+15557770001"))
+    );
+    eventually("Bob's message at Alice", || async {
+        let (_, page) = with_key(
+            &app,
+            &alice_key,
+            Method::GET,
+            &format!("/v1/instances/{alice}/messages?chat={bob_jid}"),
+            None,
+            None,
+        )
+        .await;
+        page["items"].as_array().is_some_and(|i| i.iter().any(|m| m["text"] == "hi Alice")).then_some(())
+    })
+    .await;
+
+    // A key of another instance does not reach this one; a key without the scope is refused.
+    let (status, _) =
+        with_key(&app, &bob_key, Method::GET, &format!("/v1/instances/{alice}/messages"), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) =
+        with_key(&app, &bob_key, Method::GET, &format!("/v1/instances/{bob}/contacts"), None, None).await;
+    assert_eq!((status, problem_type(&body)), (StatusCode::FORBIDDEN, "/problems/insufficient-scope"));
+    app.terminate().await;
+}
+
+async fn sends_are_idempotent_and_bad_sends_write_nothing(database: &Database) {
+    let app = TestApp::spawn(GATEWAY, database).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (_, owner_email, _) = tenant(&operator, "Idem").await;
+    let owner = As::login(&app, &owner_email, "a long enough password").await;
+    let (iid, _) = paired_instance(&owner, "shop").await;
+    let key = api_key(&owner, &iid, &["messages:send", "messages:read"]).await;
+    let path = format!("/v1/instances/{iid}/messages");
+    let order = json!({"to": "+1 555 000 4242", "text": "Your order shipped"});
+
+    let (status, first) = with_key(&app, &key, Method::POST, &path, Some(order.clone()), Some("order-1")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let (status, retry) = with_key(&app, &key, Method::POST, &path, Some(order.clone()), Some("order-1")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(retry["id"], first["id"], "a retry returns the first result");
+    let (status, body) = with_key(
+        &app,
+        &key,
+        Method::POST,
+        &path,
+        Some(json!({"to": "+1 555 000 4242", "text": "something else"})),
+        Some("order-1"),
+    )
+    .await;
+    assert_eq!((status, problem_type(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "/problems/idempotency-key-reused"));
+
+    let png = base64_of(&vec![0u8; 6 * 1024 * 1024]);
+    let refused = [
+        (json!({"to": "not a number", "text": "x"}), StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation"),
+        (
+            json!({"to": "+15550004242", "type": "image", "media": {"data": png, "mime_type": "image/png"}}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "/problems/media-too-large",
+        ),
+        (
+            json!({"to": "+15550004242", "type": "image", "media": {"data": "AAAA", "mime_type": "application/x-msdownload"}}),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "/problems/unsupported-media",
+        ),
+        (
+            json!({"to": "+15550004242", "type": "location", "location": {"latitude": 123.0, "longitude": 0.0}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "/problems/validation",
+        ),
+    ];
+    for (body, want_status, want_type) in refused {
+        let (status, problem) = with_key(&app, &key, Method::POST, &path, Some(body.clone()), None).await;
+        assert_eq!((status, problem_type(&problem)), (want_status, want_type), "{body}: {problem}");
+    }
+    let (status, problem) =
+        with_key(&app, &key, Method::POST, &path, Some(json!({"to": "abc", "text": "x"})), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["errors"][0]["field"], "to", "{problem}");
+
+    // An instance that is not connected: 409 naming its status.
+    let (_, fresh) = owner.call(Method::POST, "/v1/instances", Some(json!({"name": "fresh"}))).await;
+    let fresh_id = fresh["id"].as_str().expect("id");
+    let (status, problem) = owner
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{fresh_id}/messages"),
+            Some(json!({"to": "+15550004242", "text": "x"})),
+        )
+        .await;
+    assert_eq!((status, problem_type(&problem)), (StatusCode::CONFLICT, "/problems/instance-not-connected"));
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("created")), "{problem}");
+    let (status, _) = owner
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{}/messages", gw_core_like_id()),
+            Some(json!({"to": "+15550004242", "text": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Only the one accepted message exists.
+    let (_, page) = with_key(&app, &key, Method::GET, &path, None, None).await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
+    let (_, page) = owner.call(Method::GET, &format!("/v1/instances/{fresh_id}/messages"), None).await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(0));
+    app.terminate().await;
+}
+
+fn gw_core_like_id() -> &'static str {
+    "0190b1a2-0000-7000-8000-000000000000"
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+async fn a_restarted_server_resumes_connected_instances_without_pairing(database: &Database) {
+    let app = TestApp::spawn(GATEWAY, database).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (_, owner_email, _) = tenant(&operator, "Resume").await;
+    let owner = As::login(&app, &owner_email, "a long enough password").await;
+    let (iid, jid) = paired_instance(&owner, "resumed").await;
+    // A network blip is not a logout: the instance reconnects by itself.
+    let (status, _) = owner.call(Method::POST, &format!("/v1/sandbox/instances/{iid}/drop"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    eventually("reconnected after the blip", || async {
+        let (_, body) = owner.call(Method::GET, &format!("/v1/instances/{iid}/status"), None).await;
+        (body["status"] == "connected" && body["last_disconnected_at"].is_string()).then_some(())
+    })
+    .await;
+    let (_, before) = owner.call(Method::GET, &format!("/v1/instances/{iid}"), None).await;
+    assert!(app.terminate().await.success());
+
+    let app = TestApp::spawn(GATEWAY, database).await;
+    let owner = As::login(&app, &owner_email, "a long enough password").await;
+    let after = eventually("resumed", || async {
+        let (_, body) = owner.call(Method::GET, &format!("/v1/instances/{iid}"), None).await;
+        (body["status"] == "connected" && body["last_connected_at"] != before["last_connected_at"]).then_some(body)
+    })
+    .await;
+    assert_eq!(after["phone"], before["phone"], "same account, no new pairing");
+    let key = api_key(&owner, &iid, &["messages:send"]).await;
+    let (status, body) = with_key(
+        &app,
+        &key,
+        Method::POST,
+        &format!("/v1/instances/{iid}/messages"),
+        Some(json!({"to": "+15550001111", "text": "back online"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert!(jid.ends_with("@s.whatsapp.net"));
+    app.terminate().await;
 }

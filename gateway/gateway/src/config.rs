@@ -33,6 +33,8 @@ impl fmt::Debug for Secret {
 const DEVELOPMENT_JWT_SECRET: &str = "development-only-jwt-secret-do-not-use-in-production";
 /// The API key pepper used when none is configured; public, so production refuses it.
 const DEVELOPMENT_API_KEY_PEPPER: &str = "development-only-api-key-pepper-do-not-use-in-production";
+/// The session encryption key used when none is configured (base64 of a public phrase); production refuses it.
+const DEVELOPMENT_SESSION_KEY: &str = "ZGV2ZWxvcG1lbnQtb25seS1zZXNzaW9uLWtleS0zMmI=";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -61,7 +63,23 @@ pub struct Settings {
     pub log: LogSettings,
     pub admin: AdminSettings,
     pub auth: AuthSettings,
+    pub sessions: SessionSettings,
     pub tiers: TierCatalog,
+}
+
+/// The session engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// 32 bytes, base64: encrypts WhatsApp session state at rest. Changing it logs every instance out.
+    pub encryption_key: Secret,
+    /// The simulated WhatsApp network and its control API (`/v1/sandbox/…`).
+    pub sandbox: bool,
+    /// First reconnect delay in milliseconds; doubles per failure up to `backoff_max_secs`, with jitter.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_secs: u64,
+    /// How many plugin-reply hops one message may cause (the loop guard).
+    pub max_reply_depth: u8,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +169,13 @@ impl Default for Settings {
                 login_max_failures_per_ip: 50,
                 login_failure_window_secs: 15 * 60,
                 api_key_pepper: Secret(DEVELOPMENT_API_KEY_PEPPER.into()),
+            },
+            sessions: SessionSettings {
+                encryption_key: Secret(DEVELOPMENT_SESSION_KEY.into()),
+                sandbox: true,
+                backoff_initial_ms: 1000,
+                backoff_max_secs: 300,
+                max_reply_depth: 1,
             },
             tiers: TierCatalog::default(),
         }
@@ -267,6 +292,16 @@ impl Settings {
                 "auth.api_key_pepper",
                 "must be set in production mode: the development default is public",
             ));
+        }
+        self.session_key()?;
+        if self.mode == Mode::Production && self.sessions.encryption_key.expose() == DEVELOPMENT_SESSION_KEY {
+            return Err(invalid(
+                "sessions.encryption_key",
+                "must be set in production mode: the development default is public",
+            ));
+        }
+        if self.sessions.backoff_initial_ms == 0 || self.sessions.backoff_max_secs == 0 {
+            return Err(invalid("sessions.backoff_initial_ms", "backoff delays must be positive"));
         }
         if self.auth.jwt_previous_keys.iter().any(|k| k.secret.expose().len() < gw_accounts::jwt::MIN_KEY_BYTES) {
             return Err(invalid("auth.jwt_previous_keys", "every secret must be at least 32 bytes"));
@@ -464,5 +499,25 @@ mod tests {
             assert!(!printed.contains("correct horse") && !printed.contains(DEVELOPMENT_JWT_SECRET), "{printed}");
             Ok(())
         });
+    }
+}
+
+impl Settings {
+    /// The 32-byte session encryption key.
+    pub fn session_key(&self) -> Result<[u8; 32], ConfigError> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(self.sessions.encryption_key.expose().trim())
+            .map_err(|_| invalid("sessions.encryption_key", "must be base64 (openssl rand -base64 32)"))?;
+        bytes.try_into().map_err(|_| invalid("sessions.encryption_key", "must decode to exactly 32 bytes"))
+    }
+
+    pub fn engine(&self) -> gw_sessions::EngineConfig {
+        gw_sessions::EngineConfig {
+            backoff_initial: Duration::from_millis(self.sessions.backoff_initial_ms),
+            backoff_max: Duration::from_secs(self.sessions.backoff_max_secs),
+            max_reply_depth: self.sessions.max_reply_depth,
+            ..Default::default()
+        }
     }
 }

@@ -104,11 +104,24 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let limiter = Arc::new(gw_ratelimit::LocalLimiter::new());
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
     let background = spawn_background(accounts.clone(), limiter.clone(), stopped);
+    let cipher = Arc::new(gw_sessions::SessionCipher::new(&settings.session_key()?));
+    let meter = Arc::new(gw_sessions::DirectMeter::new(store.clone()));
+    let mut engine = gw_sessions::Engine::builder(store.clone(), meter, cipher).config(settings.engine());
+    let sandbox = settings.sessions.sandbox.then(gw_sessions::sandbox::SandboxNetwork::new);
+    if let Some(network) = &sandbox {
+        let driver = Arc::new(gw_sessions::sandbox::SandboxDriver::new(network.clone()));
+        engine = engine.driver(gw_core::DriverKind::Sandbox, driver);
+    }
+    let engine = engine.build();
+    let resumed = engine.resume_all().await.context("cannot resume instances")?;
+    tracing::info!(resumed, "instances resumed");
     let state = gw_http::AppState {
         store: store.clone(),
         accounts: accounts.clone(),
         settings: Arc::new(settings.http()?),
         limiter,
+        engine: engine.clone(),
+        sandbox,
     };
     let app = gw_http::router(state);
 
@@ -128,6 +141,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server error")?;
+    // Instances disconnect cleanly; their sessions stay valid for the next start.
+    engine.shutdown().await;
     // Not aborted: a flush in progress must finish, or the uses it drained would be lost.
     let _ = stop_background.send(true);
     if let Err(err) = background.await {

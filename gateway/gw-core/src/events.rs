@@ -6,7 +6,7 @@ use crate::{EventId, EventType, InstanceId, SubscriptionId, Timestamp};
 
 /// One thing that happened. `id` is stable: a webhook retried ten times carries the same id each time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub struct GatewayEvent {
     pub id: EventId,
     #[serde(rename = "type")]

@@ -8,7 +8,7 @@ use crate::{Direction, InstanceId, MessageId, MessageKind, SubscriptionId, Times
 
 /// Metadata of a media attachment; the bytes never enter the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub struct MediaInfo {
     pub mime_type: String,
     pub size_bytes: u64,
@@ -17,7 +17,7 @@ pub struct MediaInfo {
 
 /// Where an outbound message came from. Plugin replies carry their depth so a chain cannot feed itself forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Origin {
     /// Received from WhatsApp.
     WhatsApp,
@@ -29,7 +29,7 @@ pub enum Origin {
 
 /// A message as the pipeline sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub struct MessageEvent {
     pub direction: Direction,
     pub subscription_id: SubscriptionId,
@@ -49,7 +49,7 @@ pub struct MessageEvent {
 
 /// A message a plugin asks to send to the same chat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub struct Reply {
     pub chat_jid: String,
     pub text: String,

@@ -64,6 +64,14 @@ problem_types! {
     TOO_MANY_ATTEMPTS = ("too-many-attempts", 429, "Too many attempts", "Too many failed sign-ins; retry after the time in `Retry-After`.");
     TIMEOUT = ("timeout", 408, "Request timeout", "The request took longer than the server allows.");
     UNAVAILABLE = ("unavailable", 503, "Service unavailable", "A dependency (the database) is unreachable; retry later.");
+    INSTANCE_NOT_CONNECTED = ("instance-not-connected", 409, "Instance not connected", "The instance is not connected (the detail names its status); connect or pair it first.");
+    NOT_PAIRING = ("not-pairing", 409, "Not waiting for pairing", "There is no QR code or pairing code: the instance is not waiting to be paired.");
+    MEDIA_TOO_LARGE = ("media-too-large", 413, "Media too large", "The media exceeds its kind's size limit (README: media limits).");
+    UNSUPPORTED_MEDIA = ("unsupported-media", 415, "Unsupported media", "The media's MIME type is not accepted for its kind (README: media limits).");
+    IDEMPOTENCY_KEY_REUSED = ("idempotency-key-reused", 422, "Idempotency key reused", "This Idempotency-Key was first used with a different request; use a new key for a new request.");
+    DRIVER_UNAVAILABLE = ("driver-unavailable", 503, "Driver unavailable", "This node has no driver of the instance's kind configured.");
+    DRIVER_ERROR = ("driver-error", 502, "WhatsApp refused", "The WhatsApp connection refused or failed the command; the detail says why.");
+    SANDBOX_DISABLED = ("sandbox-disabled", 404, "Sandbox disabled", "The sandbox control API is disabled on this node.");
     INTERNAL = ("internal", 500, "Internal error", "Something went wrong on the server; the request id helps operators find it.");
 }
 
@@ -144,6 +152,8 @@ pub enum ApiError {
     Throttled { retry_after: Duration },
     #[error("rate limited")]
     RateLimited { retry_after: Duration },
+    #[error("{detail}")]
+    QuotaExceeded { detail: String, retry_after: Duration },
     /// A failure whose cause is logged and not shown.
     #[error("internal: {0}")]
     Internal(String),
@@ -193,6 +203,9 @@ impl ApiError {
                 simple(&ProblemType::TOO_MANY_ATTEMPTS, format!("retry in {} seconds", retry_after.as_secs().max(1))),
                 Some(retry_after),
             ),
+            ApiError::QuotaExceeded { detail, retry_after } => {
+                (simple(&ProblemType::QUOTA_EXCEEDED, detail), Some(retry_after))
+            }
             ApiError::RateLimited { retry_after } => (
                 simple(&ProblemType::RATE_LIMITED, format!("retry in {} seconds", retry_after.as_secs().max(1))),
                 Some(retry_after),
@@ -287,5 +300,43 @@ impl From<AccountError> for ApiError {
             AccountError::Store(store) => store.into(),
             AccountError::Internal(cause) => ApiError::Internal(cause),
         }
+    }
+}
+
+impl From<gw_sessions::EngineError> for ApiError {
+    fn from(err: gw_sessions::EngineError) -> Self {
+        use gw_sessions::{EngineError, MediaRefused, QuotaError};
+        let detail = err.to_string();
+        match err {
+            EngineError::NotConnected { .. } => ApiError::Problem(&ProblemType::INSTANCE_NOT_CONNECTED, detail),
+            EngineError::Invalid(field) => ApiError::invalid(field.field, field.reason),
+            EngineError::Media(MediaRefused::TooLarge { .. }) => {
+                ApiError::Problem(&ProblemType::MEDIA_TOO_LARGE, detail)
+            }
+            EngineError::Media(MediaRefused::UnsupportedType { .. }) => {
+                ApiError::Problem(&ProblemType::UNSUPPORTED_MEDIA, detail)
+            }
+            EngineError::Quota(QuotaError::Exceeded { resets_at, .. }) => {
+                let wait =
+                    (resets_at.as_datetime() - gw_core::Timestamp::now().as_datetime()).to_std().unwrap_or_default();
+                ApiError::QuotaExceeded { detail, retry_after: wait }
+            }
+            EngineError::Quota(QuotaError::Inactive) => ApiError::Problem(&ProblemType::INACTIVE, detail),
+            EngineError::Quota(QuotaError::Unavailable(cause)) => ApiError::Unavailable(cause),
+            EngineError::IdempotencyKeyReused => ApiError::Problem(&ProblemType::IDEMPOTENCY_KEY_REUSED, detail),
+            EngineError::NoDriver(_) => ApiError::Problem(&ProblemType::DRIVER_UNAVAILABLE, detail),
+            EngineError::Driver(gw_sessions::DriverError::NotConnected) => {
+                ApiError::Problem(&ProblemType::INSTANCE_NOT_CONNECTED, detail)
+            }
+            EngineError::Driver(gw_sessions::DriverError::InvalidRecipient(reason)) => ApiError::invalid("jid", reason),
+            EngineError::Driver(_) => ApiError::Problem(&ProblemType::DRIVER_ERROR, detail),
+            EngineError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<gw_sessions::InvalidField> for ApiError {
+    fn from(err: gw_sessions::InvalidField) -> Self {
+        ApiError::invalid(err.field, err.reason)
     }
 }

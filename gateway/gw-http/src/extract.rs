@@ -232,3 +232,19 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller::Key(principal))
     }
 }
+
+/// Parses a JSON body already read as bytes (handlers that also hash the raw body), with the same problem types
+/// as [`Json`].
+pub fn parse_json<T: serde::de::DeserializeOwned>(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+    if !is_json {
+        return Err(ApiError::Problem(
+            &ProblemType::UNSUPPORTED_MEDIA_TYPE,
+            "expected a body with content type application/json".into(),
+        ));
+    }
+    axum::Json::<T>::from_bytes(body).map(|axum::Json(value)| value).map_err(ApiError::from)
+}

@@ -9,6 +9,7 @@ pub mod error;
 mod extract;
 mod middleware;
 mod openapi;
+mod qr_png;
 mod routes;
 mod state;
 
@@ -26,7 +27,7 @@ pub use openapi::ApiDoc;
 pub use state::{AppState, HttpSettings};
 
 use crate::error::ProblemType as P;
-use crate::routes::{api_keys, audit, auth, health, instances, problems, subscriptions};
+use crate::routes::{api_keys, audit, auth, health, instances, problems, sandbox, sessions, subscriptions};
 
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())
@@ -39,6 +40,9 @@ async fn route_not_found() -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::Problem(&P::METHOD_NOT_ALLOWED, "this endpoint does not accept this method".into())
 }
+
+/// Media up to 16 MiB arrives base64-encoded in JSON (4/3 of the bytes) with room for the other fields.
+const MAX_SEND_BODY_BYTES: usize = 24 * 1024 * 1024;
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
@@ -69,6 +73,31 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/instances/{id}/api-keys/{key_id}/revoke", post(api_keys::revoke))
         .route("/v1/instances/{id}/api-keys/{key_id}/rotate", post(api_keys::rotate))
         .route("/v1/audit-log", get(audit::list))
+        .route("/v1/instances/{id}/connect", post(sessions::connect))
+        .route("/v1/instances/{id}/restart", post(sessions::restart))
+        .route("/v1/instances/{id}/logout", post(sessions::logout))
+        .route("/v1/instances/{id}/qr", get(sessions::qr))
+        .route("/v1/instances/{id}/qr.png", get(sessions::qr_png))
+        .route("/v1/instances/{id}/pair-code", post(sessions::pair_code))
+        .route(
+            "/v1/instances/{id}/messages",
+            post(sessions::send).layer(DefaultBodyLimit::max(MAX_SEND_BODY_BYTES)).get(sessions::list_messages),
+        )
+        .route("/v1/instances/{id}/messages/{message_id}", get(sessions::get_message))
+        .route("/v1/instances/{id}/chats/{chat}/read", post(sessions::mark_read))
+        .route("/v1/instances/{id}/chats/{chat}/presence", post(sessions::presence))
+        .route("/v1/instances/{id}/contacts", get(sessions::list_contacts))
+        .route("/v1/instances/{id}/contacts/{contact_id}", get(sessions::get_contact))
+        .route("/v1/instances/{id}/contacts/{contact_id}/block", post(sessions::block))
+        .route("/v1/instances/{id}/contacts/{contact_id}/unblock", post(sessions::unblock))
+        .route("/v1/instances/{id}/groups", get(sessions::groups))
+        .route("/v1/instances/{id}/events", get(sessions::events))
+        .route("/v1/sandbox/instances/{id}/scan", post(sandbox::scan))
+        .route("/v1/sandbox/instances/{id}/inbound", post(sandbox::inbound))
+        .route("/v1/sandbox/instances/{id}/drop", post(sandbox::drop_connection))
+        .route("/v1/sandbox/instances/{id}/unlink", post(sandbox::unlink))
+        .route("/v1/sandbox/instances/{id}/replace", post(sandbox::replace))
+        .route("/v1/sandbox/groups", post(sandbox::create_group))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))

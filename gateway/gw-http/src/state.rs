@@ -29,6 +29,10 @@ pub struct AppState {
     pub settings: Arc<HttpSettings>,
     /// Per-key request limits.
     pub limiter: Arc<dyn RateLimiter>,
+    /// The session engine: instance lifecycle, sends, live events.
+    pub engine: gw_sessions::Engine,
+    /// The simulated WhatsApp network's control API; `None` when the sandbox is disabled.
+    pub sandbox: Option<Arc<gw_sessions::sandbox::SandboxNetwork>>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -116,7 +116,7 @@ pub struct SentMessage {
 
 /// A group the account belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub struct GroupInfo {
     pub jid: String,
     pub subject: String,

@@ -241,10 +241,10 @@ impl Engine {
     /// Logs the instance out on WhatsApp's side and forgets the session; a new pairing is needed.
     pub async fn logout(&self, instance: &Instance) -> Result<(), EngineError> {
         let (reply, done) = oneshot::channel();
-        if self.command(instance.id, Command::Logout { reply }, false) {
-            if let Ok(result) = done.await {
-                return result.map_err(EngineError::Driver);
-            }
+        if self.command(instance.id, Command::Logout { reply }, false)
+            && let Ok(result) = done.await
+        {
+            return result.map_err(EngineError::Driver);
         }
         // No live session: forget the stored one and record the status ourselves.
         self.inner.store.invalidate_session(instance.id, Timestamp::now()).await?;
@@ -403,14 +403,14 @@ pub(crate) async fn send_message(
         _ => None,
     };
     // A retry of an accepted request returns the first result and reserves nothing again.
-    if let Some(idem) = &request.idempotency {
-        if let Some((message, hash)) = inner.store.find_idempotent_message(instance.id, &idem.key).await? {
-            return if hash.as_deref() == Some(idem.request_hash.as_slice()) {
-                Ok(Accepted { message, replayed: true })
-            } else {
-                Err(EngineError::IdempotencyKeyReused)
-            };
-        }
+    if let Some(idem) = &request.idempotency
+        && let Some((message, hash)) = inner.store.find_idempotent_message(instance.id, &idem.key).await?
+    {
+        return if hash.as_deref() == Some(idem.request_hash.as_slice()) {
+            Ok(Accepted { message, replayed: true })
+        } else {
+            Err(EngineError::IdempotencyKeyReused)
+        };
     }
     inner.meter.reserve_messages(instance.subscription_id, 1).await?;
 
@@ -513,10 +513,10 @@ fn content_json(
             None,
         ),
         SendContent::ContactCard { display_name, vcard } => {
-            (json!({ "contact": { "displayName": display_name, "vcard": vcard } }), None)
+            (json!({ "contact": { "display_name": display_name, "vcard": vcard } }), None)
         }
         SendContent::Reaction { message_id, emoji } => {
-            (json!({ "reaction": { "messageId": message_id, "emoji": text.unwrap_or(emoji) } }), None)
+            (json!({ "reaction": { "message_id": message_id, "emoji": text.unwrap_or(emoji) } }), None)
         }
     }
 }

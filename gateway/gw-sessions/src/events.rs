@@ -7,21 +7,21 @@ use serde_json::{Value, json};
 pub fn message_json(message: &Message) -> Value {
     json!({
         "id": message.id,
-        "waMessageId": message.wa_message_id,
+        "wa_message_id": message.wa_message_id,
         "direction": message.direction,
-        "chatJid": message.chat_jid,
+        "chat_jid": message.chat_jid,
         "from": message.sender_jid,
         "type": message.kind,
         "text": message.text,
         "content": message.content,
-        "quotedMessageId": message.quoted_message_id,
+        "quoted_message_id": message.quoted_message_id,
         "status": message.status,
-        "failureReason": message.failure_reason,
+        "failure_reason": message.failure_reason,
         "origin": message.origin,
-        "createdAt": message.created_at,
-        "sentAt": message.sent_at,
-        "deliveredAt": message.delivered_at,
-        "readAt": message.read_at,
+        "created_at": message.created_at,
+        "sent_at": message.sent_at,
+        "delivered_at": message.delivered_at,
+        "read_at": message.read_at,
     })
 }
 
@@ -33,9 +33,9 @@ pub fn contact_json(contact: &Contact) -> Value {
         "phone": crate::send::phone_of(&contact.jid),
         "name": contact.name,
         "notify": contact.notify,
-        "isBlocked": contact.is_blocked,
-        "isGroup": contact.is_group,
-        "lastMessageAt": contact.last_message_at,
+        "is_blocked": contact.is_blocked,
+        "is_group": contact.is_group,
+        "last_message_at": contact.last_message_at,
     })
 }
 
@@ -43,10 +43,10 @@ pub fn connection_json(instance: &Instance) -> Value {
     json!({
         "status": instance.status,
         "phone": instance.phone,
-        "displayName": instance.display_name,
-        "connectionAttempts": instance.connection_attempts,
-        "lastError": instance.last_error,
-        "lastConnectedAt": instance.last_connected_at,
-        "lastDisconnectedAt": instance.last_disconnected_at,
+        "display_name": instance.display_name,
+        "connection_attempts": instance.connection_attempts,
+        "last_error": instance.last_error,
+        "last_connected_at": instance.last_connected_at,
+        "last_disconnected_at": instance.last_disconnected_at,
     })
 }

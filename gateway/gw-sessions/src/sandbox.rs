@@ -26,7 +26,7 @@ const QR_TTL_SECONDS: i64 = 60;
 
 /// What the sandbox keeps in the session store: enough to come back as the same account.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 struct SandboxCredentials {
     jid: String,
     display_name: Option<String>,
@@ -518,12 +518,11 @@ impl Connection for SandboxConnection {
         if state.pairing.get(&self.instance_id).is_some_and(|p| p.generation == self.generation) {
             state.pairing.remove(&self.instance_id);
         }
-        if let Some(jid) = state.jid_of.get(&self.instance_id).cloned() {
-            if let Some(account) = state.accounts.get_mut(&jid) {
-                if account.generation == self.generation {
-                    account.online = None;
-                }
-            }
+        if let Some(jid) = state.jid_of.get(&self.instance_id).cloned()
+            && let Some(account) = state.accounts.get_mut(&jid)
+            && account.generation == self.generation
+        {
+            account.online = None;
         }
     }
 }

@@ -165,10 +165,10 @@ impl SendRequest {
                 }
             }
         }
-        if let Some(key) = &self.idempotency {
-            if key.key.is_empty() || key.key.len() > 255 {
-                return Err(invalid("Idempotency-Key", "1 to 255 characters"));
-            }
+        if let Some(key) = &self.idempotency
+            && (key.key.is_empty() || key.key.len() > 255)
+        {
+            return Err(invalid("Idempotency-Key", "1 to 255 characters"));
         }
         Ok(())
     }

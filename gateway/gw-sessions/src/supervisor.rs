@@ -296,7 +296,7 @@ async fn on_event(
                 ..Default::default()
             };
             *instance = update_instance(inner, instance, update).await;
-            inner.publish_logged(instance, EventType::QrUpdated, json!({ "qr": code, "expiresAt": expires_at })).await;
+            inner.publish_logged(instance, EventType::QrUpdated, json!({ "qr": code, "expires_at": expires_at })).await;
             inner.publish_logged(instance, EventType::ConnectionUpdate, connection_json(instance)).await;
         }
         DriverEvent::PairSuccess { jid, display_name, .. } => {
@@ -379,7 +379,7 @@ async fn on_event(
             }
         }
         DriverEvent::Presence { jid, presence, last_seen } => {
-            let data = json!({ "jid": jid, "phone": phone_of(&jid), "presence": presence, "lastSeen": last_seen });
+            let data = json!({ "jid": jid, "phone": phone_of(&jid), "presence": presence, "last_seen": last_seen });
             inner.publish_logged(instance, EventType::PresenceUpdated, data).await;
         }
         DriverEvent::Contact { jid, lid, pn_jid, name, notify } => {
@@ -433,9 +433,9 @@ async fn handle_inbound(inner: &Arc<Inner>, instance: &Instance, message: Inboun
         kind,
         content: json!({
             "media": media,
-            "senderLid": sender_jid.ends_with("@lid").then_some(&sender_jid),
-            "pushName": push_name,
-            "fromMe": from_me,
+            "sender_lid": sender_jid.ends_with("@lid").then_some(&sender_jid),
+            "push_name": push_name,
+            "from_me": from_me,
         }),
         text: text.clone(),
         quoted_message_id,
@@ -515,7 +515,7 @@ fn media_of(message: &gw_core::Message) -> Option<gw_core::MediaInfo> {
     serde_json::from_value(message.content.get("media")?.clone()).ok()
 }
 
-/// Per-instance send pacing from the instance's `settings` (`sendIntervalMs`, `typingDelayMs`): a minimum gap
+/// Per-instance send pacing from the instance's `settings` (`send_interval_ms`, `typing_delay_ms`): a minimum gap
 /// between messages and an optional "typing…" before each, which keeps accounts clear of spam heuristics.
 #[derive(Debug, Clone, Copy, Default)]
 struct Pacing {
@@ -526,7 +526,7 @@ struct Pacing {
 impl Pacing {
     fn from_settings(settings: &serde_json::Value) -> Self {
         let ms = |key: &str| Duration::from_millis(settings.get(key).and_then(|v| v.as_u64()).unwrap_or(0).min(60_000));
-        Self { interval: ms("sendIntervalMs"), typing: ms("typingDelayMs") }
+        Self { interval: ms("send_interval_ms"), typing: ms("typing_delay_ms") }
     }
 }
 
@@ -636,11 +636,11 @@ fn to_outgoing(queued: &QueuedMessage) -> Result<OutgoingMessage, String> {
             address: text_of(&["location", "address"]),
         },
         MessageKind::ContactCard => OutgoingContent::ContactCard {
-            display_name: text_of(&["contact", "displayName"]).ok_or_else(malformed)?,
+            display_name: text_of(&["contact", "display_name"]).ok_or_else(malformed)?,
             vcard: text_of(&["contact", "vcard"]).ok_or_else(malformed)?,
         },
         MessageKind::Reaction => OutgoingContent::Reaction {
-            target_message_id: text_of(&["reaction", "messageId"]).ok_or_else(malformed)?,
+            target_message_id: text_of(&["reaction", "message_id"]).ok_or_else(malformed)?,
             emoji: text_of(&["reaction", "emoji"]).unwrap_or_default(),
         },
         MessageKind::Other => return Err(malformed()),

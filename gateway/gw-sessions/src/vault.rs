@@ -74,26 +74,6 @@ impl SessionCipher {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sealed_state_opens_only_with_the_same_key_and_instance() {
-        let cipher = SessionCipher::new(&[7; 32]);
-        let instance = InstanceId::new();
-        let sealed = cipher.seal(instance, b"auth state").expect("seal");
-        assert!(!sealed.windows(10).any(|w| w == b"auth state"), "plain text must not be stored");
-        assert_eq!(cipher.open(instance, &sealed).expect("open"), b"auth state");
-        assert!(cipher.open(InstanceId::new(), &sealed).is_err(), "another instance's row must not open");
-        assert!(SessionCipher::new(&[8; 32]).open(instance, &sealed).is_err(), "another key must not open");
-        let mut tampered = sealed.clone();
-        let last = tampered.len() - 1;
-        tampered[last] ^= 1;
-        assert!(cipher.open(instance, &tampered).is_err());
-    }
-}
-
 fn store_err(e: gw_store::StoreError) -> DriverError {
     DriverError::Transient(format!("session store: {e}"))
 }
@@ -116,5 +96,25 @@ impl AuthVault for StoreVault {
 
     async fn invalidate(&self) -> Result<(), DriverError> {
         self.store.invalidate_session(self.instance_id, Timestamp::now()).await.map_err(store_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_state_opens_only_with_the_same_key_and_instance() {
+        let cipher = SessionCipher::new(&[7; 32]);
+        let instance = InstanceId::new();
+        let sealed = cipher.seal(instance, b"auth state").expect("seal");
+        assert!(!sealed.windows(10).any(|w| w == b"auth state"), "plain text must not be stored");
+        assert_eq!(cipher.open(instance, &sealed).expect("open"), b"auth state");
+        assert!(cipher.open(InstanceId::new(), &sealed).is_err(), "another instance's row must not open");
+        assert!(SessionCipher::new(&[8; 32]).open(instance, &sealed).is_err(), "another key must not open");
+        let mut tampered = sealed.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(cipher.open(instance, &tampered).is_err());
     }
 }

@@ -271,7 +271,7 @@ async fn inbound_from_a_lid_keeps_one_contact(store: Arc<dyn Store>) {
         .expect("inject");
     let event = node.expect(&inst, "the message", |e| e.event_type == EventType::MessageReceived).await;
     assert_eq!(event.data["from"], "15557770001@s.whatsapp.net");
-    assert_eq!(event.data["content"]["senderLid"], "987654321@lid");
+    assert_eq!(event.data["content"]["sender_lid"], "987654321@lid");
     tokio::time::timeout(WAIT, acked).await.expect("acknowledged in time").expect("acknowledged");
     let by_lid = store.find_contact_by_jid(inst.id, "987654321@lid").await.expect("find").expect("contact");
     assert_eq!(by_lid.jid, "15557770001@s.whatsapp.net");

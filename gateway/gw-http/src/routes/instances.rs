@@ -82,8 +82,13 @@ pub async fn update(
     Json(body): Json<UpdateInstanceRequest>,
 ) -> Result<Json<InstanceDto>, ApiError> {
     tracing::Span::current().record("instance", tracing::field::display(id));
+    let deactivate = body.is_active == Some(false);
     let update = UpdateInstance { name: body.name, settings: body.settings, is_active: body.is_active };
-    Ok(Json(state.accounts.update_instance(&by, id, update).await?.into()))
+    let instance = state.accounts.update_instance(&by, id, update).await?;
+    if deactivate {
+        state.engine.stop(id).await;
+    }
+    Ok(Json(instance.into()))
 }
 
 /// Deletes an instance with its keys, contacts, webhooks and session, and frees its slot. Owners only.
@@ -96,6 +101,8 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     tracing::Span::current().record("instance", tracing::field::display(id));
     state.accounts.delete_instance(&by, id).await?;
+    // After the delete succeeded (so only someone allowed to delete can stop it): end its session task.
+    state.engine.stop(id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

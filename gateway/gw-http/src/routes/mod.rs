@@ -6,4 +6,6 @@ pub mod auth;
 pub mod health;
 pub mod instances;
 pub mod problems;
+pub mod sandbox;
+pub mod sessions;
 pub mod subscriptions;
