@@ -379,6 +379,26 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The 32-byte session encryption key.
+    pub fn session_key(&self) -> Result<[u8; 32], ConfigError> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(self.sessions.encryption_key.expose().trim())
+            .map_err(|_| invalid("sessions.encryption_key", "must be base64 (openssl rand -base64 32)"))?;
+        bytes.try_into().map_err(|_| invalid("sessions.encryption_key", "must decode to exactly 32 bytes"))
+    }
+
+    pub fn engine(&self) -> gw_sessions::EngineConfig {
+        gw_sessions::EngineConfig {
+            backoff_initial: Duration::from_millis(self.sessions.backoff_initial_ms),
+            backoff_max: Duration::from_secs(self.sessions.backoff_max_secs),
+            max_reply_depth: self.sessions.max_reply_depth,
+            ..Default::default()
+        }
+    }
+}
+
 #[cfg(test)]
 // figment's Jail closures return its own (large) error type.
 #[allow(clippy::result_large_err)]
@@ -499,25 +519,5 @@ mod tests {
             assert!(!printed.contains("correct horse") && !printed.contains(DEVELOPMENT_JWT_SECRET), "{printed}");
             Ok(())
         });
-    }
-}
-
-impl Settings {
-    /// The 32-byte session encryption key.
-    pub fn session_key(&self) -> Result<[u8; 32], ConfigError> {
-        use base64::Engine as _;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(self.sessions.encryption_key.expose().trim())
-            .map_err(|_| invalid("sessions.encryption_key", "must be base64 (openssl rand -base64 32)"))?;
-        bytes.try_into().map_err(|_| invalid("sessions.encryption_key", "must decode to exactly 32 bytes"))
-    }
-
-    pub fn engine(&self) -> gw_sessions::EngineConfig {
-        gw_sessions::EngineConfig {
-            backoff_initial: Duration::from_millis(self.sessions.backoff_initial_ms),
-            backoff_max: Duration::from_secs(self.sessions.backoff_max_secs),
-            max_reply_depth: self.sessions.max_reply_depth,
-            ..Default::default()
-        }
     }
 }

@@ -79,6 +79,23 @@ pub(crate) async fn supervise(inner: Arc<Inner>, instance_id: InstanceId, shared
                 }
                 tokio::time::sleep(backoff(&inner.config, crashes)).await;
                 first = Some(Command::Connect { pair_phone: None });
+                // Commands that arrived meanwhile come first: a stop must end a task that would panic again.
+                let mut pending = commands.lock().await;
+                while let Ok(command) = pending.try_recv() {
+                    match command {
+                        Command::Stop => return,
+                        Command::Logout { reply } => {
+                            let _ = reply.send(logout_offline(&inner, instance_id).await);
+                            first = None;
+                        }
+                        Command::PairCode { reply, .. } => {
+                            let _ = reply.send(Err(DriverError::NotConnected));
+                        }
+                        Command::Connect { .. } | Command::Restart => {
+                            first = Some(Command::Connect { pair_phone: None });
+                        }
+                    }
+                }
             }
             Err(_) => return,
         }
@@ -205,6 +222,7 @@ async fn connect_once(
         ..Default::default()
     };
     let instance = update_instance(inner, &instance, update).await;
+    inner.publish_logged(&instance, EventType::ConnectionUpdate, connection_json(&instance)).await;
     let vault: Arc<StoreVault> = Arc::new(StoreVault::new(inner.store.clone(), inner.cipher.clone(), instance.id));
     let request = ConnectRequest { instance_id: instance.id, pair_phone };
     match driver.connect(request, vault.clone()).await {

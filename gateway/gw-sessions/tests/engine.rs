@@ -279,6 +279,135 @@ async fn inbound_from_a_lid_keeps_one_contact(store: Arc<dyn Store>) {
     node.engine.shutdown().await;
 }
 
+/// A driver that cannot reach its service, or that panics for one chosen instance; counts its connect calls.
+#[derive(Debug, Default)]
+struct BrokenDriver {
+    panics_for: std::sync::Mutex<Option<gw_core::InstanceId>>,
+    attempts: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl gw_sessions::Driver for BrokenDriver {
+    async fn connect(
+        &self,
+        request: gw_sessions::ConnectRequest,
+        _vault: Arc<dyn gw_sessions::AuthVault>,
+    ) -> Result<(Box<dyn gw_sessions::Connection>, gw_sessions::DriverEvents), gw_sessions::DriverError> {
+        self.attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if *self.panics_for.lock().expect("lock") == Some(request.instance_id) {
+            panic!("driver bug for one instance");
+        }
+        Err(gw_sessions::DriverError::Transient("connection refused (127.0.0.1:9)".into()))
+    }
+}
+
+async fn an_unreachable_service_backs_off_with_a_clear_error(store: Arc<dyn Store>) {
+    let broken = Arc::new(BrokenDriver::default());
+    let engine = Engine::builder(
+        store.clone(),
+        Arc::new(DirectMeter::new(store.clone())),
+        Arc::new(SessionCipher::new(&[1; 32])),
+    )
+    .driver(DriverKind::Whatsapp, broken.clone())
+    .config(EngineConfig {
+        backoff_initial: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(40),
+        ..Default::default()
+    })
+    .build();
+    let mut events = engine.subscribe();
+    let sub = tenant(&store, 10).await;
+    let inst = store
+        .create_instance(
+            NewInstance {
+                name: "wa".into(),
+                subscription_id: sub.id,
+                created_by_id: None,
+                driver: DriverKind::Whatsapp,
+                settings: json!({}),
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect("instance");
+    engine.start(&inst, None).expect("start");
+    // Several attempts, each recorded as disconnected with the driver's reason, never a crash or a logout.
+    let mut disconnected = 0;
+    while disconnected < 3 {
+        let event = tokio::time::timeout(WAIT, events.recv()).await.expect("an event in time").expect("bus open");
+        if event.event_type == EventType::ConnectionUpdate && event.data["status"] == "disconnected" {
+            assert!(
+                event.data["last_error"].as_str().is_some_and(|e| e.contains("connection refused")),
+                "{}",
+                event.data
+            );
+            disconnected += 1;
+        }
+    }
+    let stored = store.get_instance(Scope::All, inst.id).await.expect("instance");
+    assert!(stored.connection_attempts >= 3, "attempts are counted: {}", stored.connection_attempts);
+    assert!(stored.last_error_at.is_some());
+    assert_ne!(stored.status, InstanceStatus::LoggedOut);
+    engine.shutdown().await;
+    let after = broken.attempts.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(engine.running(), 0);
+    // Stopped means stopped: no attempt after shutdown returns.
+    assert_eq!(broken.attempts.load(std::sync::atomic::Ordering::SeqCst), after);
+}
+
+async fn a_panicking_instance_never_touches_another(store: Arc<dyn Store>) {
+    let broken = Arc::new(BrokenDriver::default());
+    let network = SandboxNetwork::new();
+    let engine = Engine::builder(
+        store.clone(),
+        Arc::new(DirectMeter::new(store.clone())),
+        Arc::new(SessionCipher::new(&[1; 32])),
+    )
+    .driver(DriverKind::Whatsapp, broken.clone())
+    .driver(DriverKind::Sandbox, Arc::new(SandboxDriver::new(network.clone())))
+    .config(EngineConfig {
+        backoff_initial: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(40),
+        ..Default::default()
+    })
+    .build();
+    let mut node = Node { events: engine.subscribe(), engine, network };
+    let sub = tenant(&store, 10).await;
+    let bad = store
+        .create_instance(
+            NewInstance {
+                name: "bad".into(),
+                subscription_id: sub.id,
+                created_by_id: None,
+                driver: DriverKind::Whatsapp,
+                settings: json!({}),
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect("instance");
+    *broken.panics_for.lock().expect("lock") = Some(bad.id);
+    node.engine.start(&bad, None).expect("start");
+    let good = new_instance(&store, &sub, "good").await;
+    let good = node.paired(&store, &good, "Good").await;
+    // The panicking instance is restarted by its supervisor (attempts keep coming) and reports it.
+    node.expect(&bad, "the panic reported", |e| {
+        e.event_type == EventType::ConnectionUpdate
+            && e.data["last_error"].as_str().is_some_and(|r| r.contains("internal error"))
+    })
+    .await;
+    let before = broken.attempts.load(std::sync::atomic::Ordering::SeqCst);
+    node.expect(&bad, "another attempt", |e| {
+        e.event_type == EventType::ConnectionUpdate && e.data["status"] == "connecting"
+    })
+    .await;
+    assert!(broken.attempts.load(std::sync::atomic::Ordering::SeqCst) >= before);
+    // Meanwhile the healthy instance sends as usual.
+    node.engine.send(&good, text("+15550001234", "still fine")).await.expect("send");
+    node.expect(&good, "sent", |e| e.event_type == EventType::MessageSent).await;
+    node.engine.shutdown().await;
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -315,6 +444,8 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    an_unreachable_service_backs_off_with_a_clear_error,
+    a_panicking_instance_never_touches_another,
     pairing_sending_receipts_and_ordering,
     idempotent_retries_and_refusals_write_nothing,
     restart_resumes_without_pairing_and_blips_are_not_logouts,
