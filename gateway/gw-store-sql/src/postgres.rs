@@ -56,3 +56,7 @@ pub fn migration_versions() -> Vec<i64> {
 mod store {
     impl_store!(super::PgStore, sqlx::Postgres, "postgres");
 }
+
+mod whatsapp_state {
+    impl_whatsapp_state_store!(super::PgStore);
+}

@@ -78,3 +78,7 @@ pub fn migration_versions() -> Vec<i64> {
 mod store {
     impl_store!(super::SqliteStore, sqlx::Sqlite, "sqlite");
 }
+
+mod whatsapp_state {
+    impl_whatsapp_state_store!(super::SqliteStore);
+}

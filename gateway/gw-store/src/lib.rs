@@ -11,6 +11,7 @@ mod commands;
 mod error;
 mod page;
 mod traits;
+mod whatsapp;
 
 #[cfg(feature = "testing")]
 pub mod contract;
@@ -19,3 +20,4 @@ pub use commands::*;
 pub use error::{Limit, StoreError, StoreResult, UniqueKey};
 pub use page::{Cursor, CursorError, Page, PageRequest};
 pub use traits::*;
+pub use whatsapp::{WaStateRecord, WaStateWrite, WhatsAppStateStore};

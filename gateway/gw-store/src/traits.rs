@@ -213,6 +213,7 @@ pub trait Store:
     + UsageStore
     + AuditLogStore
     + RefreshTokenStore
+    + crate::WhatsAppStateStore
     + std::fmt::Debug
 {
     /// `"sqlite"` or `"postgres"`.
