@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod crypto;
+pub mod events;
 pub mod vault;
 
 pub use backend::{GatewayBackend, StateError};
