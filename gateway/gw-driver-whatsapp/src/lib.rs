@@ -9,9 +9,11 @@
 
 pub mod backend;
 pub mod crypto;
+pub mod driver;
 pub mod events;
 pub mod vault;
 
 pub use backend::{GatewayBackend, StateError};
 pub use crypto::{CryptoError, StateCipher};
+pub use driver::{ConfigError, WhatsAppConnection, WhatsAppDriver, WhatsAppDriverConfig};
 pub use vault::StoreAuthVault;
