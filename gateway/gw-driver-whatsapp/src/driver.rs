@@ -18,13 +18,13 @@ use gw_sessions::{
 use gw_store::Store;
 use tokio::sync::{Mutex, mpsc};
 use tracing::{Instrument, debug, info_span, warn};
-use whatsapp_rust::bot::{Bot, EventDelivery};
+use whatsapp_rust::bot::Bot;
 use whatsapp_rust::buffa::MessageField;
 use whatsapp_rust::client::Client;
 use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
-use whatsapp_rust::types::events::Event;
+use whatsapp_rust::types::events::{Event, EventHandler};
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{ChatStateType, InboundDurabilityHook, SendError, TokioRuntime, UploadOptions};
 
@@ -51,7 +51,7 @@ pub struct WhatsAppDriverConfig {
     /// redelivers it on the next connect).
     #[serde(default = "default_ack_timeout_secs")]
     pub inbound_ack_timeout_secs: u64,
-    /// Events buffered per connection before the library's event mailbox waits on the engine.
+    /// Capacity of a connection's event channel to the engine; a full channel slows the connection down.
     #[serde(default = "default_event_buffer")]
     pub event_buffer: usize,
 }
@@ -199,24 +199,32 @@ impl InboundDurabilityHook for AckAfterEngine {
         _client: Arc<Client>,
         batch: &[whatsapp_rust::types::events::InboundMessage],
     ) -> whatsapp_rust::anyhow::Result<()> {
-        let mut pending = Vec::with_capacity(batch.len());
-        for item in batch {
-            if let Some(contact) = events::contact_from_message(&item.info) {
-                self.sink.send(contact).await;
-            }
-            let (ack, acked) = InboundAck::new();
-            let message = events::inbound_message(&item.message, &item.info, ack);
-            if !self.sink.send(DriverEvent::Message(message)).await {
-                whatsapp_rust::anyhow::bail!("the engine is not listening; leaving the batch unacknowledged");
-            }
-            pending.push(acked);
+        deliver_batch(&self.sink, self.timeout, batch).await.map_err(whatsapp_rust::anyhow::Error::msg)
+    }
+}
+
+/// Hands a batch to the engine and waits for every ack; `Err` leaves the whole batch unacknowledged.
+async fn deliver_batch(
+    sink: &EventSink,
+    timeout: Duration,
+    batch: &[whatsapp_rust::types::events::InboundMessage],
+) -> Result<(), &'static str> {
+    let mut pending = Vec::with_capacity(batch.len());
+    for item in batch {
+        if let Some(contact) = events::contact_from_message(&item.info) {
+            sink.send(contact).await;
         }
-        let all = futures_all(pending);
-        match tokio::time::timeout(self.timeout, all).await {
-            Ok(true) => Ok(()),
-            Ok(false) => whatsapp_rust::anyhow::bail!("the engine dropped an inbound message without storing it"),
-            Err(_) => whatsapp_rust::anyhow::bail!("the engine did not store the inbound batch in time"),
+        let (ack, acked) = InboundAck::new();
+        let message = events::inbound_message(&item.message, &item.info, ack);
+        if !sink.send(DriverEvent::Message(message)).await {
+            return Err("the engine is not listening; the batch stays unacknowledged");
         }
+        pending.push(acked);
+    }
+    match tokio::time::timeout(timeout, futures_all(pending)).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("the engine dropped an inbound message without storing it"),
+        Err(_) => Err("the engine did not store the inbound batch in time"),
     }
 }
 
@@ -239,19 +247,67 @@ fn own_identity(client: &Client) -> OwnIdentity {
     }
 }
 
-async fn forward_event(sink: &EventSink, event: &Event, client: &Client) {
-    if let Event::Messages(batch) = event {
-        // Everything else in the batch already reached the engine through the durability hook.
-        for item in batch.messages.iter().filter(|m| events::bypasses_durability_hook(&m.info)) {
-            let message = events::inbound_message(&item.message, &item.info, InboundAck::detached());
-            sink.send(DriverEvent::Message(message)).await;
+/// What the library's event bus hands to the pump: its events, then the end of the connection.
+enum Pumped {
+    Event(Arc<Event>),
+    /// The client's run loop returned; every event it dispatched is already queued before this.
+    Ended,
+}
+
+/// Runs inline on the library's dispatch path (never blocks: an unbounded queue), so the order of events and the
+/// end of the connection is exactly the library's.
+struct InlineForwarder(mpsc::UnboundedSender<Pumped>);
+
+impl EventHandler for InlineForwarder {
+    fn handle_event(&self, event: Arc<Event>) {
+        // Messages reach the engine through the durability hook; only the few that bypass it are forwarded here.
+        let _ = self.0.send(Pumped::Event(event));
+    }
+}
+
+const PAIRING_RESTART: &str = "WhatsApp closes the pairing connection once the device is registered; connect again to \
+                               log in with the new credentials";
+
+/// Translates queued library events into driver events, in order, and ends the stream when the connection ends.
+async fn pump(
+    mut queue: mpsc::UnboundedReceiver<Pumped>,
+    sink: Arc<EventSink>,
+    client: Arc<Client>,
+    last_dial_error: Arc<std::sync::Mutex<Option<String>>>,
+) {
+    let mut paired = false;
+    while let Some(item) = queue.recv().await {
+        let event = match item {
+            Pumped::Event(event) => event,
+            Pumped::Ended => break,
+        };
+        if let Event::Messages(batch) = &*event {
+            for item in batch.messages.iter().filter(|m| events::bypasses_durability_hook(&m.info)) {
+                let message = events::inbound_message(&item.message, &item.info, InboundAck::detached());
+                sink.send(DriverEvent::Message(message)).await;
+            }
+            continue;
         }
-        return;
-    }
-    let own = if matches!(event, Event::Connected(_)) { own_identity(client) } else { OwnIdentity::default() };
-    if let Some(mapped) = events::map_event(event, &own, Timestamp::now()) {
+        let own = if matches!(&*event, Event::Connected(_)) { own_identity(&client) } else { OwnIdentity::default() };
+        let Some(mapped) = events::map_event(&event, &own, Timestamp::now()) else { continue };
+        paired |= matches!(mapped, DriverEvent::PairSuccess { .. });
+        let terminal = events::ends_connection(&mapped) && !matches!(mapped, DriverEvent::Disconnected { .. });
         sink.send(mapped).await;
+        if terminal {
+            // The contract ends the connection here (a pairing error, a ban, a logout, a replaced stream) even
+            // where the library would keep the socket open.
+            let client = client.clone();
+            tokio::spawn(async move { client.disconnect().await }.in_current_span());
+        }
     }
+    let reason = match last_dial_error.lock().ok().and_then(|mut e| e.take()) {
+        Some(dial_error) => dial_error,
+        None if paired => PAIRING_RESTART.to_owned(),
+        None => "the connection to WhatsApp ended".to_owned(),
+    };
+    debug!(%reason, "whatsapp connection over");
+    sink.send(DriverEvent::Disconnected { reason }).await;
+    sink.close();
 }
 
 #[async_trait::async_trait]
@@ -278,24 +334,19 @@ impl Driver for WhatsAppDriver {
         let last_dial_error = Arc::new(std::sync::Mutex::new(None));
         let recorder = DialRecorder { inner: factory, url, last_error: last_dial_error.clone() };
 
-        let handler_sink = sink.clone();
+        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
         let mut builder = Bot::builder()
             .with_backend(backend)
             .with_transport_factory(recorder)
             .with_http_client(UreqHttpClient::new())
             .with_runtime(TokioRuntime)
-            // One mailbox, in arrival order: a QR code must not overtake the connection it belongs to.
-            .with_event_delivery(EventDelivery::Ordered { capacity: self.config.event_buffer.max(64) })
             .with_inbound_durability_hook(AckAfterEngine {
                 sink: sink.clone(),
                 timeout: Duration::from_secs(self.config.inbound_ack_timeout_secs),
             })
             // The gateway stores live traffic; importing years of chat history is not its job.
             .skip_history_sync()
-            .on_event(move |event, client| {
-                let sink = handler_sink.clone();
-                async move { forward_event(&sink, &event, &client).await }
-            });
+            .with_event_handler(InlineForwarder(queue_tx.clone()));
         if let Some(version) = self.config.version {
             builder = builder.with_version(version);
         }
@@ -305,21 +356,15 @@ impl Driver for WhatsAppDriver {
             .await
             .map_err(|err| DriverError::Transient(format!("cannot start the whatsapp client: {err}")))?;
         let client = bot.client();
-        // The engine reconnects with its own backoff; two reconnect loops would fight.
+        // The engine reconnects with its own backoff; two reconnect loops would fight. One consequence: after a
+        // successful pairing WhatsApp's restart (stream error 515) ends this connection too, reported as such.
         client.enable_auto_reconnect.store(false, Ordering::Relaxed);
 
-        let run_sink = sink.clone();
+        tokio::spawn(pump(queue_rx, sink.clone(), client.clone(), last_dial_error).instrument(span.clone()));
         let run = tokio::spawn(
             async move {
                 bot.run().await;
-                let reason = last_dial_error
-                    .lock()
-                    .ok()
-                    .and_then(|mut e| e.take())
-                    .unwrap_or_else(|| "the connection to WhatsApp ended".to_owned());
-                debug!(%reason, "whatsapp connection over");
-                run_sink.send(DriverEvent::Disconnected { reason }).await;
-                run_sink.close();
+                let _ = queue_tx.send(Pumped::Ended);
             }
             .instrument(span.clone()),
         );
@@ -648,5 +693,95 @@ impl WhatsAppConnection {
             warn!(instance = %self.instance_id, "whatsapp connection task failed: {err}");
             self.sink.close();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use whatsapp_rust::types::events::InboundMessage as WaInbound;
+    use whatsapp_rust::wacore::types::message::{MessageInfo, MessageSource};
+
+    use super::*;
+
+    fn sink() -> (Arc<EventSink>, mpsc::Receiver<DriverEvent>) {
+        let (tx, rx) = mpsc::channel(8);
+        (Arc::new(EventSink { tx: std::sync::Mutex::new(Some(tx)), ended: AtomicBool::new(false) }), rx)
+    }
+
+    fn batch(ids: &[&str]) -> Vec<WaInbound> {
+        ids.iter()
+            .map(|id| {
+                WaInbound::builder()
+                    .message(Arc::new(wa::Message { conversation: Some(format!("body {id}")), ..Default::default() }))
+                    .info(Arc::new(MessageInfo {
+                        source: MessageSource {
+                            chat: "5511@s.whatsapp.net".parse().expect("jid"),
+                            sender: "5511@s.whatsapp.net".parse().expect("jid"),
+                            ..Default::default()
+                        },
+                        id: (*id).into(),
+                        ..Default::default()
+                    }))
+                    .build()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn batch_is_acknowledged_only_after_the_engine_acked_every_message() {
+        let (sink, mut rx) = sink();
+        let batch = batch(&["A", "B"]);
+        let delivery = tokio::spawn({
+            let sink = sink.clone();
+            async move { deliver_batch(&sink, Duration::from_secs(60), &batch).await }
+        });
+        let Some(DriverEvent::Message(first)) = rx.recv().await else { panic!("first message") };
+        let Some(DriverEvent::Message(second)) = rx.recv().await else { panic!("second message") };
+        assert_eq!((first.wa_message_id.as_str(), second.wa_message_id.as_str()), ("A", "B"));
+        first.ack.ack();
+        assert!(!delivery.is_finished(), "one message is still unstored");
+        second.ack.ack();
+        assert_eq!(delivery.await.expect("task"), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_ack_leaves_the_batch_unacknowledged() {
+        let (sink, mut rx) = sink();
+        let batch = batch(&["A", "B"]);
+        let delivery = tokio::spawn({
+            let sink = sink.clone();
+            async move { deliver_batch(&sink, Duration::from_secs(60), &batch).await }
+        });
+        let Some(DriverEvent::Message(first)) = rx.recv().await else { panic!("first message") };
+        let Some(DriverEvent::Message(second)) = rx.recv().await else { panic!("second message") };
+        first.ack.ack();
+        drop(second); // the engine failed to store it
+        assert!(delivery.await.expect("task").is_err());
+    }
+
+    #[tokio::test]
+    async fn an_ack_that_never_comes_times_out_and_a_closed_engine_refuses() {
+        let (sink, mut rx) = sink();
+        let held = batch(&["A"]);
+        let delivery = tokio::spawn({
+            let sink = sink.clone();
+            async move { deliver_batch(&sink, Duration::from_millis(20), &held).await }
+        });
+        // Held, neither completed nor dropped: the timeout is what ends the wait.
+        let Some(DriverEvent::Message(_unacked)) = rx.recv().await else { panic!("message") };
+        assert_eq!(delivery.await.expect("task"), Err("the engine did not store the inbound batch in time"));
+
+        sink.close();
+        assert!(deliver_batch(&sink, Duration::from_secs(60), &batch(&["B"])).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn only_the_first_terminal_event_is_sent() {
+        let (sink, mut rx) = sink();
+        assert!(sink.send(DriverEvent::LoggedOut { reason: "401".into() }).await);
+        assert!(!sink.send(DriverEvent::Disconnected { reason: "later".into() }).await);
+        sink.close();
+        assert!(matches!(rx.recv().await, Some(DriverEvent::LoggedOut { .. })));
+        assert!(rx.recv().await.is_none(), "closed after the terminal event");
     }
 }
