@@ -350,11 +350,7 @@ impl Driver for WhatsAppDriver {
         if let Some(version) = self.config.version {
             builder = builder.with_version(version);
         }
-        let bot = builder
-            .build()
-            .instrument(span.clone())
-            .await
-            .map_err(|err| DriverError::Transient(format!("cannot start the whatsapp client: {err}")))?;
+        let bot = builder.build().instrument(span.clone()).await.map_err(start_error)?;
         let client = bot.client();
         // The engine reconnects with its own backoff; two reconnect loops would fight. One consequence: after a
         // successful pairing WhatsApp's restart (stream error 515) ends this connection too, reported as such.
@@ -385,6 +381,25 @@ pub struct WhatsAppConnection {
 impl std::fmt::Debug for WhatsAppConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WhatsAppConnection").field("instance_id", &self.instance_id).finish_non_exhaustive()
+    }
+}
+
+/// A client that cannot start because the stored device record does not decrypt will not start on a retry
+/// either: that needs a person (the right key, or a new pairing). Anything else (the database) may recover.
+fn start_error(err: whatsapp_rust::bot::BotBuilderError) -> DriverError {
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(inner) = source {
+        chain.push_str(": ");
+        chain.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    if chain.contains("failed authentication") {
+        DriverError::Other(format!(
+            "the stored WhatsApp session cannot be decrypted with the configured whatsapp.encryption_key: {chain}"
+        ))
+    } else {
+        DriverError::Transient(format!("cannot start the whatsapp client: {chain}"))
     }
 }
 
@@ -588,6 +603,7 @@ impl WhatsAppConnection {
 
 #[async_trait::async_trait]
 impl Connection for WhatsAppConnection {
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
     async fn send(&self, message: OutgoingMessage) -> Result<SentMessage, DriverError> {
         let chat = recipient(&message.chat_jid)?;
         self.ready()?;
@@ -596,6 +612,7 @@ impl Connection for WhatsAppConnection {
         Ok(SentMessage { wa_message_id: sent.message_id, timestamp: Timestamp::now() })
     }
 
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
     async fn mark_read(&self, chat_jid: &str, wa_message_ids: &[String]) -> Result<(), DriverError> {
         let chat = recipient(chat_jid)?;
         self.ready()?;
@@ -605,6 +622,7 @@ impl Connection for WhatsAppConnection {
         self.client.mark_as_read(&chat, None, &ids).await.map_err(|e| DriverError::Transient(format!("{e:#}")))
     }
 
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
     async fn send_presence(&self, chat_jid: &str, presence: Presence) -> Result<(), DriverError> {
         self.ready()?;
         let state = match presence {
@@ -622,6 +640,7 @@ impl Connection for WhatsAppConnection {
         self.client.chatstate().send(&chat, state).await.map_err(|e| other("chat state")(e.to_string()))
     }
 
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
     async fn set_blocked(&self, jid: &str, blocked: bool) -> Result<(), DriverError> {
         let jid = recipient(jid)?;
         self.ready()?;
@@ -630,6 +649,7 @@ impl Connection for WhatsAppConnection {
         result.map_err(|e| other("block list")(e.to_string()))
     }
 
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
     async fn groups(&self) -> Result<Vec<GroupInfo>, DriverError> {
         self.ready()?;
         let groups = self.client.groups().get_participating().await.map_err(|e| other("groups")(e.to_string()))?;
@@ -646,6 +666,7 @@ impl Connection for WhatsAppConnection {
         Ok(out)
     }
 
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
     async fn request_pair_code(&self, phone: &str) -> Result<String, DriverError> {
         let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
         if digits.len() < 7 {
@@ -659,6 +680,7 @@ impl Connection for WhatsAppConnection {
         self.client.pair_with_code(options).await.map_err(|e| DriverError::Transient(format!("pairing code: {e}")))
     }
 
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
     async fn logout(&self) -> Result<(), DriverError> {
         // Removes this companion device on the phone's side (when connected), reports LoggedOut, then disconnects.
         self.client.logout().await;
@@ -666,6 +688,7 @@ impl Connection for WhatsAppConnection {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id))]
     async fn disconnect(&self) {
         self.client.disconnect().await;
         self.wait_for_end().await;

@@ -152,3 +152,26 @@ fn configuration_is_checked_up_front() {
     assert!(!format!("{:?}", WhatsAppDriverConfig::new(KEY_B64)).contains(KEY_B64));
     assert!(store_less(WhatsAppDriverConfig::new(KEY_B64)).is_ok());
 }
+
+#[tokio::test]
+async fn a_session_sealed_with_another_key_is_refused_at_connect_without_retry() {
+    use gw_driver_whatsapp::{GatewayBackend, StateCipher};
+    use whatsapp_rust::wacore::store::Device;
+    use whatsapp_rust::wacore::store::traits::DeviceStore;
+
+    let (store, instance_id) = store_with_instance().await;
+    let vault = Arc::new(StoreAuthVault::new(instance_id, store.clone()));
+    let other_key =
+        GatewayBackend::new(instance_id, store.clone(), vault.clone(), StateCipher::new(&[1; 32]).expect("key"));
+    other_key.save(&Device::new()).await.expect("save device under another key");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let driver = WhatsAppDriver::new(loopback_config(port), store).expect("driver");
+    match driver.connect(ConnectRequest { instance_id, pair_phone: None }, vault).await {
+        Err(DriverError::Other(reason)) => {
+            assert!(reason.contains("encryption_key") && reason.contains("failed authentication"), "{reason}");
+        }
+        Err(other) => panic!("expected a non-transient error, got {other:?}"),
+        Ok(_) => panic!("connect must refuse a session it cannot decrypt"),
+    }
+}
