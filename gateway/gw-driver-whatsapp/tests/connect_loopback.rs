@@ -175,3 +175,51 @@ async fn a_session_sealed_with_another_key_is_refused_at_connect_without_retry()
         Ok(_) => panic!("connect must refuse a session it cannot decrypt"),
     }
 }
+
+/// Answers one websocket upgrade (RFC 6455 accept key), waits for the client's first bytes after it (the start
+/// of WhatsApp's Noise handshake) and closes. Returns how many bytes the client sent after the upgrade.
+async fn upgrade_then_close(listener: tokio::net::TcpListener) -> usize {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (mut socket, _) = listener.accept().await.expect("accept");
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = socket.read(&mut buf).await.expect("read upgrade request");
+        assert!(n > 0, "client closed before finishing the upgrade request");
+        request.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&request);
+    let key = text
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-key").then(|| value.trim().to_owned())
+        })
+        .expect("Sec-WebSocket-Key");
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes());
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes());
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    socket.write_all(response.as_bytes()).await.expect("write upgrade response");
+    let n = socket.read(&mut buf).await.expect("read first frame");
+    drop(socket);
+    n
+}
+
+#[tokio::test]
+async fn server_that_closes_after_the_upgrade_reports_disconnected() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = tokio::spawn(upgrade_then_close(listener));
+
+    let (events, elapsed, _connection) = connect_until_closed(port).await;
+    let sent_after_upgrade = server.await.expect("server task");
+    assert!(sent_after_upgrade > 0, "the client began its handshake over the upgraded socket");
+    let reason = only_disconnected(&events);
+    assert_eq!(reason, "the connection to WhatsApp ended");
+    assert!(elapsed < Duration::from_secs(15), "took {elapsed:?}");
+}
