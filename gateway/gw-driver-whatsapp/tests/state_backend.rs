@@ -421,6 +421,52 @@ async fn instances_do_not_share_state(f: Fixture) {
     assert!(f.store.wa_state_list(f.instance_id, "session", "").await.expect("list").is_empty());
 }
 
+/// The store trait itself: prefixes are literal (no LIKE wildcards), large key lists are chunked, a take happens
+/// once, and stamps sweep only their kind.
+async fn raw_store_operations(f: Fixture) {
+    let (store, id) = (&f.store, f.instance_id);
+    let put = |kind: &'static str, key: &str, stamp: i64| WaStateWrite::Put {
+        kind,
+        key: key.to_owned(),
+        value: key.as_bytes().to_vec(),
+        stamp,
+    };
+    store
+        .wa_state_apply(
+            id,
+            vec![put("k", "a_b|1", 1), put("k", "axb|2", 2), put("k", "a%|3", 3), put("other", "a_b|9", 1)],
+        )
+        .await
+        .expect("apply");
+    let keys = |records: Vec<gw_store::WaStateRecord>| records.into_iter().map(|r| r.key).collect::<Vec<_>>();
+    assert_eq!(keys(store.wa_state_list(id, "k", "a_").await.expect("list")), vec!["a_b|1".to_owned()]);
+    assert_eq!(keys(store.wa_state_list(id, "k", "a%").await.expect("list")), vec!["a%|3".to_owned()]);
+    assert_eq!(store.wa_state_list(id, "k", "").await.expect("list").len(), 3);
+
+    // More keys than one IN list holds.
+    let many: Vec<WaStateWrite> = (0..1200).map(|i| put("bulk", &format!("{i:05}"), 0)).collect();
+    store.wa_state_apply(id, many).await.expect("bulk");
+    let mut wanted: Vec<String> = (0..1200).step_by(2).map(|i| format!("{i:05}")).collect();
+    wanted.push("missing".into());
+    assert_eq!(store.wa_state_get_many(id, "bulk", &wanted).await.expect("many").len(), 600);
+
+    // Records belong to an existing instance (foreign key).
+    let orphan = InstanceId::new();
+    assert!(store.wa_state_apply(orphan, vec![put("k", "x", 0)]).await.is_err(), "no such instance");
+    assert!(store.wa_state_list(orphan, "k", "").await.expect("list").is_empty());
+
+    assert!(store.wa_state_take(id, "k", "axb|2").await.expect("take").is_some());
+    assert!(store.wa_state_take(id, "k", "axb|2").await.expect("take").is_none());
+    assert_eq!(store.wa_state_delete_stamped_before(id, "k", 3).await.expect("sweep"), 1);
+    assert_eq!(keys(store.wa_state_list(id, "k", "").await.expect("list")), vec!["a%|3".to_owned()]);
+    assert!(store.wa_state_get(id, "other", "a_b|9").await.expect("get").is_some(), "other kinds untouched");
+    store
+        .wa_state_apply(id, vec![WaStateWrite::DeletePrefix { kind: "bulk", prefix: "001".into() }])
+        .await
+        .expect("delete prefix");
+    assert_eq!(store.wa_state_list(id, "bulk", "").await.expect("list").len(), 1100);
+}
+
 async fn sqlite() -> Fixture {
     let store = SqliteStore::open("sqlite::memory:", &OpenOptions::default()).await.expect("open sqlite");
     let store: Arc<dyn Store> = Arc::new(store);
@@ -468,4 +514,5 @@ on_both_backends!(
     wrong_key_fails_clearly,
     moved_rows_are_refused,
     instances_do_not_share_state,
+    raw_store_operations,
 );
