@@ -54,6 +54,29 @@ pub(crate) mod kind {
     pub const MSG_SECRET: &str = "msg_secret";
     /// The device record, sealed before it is handed to the auth vault.
     pub const DEVICE: &str = "device";
+
+    /// Every kind stored in `whatsapp_state` (the device record lives in the auth vault instead).
+    pub const ALL: [&str; 19] = [
+        IDENTITY,
+        SESSION,
+        PREKEY,
+        SIGNED_PREKEY,
+        SENDER_KEY,
+        SYNC_KEY,
+        META,
+        APP_VERSION,
+        MUTATION_MAC,
+        SENDER_KEY_DEVICE,
+        LID,
+        PN,
+        BASE_KEY,
+        DEVICE_LIST,
+        GROUP_METADATA,
+        TC_TOKEN,
+        SENT_MESSAGE,
+        PENDING_INBOUND,
+        MSG_SECRET,
+    ];
 }
 
 const LATEST_SYNC_KEY_ID: &str = "latest_sync_key_id";
@@ -144,6 +167,15 @@ type StateResult<T> = std::result::Result<T, StateError>;
 impl GatewayBackend {
     pub fn new(instance_id: InstanceId, store: Arc<dyn Store>, vault: Arc<dyn AuthVault>, cipher: StateCipher) -> Self {
         Self { instance_id, store, vault, cipher, rmw: Mutex::new(()) }
+    }
+
+    /// After a logout: the protocol state of the old device is useless (a new pairing creates a new identity, and
+    /// stale Signal sessions would only produce undecryptable messages), so it is deleted, and the auth state is
+    /// invalidated so the next connect pairs afresh. `session_data` itself is kept for audit.
+    pub async fn forget_session(&self) -> StateResult<()> {
+        let writes = kind::ALL.iter().map(|kind| WaStateWrite::DeletePrefix { kind, prefix: String::new() }).collect();
+        self.apply(writes).await?;
+        self.vault.invalidate().await.map_err(StateError::Vault)
     }
 
     fn open(&self, kind: &'static str, key: &str, stored: &[u8]) -> StateResult<Vec<u8>> {

@@ -274,8 +274,10 @@ async fn pump(
     sink: Arc<EventSink>,
     client: Arc<Client>,
     last_dial_error: Arc<std::sync::Mutex<Option<String>>>,
+    cleanup: GatewayBackend,
 ) {
     let mut paired = false;
+    let mut logged_out = false;
     while let Some(item) = queue.recv().await {
         let event = match item {
             Pumped::Event(event) => event,
@@ -291,6 +293,7 @@ async fn pump(
         let own = if matches!(&*event, Event::Connected(_)) { own_identity(&client) } else { OwnIdentity::default() };
         let Some(mapped) = events::map_event(&event, &own, Timestamp::now()) else { continue };
         paired |= matches!(mapped, DriverEvent::PairSuccess { .. });
+        logged_out |= matches!(mapped, DriverEvent::LoggedOut { .. });
         let terminal = events::ends_connection(&mapped) && !matches!(mapped, DriverEvent::Disconnected { .. });
         sink.send(mapped).await;
         if terminal {
@@ -298,6 +301,12 @@ async fn pump(
             // where the library would keep the socket open.
             let client = client.clone();
             tokio::spawn(async move { client.disconnect().await }.in_current_span());
+        }
+    }
+    if logged_out {
+        // Only now that the client stopped: it must not write the old device's state back after the wipe.
+        if let Err(err) = cleanup.forget_session().await {
+            warn!("could not forget the logged-out session's state: {err}");
         }
     }
     let reason = match last_dial_error.lock().ok().and_then(|mut e| e.take()) {
@@ -322,7 +331,9 @@ impl Driver for WhatsAppDriver {
         let (tx, rx) = mpsc::channel(self.config.event_buffer);
         let sink = Arc::new(EventSink { tx: std::sync::Mutex::new(Some(tx)), ended: AtomicBool::new(false) });
 
-        let backend = GatewayBackend::new(instance_id, self.store.clone(), vault, self.cipher.clone());
+        let backend = GatewayBackend::new(instance_id, self.store.clone(), vault.clone(), self.cipher.clone());
+        let cleanup = GatewayBackend::new(instance_id, self.store.clone(), vault.clone(), self.cipher.clone());
+        let forget = GatewayBackend::new(instance_id, self.store.clone(), vault, self.cipher.clone());
         let mut factory = whatsapp_rust::transport::TokioWebSocketTransportFactory::new();
         let url = match &self.config.ws_url {
             Some(url) => {
@@ -356,7 +367,7 @@ impl Driver for WhatsAppDriver {
         // successful pairing WhatsApp's restart (stream error 515) ends this connection too, reported as such.
         client.enable_auto_reconnect.store(false, Ordering::Relaxed);
 
-        tokio::spawn(pump(queue_rx, sink.clone(), client.clone(), last_dial_error).instrument(span.clone()));
+        tokio::spawn(pump(queue_rx, sink.clone(), client.clone(), last_dial_error, cleanup).instrument(span.clone()));
         let run = tokio::spawn(
             async move {
                 bot.run().await;
@@ -365,7 +376,7 @@ impl Driver for WhatsAppDriver {
             .instrument(span.clone()),
         );
 
-        let connection = WhatsAppConnection { instance_id, client, sink, run: Mutex::new(Some(run)) };
+        let connection = WhatsAppConnection { instance_id, client, sink, forget, run: Mutex::new(Some(run)) };
         Ok((Box::new(connection), rx))
     }
 }
@@ -375,6 +386,8 @@ pub struct WhatsAppConnection {
     instance_id: InstanceId,
     client: Arc<Client>,
     sink: Arc<EventSink>,
+    /// Deletes the protocol state and invalidates the auth state after a logout.
+    forget: GatewayBackend,
     run: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -685,7 +698,8 @@ impl Connection for WhatsAppConnection {
         // Removes this companion device on the phone's side (when connected), reports LoggedOut, then disconnects.
         self.client.logout().await;
         self.wait_for_end().await;
-        Ok(())
+        // Also when the connection had already ended and nobody was left to see the LoggedOut: the session is over.
+        self.forget.forget_session().await.map_err(|e| DriverError::Other(format!("forgetting the session: {e}")))
     }
 
     #[tracing::instrument(skip_all, fields(instance = %self.instance_id))]

@@ -358,6 +358,21 @@ async fn device_record_keeps_session_data_current(f: Fixture) {
     assert!(!f.store.load_session(f.instance_id).await.expect("session").expect("kept for audit").session_valid);
 }
 
+async fn forget_session_wipes_protocol_state_and_invalidates(f: Fixture) {
+    let b = f.backend();
+    b.save(&Device::new()).await.expect("save device");
+    b.put_session("a@s.whatsapp.net", b"s").await.expect("put");
+    b.store_prekey(1, b"pk", true).await.expect("prekey");
+    b.put_msg_secret("c@s.whatsapp.net", "me@s.whatsapp.net", "M", &[1; 32]).await.expect("secret");
+    b.forget_session().await.expect("forget");
+    assert!(b.get_session("a@s.whatsapp.net").await.expect("get").is_none());
+    assert!(b.load_prekey(1).await.expect("get").is_none());
+    assert!(b.get_msg_secret("c@s.whatsapp.net", "me@s.whatsapp.net", "M").await.expect("get").is_none());
+    assert!(!b.exists().await.expect("exists"), "the next connect pairs afresh");
+    let row = f.store.load_session(f.instance_id).await.expect("session").expect("kept for audit");
+    assert!(!row.session_valid);
+}
+
 async fn wrong_key_fails_clearly(f: Fixture) {
     f.backend().put_session("a@s.whatsapp.net", b"secret ratchet").await.expect("put");
     let err = f.backend_with(&[0x43; 32]).get_session("a@s.whatsapp.net").await.expect_err("a wrong key must fail");
@@ -515,4 +530,5 @@ on_both_backends!(
     moved_rows_are_refused,
     instances_do_not_share_state,
     raw_store_operations,
+    forget_session_wipes_protocol_state_and_invalidates,
 );
