@@ -14,6 +14,8 @@ mod open;
 mod rows;
 #[macro_use]
 mod store_impl;
+#[macro_use]
+mod whatsapp;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]

@@ -60,3 +60,7 @@ mod store {
 mod message_store {
     crate::messages::impl_message_store!(super::PgStore);
 }
+
+mod whatsapp_state {
+    impl_whatsapp_state_store!(super::PgStore);
+}

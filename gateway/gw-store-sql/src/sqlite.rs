@@ -82,3 +82,7 @@ mod store {
 mod message_store {
     crate::messages::impl_message_store!(super::SqliteStore);
 }
+
+mod whatsapp_state {
+    impl_whatsapp_state_store!(super::SqliteStore);
+}

@@ -12,6 +12,7 @@ mod error;
 mod messages;
 mod page;
 mod traits;
+mod whatsapp;
 
 #[cfg(feature = "testing")]
 pub mod contract;
@@ -21,3 +22,4 @@ pub use error::{Limit, StoreError, StoreResult, UniqueKey};
 pub use messages::{Enqueued, MessageStore, NewInboundMessage, NewOutboundMessage, QueuedMessage, RecordedInbound};
 pub use page::{Cursor, CursorError, Page, PageRequest};
 pub use traits::*;
+pub use whatsapp::{WaStateRecord, WaStateWrite, WhatsAppStateStore};

@@ -214,6 +214,7 @@ pub trait Store:
     + AuditLogStore
     + RefreshTokenStore
     + crate::MessageStore
+    + crate::WhatsAppStateStore
     + std::fmt::Debug
 {
     /// `"sqlite"` or `"postgres"`.

@@ -1,0 +1,824 @@
+//! [`WhatsAppDriver`]: one whatsapp-rust client per `connect`, with the gateway's storage backend, events
+//! translated by [`crate::events`], and inbound messages acknowledged to WhatsApp only after the engine completed
+//! their [`InboundAck`].
+//!
+//! A connection is one attempt: the library's own reconnect loop is switched off, because the engine owns
+//! reconnection, backoff and `lastError`. When the attempt ends the connection reports why (a `Disconnected`,
+//! `LoggedOut`, ... event) and closes its event channel.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use gw_core::{InstanceId, MessageKind, Redacted, Timestamp};
+use gw_sessions::{
+    AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvent, DriverEvents, GroupInfo, InboundAck,
+    OutgoingContent, OutgoingMessage, Presence, SentMessage,
+};
+use gw_store::Store;
+use tokio::sync::{Mutex, mpsc};
+use tracing::{Instrument, debug, info_span, warn};
+use whatsapp_rust::bot::Bot;
+use whatsapp_rust::buffa::MessageField;
+use whatsapp_rust::client::Client;
+use whatsapp_rust::http::UreqHttpClient;
+use whatsapp_rust::pair_code::PairCodeOptions;
+use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
+use whatsapp_rust::types::events::{Event, EventHandler};
+use whatsapp_rust::waproto::whatsapp as wa;
+use whatsapp_rust::{ChatStateType, InboundDurabilityHook, SendError, TokioRuntime, UploadOptions};
+
+use crate::backend::GatewayBackend;
+use crate::crypto::{CryptoError, StateCipher};
+use crate::events::{self, OwnIdentity};
+
+/// How the `whatsapp` driver is configured. Loaded by the gateway binary; nothing here reads the environment.
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsAppDriverConfig {
+    /// Standard base64 of 32 random bytes (`openssl rand -base64 32`). Seals every stored protocol record; losing
+    /// it means every instance must pair again, changing it needs a re-encryption the driver does not do.
+    pub encryption_key: Redacted<String>,
+    /// The WhatsApp Web websocket; `None` is the library's default (`wss://web.whatsapp.com/ws/chat`). Tests point it
+    /// at loopback.
+    #[serde(default)]
+    pub ws_url: Option<String>,
+    /// Pins the WhatsApp Web version instead of fetching the current one over HTTP at connect (tests set it so
+    /// that no request leaves the machine).
+    #[serde(default)]
+    pub version: Option<(u32, u32, u32)>,
+    /// How long an inbound message may wait for the engine's ack before it is left unacknowledged (WhatsApp then
+    /// redelivers it on the next connect).
+    #[serde(default = "default_ack_timeout_secs")]
+    pub inbound_ack_timeout_secs: u64,
+    /// Capacity of a connection's event channel to the engine; a full channel slows the connection down.
+    #[serde(default = "default_event_buffer")]
+    pub event_buffer: usize,
+}
+
+fn default_ack_timeout_secs() -> u64 {
+    60
+}
+
+fn default_event_buffer() -> usize {
+    256
+}
+
+impl WhatsAppDriverConfig {
+    pub fn new(encryption_key: impl Into<String>) -> Self {
+        Self {
+            encryption_key: Redacted::new(encryption_key.into()),
+            ws_url: None,
+            version: None,
+            inbound_ack_timeout_secs: default_ack_timeout_secs(),
+            event_buffer: default_event_buffer(),
+        }
+    }
+}
+
+impl std::fmt::Debug for WhatsAppDriverConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhatsAppDriverConfig")
+            .field("encryption_key", &"***")
+            .field("ws_url", &self.ws_url)
+            .field("version", &self.version)
+            .field("inbound_ack_timeout_secs", &self.inbound_ack_timeout_secs)
+            .field("event_buffer", &self.event_buffer)
+            .finish()
+    }
+}
+
+/// Configuration the driver cannot start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("whatsapp.encryption_key: {0}")]
+    EncryptionKey(#[from] CryptoError),
+    #[error("whatsapp.ws_url {0:?} is not a ws:// or wss:// URL")]
+    WsUrl(String),
+    #[error("whatsapp.event_buffer must be at least 1")]
+    EventBuffer,
+}
+
+/// The `whatsapp` driver. Cheap to clone behind an `Arc`; holds no per-instance state.
+pub struct WhatsAppDriver {
+    config: WhatsAppDriverConfig,
+    cipher: StateCipher,
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for WhatsAppDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhatsAppDriver").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl WhatsAppDriver {
+    pub fn new(config: WhatsAppDriverConfig, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
+        let cipher = StateCipher::from_base64(config.encryption_key.expose())?;
+        if let Some(url) = &config.ws_url
+            && !(url.starts_with("ws://") || url.starts_with("wss://"))
+        {
+            return Err(ConfigError::WsUrl(url.clone()));
+        }
+        if config.event_buffer == 0 {
+            return Err(ConfigError::EventBuffer);
+        }
+        Ok(Self { config, cipher, store })
+    }
+}
+
+/// The sending half of a connection's events, closed exactly once when the connection is over.
+#[derive(Debug)]
+struct EventSink {
+    tx: std::sync::Mutex<Option<mpsc::Sender<DriverEvent>>>,
+    /// A terminal event (`Disconnected`, `LoggedOut`, ...) was sent; later ones would only repeat it.
+    ended: AtomicBool,
+}
+
+impl EventSink {
+    fn sender(&self) -> Option<mpsc::Sender<DriverEvent>> {
+        self.tx.lock().ok().and_then(|tx| tx.clone())
+    }
+
+    /// Sends an event; `false` when the engine stopped listening or the connection already ended.
+    async fn send(&self, event: DriverEvent) -> bool {
+        if events::ends_connection(&event) && self.ended.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        match self.sender() {
+            Some(tx) => tx.send(event).await.is_ok(),
+            None => false,
+        }
+    }
+
+    fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+    }
+}
+
+/// The websocket factory, remembering why the last dial failed: the library logs it but reports no event for a
+/// connection that never opened, and the engine needs the reason for `lastError`.
+struct DialRecorder {
+    inner: whatsapp_rust::transport::TokioWebSocketTransportFactory,
+    url: String,
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+#[async_trait::async_trait]
+impl TransportFactory for DialRecorder {
+    async fn create_transport(
+        &self,
+    ) -> Result<
+        (Arc<dyn Transport>, whatsapp_rust::async_channel::Receiver<TransportEvent>),
+        whatsapp_rust::anyhow::Error,
+    > {
+        let result = self.inner.create_transport().await;
+        if let Err(err) = &result
+            && let Ok(mut slot) = self.last_error.lock()
+        {
+            *slot = Some(format!("cannot reach {}: {err:#}", self.url));
+        }
+        result
+    }
+}
+
+/// whatsapp-rust's durability hook: each decrypted message goes to the engine with an [`InboundAck`], and the
+/// library acks the batch to WhatsApp only when the engine completed every ack. A dropped ack, a closed channel or
+/// a timeout fails the batch, so WhatsApp redelivers it on the next connect (at-least-once).
+struct AckAfterEngine {
+    sink: Arc<EventSink>,
+    timeout: Duration,
+}
+
+#[async_trait::async_trait]
+impl InboundDurabilityHook for AckAfterEngine {
+    async fn on_messages(
+        &self,
+        _client: Arc<Client>,
+        batch: &[whatsapp_rust::types::events::InboundMessage],
+    ) -> whatsapp_rust::anyhow::Result<()> {
+        deliver_batch(&self.sink, self.timeout, batch).await.map_err(whatsapp_rust::anyhow::Error::msg)
+    }
+}
+
+/// Hands a batch to the engine and waits for every ack; `Err` leaves the whole batch unacknowledged.
+async fn deliver_batch(
+    sink: &EventSink,
+    timeout: Duration,
+    batch: &[whatsapp_rust::types::events::InboundMessage],
+) -> Result<(), &'static str> {
+    let mut pending = Vec::with_capacity(batch.len());
+    for item in batch {
+        if let Some(contact) = events::contact_from_message(&item.info) {
+            sink.send(contact).await;
+        }
+        let (ack, acked) = InboundAck::new();
+        let message = events::inbound_message(&item.message, &item.info, ack);
+        if !sink.send(DriverEvent::Message(message)).await {
+            return Err("the engine is not listening; the batch stays unacknowledged");
+        }
+        pending.push(acked);
+    }
+    match tokio::time::timeout(timeout, futures_all(pending)).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("the engine dropped an inbound message without storing it"),
+        Err(_) => Err("the engine did not store the inbound batch in time"),
+    }
+}
+
+/// `true` when every ack was completed, `false` as soon as one was dropped.
+async fn futures_all(pending: Vec<tokio::sync::oneshot::Receiver<()>>) -> bool {
+    for acked in pending {
+        if acked.await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+fn own_identity(client: &Client) -> OwnIdentity {
+    let device = client.persistence_manager().get_device_snapshot();
+    OwnIdentity {
+        jid: device.pn.as_ref().map(|j| j.to_non_ad().to_string()),
+        lid: device.lid.as_ref().map(|j| j.to_non_ad().to_string()),
+        push_name: (!device.push_name.is_empty()).then(|| device.push_name.clone()),
+    }
+}
+
+/// What the library's event bus hands to the pump: its events, then the end of the connection.
+enum Pumped {
+    Event(Arc<Event>),
+    /// The client's run loop returned; every event it dispatched is already queued before this.
+    Ended,
+}
+
+/// Runs inline on the library's dispatch path (never blocks: an unbounded queue), so the order of events and the
+/// end of the connection is exactly the library's.
+struct InlineForwarder(mpsc::UnboundedSender<Pumped>);
+
+impl EventHandler for InlineForwarder {
+    fn handle_event(&self, event: Arc<Event>) {
+        // Messages reach the engine through the durability hook; only the few that bypass it are forwarded here.
+        let _ = self.0.send(Pumped::Event(event));
+    }
+}
+
+const PAIRING_RESTART: &str = "WhatsApp closes the pairing connection once the device is registered; connect again to \
+                               log in with the new credentials";
+
+/// Translates queued library events into driver events, in order, and ends the stream when the connection ends.
+async fn pump(
+    mut queue: mpsc::UnboundedReceiver<Pumped>,
+    sink: Arc<EventSink>,
+    client: Arc<Client>,
+    last_dial_error: Arc<std::sync::Mutex<Option<String>>>,
+    cleanup: GatewayBackend,
+) {
+    let mut paired = false;
+    let mut logged_out = false;
+    while let Some(item) = queue.recv().await {
+        let event = match item {
+            Pumped::Event(event) => event,
+            Pumped::Ended => break,
+        };
+        if let Event::Messages(batch) = &*event {
+            for item in batch.messages.iter().filter(|m| events::bypasses_durability_hook(&m.info)) {
+                let message = events::inbound_message(&item.message, &item.info, InboundAck::detached());
+                sink.send(DriverEvent::Message(message)).await;
+            }
+            continue;
+        }
+        let own = if matches!(&*event, Event::Connected(_)) { own_identity(&client) } else { OwnIdentity::default() };
+        let Some(mapped) = events::map_event(&event, &own, Timestamp::now()) else { continue };
+        paired |= matches!(mapped, DriverEvent::PairSuccess { .. });
+        logged_out |= matches!(mapped, DriverEvent::LoggedOut { .. });
+        let terminal = events::ends_connection(&mapped) && !matches!(mapped, DriverEvent::Disconnected { .. });
+        sink.send(mapped).await;
+        if terminal {
+            // The contract ends the connection here (a pairing error, a ban, a logout, a replaced stream) even
+            // where the library would keep the socket open.
+            let client = client.clone();
+            tokio::spawn(async move { client.disconnect().await }.in_current_span());
+        }
+    }
+    if logged_out {
+        // Only now that the client stopped: it must not write the old device's state back after the wipe.
+        if let Err(err) = cleanup.forget_session().await {
+            warn!("could not forget the logged-out session's state: {err}");
+        }
+    }
+    let reason = match last_dial_error.lock().ok().and_then(|mut e| e.take()) {
+        Some(dial_error) => dial_error,
+        None if paired => PAIRING_RESTART.to_owned(),
+        None => "the connection to WhatsApp ended".to_owned(),
+    };
+    debug!(%reason, "whatsapp connection over");
+    sink.send(DriverEvent::Disconnected { reason }).await;
+    sink.close();
+}
+
+#[async_trait::async_trait]
+impl Driver for WhatsAppDriver {
+    async fn connect(
+        &self,
+        request: ConnectRequest,
+        vault: Arc<dyn AuthVault>,
+    ) -> Result<(Box<dyn Connection>, DriverEvents), DriverError> {
+        let instance_id = request.instance_id;
+        let span = info_span!("whatsapp.connection", instance = %instance_id);
+        let (tx, rx) = mpsc::channel(self.config.event_buffer);
+        let sink = Arc::new(EventSink { tx: std::sync::Mutex::new(Some(tx)), ended: AtomicBool::new(false) });
+
+        let backend = GatewayBackend::new(instance_id, self.store.clone(), vault.clone(), self.cipher.clone());
+        let cleanup = GatewayBackend::new(instance_id, self.store.clone(), vault.clone(), self.cipher.clone());
+        let forget = GatewayBackend::new(instance_id, self.store.clone(), vault, self.cipher.clone());
+        let mut factory = whatsapp_rust::transport::TokioWebSocketTransportFactory::new();
+        let url = match &self.config.ws_url {
+            Some(url) => {
+                factory = factory.with_url(url.clone());
+                url.clone()
+            }
+            None => "wss://web.whatsapp.com/ws/chat".to_owned(),
+        };
+        let last_dial_error = Arc::new(std::sync::Mutex::new(None));
+        let recorder = DialRecorder { inner: factory, url, last_error: last_dial_error.clone() };
+
+        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+        let mut builder = Bot::builder()
+            .with_backend(backend)
+            .with_transport_factory(recorder)
+            .with_http_client(UreqHttpClient::new())
+            .with_runtime(TokioRuntime)
+            .with_inbound_durability_hook(AckAfterEngine {
+                sink: sink.clone(),
+                timeout: Duration::from_secs(self.config.inbound_ack_timeout_secs),
+            })
+            // The gateway stores live traffic; importing years of chat history is not its job.
+            .skip_history_sync()
+            .with_event_handler(InlineForwarder(queue_tx.clone()));
+        if let Some(version) = self.config.version {
+            builder = builder.with_version(version);
+        }
+        let bot = builder.build().instrument(span.clone()).await.map_err(start_error)?;
+        let client = bot.client();
+        // The engine reconnects with its own backoff; two reconnect loops would fight. One consequence: after a
+        // successful pairing WhatsApp's restart (stream error 515) ends this connection too, reported as such.
+        client.enable_auto_reconnect.store(false, Ordering::Relaxed);
+
+        tokio::spawn(pump(queue_rx, sink.clone(), client.clone(), last_dial_error, cleanup).instrument(span.clone()));
+        let run = tokio::spawn(
+            async move {
+                bot.run().await;
+                let _ = queue_tx.send(Pumped::Ended);
+            }
+            .instrument(span.clone()),
+        );
+
+        let connection = WhatsAppConnection { instance_id, client, sink, forget, run: Mutex::new(Some(run)) };
+        Ok((Box::new(connection), rx))
+    }
+}
+
+/// An open (or opening) connection of one instance.
+pub struct WhatsAppConnection {
+    instance_id: InstanceId,
+    client: Arc<Client>,
+    sink: Arc<EventSink>,
+    /// Deletes the protocol state and invalidates the auth state after a logout.
+    forget: GatewayBackend,
+    run: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for WhatsAppConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhatsAppConnection").field("instance_id", &self.instance_id).finish_non_exhaustive()
+    }
+}
+
+/// A client that cannot start because the stored device record does not decrypt will not start on a retry
+/// either: that needs a person (the right key, or a new pairing). Anything else (the database) may recover.
+fn start_error(err: whatsapp_rust::bot::BotBuilderError) -> DriverError {
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(inner) = source {
+        chain.push_str(": ");
+        chain.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    if chain.contains("failed authentication") {
+        DriverError::Other(format!(
+            "the stored WhatsApp session cannot be decrypted with the configured whatsapp.encryption_key: {chain}"
+        ))
+    } else {
+        DriverError::Transient(format!("cannot start the whatsapp client: {chain}"))
+    }
+}
+
+fn recipient(jid: &str) -> Result<whatsapp_rust::Jid, DriverError> {
+    events::parse_jid(jid).ok_or_else(|| DriverError::InvalidRecipient(format!("not a WhatsApp JID: {jid:?}")))
+}
+
+fn send_error(err: SendError) -> DriverError {
+    match err {
+        SendError::NotLoggedIn => DriverError::NotConnected,
+        SendError::InvalidRequest(reason) => DriverError::InvalidRecipient(reason),
+        SendError::Client(whatsapp_rust::ClientError::NotConnected) => DriverError::NotConnected,
+        SendError::Client(other) => DriverError::Transient(other.to_string()),
+        SendError::Iq(err) => DriverError::Transient(format!("IQ failed: {err}")),
+        other => DriverError::Other(other.to_string()),
+    }
+}
+
+fn other(context: &str) -> impl FnOnce(String) -> DriverError + '_ {
+    move |err| DriverError::Other(format!("{context}: {err}"))
+}
+
+fn media_type(kind: MessageKind) -> Result<whatsapp_rust::download::MediaType, DriverError> {
+    use whatsapp_rust::download::MediaType;
+    match kind {
+        MessageKind::Image => Ok(MediaType::Image),
+        MessageKind::Video => Ok(MediaType::Video),
+        MessageKind::Audio => Ok(MediaType::Audio),
+        MessageKind::Document => Ok(MediaType::Document),
+        MessageKind::Sticker => Ok(MediaType::Sticker),
+        other => Err(DriverError::Unsupported(format!("media of kind {other:?}"))),
+    }
+}
+
+fn context(quoted: Option<&String>) -> MessageField<wa::ContextInfo> {
+    // Only the id is known here (the contract carries no quoted body or author): WhatsApp links the reply by id.
+    match quoted {
+        Some(id) => MessageField::some(wa::ContextInfo { stanza_id: Some(id.clone()), ..Default::default() }),
+        None => MessageField::none(),
+    }
+}
+
+impl WhatsAppConnection {
+    fn ready(&self) -> Result<(), DriverError> {
+        if self.client.is_connected() && self.client.is_logged_in() { Ok(()) } else { Err(DriverError::NotConnected) }
+    }
+
+    async fn build_message(
+        &self,
+        message: &OutgoingMessage,
+        chat: &whatsapp_rust::Jid,
+    ) -> Result<wa::Message, DriverError> {
+        let ctx = context(message.quoted_message_id.as_ref());
+        Ok(match &message.content {
+            OutgoingContent::Text { body } => {
+                if message.quoted_message_id.is_none() {
+                    wa::Message { conversation: Some(body.clone()), ..Default::default() }
+                } else {
+                    wa::Message {
+                        extended_text_message: MessageField::some(wa::message::ExtendedTextMessage {
+                            text: Some(body.clone()),
+                            context_info: ctx,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }
+                }
+            }
+            OutgoingContent::Location { latitude, longitude, name, address } => wa::Message {
+                location_message: MessageField::some(wa::message::LocationMessage {
+                    degrees_latitude: Some(*latitude),
+                    degrees_longitude: Some(*longitude),
+                    name: name.clone(),
+                    address: address.clone(),
+                    context_info: ctx,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            OutgoingContent::ContactCard { display_name, vcard } => wa::Message {
+                contact_message: MessageField::some(wa::message::ContactMessage {
+                    display_name: Some(display_name.clone()),
+                    vcard: Some(vcard.clone()),
+                    context_info: ctx,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            OutgoingContent::Reaction { target_message_id, emoji } => {
+                // The contract names only the target's id: the key assumes a message the peer sent in this chat,
+                // the common case of reacting to an inbound message.
+                let key = wa::MessageKey {
+                    remote_jid: Some(chat.to_string()),
+                    from_me: Some(false),
+                    id: Some(target_message_id.clone()),
+                    ..Default::default()
+                };
+                whatsapp_rust::wacore::proto_helpers::build_reaction_message(
+                    key,
+                    emoji.clone(),
+                    Timestamp::now().as_datetime().timestamp_millis(),
+                )
+            }
+            OutgoingContent::Media { kind, info, bytes, caption } => {
+                let uploaded = self
+                    .client
+                    .upload(bytes.to_vec(), media_type(*kind)?, UploadOptions::default())
+                    .await
+                    .map_err(|e| DriverError::Transient(format!("media upload failed: {e:#}")))?;
+                let mime = Some(info.mime_type.clone());
+                let (url, direct_path) = (Some(uploaded.url.clone()), Some(uploaded.direct_path.clone()));
+                let (media_key, enc_sha, sha) = (
+                    Some(uploaded.media_key.to_vec()),
+                    Some(uploaded.file_enc_sha256.to_vec()),
+                    Some(uploaded.file_sha256.to_vec()),
+                );
+                let (length, key_ts) = (Some(uploaded.file_length), Some(uploaded.media_key_timestamp));
+                let mut m = wa::Message::default();
+                match kind {
+                    MessageKind::Image => {
+                        m.image_message = MessageField::some(wa::message::ImageMessage {
+                            url,
+                            direct_path,
+                            media_key,
+                            file_enc_sha256: enc_sha,
+                            file_sha256: sha,
+                            file_length: length,
+                            media_key_timestamp: key_ts,
+                            mimetype: mime,
+                            caption: caption.clone(),
+                            context_info: ctx,
+                            ..Default::default()
+                        })
+                    }
+                    MessageKind::Video => {
+                        m.video_message = MessageField::some(wa::message::VideoMessage {
+                            url,
+                            direct_path,
+                            media_key,
+                            file_enc_sha256: enc_sha,
+                            file_sha256: sha,
+                            file_length: length,
+                            media_key_timestamp: key_ts,
+                            mimetype: mime,
+                            caption: caption.clone(),
+                            context_info: ctx,
+                            ..Default::default()
+                        })
+                    }
+                    MessageKind::Audio => {
+                        m.audio_message = MessageField::some(wa::message::AudioMessage {
+                            url,
+                            direct_path,
+                            media_key,
+                            file_enc_sha256: enc_sha,
+                            file_sha256: sha,
+                            file_length: length,
+                            media_key_timestamp: key_ts,
+                            mimetype: mime,
+                            context_info: ctx,
+                            ..Default::default()
+                        })
+                    }
+                    MessageKind::Document => {
+                        m.document_message = MessageField::some(wa::message::DocumentMessage {
+                            url,
+                            direct_path,
+                            media_key,
+                            file_enc_sha256: enc_sha,
+                            file_sha256: sha,
+                            file_length: length,
+                            media_key_timestamp: key_ts,
+                            mimetype: mime,
+                            caption: caption.clone(),
+                            context_info: ctx,
+                            file_name: info.file_name.clone(),
+                            ..Default::default()
+                        })
+                    }
+                    MessageKind::Sticker => {
+                        m.sticker_message = MessageField::some(wa::message::StickerMessage {
+                            url,
+                            direct_path,
+                            media_key,
+                            file_enc_sha256: enc_sha,
+                            file_sha256: sha,
+                            file_length: length,
+                            media_key_timestamp: key_ts,
+                            mimetype: mime,
+                            context_info: ctx,
+                            ..Default::default()
+                        })
+                    }
+                    other => return Err(DriverError::Unsupported(format!("media of kind {other:?}"))),
+                }
+                m
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Connection for WhatsAppConnection {
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
+    async fn send(&self, message: OutgoingMessage) -> Result<SentMessage, DriverError> {
+        let chat = recipient(&message.chat_jid)?;
+        self.ready()?;
+        let built = self.build_message(&message, &chat).await?;
+        let sent = self.client.send_message(chat, built).await.map_err(send_error)?;
+        Ok(SentMessage { wa_message_id: sent.message_id, timestamp: Timestamp::now() })
+    }
+
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
+    async fn mark_read(&self, chat_jid: &str, wa_message_ids: &[String]) -> Result<(), DriverError> {
+        let chat = recipient(chat_jid)?;
+        self.ready()?;
+        let ids: Vec<&str> = wa_message_ids.iter().map(String::as_str).collect();
+        // In groups WhatsApp wants each message's author; the contract carries only ids, so the receipt goes
+        // without it, as for a direct chat.
+        self.client.mark_as_read(&chat, None, &ids).await.map_err(|e| DriverError::Transient(format!("{e:#}")))
+    }
+
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
+    async fn send_presence(&self, chat_jid: &str, presence: Presence) -> Result<(), DriverError> {
+        self.ready()?;
+        let state = match presence {
+            Presence::Available => {
+                return self.client.presence().set_available().await.map_err(|e| other("presence")(e.to_string()));
+            }
+            Presence::Unavailable => {
+                return self.client.presence().set_unavailable().await.map_err(|e| other("presence")(e.to_string()));
+            }
+            Presence::Composing => ChatStateType::Composing,
+            Presence::Recording => ChatStateType::Recording,
+            Presence::Paused => ChatStateType::Paused,
+        };
+        let chat = recipient(chat_jid)?;
+        self.client.chatstate().send(&chat, state).await.map_err(|e| other("chat state")(e.to_string()))
+    }
+
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
+    async fn set_blocked(&self, jid: &str, blocked: bool) -> Result<(), DriverError> {
+        let jid = recipient(jid)?;
+        self.ready()?;
+        let result =
+            if blocked { self.client.blocking().block(&jid).await } else { self.client.blocking().unblock(&jid).await };
+        result.map_err(|e| other("block list")(e.to_string()))
+    }
+
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
+    async fn groups(&self) -> Result<Vec<GroupInfo>, DriverError> {
+        self.ready()?;
+        let groups = self.client.groups().get_participating().await.map_err(|e| other("groups")(e.to_string()))?;
+        let mut out: Vec<GroupInfo> = groups
+            .into_values()
+            .map(|g| GroupInfo {
+                jid: g.id.to_string(),
+                subject: g.subject.clone(),
+                participants: g.participants.iter().map(|p| p.jid.to_non_ad().to_string()).collect(),
+                admins: g.participants.iter().filter(|p| p.is_admin()).map(|p| p.jid.to_non_ad().to_string()).collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.jid.cmp(&b.jid));
+        Ok(out)
+    }
+
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
+    async fn request_pair_code(&self, phone: &str) -> Result<String, DriverError> {
+        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        if digits.len() < 7 {
+            return Err(DriverError::InvalidRecipient(format!("not a phone number: {phone:?}")));
+        }
+        if !self.client.is_connected() {
+            // The code is requested over the open (not yet logged in) socket, after the first QR code arrived.
+            return Err(DriverError::NotConnected);
+        }
+        let options = PairCodeOptions { phone_number: digits, ..Default::default() };
+        self.client.pair_with_code(options).await.map_err(|e| DriverError::Transient(format!("pairing code: {e}")))
+    }
+
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
+    async fn logout(&self) -> Result<(), DriverError> {
+        // Removes this companion device on the phone's side (when connected), reports LoggedOut, then disconnects.
+        self.client.logout().await;
+        self.wait_for_end().await;
+        // Also when the connection had already ended and nobody was left to see the LoggedOut: the session is over.
+        self.forget.forget_session().await.map_err(|e| DriverError::Other(format!("forgetting the session: {e}")))
+    }
+
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id))]
+    async fn disconnect(&self) {
+        self.client.disconnect().await;
+        self.wait_for_end().await;
+    }
+}
+
+impl Drop for WhatsAppConnection {
+    fn drop(&mut self) {
+        // A connection dropped without `disconnect` must not keep a socket open for an instance nobody drives.
+        if let Ok(run) = self.run.try_lock()
+            && run.as_ref().is_some_and(|task| !task.is_finished())
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let client = self.client.clone();
+            runtime.spawn(async move { client.disconnect().await });
+        }
+    }
+}
+
+impl WhatsAppConnection {
+    async fn wait_for_end(&self) {
+        if let Some(run) = self.run.lock().await.take()
+            && let Err(err) = run.await
+        {
+            warn!(instance = %self.instance_id, "whatsapp connection task failed: {err}");
+            self.sink.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use whatsapp_rust::types::events::InboundMessage as WaInbound;
+    use whatsapp_rust::wacore::types::message::{MessageInfo, MessageSource};
+
+    use super::*;
+
+    fn sink() -> (Arc<EventSink>, mpsc::Receiver<DriverEvent>) {
+        let (tx, rx) = mpsc::channel(8);
+        (Arc::new(EventSink { tx: std::sync::Mutex::new(Some(tx)), ended: AtomicBool::new(false) }), rx)
+    }
+
+    fn batch(ids: &[&str]) -> Vec<WaInbound> {
+        ids.iter()
+            .map(|id| {
+                WaInbound::builder()
+                    .message(Arc::new(wa::Message { conversation: Some(format!("body {id}")), ..Default::default() }))
+                    .info(Arc::new(MessageInfo {
+                        source: MessageSource {
+                            chat: "5511@s.whatsapp.net".parse().expect("jid"),
+                            sender: "5511@s.whatsapp.net".parse().expect("jid"),
+                            ..Default::default()
+                        },
+                        id: (*id).into(),
+                        ..Default::default()
+                    }))
+                    .build()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn batch_is_acknowledged_only_after_the_engine_acked_every_message() {
+        let (sink, mut rx) = sink();
+        let batch = batch(&["A", "B"]);
+        let delivery = tokio::spawn({
+            let sink = sink.clone();
+            async move { deliver_batch(&sink, Duration::from_secs(60), &batch).await }
+        });
+        let Some(DriverEvent::Message(first)) = rx.recv().await else { panic!("first message") };
+        let Some(DriverEvent::Message(second)) = rx.recv().await else { panic!("second message") };
+        assert_eq!((first.wa_message_id.as_str(), second.wa_message_id.as_str()), ("A", "B"));
+        first.ack.ack();
+        assert!(!delivery.is_finished(), "one message is still unstored");
+        second.ack.ack();
+        assert_eq!(delivery.await.expect("task"), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_ack_leaves_the_batch_unacknowledged() {
+        let (sink, mut rx) = sink();
+        let batch = batch(&["A", "B"]);
+        let delivery = tokio::spawn({
+            let sink = sink.clone();
+            async move { deliver_batch(&sink, Duration::from_secs(60), &batch).await }
+        });
+        let Some(DriverEvent::Message(first)) = rx.recv().await else { panic!("first message") };
+        let Some(DriverEvent::Message(second)) = rx.recv().await else { panic!("second message") };
+        first.ack.ack();
+        drop(second); // the engine failed to store it
+        assert!(delivery.await.expect("task").is_err());
+    }
+
+    #[tokio::test]
+    async fn an_ack_that_never_comes_times_out_and_a_closed_engine_refuses() {
+        let (sink, mut rx) = sink();
+        let held = batch(&["A"]);
+        let delivery = tokio::spawn({
+            let sink = sink.clone();
+            async move { deliver_batch(&sink, Duration::from_millis(20), &held).await }
+        });
+        // Held, neither completed nor dropped: the timeout is what ends the wait.
+        let Some(DriverEvent::Message(_unacked)) = rx.recv().await else { panic!("message") };
+        assert_eq!(delivery.await.expect("task"), Err("the engine did not store the inbound batch in time"));
+
+        sink.close();
+        assert!(deliver_batch(&sink, Duration::from_secs(60), &batch(&["B"])).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn only_the_first_terminal_event_is_sent() {
+        let (sink, mut rx) = sink();
+        assert!(sink.send(DriverEvent::LoggedOut { reason: "401".into() }).await);
+        assert!(!sink.send(DriverEvent::Disconnected { reason: "later".into() }).await);
+        sink.close();
+        assert!(matches!(rx.recv().await, Some(DriverEvent::LoggedOut { .. })));
+        assert!(rx.recv().await.is_none(), "closed after the terminal event");
+    }
+}
