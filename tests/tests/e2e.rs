@@ -46,6 +46,7 @@ on_both_backends!(
     sandbox_instances_pair_and_message_each_other_with_receipts,
     sends_are_idempotent_and_bad_sends_write_nothing,
     a_restarted_server_resumes_connected_instances_without_pairing,
+    a_whatsapp_instance_that_cannot_connect_backs_off_with_a_clear_error,
 );
 
 /// A small client for one signed-in user.
@@ -1122,4 +1123,42 @@ async fn a_restarted_server_resumes_connected_instances_without_pairing(database
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert!(jid.ends_with("@s.whatsapp.net"));
     app.terminate().await;
+}
+
+async fn a_whatsapp_instance_that_cannot_connect_backs_off_with_a_clear_error(database: &Database) {
+    // WhatsApp cannot be reached from here: point the real driver at a closed loopback port, with a pinned
+    // client version so nothing leaves the machine.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let mut command = gateway_command(GATEWAY, &database.url, &database.dir);
+    command
+        .env("GATEWAY_WHATSAPP_WS_URL", format!("ws://127.0.0.1:{port}/ws/chat"))
+        .env("GATEWAY_WHATSAPP_VERSION", "2.3000.1020608496")
+        .env("GATEWAY_SESSIONS_BACKOFF_INITIAL_MS", "50")
+        .env("GATEWAY_SESSIONS_BACKOFF_MAX_SECS", "1");
+    let app = TestApp::spawn_with(command).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (_, owner_email, _) = tenant(&operator, "Real").await;
+    let owner = As::login(&app, &owner_email, "a long enough password").await;
+    let (status, instance) =
+        owner.call(Method::POST, "/v1/instances", Some(json!({"name": "real", "driver": "whatsapp"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{instance}");
+    let iid = instance["id"].as_str().expect("id").to_owned();
+    let (status, _) = owner.call(Method::POST, &format!("/v1/instances/{iid}/connect"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let failing = eventually("repeated failed attempts", || async {
+        let (_, body) = owner.call(Method::GET, &format!("/v1/instances/{iid}/status"), None).await;
+        (body["connection_attempts"].as_i64().unwrap_or(0) >= 2 && body["last_error"].is_string()).then_some(body)
+    })
+    .await;
+    assert!(["disconnected", "connecting"].contains(&failing["status"].as_str().unwrap_or("")), "{failing}");
+    assert!(failing["last_error_at"].is_string());
+    // The node keeps serving, and the instance can be logged out like any other.
+    let (status, _) = owner.call(Method::GET, "/readyz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = owner.call(Method::POST, &format!("/v1/instances/{iid}/logout"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "logged_out");
+    assert!(app.terminate().await.success());
 }

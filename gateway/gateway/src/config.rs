@@ -64,7 +64,19 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub auth: AuthSettings,
     pub sessions: SessionSettings,
+    pub whatsapp: WhatsAppSettings,
     pub tiers: TierCatalog,
+}
+
+/// The real WhatsApp driver (whatsapp-rust). Its protocol state is encrypted with `sessions.encryption_key`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsAppSettings {
+    pub enabled: bool,
+    /// The WhatsApp Web websocket; empty for WhatsApp's own.
+    pub ws_url: String,
+    /// Pins the WhatsApp Web client version (`2.3000.1020608496`); empty fetches the current one at connect.
+    pub version: String,
 }
 
 /// The session engine.
@@ -177,6 +189,7 @@ impl Default for Settings {
                 backoff_max_secs: 300,
                 max_reply_depth: 1,
             },
+            whatsapp: WhatsAppSettings { enabled: true, ws_url: String::new(), version: String::new() },
             tiers: TierCatalog::default(),
         }
     }
@@ -216,7 +229,7 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key, message: message.into() }
 }
 
-const SECTIONS: &[&str] = &["server", "database", "log", "admin", "auth", "tiers"];
+const SECTIONS: &[&str] = &["server", "database", "log", "admin", "auth", "sessions", "whatsapp", "tiers"];
 
 /// `GATEWAY_DATABASE_MAX_CONNECTIONS` -> `database.max_connections`; `GATEWAY_TIERS_FREE_MAX_INSTANCES` ->
 /// `tiers.free.max_instances`. The first word names the section, the rest the key, so keys keep their underscores.
@@ -294,6 +307,7 @@ impl Settings {
             ));
         }
         self.session_key()?;
+        self.whatsapp()?;
         if self.mode == Mode::Production && self.sessions.encryption_key.expose() == DEVELOPMENT_SESSION_KEY {
             return Err(invalid(
                 "sessions.encryption_key",
@@ -387,6 +401,21 @@ impl Settings {
             .decode(self.sessions.encryption_key.expose().trim())
             .map_err(|_| invalid("sessions.encryption_key", "must be base64 (openssl rand -base64 32)"))?;
         bytes.try_into().map_err(|_| invalid("sessions.encryption_key", "must decode to exactly 32 bytes"))
+    }
+
+    pub fn whatsapp(&self) -> Result<gw_driver_whatsapp::WhatsAppDriverConfig, ConfigError> {
+        let mut config = gw_driver_whatsapp::WhatsAppDriverConfig::new(self.sessions.encryption_key.expose());
+        if !self.whatsapp.ws_url.is_empty() {
+            config.ws_url = Some(self.whatsapp.ws_url.clone());
+        }
+        if !self.whatsapp.version.is_empty() {
+            let parts: Vec<u32> = self.whatsapp.version.split('.').filter_map(|p| p.parse().ok()).collect();
+            let [a, b, c] = parts[..] else {
+                return Err(invalid("whatsapp.version", "three numbers separated by dots, like 2.3000.1020608496"));
+            };
+            config.version = Some((a, b, c));
+        }
+        Ok(config)
     }
 
     pub fn engine(&self) -> gw_sessions::EngineConfig {

@@ -112,6 +112,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let driver = Arc::new(gw_sessions::sandbox::SandboxDriver::new(network.clone()));
         engine = engine.driver(gw_core::DriverKind::Sandbox, driver);
     }
+    if settings.whatsapp.enabled {
+        let driver = gw_driver_whatsapp::WhatsAppDriver::new(settings.whatsapp()?, store.clone())
+            .context("cannot configure the WhatsApp driver")?;
+        engine = engine.driver(gw_core::DriverKind::Whatsapp, Arc::new(driver));
+    }
     let engine = engine.build();
     let resumed = engine.resume_all().await.context("cannot resume instances")?;
     tracing::info!(resumed, "instances resumed");

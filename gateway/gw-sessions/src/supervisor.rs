@@ -48,7 +48,13 @@ enum Exit {
     Parked,
     /// A transient failure: reconnect with backoff.
     Transient(String),
+    /// A working connection dropped (or WhatsApp restarted it after pairing): reconnect at once, unless that
+    /// already happened within the last minute, which makes it an ordinary transient failure.
+    Dropped(String),
 }
+
+/// How often a dropped connection may be reconnected without a backoff.
+const QUICK_RECONNECT_EVERY: Duration = Duration::from_secs(60);
 
 type Commands = mpsc::UnboundedReceiver<Command>;
 
@@ -125,6 +131,7 @@ async fn run(
 ) {
     let mut commands = commands.lock().await;
     let mut attempt = 0u32;
+    let mut last_quick: Option<tokio::time::Instant> = None;
     loop {
         let command = match next.take() {
             Some(command) => command,
@@ -160,13 +167,27 @@ async fn run(
                 }
             };
             attempt += 1;
-            let exit = connect_once(&inner, instance, &shared, &mut commands, &mut attempt, pair_phone.clone()).await;
+            let mut exit =
+                connect_once(&inner, instance, &shared, &mut commands, &mut attempt, pair_phone.clone()).await;
             clear_connection(&shared);
+            if let Exit::Dropped(reason) = exit {
+                if last_quick.is_some_and(|at| at.elapsed() < QUICK_RECONNECT_EVERY) {
+                    exit = Exit::Transient(reason);
+                } else {
+                    last_quick = Some(tokio::time::Instant::now());
+                    if let Ok(instance) = inner.store.get_instance(gw_store::Scope::All, instance_id).await {
+                        record_status(&inner, &instance, InstanceStatus::Disconnected, Some(&reason)).await;
+                    }
+                    tracing::info!(instance = %instance_id, %reason, "connection dropped; reconnecting at once");
+                    attempt = 0;
+                    continue;
+                }
+            }
             match exit {
                 Exit::Stopped => return,
                 Exit::Restart => attempt = 0,
                 Exit::Parked => break,
-                Exit::Transient(reason) => {
+                Exit::Dropped(reason) | Exit::Transient(reason) => {
                     if let Ok(instance) = inner.store.get_instance(gw_store::Scope::All, instance_id).await {
                         record_status(&inner, &instance, InstanceStatus::Disconnected, Some(&reason)).await;
                     }
@@ -319,6 +340,8 @@ async fn on_event(
         }
         DriverEvent::PairSuccess { jid, display_name, .. } => {
             tracing::info!(instance = %instance.id, "paired");
+            // WhatsApp restarts the connection right after pairing; that reconnect must not wait for a backoff.
+            *attempt = 0;
             let update = ConnectionUpdate { phone: phone_of(&jid), display_name, ..Default::default() };
             *instance = update_instance(inner, instance, update).await;
         }
@@ -349,6 +372,8 @@ async fn on_event(
             *outbox =
                 Some(tokio::spawn(outbox_worker(inner.clone(), instance.clone(), connection.clone(), shared.clone())));
         }
+        // The first drop after pairing or after being connected reconnects at once; repeated failures back off.
+        DriverEvent::Disconnected { reason } if *attempt == 0 => return Some(Exit::Dropped(reason)),
         DriverEvent::Disconnected { reason } => return Some(Exit::Transient(reason)),
         DriverEvent::LoggedOut { reason } => {
             let _ = vault.invalidate().await;
