@@ -533,6 +533,10 @@ mod tests {
             jail.set_env("GATEWAY_AUTH_JWT_SECRET", "a-real-production-secret-of-enough-length");
             assert!(load_err(jail, None).starts_with("auth.api_key_pepper:"));
             jail.set_env("GATEWAY_AUTH_API_KEY_PEPPER", "a-real-production-pepper-of-enough-length");
+            assert!(load_err(jail, None).starts_with("sessions.encryption_key:"));
+            jail.set_env("GATEWAY_SESSIONS_ENCRYPTION_KEY", "dG9vIHNob3J0");
+            assert!(load_err(jail, None).contains("exactly 32 bytes"));
+            jail.set_env("GATEWAY_SESSIONS_ENCRYPTION_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
             assert_eq!(Settings::load(None).expect("load").mode, Mode::Production);
             Ok(())
         });
