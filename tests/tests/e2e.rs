@@ -259,6 +259,48 @@ async fn tenant(operator: &As<'_>, name: &str) -> (String, String, String) {
     (sid, emails.pop().expect("owner"), member)
 }
 
+/// Every session-engine endpoint of one instance that changes something: owners (and operators) only.
+fn session_manage_endpoints(iid: &str) -> Vec<(Method, String, Option<Value>)> {
+    let contact = "0190b1a2-0000-7000-8000-000000000001";
+    let chat = "15550001111@s.whatsapp.net";
+    vec![
+        (Method::POST, format!("/v1/instances/{iid}/connect"), None),
+        (Method::POST, format!("/v1/instances/{iid}/restart"), None),
+        (Method::POST, format!("/v1/instances/{iid}/logout"), None),
+        (Method::POST, format!("/v1/instances/{iid}/pair-code"), Some(json!({"phone": "+15550001111"}))),
+        (Method::POST, format!("/v1/instances/{iid}/messages"), Some(json!({"to": "+15550001111", "text": "x"}))),
+        (Method::POST, format!("/v1/instances/{iid}/chats/{chat}/read"), Some(json!({"message_ids": ["X"]}))),
+        (Method::POST, format!("/v1/instances/{iid}/chats/{chat}/presence"), Some(json!({"presence": "composing"}))),
+        (Method::POST, format!("/v1/instances/{iid}/contacts/{contact}/block"), None),
+        (Method::POST, format!("/v1/instances/{iid}/contacts/{contact}/unblock"), None),
+        (Method::POST, format!("/v1/sandbox/instances/{iid}/scan"), None),
+        (
+            Method::POST,
+            format!("/v1/sandbox/instances/{iid}/inbound"),
+            Some(json!({"from": "+15550001111", "text": "x"})),
+        ),
+        (Method::POST, format!("/v1/sandbox/instances/{iid}/drop"), None),
+        (Method::POST, format!("/v1/sandbox/instances/{iid}/unlink"), None),
+        (Method::POST, format!("/v1/sandbox/instances/{iid}/replace"), None),
+    ]
+}
+
+/// Every session-engine endpoint of one instance that only reads: members may use them too.
+fn session_read_endpoints(iid: &str) -> Vec<(Method, String, Option<Value>)> {
+    let contact = "0190b1a2-0000-7000-8000-000000000001";
+    let message = "0190b1a2-0000-7000-8000-000000000002";
+    vec![
+        (Method::GET, format!("/v1/instances/{iid}/qr"), None),
+        (Method::GET, format!("/v1/instances/{iid}/qr.png"), None),
+        (Method::GET, format!("/v1/instances/{iid}/messages"), None),
+        (Method::GET, format!("/v1/instances/{iid}/messages/{message}"), None),
+        (Method::GET, format!("/v1/instances/{iid}/contacts"), None),
+        (Method::GET, format!("/v1/instances/{iid}/contacts/{contact}"), None),
+        (Method::GET, format!("/v1/instances/{iid}/groups"), None),
+        (Method::GET, format!("/v1/instances/{iid}/events"), None),
+    ]
+}
+
 /// Every endpoint of one instance's API keys; only owners (and operators) may use any of them.
 fn api_key_endpoints(iid: &str, kid: &str) -> Vec<(Method, String, Option<Value>)> {
     vec![
@@ -321,6 +363,8 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
     ]
     .into_iter()
     .chain(api_key_endpoints(&iid, &kid))
+    .chain(session_manage_endpoints(&iid))
+    .chain(session_read_endpoints(&iid))
     .collect();
     let intruder = As::login(&app, &globex_owner, "a long enough password").await;
     for (method, path, body) in &endpoints {
@@ -358,6 +402,7 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
     ]
     .into_iter()
     .chain(api_key_endpoints(&iid, &kid))
+    .chain(session_manage_endpoints(&iid))
     .collect();
     for (method, path, body) in &owner_only {
         let (status, problem) = member.call(method.clone(), path, body.clone()).await;
