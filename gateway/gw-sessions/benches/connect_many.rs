@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use gw_core::{DriverKind, EventType, InstanceStatus, LimitOverrides, Tier};
 use gw_sessions::sandbox::{SandboxDriver, SandboxNetwork};
 use gw_sessions::{DirectMeter, Engine, SessionCipher};
+
 use gw_store::{Actor, NewInstance, NewSubscription, Store};
 use serde_json::json;
 
@@ -23,6 +24,8 @@ fn rss_bytes() -> u64 {
 fn engine(store: Arc<dyn Store>, network: Arc<SandboxNetwork>) -> Engine {
     Engine::builder(store.clone(), Arc::new(DirectMeter::new(store)), Arc::new(SessionCipher::new(&[3; 32])))
         .driver(DriverKind::Sandbox, Arc::new(SandboxDriver::new(network)))
+        // The benchmark watches every connection event; a production bus may drop events for slow readers.
+        .config(gw_sessions::EngineConfig { bus_capacity: 1 << 17, ..Default::default() })
         .build()
 }
 
@@ -83,13 +86,20 @@ fn main() {
             first.start(instance, None).expect("start");
         }
         let mut qr_seen = std::collections::HashSet::new();
-        while qr_seen.len() < count {
-            let e = events.recv().await.expect("events");
+        let mut connected_seen = std::collections::HashSet::new();
+        while connected_seen.len() < count {
+            let e = match tokio::time::timeout(Duration::from_secs(120), events.recv()).await {
+                Ok(Ok(e)) => e,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => panic!("lagged by {n} events"),
+                other => panic!("waiting for pairing: {other:?}"),
+            };
             if e.event_type == EventType::QrUpdated && qr_seen.insert(e.instance_id) {
                 network.scan(e.instance_id, None).await.expect("scan");
             }
+            if e.event_type == EventType::ConnectionUpdate && e.data["status"] == "connected" {
+                connected_seen.insert(e.instance_id);
+            }
         }
-        connected(&mut events, count).await;
         let pairing = started.elapsed();
         first.shutdown().await;
         drop(first);
