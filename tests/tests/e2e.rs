@@ -1015,6 +1015,75 @@ async fn sandbox_instances_pair_and_message_each_other_with_receipts(database: &
     })
     .await;
 
+    // The live stream: an event published after subscribing arrives as SSE with its type and stable id.
+    let mut stream = app
+        .client
+        .get(app.url(&format!("/v1/instances/{alice}/events")))
+        .header("x-api-key", &alice_key)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert!(stream.headers()["content-type"].to_str().expect("ct").starts_with("text/event-stream"));
+    let (status, _) = owner
+        .call(
+            Method::POST,
+            &format!("/v1/sandbox/instances/{alice}/inbound"),
+            Some(json!({"from": "+1 555 777 0002", "text": "live"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let mut seen = String::new();
+    let wait = async {
+        while !(seen.contains("event: message.received") && seen.contains("\"live\"")) {
+            let chunk = stream.chunk().await.expect("chunk").expect("stream open");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), wait).await.expect("the event in time");
+    assert!(seen.contains("\nid: "), "{seen}");
+    drop(stream);
+
+    // A group: Alice writes to a sandbox group with Bob; Bob receives it in the group chat.
+    let (status, group) = owner
+        .call(
+            Method::POST,
+            "/v1/sandbox/groups",
+            Some(json!({"subject": "Team", "participants": [alice_jid, bob_jid]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    let group_jid = group["jid"].as_str().expect("jid").to_owned();
+    let (_, groups) =
+        with_key(&app, &alice_key, Method::GET, &format!("/v1/instances/{alice}/groups"), None, None).await;
+    assert_eq!(groups[0]["jid"], group_jid.as_str(), "{groups}");
+    let (status, _) = with_key(
+        &app,
+        &alice_key,
+        Method::POST,
+        &format!("/v1/instances/{alice}/messages"),
+        Some(json!({"to": group_jid, "text": "hello team"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    eventually("the group message at Bob", || async {
+        let (_, page) = with_key(
+            &app,
+            &bob_key,
+            Method::GET,
+            &format!("/v1/instances/{bob}/messages?chat={group_jid}"),
+            None,
+            None,
+        )
+        .await;
+        page["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|m| m["text"] == "hello team" && m["from"] == alice_jid.as_str()))
+            .then_some(())
+    })
+    .await;
+
     // A key of another instance does not reach this one; a key without the scope is refused.
     let (status, _) =
         with_key(&app, &bob_key, Method::GET, &format!("/v1/instances/{alice}/messages"), None, None).await;
