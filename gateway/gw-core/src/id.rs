@@ -153,6 +153,18 @@ define_id!(
     EventId
 );
 define_id!(
+    /// Identifies a named plugin of a subscription.
+    PluginId
+);
+define_id!(
+    /// Identifies one uploaded version of a plugin.
+    PluginVersionId
+);
+define_id!(
+    /// Identifies a plugin version bound to an instance.
+    PluginBindingId
+);
+define_id!(
     /// Identifies a message the gateway accepted or received (not WhatsApp's own message id).
     MessageId
 );

@@ -9,6 +9,7 @@ mod enums;
 mod events;
 mod id;
 mod pipeline;
+mod plugins;
 mod time;
 mod values;
 
@@ -22,11 +23,16 @@ pub use enums::{
 };
 pub use events::{EventSink, EventSinkError, GatewayEvent};
 pub use id::{
-    ApiKeyId, AuditLogId, ContactId, EventId, IdParseError, InstanceId, MessageId, MessageStatId, RefreshTokenId,
-    SessionDataId, SubscriptionId, TokenFamilyId, UsageRecordId, UserId, WebhookConfigId,
+    ApiKeyId, AuditLogId, ContactId, EventId, IdParseError, InstanceId, MessageId, MessageStatId, PluginBindingId,
+    PluginId, PluginVersionId, RefreshTokenId, SessionDataId, SubscriptionId, TokenFamilyId, UsageRecordId, UserId,
+    WebhookConfigId,
 };
 pub use pipeline::{
     Disposition, MediaInfo, MessageEvent, MessagePipeline, Origin, PassThrough, PipelineOutcome, Reply,
+};
+pub use plugins::{
+    BindingDirection, BindingFailure, BoundPlugin, CatalogError, FailurePolicy, PluginCatalog, PluginLimits,
+    PluginLogRecord, PluginRejection, PluginRuntime, PreparedComponent,
 };
 pub use time::{Timestamp, UsagePeriod};
 pub use values::{ApiKeyHash, Email, EmailError, PasswordHash, Redacted};
