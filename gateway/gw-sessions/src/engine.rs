@@ -12,6 +12,7 @@ use gw_store::{Enqueued, NewOutboundMessage, Store, StoreError};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::media::{FetchError, MediaFetcher};
 use crate::meter::{Meter, QuotaError};
 use crate::send::{InvalidField, MediaRefused, SendContent, SendRequest, check_media, normalize_recipient};
 use crate::supervisor::{self, Command};
@@ -102,6 +103,7 @@ pub(crate) struct Inner {
     pub(crate) sinks: Vec<Arc<dyn gw_core::EventSink>>,
     pub(crate) bus: broadcast::Sender<GatewayEvent>,
     pub(crate) meter: Arc<dyn Meter>,
+    pub(crate) media_fetcher: Option<Arc<dyn MediaFetcher>>,
     pub(crate) cipher: Arc<SessionCipher>,
     pub(crate) config: EngineConfig,
     sessions: Mutex<HashMap<InstanceId, SessionHandle>>,
@@ -128,6 +130,7 @@ pub struct EngineBuilder {
     drivers: HashMap<DriverKind, Arc<dyn Driver>>,
     pipeline: Arc<dyn MessagePipeline>,
     sinks: Vec<Arc<dyn gw_core::EventSink>>,
+    media_fetcher: Option<Arc<dyn MediaFetcher>>,
     config: EngineConfig,
 }
 
@@ -148,6 +151,12 @@ impl EngineBuilder {
         self
     }
 
+    /// Enables media by URL; without a fetcher such sends are refused with a clear error.
+    pub fn media_fetcher(mut self, fetcher: Arc<dyn MediaFetcher>) -> Self {
+        self.media_fetcher = Some(fetcher);
+        self
+    }
+
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;
         self
@@ -163,6 +172,7 @@ impl EngineBuilder {
                 sinks: self.sinks,
                 bus,
                 meter: self.meter,
+                media_fetcher: self.media_fetcher,
                 cipher: self.cipher,
                 config: self.config,
                 sessions: Mutex::new(HashMap::new()),
@@ -195,6 +205,7 @@ impl Engine {
             drivers: HashMap::new(),
             pipeline: Arc::new(gw_core::PassThrough),
             sinks: Vec::new(),
+            media_fetcher: None,
             config: EngineConfig::default(),
         }
     }
@@ -394,15 +405,10 @@ pub(crate) async fn send_message(
     }
     request.validate()?;
     let chat_jid = normalize_recipient("to", &request.to)?;
-    let media_info = match &request.content {
-        SendContent::Media { kind, mime_type, data, file_name, .. } => {
-            let mut info = check_media(*kind, mime_type, data.len() as u64)?;
-            info.file_name = file_name.clone();
-            Some(info)
-        }
-        _ => None,
-    };
-    // A retry of an accepted request returns the first result and reserves nothing again.
+    if let SendContent::Media { kind, mime_type, data, .. } = &request.content {
+        check_media(*kind, mime_type, data.len() as u64)?;
+    }
+    // A retry of an accepted request returns the first result and reserves nothing again (nor fetches again).
     if let Some(idem) = &request.idempotency
         && let Some((message, hash)) = inner.store.find_idempotent_message(instance.id, &idem.key).await?
     {
@@ -412,6 +418,15 @@ pub(crate) async fn send_message(
             Err(EngineError::IdempotencyKeyReused)
         };
     }
+    let request = fetch_media(inner, request).await?;
+    let media_info = match &request.content {
+        SendContent::Media { kind, mime_type, data, file_name, .. } => {
+            let mut info = check_media(*kind, mime_type, data.len() as u64)?;
+            info.file_name = file_name.clone();
+            Some(info)
+        }
+        _ => None,
+    };
     inner.meter.reserve_messages(instance.subscription_id, 1).await?;
 
     let id = MessageId::new();
@@ -465,6 +480,52 @@ pub(crate) async fn send_message(
     Ok(accepted)
 }
 
+/// Turns media named by URL into media with its bytes, within the kind's size limit. Anything the fetcher refuses
+/// is the caller's bad input (422 naming `media.url`), an oversized body is a 413, and nothing is written.
+async fn fetch_media(inner: &Inner, request: SendRequest) -> Result<SendRequest, EngineError> {
+    let SendContent::MediaUrl { kind, url, mime_type, file_name, caption } = request.content else {
+        return Ok(request);
+    };
+    let Some((limit, accepted)) = crate::send::media_policy(kind) else {
+        return Err(MediaRefused::UnsupportedType {
+            kind,
+            mime_type: mime_type.unwrap_or_default(),
+            accepted: String::new(),
+        }
+        .into());
+    };
+    // A declared type is checked before any traffic leaves.
+    if let Some(declared) = &mime_type
+        && !accepted.contains(&declared.as_str())
+    {
+        return Err(
+            MediaRefused::UnsupportedType { kind, mime_type: declared.clone(), accepted: accepted.join(", ") }.into()
+        );
+    }
+    let Some(fetcher) = &inner.media_fetcher else {
+        return Err(InvalidField {
+            field: "media.url",
+            reason: "media by URL is not enabled on this gateway; send the bytes as media.data".into(),
+        }
+        .into());
+    };
+    let fetched = fetcher.fetch(&url, limit).await.map_err(|e| match e {
+        FetchError::TooLarge { .. } => EngineError::Media(MediaRefused::TooLarge { kind, limit, size: limit + 1 }),
+        FetchError::Refused(reason) => InvalidField { field: "media.url", reason }.into(),
+        FetchError::Failed(reason) => {
+            InvalidField { field: "media.url", reason: format!("could not be fetched: {reason}") }.into()
+        }
+    })?;
+    let mime_type = mime_type.or(fetched.content_type).ok_or_else(|| InvalidField {
+        field: "media.mime_type",
+        reason: "the server sent no Content-Type; give the media type".into(),
+    })?;
+    Ok(SendRequest {
+        content: SendContent::Media { kind, mime_type, file_name, data: fetched.bytes, caption },
+        ..request
+    })
+}
+
 /// Sends a plugin's replies through the same path as an API send, one hop deeper. Beyond the configured depth
 /// replies are not sent: a reply cannot feed the chain that produced it forever.
 pub(crate) async fn send_replies(inner: &Arc<Inner>, instance: &Instance, replies: Vec<Reply>, cause: Origin) {
@@ -508,6 +569,8 @@ fn content_json(
     match content {
         SendContent::Text { .. } => (json!({}), None),
         SendContent::Media { data, .. } => (json!({ "media": media }), Some(data.clone())),
+        // Fetched into `Media` before anything is stored; kept for completeness.
+        SendContent::MediaUrl { url, .. } => (json!({ "media": media, "url": url }), None),
         SendContent::Location { latitude, longitude, name, address } => (
             json!({ "location": { "latitude": latitude, "longitude": longitude, "name": name, "address": address } }),
             None,

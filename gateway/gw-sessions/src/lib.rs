@@ -7,6 +7,7 @@
 pub mod driver;
 mod engine;
 pub mod events;
+mod media;
 mod meter;
 pub mod sandbox;
 mod send;
@@ -14,6 +15,7 @@ mod supervisor;
 mod vault;
 
 pub use engine::{Accepted, Engine, EngineBuilder, EngineConfig, EngineError};
+pub use media::{FetchError, FetchedMedia, MediaFetcher};
 pub use meter::{DirectMeter, Meter, Metered, QuotaError};
 pub use send::{
     Idempotency, InvalidField, MediaRefused, SendContent, SendRequest, check_media, media_policy, normalize_recipient,

@@ -22,11 +22,38 @@ pub struct Idempotency {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SendContent {
-    Text { body: String },
-    Media { kind: MessageKind, mime_type: String, file_name: Option<String>, data: Vec<u8>, caption: Option<String> },
-    Location { latitude: f64, longitude: f64, name: Option<String>, address: Option<String> },
-    ContactCard { display_name: String, vcard: String },
-    Reaction { message_id: String, emoji: String },
+    Text {
+        body: String,
+    },
+    Media {
+        kind: MessageKind,
+        mime_type: String,
+        file_name: Option<String>,
+        data: Vec<u8>,
+        caption: Option<String>,
+    },
+    /// Media the engine fetches before accepting the send; `mime_type` defaults to the response's `Content-Type`.
+    MediaUrl {
+        kind: MessageKind,
+        url: String,
+        mime_type: Option<String>,
+        file_name: Option<String>,
+        caption: Option<String>,
+    },
+    Location {
+        latitude: f64,
+        longitude: f64,
+        name: Option<String>,
+        address: Option<String>,
+    },
+    ContactCard {
+        display_name: String,
+        vcard: String,
+    },
+    Reaction {
+        message_id: String,
+        emoji: String,
+    },
 }
 
 /// A refused field: the edge answers 422 naming it.
@@ -44,6 +71,8 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidField {
 /// WhatsApp's limit on a text message.
 pub const MAX_TEXT_CHARS: usize = 4096;
 pub const MAX_CAPTION_CHARS: usize = 1024;
+/// The longest media URL accepted.
+pub const MAX_MEDIA_URL_CHARS: usize = 2048;
 
 /// Size limit and accepted types per media kind (WhatsApp's own limits, with documents capped lower because the
 /// bytes wait in the database until sent).
@@ -81,6 +110,13 @@ pub fn check_media(kind: MessageKind, mime_type: &str, size: u64) -> Result<Medi
         return Err(MediaRefused::TooLarge { kind, limit, size });
     }
     Ok(MediaInfo { mime_type: mime_type.into(), size_bytes: size, file_name: None })
+}
+
+fn check_caption(caption: Option<&str>) -> Result<(), InvalidField> {
+    if caption.is_some_and(|c| c.chars().count() > MAX_CAPTION_CHARS) {
+        return Err(invalid("caption", format!("at most {MAX_CAPTION_CHARS} characters")));
+    }
+    Ok(())
 }
 
 /// Turns a phone number or JID into a full JID, or says which rule it breaks.
@@ -135,9 +171,15 @@ impl SendRequest {
                     return Err(invalid("text", format!("at most {MAX_TEXT_CHARS} characters")));
                 }
             }
-            SendContent::Media { caption, .. } => {
-                if caption.as_ref().is_some_and(|c| c.chars().count() > MAX_CAPTION_CHARS) {
-                    return Err(invalid("caption", format!("at most {MAX_CAPTION_CHARS} characters")));
+            SendContent::Media { caption, .. } => check_caption(caption.as_deref())?,
+            SendContent::MediaUrl { caption, url, .. } => {
+                check_caption(caption.as_deref())?;
+                let lower = url.trim().to_ascii_lowercase();
+                if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+                    return Err(invalid("media.url", "an http:// or https:// URL"));
+                }
+                if url.len() > MAX_MEDIA_URL_CHARS {
+                    return Err(invalid("media.url", format!("at most {MAX_MEDIA_URL_CHARS} characters")));
                 }
             }
             SendContent::Location { latitude, longitude, .. } => {
@@ -150,7 +192,7 @@ impl SendRequest {
             }
             SendContent::ContactCard { display_name, vcard } => {
                 if display_name.trim().is_empty() {
-                    return Err(invalid("contact.displayName", "must not be empty"));
+                    return Err(invalid("contact.display_name", "must not be empty"));
                 }
                 if !vcard.trim_start().starts_with("BEGIN:VCARD") || vcard.len() > 8192 {
                     return Err(invalid("contact.vcard", "a vCard (BEGIN:VCARD … END:VCARD) of at most 8 KiB"));
@@ -158,7 +200,7 @@ impl SendRequest {
             }
             SendContent::Reaction { message_id, emoji } => {
                 if message_id.trim().is_empty() {
-                    return Err(invalid("reaction.messageId", "must not be empty"));
+                    return Err(invalid("reaction.message_id", "must not be empty"));
                 }
                 if emoji.chars().count() > 8 {
                     return Err(invalid("reaction.emoji", "one emoji (or empty to remove a reaction)"));
@@ -176,7 +218,7 @@ impl SendRequest {
     pub fn kind(&self) -> MessageKind {
         match &self.content {
             SendContent::Text { .. } => MessageKind::Text,
-            SendContent::Media { kind, .. } => *kind,
+            SendContent::Media { kind, .. } | SendContent::MediaUrl { kind, .. } => *kind,
             SendContent::Location { .. } => MessageKind::Location,
             SendContent::ContactCard { .. } => MessageKind::ContactCard,
             SendContent::Reaction { .. } => MessageKind::Reaction,
@@ -187,7 +229,7 @@ impl SendRequest {
     pub fn text(&self) -> Option<String> {
         match &self.content {
             SendContent::Text { body } => Some(body.clone()),
-            SendContent::Media { caption, .. } => caption.clone(),
+            SendContent::Media { caption, .. } | SendContent::MediaUrl { caption, .. } => caption.clone(),
             SendContent::Location { name, .. } => name.clone(),
             SendContent::ContactCard { display_name, .. } => Some(display_name.clone()),
             SendContent::Reaction { emoji, .. } => Some(emoji.clone()),

@@ -7,7 +7,8 @@ use std::time::Duration;
 use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus, LimitOverrides, MessageStatus, Tier};
 use gw_sessions::sandbox::{SandboxDriver, SandboxNetwork};
 use gw_sessions::{
-    DirectMeter, Engine, EngineConfig, EngineError, Idempotency, SendContent, SendRequest, SessionCipher,
+    DirectMeter, Engine, EngineConfig, EngineError, FetchError, FetchedMedia, Idempotency, MediaFetcher, MediaRefused,
+    SendContent, SendRequest, SessionCipher,
 };
 use gw_store::{Actor, NewInstance, NewSubscription, PageRequest, Scope, Store};
 use gw_store_sql::testing::PgTestDatabase;
@@ -24,6 +25,10 @@ struct Node {
 }
 
 fn node(store: Arc<dyn Store>, network: Arc<SandboxNetwork>) -> Node {
+    node_with(store, network, None)
+}
+
+fn node_with(store: Arc<dyn Store>, network: Arc<SandboxNetwork>, fetcher: Option<Arc<dyn MediaFetcher>>) -> Node {
     let config = EngineConfig {
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
@@ -32,8 +37,12 @@ fn node(store: Arc<dyn Store>, network: Arc<SandboxNetwork>) -> Node {
     let engine =
         Engine::builder(store.clone(), Arc::new(DirectMeter::new(store)), Arc::new(SessionCipher::new(&[9; 32])))
             .driver(DriverKind::Sandbox, Arc::new(SandboxDriver::new(network.clone())))
-            .config(config)
-            .build();
+            .config(config);
+    let engine = match fetcher {
+        Some(fetcher) => engine.media_fetcher(fetcher),
+        None => engine,
+    }
+    .build();
     let events = engine.subscribe();
     Node { engine, network, events }
 }
@@ -408,6 +417,82 @@ async fn a_panicking_instance_never_touches_another(store: Arc<dyn Store>) {
     node.engine.shutdown().await;
 }
 
+/// Serves fixed answers per URL, standing in for the egress client (which has its own tests against a real server).
+#[derive(Debug)]
+struct FixedFetcher;
+
+#[async_trait::async_trait]
+impl MediaFetcher for FixedFetcher {
+    async fn fetch(&self, url: &str, max_bytes: u64) -> Result<FetchedMedia, FetchError> {
+        match url {
+            "https://media.example/cat.png" => {
+                Ok(FetchedMedia { bytes: b"\x89PNG fake".to_vec(), content_type: Some("image/png".into()) })
+            }
+            "https://media.example/huge.png" => Err(FetchError::TooLarge { limit: max_bytes }),
+            "https://media.example/virus.exe" => {
+                Ok(FetchedMedia { bytes: b"MZ".to_vec(), content_type: Some("application/x-msdownload".into()) })
+            }
+            _ => Err(FetchError::Failed("HTTP 404".into())),
+        }
+    }
+}
+
+fn image_url(url: &str) -> SendRequest {
+    SendRequest {
+        content: SendContent::MediaUrl {
+            kind: gw_core::MessageKind::Image,
+            url: url.into(),
+            mime_type: None,
+            file_name: Some("cat.png".into()),
+            caption: Some("a cat".into()),
+        },
+        ..text("+15550009999", "")
+    }
+}
+
+async fn media_by_url_is_fetched_before_the_send_is_accepted(store: Arc<dyn Store>) {
+    let network = SandboxNetwork::new();
+    let mut plain = node(store.clone(), network.clone());
+    let sub = tenant(&store, 100).await;
+    let inst = new_instance(&store, &sub, "media").await;
+    let inst = plain.paired(&store, &inst, "Media").await;
+
+    // Without a fetcher the gateway says so instead of failing later.
+    match plain.engine.send(&inst, image_url("https://media.example/cat.png")).await {
+        Err(EngineError::Invalid(e)) => assert_eq!(e.field, "media.url"),
+        other => panic!("expected a refusal naming media.url, got {other:?}"),
+    }
+    plain.engine.shutdown().await;
+
+    let node = node_with(store.clone(), network, Some(Arc::new(FixedFetcher)));
+    let inst = store.get_instance(Scope::All, inst.id).await.expect("instance");
+    node.engine.resume_all().await.expect("resume");
+    let accepted = node.engine.send(&inst, image_url("https://media.example/cat.png")).await.expect("accepted");
+    assert_eq!(accepted.message.kind, gw_core::MessageKind::Image);
+    assert_eq!(accepted.message.content["media"]["mime_type"], "image/png", "type taken from the response");
+    assert_eq!(accepted.message.content["media"]["size_bytes"], 9);
+
+    assert!(matches!(
+        node.engine.send(&inst, image_url("https://media.example/huge.png")).await,
+        Err(EngineError::Media(MediaRefused::TooLarge { .. }))
+    ));
+    assert!(matches!(
+        node.engine.send(&inst, image_url("https://media.example/virus.exe")).await,
+        Err(EngineError::Media(MediaRefused::UnsupportedType { .. }))
+    ));
+    assert!(matches!(
+        node.engine.send(&inst, image_url("https://media.example/gone")).await,
+        Err(EngineError::Invalid(_))
+    ));
+    assert!(matches!(
+        node.engine.send(&inst, image_url("ftp://media.example/cat.png")).await,
+        Err(EngineError::Invalid(_))
+    ));
+    let all = store.list_messages(inst.id, None, PageRequest::first(50)).await.expect("list");
+    assert_eq!(all.items.len(), 1, "only the fetched send left a row");
+    node.engine.shutdown().await;
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -451,4 +536,5 @@ on_both_backends!(
     restart_resumes_without_pairing_and_blips_are_not_logouts,
     stream_replaced_parks_the_instance,
     inbound_from_a_lid_keeps_one_contact,
+    media_by_url_is_fetched_before_the_send_is_accepted,
 );

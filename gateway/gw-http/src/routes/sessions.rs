@@ -203,9 +203,13 @@ pub async fn pair_code(
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct MediaBody {
-    /// The bytes, base64-encoded.
-    pub data: String,
-    pub mime_type: String,
+    /// The bytes, base64-encoded. Give either `data` or `url`.
+    pub data: Option<String>,
+    /// An `https://` (or `http://`) URL the gateway fetches before accepting the send, through the same egress
+    /// guard as webhooks (no private, loopback or metadata addresses unless the operator allows them).
+    pub url: Option<String>,
+    /// Required with `data`; with `url`, defaults to the response's `Content-Type`.
+    pub mime_type: Option<String>,
     pub file_name: Option<String>,
 }
 
@@ -304,16 +308,28 @@ fn to_send_request(body: SendMessageRequest, idempotency: Option<Idempotency>) -
         "text" => SendContent::Text { body: required(body.text, "text")? },
         "image" | "video" | "audio" | "document" => {
             let media = required(body.media, "media")?;
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(media.data.as_bytes())
-                .map_err(|_| ApiError::invalid("media.data", "not valid base64"))?;
             let kind: MessageKind = kind.parse().map_err(|_| ApiError::invalid("type", "unknown message type"))?;
-            SendContent::Media {
-                kind,
-                mime_type: media.mime_type,
-                file_name: media.file_name,
-                data,
-                caption: body.text,
+            match (media.data, media.url) {
+                (Some(data), None) => {
+                    let data = base64::engine::general_purpose::STANDARD
+                        .decode(data.as_bytes())
+                        .map_err(|_| ApiError::invalid("media.data", "not valid base64"))?;
+                    SendContent::Media {
+                        kind,
+                        mime_type: required(media.mime_type, "media.mime_type")?,
+                        file_name: media.file_name,
+                        data,
+                        caption: body.text,
+                    }
+                }
+                (None, Some(url)) => SendContent::MediaUrl {
+                    kind,
+                    url,
+                    mime_type: media.mime_type,
+                    file_name: media.file_name,
+                    caption: body.text,
+                },
+                _ => return Err(ApiError::invalid("media", "give exactly one of data (base64) or url")),
             }
         }
         "location" => {
