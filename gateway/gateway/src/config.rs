@@ -65,7 +65,52 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub sessions: SessionSettings,
     pub whatsapp: WhatsAppSettings,
+    pub webhooks: WebhookSettings,
     pub tiers: TierCatalog,
+}
+
+/// Webhook delivery (README: webhooks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Runs the dispatcher on this node and records events in the outbox.
+    pub enabled: bool,
+    /// Accepts `http://` endpoint URLs (local development); `https://` otherwise.
+    pub allow_http: bool,
+    /// CIDR ranges exempt from the SSRF address rules (e.g. `127.0.0.0/8` for tests, an on-premises receiver).
+    pub allow_private_cidrs: Vec<String>,
+    /// Delay before each attempt in milliseconds, the first included; its length is the number of attempts.
+    pub schedule_ms: Vec<u64>,
+    pub connect_timeout_ms: u64,
+    /// Whole attempt, connect to last byte.
+    pub timeout_ms: u64,
+    pub max_in_flight: usize,
+    pub max_in_flight_per_endpoint: usize,
+    /// An endpoint failing without a success for this long is disabled.
+    pub auto_disable_after_secs: u64,
+    /// Bytes of each response kept in the delivery log (at most 1024).
+    pub response_capture_bytes: usize,
+    /// How often an idle dispatcher looks for work other nodes queued.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        let defaults = gw_webhooks::DispatcherConfig::default();
+        Self {
+            enabled: true,
+            allow_http: false,
+            allow_private_cidrs: Vec::new(),
+            schedule_ms: defaults.schedule.iter().map(|d| d.as_millis() as u64).collect(),
+            connect_timeout_ms: 5_000,
+            timeout_ms: 15_000,
+            max_in_flight: defaults.max_in_flight,
+            max_in_flight_per_endpoint: defaults.max_in_flight_per_endpoint,
+            auto_disable_after_secs: defaults.auto_disable_after.as_secs(),
+            response_capture_bytes: 1024,
+            poll_interval_ms: 1_000,
+        }
+    }
 }
 
 /// The real WhatsApp driver (whatsapp-rust). Its protocol state is encrypted with `sessions.encryption_key`.
@@ -190,6 +235,7 @@ impl Default for Settings {
                 max_reply_depth: 1,
             },
             whatsapp: WhatsAppSettings { enabled: true, ws_url: String::new(), version: String::new() },
+            webhooks: WebhookSettings::default(),
             tiers: TierCatalog::default(),
         }
     }
@@ -229,7 +275,7 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key, message: message.into() }
 }
 
-const SECTIONS: &[&str] = &["server", "database", "log", "admin", "auth", "sessions", "whatsapp", "tiers"];
+const SECTIONS: &[&str] = &["server", "database", "log", "admin", "auth", "sessions", "whatsapp", "webhooks", "tiers"];
 
 /// `GATEWAY_DATABASE_MAX_CONNECTIONS` -> `database.max_connections`; `GATEWAY_TIERS_FREE_MAX_INSTANCES` ->
 /// `tiers.free.max_instances`. The first word names the section, the rest the key, so keys keep their underscores.
@@ -308,6 +354,20 @@ impl Settings {
         }
         self.session_key()?;
         self.whatsapp()?;
+        self.egress()?;
+        let hooks = &self.webhooks;
+        if hooks.schedule_ms.is_empty() || hooks.schedule_ms.len() > 50 {
+            return Err(invalid("webhooks.schedule_ms", "list 1 to 50 delays"));
+        }
+        if hooks.timeout_ms == 0 || hooks.connect_timeout_ms == 0 || hooks.poll_interval_ms == 0 {
+            return Err(invalid("webhooks.timeout_ms", "timeouts and the poll interval must be positive"));
+        }
+        if hooks.max_in_flight == 0 || hooks.max_in_flight_per_endpoint == 0 {
+            return Err(invalid("webhooks.max_in_flight", "must be at least 1"));
+        }
+        if hooks.response_capture_bytes > 1024 {
+            return Err(invalid("webhooks.response_capture_bytes", "at most 1024"));
+        }
         if self.mode == Mode::Production && self.sessions.encryption_key.expose() == DEVELOPMENT_SESSION_KEY {
             return Err(invalid(
                 "sessions.encryption_key",
@@ -416,6 +476,43 @@ impl Settings {
             config.version = Some((a, b, c));
         }
         Ok(config)
+    }
+
+    /// What webhook (and other tenant-chosen) URLs may reach.
+    pub fn egress(&self) -> Result<gw_egress::EgressPolicy, ConfigError> {
+        let hooks = &self.webhooks;
+        let allow_cidrs = hooks
+            .allow_private_cidrs
+            .iter()
+            .map(|c| {
+                c.parse::<ipnet::IpNet>()
+                    .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| invalid("webhooks.allow_private_cidrs", format!("`{c}` is not a CIDR range")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(gw_egress::EgressPolicy {
+            allow_http: hooks.allow_http,
+            allow_cidrs,
+            connect_timeout: Duration::from_millis(hooks.connect_timeout_ms),
+            total_timeout: Duration::from_millis(hooks.timeout_ms),
+            max_response_bytes: hooks.response_capture_bytes,
+            ..gw_egress::EgressPolicy::default()
+        })
+    }
+
+    pub fn dispatcher(&self) -> gw_webhooks::DispatcherConfig {
+        let hooks = &self.webhooks;
+        let timeout = Duration::from_millis(hooks.timeout_ms + hooks.connect_timeout_ms);
+        gw_webhooks::DispatcherConfig {
+            schedule: hooks.schedule_ms.iter().map(|ms| Duration::from_millis(*ms)).collect(),
+            auto_disable_after: Duration::from_secs(hooks.auto_disable_after_secs),
+            max_in_flight: hooks.max_in_flight,
+            max_in_flight_per_endpoint: hooks.max_in_flight_per_endpoint,
+            poll_interval: Duration::from_millis(hooks.poll_interval_ms),
+            // A live dispatcher finishes an attempt well within its lease.
+            lease: (timeout * 2).max(Duration::from_secs(30)),
+            ..gw_webhooks::DispatcherConfig::default()
+        }
     }
 
     pub fn engine(&self) -> gw_sessions::EngineConfig {

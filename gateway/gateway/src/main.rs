@@ -117,7 +117,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .context("cannot configure the WhatsApp driver")?;
         engine = engine.driver(gw_core::DriverKind::Whatsapp, Arc::new(driver));
     }
+    // Webhooks: the outbox sink is a durable sink of the engine, so an inbound message is acknowledged to WhatsApp
+    // only once its deliveries are stored.
+    let client = gw_egress::GuardedClient::new(settings.egress()?).context("cannot build the webhook HTTP client")?;
+    let bus = Arc::new(BusSink::default());
+    let dispatcher = settings
+        .webhooks
+        .enabled
+        .then(|| gw_webhooks::Dispatcher::new(store.clone(), client, settings.dispatcher()).with_notifier(bus.clone()));
+    if let Some(dispatcher) = &dispatcher {
+        engine = engine.sink(Arc::new(dispatcher.sink()));
+    }
     let engine = engine.build();
+    bus.attach(engine.clone());
+    let webhook_worker = dispatcher.as_ref().map(gw_webhooks::Dispatcher::spawn);
     let resumed = engine.resume_all().await.context("cannot resume instances")?;
     tracing::info!(resumed, "instances resumed");
     let state = gw_http::AppState {
@@ -127,6 +140,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         limiter,
         engine: engine.clone(),
         sandbox,
+        webhooks: gw_http::WebhookEdge { policy: Arc::new(settings.egress()?), dispatcher },
     };
     let app = gw_http::router(state);
 
@@ -148,6 +162,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .context("server error")?;
     // Instances disconnect cleanly; their sessions stay valid for the next start.
     engine.shutdown().await;
+    // Attempts in flight finish and are recorded; what is still queued stays in the outbox for the next start.
+    if let Some(worker) = webhook_worker {
+        worker.stop().await;
+    }
     // Not aborted: a flush in progress must finish, or the uses it drained would be lost.
     let _ = stop_background.send(true);
     if let Err(err) = background.await {
@@ -164,6 +182,26 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Puts events the dispatcher raises (`webhook.disabled`) on the engine's live bus, so the SSE stream shows them.
+#[derive(Debug, Default)]
+struct BusSink(std::sync::OnceLock<gw_sessions::Engine>);
+
+impl BusSink {
+    fn attach(&self, engine: gw_sessions::Engine) {
+        let _ = self.0.set(engine);
+    }
+}
+
+#[async_trait::async_trait]
+impl gw_core::EventSink for BusSink {
+    async fn publish(&self, event: &gw_core::GatewayEvent) -> Result<(), gw_core::EventSinkError> {
+        if let Some(engine) = self.0.get() {
+            engine.broadcast(event.clone());
+        }
+        Ok(())
+    }
 }
 
 /// Periodic work: flush API key usage every 2 s, and let the local limiter forget idle keys every minute.

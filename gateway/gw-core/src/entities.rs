@@ -174,6 +174,20 @@ pub struct WebhookConfig {
     pub last_sent_at: Option<Timestamp>,
     pub last_failed_at: Option<Timestamp>,
     pub last_error: Option<String>,
+    /// Until when the secret replaced by the last rotation still signs deliveries (both signatures are sent).
+    pub previous_secret_expires_at: Option<Timestamp>,
+    /// Start of the current run of failed attempts; `None` after a success.
+    pub failing_since: Option<Timestamp>,
+    /// Why the gateway disabled the endpoint (410 Gone, failing too long); cleared when it is re-enabled.
+    pub disabled_reason: Option<String>,
+}
+
+impl WebhookConfig {
+    /// Whether the endpoint wants events of this type: listed by name, or `"*"` (every type but the test event,
+    /// which is only ever fired at one endpoint on request).
+    pub fn subscribes(&self, event_type: &str) -> bool {
+        self.events.iter().any(|e| e == event_type || (e == "*" && event_type != "webhook.test"))
+    }
 }
 
 /// An instance's persisted WhatsApp session, so a restart needs no new pairing.

@@ -192,6 +192,8 @@ string_enum!(
         PresenceUpdated = "presence.updated",
         /// A webhook endpoint was disabled (410 Gone or failing too long).
         WebhookDisabled = "webhook.disabled",
+        /// A test event fired by the tenant at one endpoint.
+        WebhookTest = "webhook.test",
     }
 );
 

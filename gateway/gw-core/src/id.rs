@@ -153,6 +153,10 @@ define_id!(
     EventId
 );
 define_id!(
+    /// Identifies one event's delivery to one webhook endpoint (the outbox row).
+    WebhookDeliveryId
+);
+define_id!(
     /// Identifies a named plugin of a subscription.
     PluginId
 );

@@ -25,7 +25,7 @@ pub use events::{EventSink, EventSinkError, GatewayEvent};
 pub use id::{
     ApiKeyId, AuditLogId, ContactId, EventId, IdParseError, InstanceId, MessageId, MessageStatId, PluginBindingId,
     PluginId, PluginVersionId, RefreshTokenId, SessionDataId, SubscriptionId, TokenFamilyId, UsageRecordId, UserId,
-    WebhookConfigId,
+    WebhookConfigId, WebhookDeliveryId,
 };
 pub use pipeline::{
     Disposition, MediaInfo, MessageEvent, MessagePipeline, Origin, PassThrough, PipelineOutcome, Reply,

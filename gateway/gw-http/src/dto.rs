@@ -444,3 +444,111 @@ impl From<Instance> for InstanceStatusDto {
         }
     }
 }
+
+/// A webhook endpoint as listed: never its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookDto {
+    pub id: String,
+    pub instance_id: String,
+    pub url: String,
+    /// Subscribed event types, or `["*"]`.
+    pub events: Vec<String>,
+    pub is_active: bool,
+    /// Why the gateway disabled it (410 Gone, failing too long); `null` while active.
+    pub disabled_reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub total_sent: i64,
+    pub total_failed: i64,
+    pub last_sent_at: Option<String>,
+    pub last_failed_at: Option<String>,
+    pub last_error: Option<String>,
+    /// Start of the current run of failures; `null` after a success.
+    pub failing_since: Option<String>,
+    /// Until when the previous secret (before the last rotation) also signs deliveries.
+    pub previous_secret_expires_at: Option<String>,
+}
+
+impl From<gw_core::WebhookConfig> for WebhookDto {
+    fn from(c: gw_core::WebhookConfig) -> Self {
+        Self {
+            id: c.id.to_string(),
+            instance_id: c.instance_id.to_string(),
+            url: c.url,
+            events: c.events,
+            is_active: c.is_active,
+            disabled_reason: c.disabled_reason,
+            created_at: ts(c.created_at),
+            updated_at: ts(c.updated_at),
+            total_sent: c.total_sent,
+            total_failed: c.total_failed,
+            last_sent_at: opt_ts(c.last_sent_at),
+            last_failed_at: opt_ts(c.last_failed_at),
+            last_error: c.last_error,
+            failing_since: opt_ts(c.failing_since),
+            previous_secret_expires_at: opt_ts(c.previous_secret_expires_at),
+        }
+    }
+}
+
+/// One attempt to deliver.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAttemptDto {
+    pub attempt: i32,
+    pub at: String,
+    /// The receiver's status; `null` when no response came (timeout, refused address, connection error).
+    pub status_code: Option<u16>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    /// The start of the response body (at most 1 KiB).
+    pub response_excerpt: Option<String>,
+}
+
+/// One event's delivery to one endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookDeliveryDto {
+    pub id: String,
+    pub webhook_id: String,
+    /// The `webhook-id` header: the same on every attempt and replay.
+    pub event_id: String,
+    pub event_type: String,
+    /// `pending`, `delivering`, `succeeded` or `dead`.
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: String,
+    pub created_at: String,
+    pub last_attempt_at: Option<String>,
+    /// The body sent (the Standard Webhooks envelope).
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    pub attempt_log: Vec<WebhookAttemptDto>,
+}
+
+impl From<gw_store::WebhookDelivery> for WebhookDeliveryDto {
+    fn from(d: gw_store::WebhookDelivery) -> Self {
+        Self {
+            id: d.id.to_string(),
+            webhook_id: d.config_id.to_string(),
+            event_id: d.event_id.to_string(),
+            event_type: d.event_type,
+            status: d.status.to_string(),
+            attempts: d.attempts,
+            next_attempt_at: ts(d.next_attempt_at),
+            created_at: ts(d.created_at),
+            last_attempt_at: opt_ts(d.last_attempt_at),
+            payload: serde_json::from_str(&d.payload).unwrap_or(serde_json::Value::String(d.payload)),
+            attempt_log: d
+                .attempt_log
+                .into_iter()
+                .map(|a| WebhookAttemptDto {
+                    attempt: a.attempt,
+                    at: ts(a.at),
+                    status_code: a.status_code,
+                    latency_ms: a.latency_ms,
+                    error: a.error,
+                    response_excerpt: a.response_excerpt,
+                })
+                .collect(),
+        }
+    }
+}

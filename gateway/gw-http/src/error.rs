@@ -71,6 +71,8 @@ problem_types! {
     IDEMPOTENCY_KEY_REUSED = ("idempotency-key-reused", 422, "Idempotency key reused", "This Idempotency-Key was first used with a different request; use a new key for a new request.");
     DRIVER_UNAVAILABLE = ("driver-unavailable", 503, "Driver unavailable", "This node has no driver of the instance's kind configured.");
     DRIVER_ERROR = ("driver-error", 502, "WhatsApp refused", "The WhatsApp connection refused or failed the command; the detail says why.");
+    INVALID_WEBHOOK_URL = ("invalid-webhook-url", 422, "Webhook URL refused", "The webhook URL is not acceptable: the detail says why (scheme, length, user info, or an address that is loopback, private, link-local, cloud metadata, multicast or reserved). See README: webhooks.");
+    WEBHOOKS_DISABLED = ("webhooks-disabled", 503, "Webhook delivery disabled", "Webhook delivery is switched off on this node (`[webhooks] enabled = false`); endpoints can be managed, not fired.");
     SANDBOX_DISABLED = ("sandbox-disabled", 404, "Sandbox disabled", "The sandbox control API is disabled on this node.");
     INTERNAL = ("internal", 500, "Internal error", "Something went wrong on the server; the request id helps operators find it.");
 }

@@ -24,10 +24,10 @@ use utoipa_scalar::{Scalar, Servable};
 pub use error::{ApiError, ProblemType};
 pub use middleware::{REQUEST_ID_HEADER, RateLimitSlot, RequestId};
 pub use openapi::ApiDoc;
-pub use state::{AppState, HttpSettings};
+pub use state::{AppState, HttpSettings, WebhookEdge};
 
 use crate::error::ProblemType as P;
-use crate::routes::{api_keys, audit, auth, health, instances, problems, sandbox, sessions, subscriptions};
+use crate::routes::{api_keys, audit, auth, health, instances, problems, sandbox, sessions, subscriptions, webhooks};
 
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())
@@ -92,6 +92,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/instances/{id}/contacts/{contact_id}/unblock", post(sessions::unblock))
         .route("/v1/instances/{id}/groups", get(sessions::groups))
         .route("/v1/instances/{id}/events", get(sessions::events))
+        .route("/v1/instances/{id}/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/v1/instances/{id}/webhooks/{webhook_id}",
+            get(webhooks::get).patch(webhooks::update).delete(webhooks::delete),
+        )
+        .route("/v1/instances/{id}/webhooks/{webhook_id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/v1/instances/{id}/webhooks/{webhook_id}/test", post(webhooks::test))
+        .route("/v1/instances/{id}/webhooks/{webhook_id}/replay", post(webhooks::replay_range))
+        .route("/v1/instances/{id}/webhooks/{webhook_id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/instances/{id}/webhooks/{webhook_id}/deliveries/{delivery_id}", get(webhooks::delivery))
+        .route("/v1/instances/{id}/webhooks/{webhook_id}/deliveries/{delivery_id}/replay", post(webhooks::replay))
         .route("/v1/sandbox/instances/{id}/scan", post(sandbox::scan))
         .route("/v1/sandbox/instances/{id}/inbound", post(sandbox::inbound))
         .route("/v1/sandbox/instances/{id}/drop", post(sandbox::drop_connection))

@@ -6,7 +6,11 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
 use crate::error::{FieldProblem, ProblemBody};
-use crate::routes::{api_keys, audit, auth, health, instances, subscriptions};
+use crate::routes::webhooks::{
+    CreateWebhookRequest, ReplayRangeRequest, ReplayedDto, RotateWebhookSecretRequest, TestFireDto,
+    UpdateWebhookRequest, WebhookWithSecretDto,
+};
+use crate::routes::{api_keys, audit, auth, health, instances, subscriptions, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,9 +25,14 @@ use crate::routes::{api_keys, audit, auth, health, instances, subscriptions};
         instances::create, instances::list, instances::get, instances::update, instances::delete, instances::status,
         api_keys::create, api_keys::list, api_keys::get, api_keys::revoke, api_keys::rotate, api_keys::delete,
         audit::list,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
+        webhooks::rotate_secret, webhooks::test, webhooks::deliveries, webhooks::delivery, webhooks::replay,
+        webhooks::replay_range,
     ),
     components(schemas(ProblemBody, FieldProblem, SessionDto, UserDto, SubscriptionDto, LimitsDto, LimitOverridesDto,
-        InstanceDto, InstanceStatusDto, AuditEntryDto, ApiKeyDto, CreatedApiKeyDto, RotatedApiKeyDto)),
+        InstanceDto, InstanceStatusDto, AuditEntryDto, ApiKeyDto, CreatedApiKeyDto, RotatedApiKeyDto,
+        WebhookDto, WebhookDeliveryDto, WebhookAttemptDto, WebhookWithSecretDto, TestFireDto, ReplayedDto,
+        CreateWebhookRequest, UpdateWebhookRequest, RotateWebhookSecretRequest, ReplayRangeRequest)),
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness and readiness"),
@@ -33,6 +42,7 @@ use crate::routes::{api_keys, audit, auth, health, instances, subscriptions};
         (name = "instances", description = "WhatsApp accounts"),
         (name = "api-keys", description = "An instance's API keys (shown once)"),
         (name = "audit", description = "Who did what"),
+        (name = "webhooks", description = "An instance's webhook endpoints, deliveries and replays"),
     )
 )]
 #[derive(Debug)]

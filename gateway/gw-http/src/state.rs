@@ -22,6 +22,22 @@ impl Default for HttpSettings {
     }
 }
 
+/// What the webhook endpoints need: the URL rules, and the dispatcher (`None` when delivery is off on this node).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookEdge {
+    pub policy: Arc<gw_egress::EgressPolicy>,
+    pub dispatcher: Option<gw_webhooks::Dispatcher>,
+}
+
+impl WebhookEdge {
+    /// Wakes the local dispatcher after a replay or a re-enable, so it need not wait for its next poll.
+    pub fn wake(&self) {
+        if let Some(dispatcher) = &self.dispatcher {
+            dispatcher.wake();
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
@@ -33,6 +49,8 @@ pub struct AppState {
     pub engine: gw_sessions::Engine,
     /// The simulated WhatsApp network's control API; `None` when the sandbox is disabled.
     pub sandbox: Option<Arc<gw_sessions::sandbox::SandboxNetwork>>,
+    /// Webhook URL rules and delivery.
+    pub webhooks: WebhookEdge,
 }
 
 impl std::fmt::Debug for AppState {

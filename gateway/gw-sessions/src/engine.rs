@@ -215,6 +215,12 @@ impl Engine {
         self.inner.bus.subscribe()
     }
 
+    /// Puts an event from another subsystem (the webhook dispatcher's `webhook.disabled`) on the live bus.
+    pub fn broadcast(&self, event: GatewayEvent) {
+        // No subscriber is not an error.
+        let _ = self.inner.bus.send(event);
+    }
+
     /// Resumes every active instance that has a valid session and is not waiting for a person. Returns how many.
     pub async fn resume_all(&self) -> Result<usize, EngineError> {
         let mut resumed = 0;

@@ -12,6 +12,7 @@ mod error;
 mod messages;
 mod open;
 mod rows;
+mod webhooks;
 #[macro_use]
 mod store_impl;
 #[macro_use]

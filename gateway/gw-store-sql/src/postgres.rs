@@ -64,3 +64,7 @@ mod message_store {
 mod whatsapp_state {
     impl_whatsapp_state_store!(super::PgStore);
 }
+
+mod webhook_deliveries {
+    crate::webhooks::impl_webhook_delivery_store!(super::PgStore, sqlx::Postgres, " FOR UPDATE OF d SKIP LOCKED");
+}

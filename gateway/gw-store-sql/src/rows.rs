@@ -330,7 +330,8 @@ impl From<ContactRow> for Contact {
 macro_rules! webhook_config_columns {
     () => {
         "id, instance_id, url, events, secret, is_active, created_at, \
-     updated_at, total_sent, total_failed, last_sent_at, last_failed_at, last_error"
+     updated_at, total_sent, total_failed, last_sent_at, last_failed_at, last_error, \
+     previous_secret_expires_at, failing_since, disabled_reason"
     };
 }
 pub(crate) use webhook_config_columns;
@@ -350,6 +351,9 @@ pub(crate) struct WebhookConfigRow {
     last_sent_at: Option<DateTime<Utc>>,
     last_failed_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
+    previous_secret_expires_at: Option<DateTime<Utc>>,
+    failing_since: Option<DateTime<Utc>>,
+    disabled_reason: Option<String>,
 }
 
 impl From<WebhookConfigRow> for WebhookConfig {
@@ -368,6 +372,9 @@ impl From<WebhookConfigRow> for WebhookConfig {
             last_sent_at: opt_ts(row.last_sent_at),
             last_failed_at: opt_ts(row.last_failed_at),
             last_error: row.last_error,
+            previous_secret_expires_at: opt_ts(row.previous_secret_expires_at),
+            failing_since: opt_ts(row.failing_since),
+            disabled_reason: row.disabled_reason,
         }
     }
 }

@@ -86,3 +86,7 @@ mod message_store {
 mod whatsapp_state {
     impl_whatsapp_state_store!(super::SqliteStore);
 }
+
+mod webhook_deliveries {
+    crate::webhooks::impl_webhook_delivery_store!(super::SqliteStore, sqlx::Sqlite, "");
+}

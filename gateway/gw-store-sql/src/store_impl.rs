@@ -1130,7 +1130,9 @@ macro_rules! impl_store {
                 let subscription_id = instance_owner(&mut tx, instance_id).await?;
                 let config: WebhookConfig = sqlx::query_as::<_, WebhookConfigRow>(concat!(
                     "UPDATE webhook_configs SET url = COALESCE($3, url), events = COALESCE($4, events), \
-                     secret = COALESCE($5, secret), is_active = COALESCE($6, is_active), updated_at = $7 \
+                     secret = COALESCE($5, secret), is_active = COALESCE($6, is_active), updated_at = $7, \
+                     failing_since = CASE WHEN $6 THEN NULL ELSE failing_since END, \
+                     disabled_reason = CASE WHEN $6 THEN NULL ELSE disabled_reason END \
                      WHERE id = $1 AND instance_id = $2 RETURNING ",
                     webhook_config_columns!()
                 ))

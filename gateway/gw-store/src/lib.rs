@@ -12,6 +12,7 @@ mod error;
 mod messages;
 mod page;
 mod traits;
+mod webhooks;
 mod whatsapp;
 
 #[cfg(feature = "testing")]
@@ -22,4 +23,8 @@ pub use error::{Limit, StoreError, StoreResult, UniqueKey};
 pub use messages::{Enqueued, MessageStore, NewInboundMessage, NewOutboundMessage, QueuedMessage, RecordedInbound};
 pub use page::{Cursor, CursorError, Page, PageRequest};
 pub use traits::*;
+pub use webhooks::{
+    ClaimedDelivery, CompletionReport, DeliveryCompletion, DeliveryStatus, DisabledEndpoint, NewWebhookEvent, NextStep,
+    RESPONSE_EXCERPT_MAX, WebhookAttempt, WebhookDelivery, WebhookDeliveryStore,
+};
 pub use whatsapp::{WaStateRecord, WaStateWrite, WhatsAppStateStore};
