@@ -47,6 +47,7 @@ on_both_backends!(
     sends_are_idempotent_and_bad_sends_write_nothing,
     a_restarted_server_resumes_connected_instances_without_pairing,
     a_whatsapp_instance_that_cannot_connect_backs_off_with_a_clear_error,
+    media_by_url_is_fetched_under_the_egress_rules,
 );
 
 /// A small client for one signed-in user.
@@ -1275,4 +1276,93 @@ async fn a_whatsapp_instance_that_cannot_connect_backs_off_with_a_clear_error(da
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "logged_out");
     assert!(app.terminate().await.success());
+}
+
+/// A loopback file server for media-by-URL tests: `/cat.png` (a small PNG), `/big.png` (declares 6 MiB),
+/// `/moved` (a redirect), anything else 404. One request per connection.
+async fn media_server() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&request).lines().next().unwrap_or_default().to_owned();
+                let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+                let png: &[u8] = b"\x89PNG\r\n\x1a\nnot really a picture";
+                let response: Vec<u8> = match path.as_str() {
+                    "/cat.png" => [
+                        format!("HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", png.len()).as_bytes(),
+                        png,
+                    ]
+                    .concat(),
+                    "/big.png" => b"HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: 6291456\r\nconnection: close\r\n\r\n".to_vec(),
+                    "/moved" => format!("HTTP/1.1 302 Found\r\nlocation: http://{addr}/cat.png\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").into_bytes(),
+                    _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),
+                };
+                let _ = socket.write_all(&response).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+async fn media_by_url_is_fetched_under_the_egress_rules(database: &Database) {
+    let media = media_server().await;
+    // Loopback is private: allowed here only because the operator allow-lists it, as the README documents.
+    let mut command = gateway_command(GATEWAY, &database.url, &database.dir);
+    command.env("GATEWAY_WEBHOOKS_ALLOW_HTTP", "true").env("GATEWAY_WEBHOOKS_ALLOW_PRIVATE_CIDRS", "[\"127.0.0.0/8\"]");
+    let app = TestApp::spawn_with(command).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (_, owner_email, _) = tenant(&operator, "Media").await;
+    let owner = As::login(&app, &owner_email, "a long enough password").await;
+    let (iid, _) = paired_instance(&owner, "pictures").await;
+    let key = api_key(&owner, &iid, &["messages:send", "messages:read"]).await;
+    let path = format!("/v1/instances/{iid}/messages");
+    let image = |url: String| json!({"to": "+15550004242", "type": "image", "text": "a cat", "media": {"url": url}});
+
+    let (status, accepted) =
+        with_key(&app, &key, Method::POST, &path, Some(image(format!("{media}/cat.png"))), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert_eq!(accepted["content"]["media"]["mime_type"], "image/png", "{accepted}");
+    assert_eq!(accepted["content"]["media"]["size_bytes"], 28, "{accepted}");
+    let mid = accepted["id"].as_str().expect("id");
+    eventually("the fetched image sent", || async {
+        let (_, message) = with_key(&app, &key, Method::GET, &format!("{path}/{mid}"), None, None).await;
+        (message["status"] != "queued").then_some(())
+    })
+    .await;
+
+    let refused = [
+        (image(format!("{media}/big.png")), StatusCode::PAYLOAD_TOO_LARGE, "/problems/media-too-large"),
+        (image(format!("{media}/moved")), StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation"),
+        (image(format!("{media}/missing.png")), StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation"),
+        // Not on the allow-list: the metadata address and other private ranges stay refused.
+        (
+            image("http://169.254.169.254/latest/meta-data".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "/problems/validation",
+        ),
+        (image("http://10.0.0.1/cat.png".into()), StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation"),
+        (
+            json!({"to": "+15550004242", "type": "image", "media": {"url": format!("{media}/cat.png"), "data": "AAAA"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "/problems/validation",
+        ),
+    ];
+    for (body, want_status, want_type) in refused {
+        let (status, problem) = with_key(&app, &key, Method::POST, &path, Some(body.clone()), None).await;
+        assert_eq!((status, problem_type(&problem)), (want_status, want_type), "{body}: {problem}");
+    }
+    let (_, page) = with_key(&app, &key, Method::GET, &path, None, None).await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "refused sends leave no row: {page}");
+    app.terminate().await;
 }

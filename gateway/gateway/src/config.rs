@@ -137,6 +137,11 @@ pub struct SessionSettings {
     pub backoff_max_secs: u64,
     /// How many plugin-reply hops one message may cause (the loop guard).
     pub max_reply_depth: u8,
+    /// Sends may name media by URL; the gateway fetches it under the same egress rules as webhooks
+    /// (`webhooks.allow_http`, `webhooks.allow_private_cidrs`).
+    pub media_by_url: bool,
+    /// How long one media download may take, in seconds.
+    pub media_fetch_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -233,6 +238,8 @@ impl Default for Settings {
                 backoff_initial_ms: 1000,
                 backoff_max_secs: 300,
                 max_reply_depth: 1,
+                media_by_url: true,
+                media_fetch_timeout_secs: 30,
             },
             whatsapp: WhatsAppSettings { enabled: true, ws_url: String::new(), version: String::new() },
             webhooks: WebhookSettings::default(),
@@ -498,6 +505,12 @@ impl Settings {
             max_response_bytes: hooks.response_capture_bytes,
             ..gw_egress::EgressPolicy::default()
         })
+    }
+
+    /// What media-by-URL downloads may reach: the egress rules, with the media timeout.
+    pub fn media_egress(&self) -> Result<gw_egress::EgressPolicy, ConfigError> {
+        let timeout = Duration::from_secs(self.sessions.media_fetch_timeout_secs.max(1));
+        Ok(gw_egress::EgressPolicy { total_timeout: timeout, ..self.egress()? })
     }
 
     pub fn dispatcher(&self) -> gw_webhooks::DispatcherConfig {

@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod config;
+mod media;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -119,6 +120,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     // Webhooks: the outbox sink is a durable sink of the engine, so an inbound message is acknowledged to WhatsApp
     // only once its deliveries are stored.
+    if settings.sessions.media_by_url {
+        let client =
+            gw_egress::GuardedClient::new(settings.media_egress()?).context("cannot build the media HTTP client")?;
+        engine = engine.media_fetcher(Arc::new(media::EgressMediaFetcher::new(client)));
+    }
     let client = gw_egress::GuardedClient::new(settings.egress()?).context("cannot build the webhook HTTP client")?;
     let bus = Arc::new(BusSink::default());
     let dispatcher = settings

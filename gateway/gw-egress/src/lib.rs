@@ -307,23 +307,50 @@ impl GuardedClient {
     ) -> Result<CapturedResponse, EgressError> {
         let url = self.policy.validate_url(url)?;
         let started = Instant::now();
-        let mut response = self.client.post(url).headers(headers).body(body).send().await.map_err(request_error)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let max = self.policy.max_response_bytes;
-        let mut body = Vec::new();
-        let mut truncated = false;
-        while let Some(chunk) = response.chunk().await.map_err(request_error)? {
-            let room = max.saturating_sub(body.len());
-            if chunk.len() > room {
-                body.extend_from_slice(&chunk[..room]);
-                truncated = true;
-                break;
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(CapturedResponse { status, headers, body, truncated, latency: started.elapsed() })
+        let response = self.client.post(url).headers(headers).body(body).send().await.map_err(request_error)?;
+        capture(response, self.policy.max_response_bytes, started).await
     }
+
+    /// GETs `url`, keeping at most `max_bytes` of the body (`truncated` says there was more); a declared
+    /// `Content-Length` over the limit stops before any of the body is read.
+    pub async fn get(&self, url: &str, max_bytes: usize) -> Result<CapturedResponse, EgressError> {
+        let url = self.policy.validate_url(url)?;
+        let started = Instant::now();
+        let response = self.client.get(url).send().await.map_err(request_error)?;
+        if response.content_length().is_some_and(|len| len > max_bytes as u64) {
+            let status = response.status();
+            let headers = response.headers().clone();
+            return Ok(CapturedResponse {
+                status,
+                headers,
+                body: Vec::new(),
+                truncated: true,
+                latency: started.elapsed(),
+            });
+        }
+        capture(response, max_bytes, started).await
+    }
+}
+
+async fn capture(
+    mut response: reqwest::Response,
+    max: usize,
+    started: Instant,
+) -> Result<CapturedResponse, EgressError> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let mut body = Vec::new();
+    let mut truncated = false;
+    while let Some(chunk) = response.chunk().await.map_err(request_error)? {
+        let room = max.saturating_sub(body.len());
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            truncated = true;
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(CapturedResponse { status, headers, body, truncated, latency: started.elapsed() })
 }
 
 fn request_error(err: reqwest::Error) -> EgressError {
