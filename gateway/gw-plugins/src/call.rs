@@ -333,10 +333,34 @@ fn classify(error: wasmtime::Error, state: &mut CallState, limits: &PluginLimits
         Some(Trap::Interrupt) => return PluginError::Timeout { timeout_ms: limits.timeout_ms },
         _ => {}
     }
-    // `{:?}` carries wasmtime's wasm backtrace, naming the guest's functions (plugins keep their name section).
-    let mut message = format!("{error:?}");
-    if !stderr.is_empty() {
-        message = format!("{stderr}\n{message}");
+    let cause = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    };
+    let mut message = if stderr.is_empty() { cause } else { format!("{stderr}\n{cause}") };
+    // The guest's own function names (plugins keep their name section), innermost first, repeats folded, the
+    // standard library's panic machinery left out.
+    if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+        let mut frames: Vec<(String, usize)> = Vec::new();
+        for line in backtrace.to_string().lines() {
+            // `   3:   0x2021 - plugin.wasm!name`
+            let Some((_, name)) = line.split_once('!') else { continue };
+            let name = name.trim().to_owned();
+            let runtime = ["std[", "core[", "__rustc", "std::", "core::", "abort", "alloc::", "alloc["];
+            if runtime.iter().any(|prefix| name.starts_with(prefix)) {
+                continue;
+            }
+            match frames.last_mut() {
+                Some((last, count)) if *last == name => *count += 1,
+                _ => frames.push((name, 1)),
+            }
+        }
+        for (name, count) in frames.iter().take(12) {
+            message.push_str(&format!("\n  at {name}"));
+            if *count > 1 {
+                message.push_str(&format!(" (x{count})"));
+            }
+        }
     }
     PluginError::Trap(truncate(message, 2048))
 }
