@@ -364,3 +364,50 @@ fn classify(error: wasmtime::Error, state: &mut CallState, limits: &PluginLimits
     }
     PluginError::Trap(truncate(message, 2048))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::{HostSettings, PluginHost};
+    use gateway::plugin::{kv::Host as _, log::Host as _};
+
+    fn state_store() -> Store<CallState> {
+        let host = PluginHost::standalone(HostSettings { instance_slots: 1, ..HostSettings::default() }).unwrap();
+        let input = CallInput {
+            event: crate::sample_event("{}"),
+            limits: PluginLimits { fuel: 1, memory_bytes: 1 << 20, timeout_ms: 10, max_module_bytes: 1 },
+            kv: KvBackend::memory(),
+        };
+        new_store(&host.inner.engine, &input, system_clock(), Duration::from_millis(1))
+    }
+
+    #[test]
+    fn kv_refuses_oversized_values_and_keys_and_too_many_writes() {
+        let mut store = state_store();
+        let state = store.data_mut();
+        let refused = state.set("k".into(), vec![0; MAX_KV_VALUE_BYTES + 1]).unwrap();
+        assert_eq!(refused, Err(format!("value of {} bytes; at most 4096 allowed", MAX_KV_VALUE_BYTES + 1)));
+        assert!(state.set("k".repeat(MAX_KV_KEY_BYTES + 1), vec![1]).unwrap().is_err());
+        assert_eq!(state.get("k".into()).unwrap(), None, "nothing was written");
+        state.set("k".into(), vec![0; MAX_KV_VALUE_BYTES]).unwrap().unwrap();
+        assert_eq!(state.get("k".into()).unwrap().map(|v| v.len()), Some(MAX_KV_VALUE_BYTES));
+        for i in 1..MAX_KV_WRITES_PER_CALL {
+            state.set(format!("k{i}"), vec![1]).unwrap().unwrap();
+        }
+        assert_eq!(state.set("one-more".into(), vec![1]).unwrap(), Err("at most 16 writes per call".into()));
+    }
+
+    #[test]
+    fn logs_are_bounded_per_call_in_count_and_size() {
+        let mut store = state_store();
+        let state = store.data_mut();
+        for _ in 0..MAX_LOG_LINES_PER_CALL + 7 {
+            state.write(gateway::plugin::log::Level::Info, "x".repeat(5000)).unwrap();
+        }
+        assert_eq!(state.logs.len(), MAX_LOG_LINES_PER_CALL);
+        assert_eq!(state.logs_dropped, 7);
+        assert!(state.logs[0].message.len() <= MAX_LOG_LINE_BYTES + '…'.len_utf8());
+    }
+}

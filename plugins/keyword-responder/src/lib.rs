@@ -2,7 +2,7 @@
 //! delivered unchanged.
 //!
 //! Config: `{"rules": [{"keywords": ["price", "cost"], "reply": "Our prices: ...", "match": "word"}],
-//! "case_sensitive": false, "all_matches": false}`. `match` is `word` (default: a whole word of the text),
+//! "case_sensitive": false, "all_matches": false, "reply_to_outbound": false}`. `match` is `word` (default: a whole word of the text),
 //! `contains` (a substring) or `exact` (the whole text, trimmed). The first matching rule replies unless
 //! `all_matches` is set.
 
@@ -17,6 +17,9 @@ struct Config {
     case_sensitive: bool,
     #[serde(default)]
     all_matches: bool,
+    /// Also answer outbound messages (an echo bot, or a test of the host's loop guard).
+    #[serde(default)]
+    reply_to_outbound: bool,
 }
 
 #[derive(Deserialize)]
@@ -40,10 +43,6 @@ struct KeywordResponder;
 
 impl Plugin for KeywordResponder {
     fn handle(event: Event) -> Verdict {
-        // Only messages from the outside world are answered; an outbound message never triggers a reply.
-        if !event.is_inbound() {
-            return Verdict::pass();
-        }
         let Some(text) = event.text.as_deref() else { return Verdict::pass() };
         let config: Config = match config::json() {
             Ok(config) => config,
@@ -52,6 +51,10 @@ impl Plugin for KeywordResponder {
                 return Verdict::pass();
             }
         };
+        // Normally only messages from the outside world are answered.
+        if !event.is_inbound() && !config.reply_to_outbound {
+            return Verdict::pass();
+        }
         let fold = |s: &str| if config.case_sensitive { s.to_owned() } else { s.to_lowercase() };
         let text = fold(text);
         let mut verdict = Verdict::pass();

@@ -26,6 +26,8 @@ pub struct MemoryCatalog {
     pub logs: Mutex<Vec<PluginLogRecord>>,
     pub kv: Mutex<HashMap<(PluginId, InstanceId, String), Vec<u8>>>,
     pub chain_loads: AtomicU64,
+    /// When set, `kv_get` announces itself and then waits for a permit: a test can hold an event in flight.
+    pub kv_gate: Mutex<Option<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Semaphore>)>>,
 }
 
 #[async_trait::async_trait]
@@ -46,6 +48,11 @@ impl PluginCatalog for MemoryCatalog {
         Ok(())
     }
     async fn kv_get(&self, plugin: PluginId, instance: InstanceId, key: &str) -> Result<Option<Vec<u8>>, CatalogError> {
+        let gate = self.kv_gate.lock().unwrap().clone();
+        if let Some((entered, permits)) = gate {
+            entered.notify_one();
+            permits.acquire().await.unwrap().forget();
+        }
         Ok(self.kv.lock().unwrap().get(&(plugin, instance, key.to_owned())).cloned())
     }
     async fn kv_set(
