@@ -48,6 +48,7 @@ on_both_backends!(
     a_restarted_server_resumes_connected_instances_without_pairing,
     a_whatsapp_instance_that_cannot_connect_backs_off_with_a_clear_error,
     media_by_url_is_fetched_under_the_egress_rules,
+    webhooks_deliver_signed_events_retry_replay_and_rotate,
 );
 
 /// A small client for one signed-in user.
@@ -302,6 +303,37 @@ fn session_read_endpoints(iid: &str) -> Vec<(Method, String, Option<Value>)> {
     ]
 }
 
+/// Every webhook endpoint of one instance that changes something: owners (and operators) only.
+fn webhook_manage_endpoints(iid: &str, wid: &str) -> Vec<(Method, String, Option<Value>)> {
+    let did = "0190b1a2-0000-7000-8000-000000000003";
+    let hooks = format!("/v1/instances/{iid}/webhooks");
+    vec![
+        (Method::POST, hooks.clone(), Some(json!({"url": "https://hooks.example.com/x"}))),
+        (Method::PATCH, format!("{hooks}/{wid}"), Some(json!({"is_active": false}))),
+        (Method::POST, format!("{hooks}/{wid}/rotate-secret"), None),
+        (Method::POST, format!("{hooks}/{wid}/test"), None),
+        (Method::POST, format!("{hooks}/{wid}/deliveries/{did}/replay"), None),
+        (
+            Method::POST,
+            format!("{hooks}/{wid}/replay"),
+            Some(json!({"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"})),
+        ),
+        (Method::DELETE, format!("{hooks}/{wid}"), None),
+    ]
+}
+
+/// Every webhook endpoint of one instance that only reads: members may use them too.
+fn webhook_read_endpoints(iid: &str, wid: &str) -> Vec<(Method, String, Option<Value>)> {
+    let did = "0190b1a2-0000-7000-8000-000000000003";
+    let hooks = format!("/v1/instances/{iid}/webhooks");
+    vec![
+        (Method::GET, hooks.clone(), None),
+        (Method::GET, format!("{hooks}/{wid}"), None),
+        (Method::GET, format!("{hooks}/{wid}/deliveries"), None),
+        (Method::GET, format!("{hooks}/{wid}/deliveries/{did}"), None),
+    ]
+}
+
 /// Every endpoint of one instance's API keys; only owners (and operators) may use any of them.
 fn api_key_endpoints(iid: &str, kid: &str) -> Vec<(Method, String, Option<Value>)> {
     vec![
@@ -334,6 +366,15 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
         )
         .await;
     let kid = created_key["api_key"]["id"].as_str().expect("key id").to_owned();
+    let (status, created_hook) = ann
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{iid}/webhooks"),
+            Some(json!({"url": "https://hooks.example.com/a"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created_hook}");
+    let wid = created_hook["webhook"]["id"].as_str().expect("webhook id").to_owned();
     let (_, users) = ann.call(Method::GET, &format!("/v1/subscriptions/{acme}/users"), None).await;
     let member_id =
         users["items"].as_array().expect("users").iter().find(|u| u["role"] == "member").expect("member")["id"]
@@ -366,6 +407,8 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
     .chain(api_key_endpoints(&iid, &kid))
     .chain(session_manage_endpoints(&iid))
     .chain(session_read_endpoints(&iid))
+    .chain(webhook_manage_endpoints(&iid, &wid))
+    .chain(webhook_read_endpoints(&iid, &wid))
     .collect();
     let intruder = As::login(&app, &globex_owner, "a long enough password").await;
     for (method, path, body) in &endpoints {
@@ -404,6 +447,7 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
     .into_iter()
     .chain(api_key_endpoints(&iid, &kid))
     .chain(session_manage_endpoints(&iid))
+    .chain(webhook_manage_endpoints(&iid, &wid))
     .collect();
     for (method, path, body) in &owner_only {
         let (status, problem) = member.call(method.clone(), path, body.clone()).await;
@@ -415,6 +459,9 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
     }
     let (status, _) = member.call(Method::GET, &format!("/v1/instances/{iid}"), None).await;
     assert_eq!(status, StatusCode::OK, "members read instances");
+    let (status, hook) = member.call(Method::GET, &format!("/v1/instances/{iid}/webhooks/{wid}"), None).await;
+    assert_eq!(status, StatusCode::OK, "members read webhooks");
+    assert!(hook.get("secret").is_none(), "never the secret after creation: {hook}");
 
     // Anonymous callers are asked to authenticate, whatever they ask for.
     let anonymous = As::anonymous(&app);
@@ -1364,5 +1411,177 @@ async fn media_by_url_is_fetched_under_the_egress_rules(database: &Database) {
     }
     let (_, page) = with_key(&app, &key, Method::GET, &path, None, None).await;
     assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "refused sends leave no row: {page}");
+// ---- webhooks ----------------------------------------------------------------------------------------------------
+
+/// A tenant's receiver on 127.0.0.1: records each request, answers the scripted statuses, then 200.
+struct HookReceiver {
+    url: String,
+    seen: tokio::sync::mpsc::UnboundedReceiver<(reqwest::header::HeaderMap, Vec<u8>)>,
+}
+
+type HookScript = std::sync::Arc<std::sync::Mutex<Vec<u16>>>;
+
+impl HookReceiver {
+    async fn start(mut statuses: Vec<u16>) -> Self {
+        statuses.reverse();
+        let (tx, seen) = tokio::sync::mpsc::unbounded_channel();
+        let script: HookScript = std::sync::Arc::new(std::sync::Mutex::new(statuses));
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let (tx, script) = (tx.clone(), script.clone());
+                async move {
+                    let mut copied = reqwest::header::HeaderMap::new();
+                    for (name, value) in &headers {
+                        if let (Ok(n), Ok(v)) = (
+                            reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+                            reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
+                        ) {
+                            copied.insert(n, v);
+                        }
+                    }
+                    let _ = tx.send((copied, body.to_vec()));
+                    let status = script.lock().map(|mut s| s.pop()).ok().flatten().unwrap_or(200);
+                    axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, seen }
+    }
+
+    async fn next(&mut self) -> (reqwest::header::HeaderMap, Vec<u8>) {
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.seen.recv())
+            .await
+            .expect("no webhook within 10 s")
+            .expect("receiver open")
+    }
+}
+
+fn hook_header(headers: &reqwest::header::HeaderMap, name: &str) -> String {
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_else(|| panic!("no {name} header")).to_owned()
+}
+
+fn verified(secret: &str, headers: &reqwest::header::HeaderMap, body: &[u8]) -> bool {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    gw_webhooks::verify(
+        secret,
+        &hook_header(headers, "webhook-id"),
+        &hook_header(headers, "webhook-timestamp"),
+        &hook_header(headers, "webhook-signature"),
+        body,
+        now,
+        300,
+    )
+    .is_ok()
+}
+
+async fn webhooks_deliver_signed_events_retry_replay_and_rotate(database: &Database) {
+    let mut receiver = HookReceiver::start(vec![500]).await;
+    let mut command = gateway_command(GATEWAY, &database.url, &database.dir);
+    command
+        .env("GATEWAY_WEBHOOKS_ALLOW_HTTP", "true")
+        .env("GATEWAY_WEBHOOKS_ALLOW_PRIVATE_CIDRS", "[\"127.0.0.0/8\"]")
+        .env("GATEWAY_WEBHOOKS_SCHEDULE_MS", "[0, 100, 100]")
+        .env("GATEWAY_WEBHOOKS_POLL_INTERVAL_MS", "100");
+    let app = TestApp::spawn_with(command).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (_, owner_email, _) = tenant(&operator, "Hooks").await;
+    let owner = As::login(&app, &owner_email, "a long enough password").await;
+    let (iid, _) = paired_instance(&owner, "hooked").await;
+    let hooks = format!("/v1/instances/{iid}/webhooks");
+
+    for (url, why) in [
+        ("http://169.254.169.254/latest/meta-data/", "cloud metadata"),
+        ("http://10.0.0.1/hook", "private"),
+        ("http://[::1]/hook", "loopback"),
+        ("ftp://hooks.example.com/", "scheme"),
+        ("https://user:pw@hooks.example.com/", "user name"),
+    ] {
+        let (status, problem) = owner.call(Method::POST, &hooks, Some(json!({"url": url}))).await;
+        assert_eq!(
+            (status, problem_type(&problem)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-webhook-url")
+        );
+        assert!(problem["detail"].as_str().is_some_and(|d| d.contains(why)), "{url}: {problem}");
+    }
+    let (status, problem) =
+        owner.call(Method::POST, &hooks, Some(json!({"url": receiver.url, "events": ["message.nope"]}))).await;
+    assert_eq!((status, problem_type(&problem)), (StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation"));
+
+    let (status, created) =
+        owner.call(Method::POST, &hooks, Some(json!({"url": receiver.url, "events": ["message.received"]}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().expect("secret shown once").to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let wid = created["webhook"]["id"].as_str().expect("id").to_owned();
+    let (_, listed) = owner.call(Method::GET, &hooks, None).await;
+    assert!(!listed.to_string().contains(&secret), "the secret is never listed");
+
+    // An inbound message is delivered, signed; the first attempt gets a 500, the retry carries the same id.
+    let (status, injected) = owner
+        .call(
+            Method::POST,
+            &format!("/v1/sandbox/instances/{iid}/inbound"),
+            Some(json!({"from": "+15550002222", "text": "hello hooks"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{injected}");
+    let (first_headers, first_body) = receiver.next().await;
+    let (retry_headers, retry_body) = receiver.next().await;
+    let event_id = hook_header(&first_headers, "webhook-id");
+    assert_eq!(hook_header(&retry_headers, "webhook-id"), event_id, "the same webhook-id on retry");
+    assert_eq!(first_body, retry_body, "the same bytes on retry");
+    assert!(verified(&secret, &retry_headers, &retry_body), "signature verifies");
+    let body: Value = serde_json::from_slice(&retry_body).expect("json");
+    assert_eq!((body["type"].as_str(), body["data"]["text"].as_str()), (Some("message.received"), Some("hello hooks")));
+
+    let delivery = eventually("the delivery log shows success", || async {
+        let (_, page) = owner.call(Method::GET, &format!("{hooks}/{wid}/deliveries"), None).await;
+        let first = page["items"][0].clone();
+        (first["status"] == "succeeded").then_some(first)
+    })
+    .await;
+    assert_eq!(delivery["event_id"], event_id.as_str());
+    let codes: Vec<_> =
+        delivery["attempt_log"].as_array().expect("attempts").iter().map(|a| a["status_code"].clone()).collect();
+    assert_eq!(codes, vec![json!(500), json!(200)]);
+    let (_, config) = owner.call(Method::GET, &format!("{hooks}/{wid}"), None).await;
+    assert_eq!((config["total_sent"].as_i64(), config["total_failed"].as_i64()), (Some(1), Some(1)), "{config}");
+    assert!(config.get("secret").is_none());
+
+    // A manual replay sends the same event again.
+    let did = delivery["id"].as_str().expect("delivery id");
+    let (status, _) = owner.call(Method::POST, &format!("{hooks}/{wid}/deliveries/{did}/replay"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (replayed, _) = receiver.next().await;
+    assert_eq!(hook_header(&replayed, "webhook-id"), event_id);
+
+    // Test fire, then rotate: during the grace period both secrets sign.
+    let (status, fired) = owner.call(Method::POST, &format!("{hooks}/{wid}/test"), None).await;
+    assert_eq!(
+        (status, fired["success"].as_bool(), fired["status_code"].as_u64()),
+        (StatusCode::OK, Some(true), Some(200)),
+        "{fired}"
+    );
+    let (test_headers, test_body) = receiver.next().await;
+    assert_eq!(serde_json::from_slice::<Value>(&test_body).expect("json")["type"], "webhook.test");
+    assert!(verified(&secret, &test_headers, &test_body));
+    let (status, rotated) = owner.call(Method::POST, &format!("{hooks}/{wid}/rotate-secret"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    let new_secret = rotated["secret"].as_str().expect("new secret").to_owned();
+    assert_ne!(new_secret, secret);
+    owner
+        .call(
+            Method::POST,
+            &format!("/v1/sandbox/instances/{iid}/inbound"),
+            Some(json!({"from": "+15550002222", "text": "after rotation"})),
+        )
+        .await;
+    let (headers, body) = receiver.next().await;
+    assert_eq!(hook_header(&headers, "webhook-signature").split(' ').count(), 2, "old and new signatures");
+    assert!(verified(&new_secret, &headers, &body) && verified(&secret, &headers, &body));
     app.terminate().await;
 }
