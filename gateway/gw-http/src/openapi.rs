@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
 use crate::error::{FieldProblem, ProblemBody};
-use crate::routes::{api_keys, audit, auth, health, instances, subscriptions};
+use crate::routes::{api_keys, audit, auth, health, instances, subscriptions, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,7 @@ use crate::routes::{api_keys, audit, auth, health, instances, subscriptions};
         instances::create, instances::list, instances::get, instances::update, instances::delete, instances::status,
         api_keys::create, api_keys::list, api_keys::get, api_keys::revoke, api_keys::rotate, api_keys::delete,
         audit::list,
+        usage::subscription_usage, usage::instance_usage, usage::instance_stats, usage::key_self,
     ),
     components(schemas(ProblemBody, FieldProblem, SessionDto, UserDto, SubscriptionDto, LimitsDto, LimitOverridesDto,
         InstanceDto, InstanceStatusDto, AuditEntryDto, ApiKeyDto, CreatedApiKeyDto, RotatedApiKeyDto)),
@@ -33,6 +34,7 @@ use crate::routes::{api_keys, audit, auth, health, instances, subscriptions};
         (name = "instances", description = "WhatsApp accounts"),
         (name = "api-keys", description = "An instance's API keys (shown once)"),
         (name = "audit", description = "Who did what"),
+        (name = "usage", description = "Usage per month, daily statistics, the calling key"),
     )
 )]
 #[derive(Debug)]

@@ -9,3 +9,4 @@ pub mod problems;
 pub mod sandbox;
 pub mod sessions;
 pub mod subscriptions;
+pub mod usage;
