@@ -49,6 +49,7 @@ on_both_backends!(
     a_whatsapp_instance_that_cannot_connect_backs_off_with_a_clear_error,
     media_by_url_is_fetched_under_the_egress_rules,
     webhooks_deliver_signed_events_retry_replay_and_rotate,
+    quota_usage_and_daily_stats,
 );
 
 /// A small client for one signed-in user.
@@ -402,6 +403,9 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
         (Method::DELETE, format!("/v1/instances/{iid}"), None),
         (Method::POST, "/v1/instances".into(), Some(json!({"name": "smuggled", "subscription_id": acme}))),
         (Method::GET, format!("/v1/audit-log?subscription_id={acme}"), None),
+        (Method::GET, format!("/v1/subscriptions/{acme}/usage"), None),
+        (Method::GET, format!("/v1/instances/{iid}/usage"), None),
+        (Method::GET, format!("/v1/instances/{iid}/stats"), None),
     ]
     .into_iter()
     .chain(api_key_endpoints(&iid, &kid))
@@ -428,6 +432,7 @@ async fn other_tenants_get_404_and_members_get_403_on_every_endpoint(database: &
     let member = As::login(&app, &acme_member, "a long enough password").await;
     let owner_only: Vec<(Method, String, Option<Value>)> = vec![
         (Method::GET, format!("/v1/subscriptions/{acme}"), None),
+        (Method::GET, format!("/v1/subscriptions/{acme}/usage"), None),
         (Method::PATCH, format!("/v1/subscriptions/{acme}"), Some(json!({"name": "pwned"}))),
         (Method::POST, format!("/v1/subscriptions/{acme}/deactivate"), None),
         (Method::GET, format!("/v1/subscriptions/{acme}/users"), None),
@@ -808,8 +813,9 @@ async fn api_keys_call_the_api_with_rate_limits_and_exact_usage(database: &Datab
 
     let ok = get(format!("/v1/instances/{iid}/status"), key.clone()).await.expect("status");
     assert_eq!(ok.status(), StatusCode::OK);
-    assert_eq!(ok.headers()["ratelimit-policy"], "\"per-key\";q=6000;w=60");
-    assert!(ok.headers()["ratelimit"].to_str().expect("ascii").starts_with("\"per-key\";r="));
+    // The key allows 6000 a minute, its pro-tier subscription 2400 for all its keys: the tighter one is reported.
+    assert_eq!(ok.headers()["ratelimit-policy"], "\"per-subscription\";q=2400;w=60");
+    assert!(ok.headers()["ratelimit"].to_str().expect("ascii").starts_with("\"per-subscription\";r="));
     let body: Value = ok.json().await.expect("json");
     assert_eq!((body["id"].as_str(), body["status"].as_str()), (Some(iid.as_str()), Some("created")));
     let bearer =
@@ -1411,6 +1417,9 @@ async fn media_by_url_is_fetched_under_the_egress_rules(database: &Database) {
     }
     let (_, page) = with_key(&app, &key, Method::GET, &path, None, None).await;
     assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "refused sends leave no row: {page}");
+    app.terminate().await;
+}
+
 // ---- webhooks ----------------------------------------------------------------------------------------------------
 
 /// A tenant's receiver on 127.0.0.1: records each request, answers the scripted statuses, then 200.
@@ -1584,4 +1593,99 @@ async fn webhooks_deliver_signed_events_retry_replay_and_rotate(database: &Datab
     assert_eq!(hook_header(&headers, "webhook-signature").split(' ').count(), 2, "old and new signatures");
     assert!(verified(&new_secret, &headers, &body) && verified(&secret, &headers, &body));
     app.terminate().await;
+}
+
+/// A send over the monthly quota is refused (429 quota-exceeded, with the reset time) and writes nothing; usage,
+/// quota and daily statistics are reported per subscription and instance, to keys of that instance only.
+async fn quota_usage_and_daily_stats(database: &Database) {
+    let app = TestApp::spawn(GATEWAY, database).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (sid, owner_email, _) = tenant(&operator, "Acme").await;
+    let (status, body) = operator
+        .call(
+            Method::PATCH,
+            &format!("/v1/subscriptions/{sid}"),
+            Some(json!({"limit_overrides": {"monthly_messages": 2}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let owner = As::login(&app, &owner_email, "a long enough password").await;
+    let (iid, _) = paired_instance(&owner, "shop").await;
+    let key = api_key(&owner, &iid, &["messages:send", "messages:read"]).await;
+
+    let messages_path = format!("/v1/instances/{iid}/messages");
+    for text in ["one", "two"] {
+        let body = json!({"to": "+1 555 010 0200", "text": text});
+        let (status, body) = with_key(&app, &key, Method::POST, &messages_path, Some(body), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/instances/{iid}/messages")))
+        .header("x-api-key", &key)
+        .json(&json!({"to": "+1 555 010 0200", "text": "three"}))
+        .send()
+        .await
+        .expect("over quota");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let retry_after: u64 = response.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=31 * 24 * 3600).contains(&retry_after), "{retry_after}");
+    let problem: Value = response.json().await.expect("json");
+    assert_eq!(problem_type(&problem), "/problems/quota-exceeded", "{problem}");
+    let (_, messages) = with_key(&app, &key, Method::GET, &format!("/v1/instances/{iid}/messages"), None, None).await;
+    let texts: Vec<&str> =
+        messages["items"].as_array().expect("items").iter().filter_map(|m| m["text"].as_str()).collect();
+    assert!(!texts.contains(&"three"), "a refused send writes no outbox row: {texts:?}");
+
+    let (status, usage) = owner.call(Method::GET, &format!("/v1/subscriptions/{sid}/usage"), None).await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert_eq!(
+        (usage["quota"]["messages_used"].as_i64(), usage["quota"]["monthly_messages"].as_i64()),
+        (Some(2), Some(2))
+    );
+    let resets_at = usage["quota"]["resets_at"].as_str().expect("resets_at");
+    assert!(resets_at.contains("-01T00:00:00"), "the first instant of next month (UTC): {resets_at}");
+    let (status, bad) = owner.call(Method::GET, &format!("/v1/subscriptions/{sid}/usage?period=2026-13"), None).await;
+    assert_eq!((status, problem_type(&bad)), (StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation"));
+
+    // Counts are flushed every ~2 s: wait for the sends and the key's calls to show up.
+    let stats = eventually("daily statistics", || async {
+        let (status, stats) =
+            with_key(&app, &key, Method::GET, &format!("/v1/instances/{iid}/stats"), None, None).await;
+        assert_eq!(status, StatusCode::OK, "{stats}");
+        let today = &stats["days"][0];
+        (today["messages_sent"].as_i64() == Some(2) && today["api_calls"].as_i64() >= Some(4)).then_some(stats)
+    })
+    .await;
+    assert_eq!(stats["days"].as_array().map(Vec::len), Some(1), "{stats}");
+    let usage = eventually("instance usage", || async {
+        let (_, usage) = owner.call(Method::GET, &format!("/v1/instances/{iid}/usage"), None).await;
+        let records = usage["records"].as_array().cloned().unwrap_or_default();
+        records.iter().any(|r| r["record_type"] == "messages_sent" && r["count"] == 2).then_some(records)
+    })
+    .await;
+    assert!(usage.iter().any(|r| r["record_type"] == "api_calls"), "{usage:?}");
+    let (status, bad) = with_key(
+        &app,
+        &key,
+        Method::GET,
+        &format!("/v1/instances/{iid}/stats?from=2026-02-01&to=2026-01-01"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((status, problem_type(&bad)), (StatusCode::UNPROCESSABLE_ENTITY, "/problems/validation"));
+
+    // The key describes itself without a database look-up; another instance's key sees nothing of this one.
+    let (status, me) = with_key(&app, &key, Method::GET, "/v1/key", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["instance_id"].as_str(), Some(iid.as_str()));
+    assert!(me.to_string().find("gwk_").is_none(), "never echo a secret: {me}");
+    let (_, other) = owner.call(Method::POST, "/v1/instances", Some(json!({"name": "other"}))).await;
+    let other_key = api_key(&owner, other["id"].as_str().expect("id"), &["messages:read"]).await;
+    for path in [format!("/v1/instances/{iid}/stats"), format!("/v1/instances/{iid}/usage")] {
+        let (status, problem) = with_key(&app, &other_key, Method::GET, &path, None, None).await;
+        assert_eq!((status, problem_type(&problem)), (StatusCode::NOT_FOUND, "/problems/not-found"), "{path}");
+    }
 }

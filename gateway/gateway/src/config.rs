@@ -67,6 +67,28 @@ pub struct Settings {
     pub whatsapp: WhatsAppSettings,
     pub webhooks: WebhookSettings,
     pub tiers: TierCatalog,
+    pub redis: RedisSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// Redis: cluster-wide rate limits and cross-node key-cache invalidation. Off when `url` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://[:password@]host:port[/db]`; empty keeps every limit in this process.
+    pub url: Secret,
+    /// A rate-limit decision Redis has not answered within this is made locally (the fallback).
+    pub timeout_ms: u64,
+    /// Prefix of every key and channel the gateway uses, so deployments can share a Redis.
+    pub key_prefix: String,
+}
+
+/// The Prometheus endpoint, on a listener of its own so it is not exposed with the API. Off when empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// `address:port` serving `GET /metrics`; empty for none.
+    pub listen: String,
 }
 
 /// Webhook delivery (README: webhooks).
@@ -244,6 +266,8 @@ impl Default for Settings {
             whatsapp: WhatsAppSettings { enabled: true, ws_url: String::new(), version: String::new() },
             webhooks: WebhookSettings::default(),
             tiers: TierCatalog::default(),
+            redis: RedisSettings { url: Secret::default(), timeout_ms: 20, key_prefix: "gw:".into() },
+            metrics: MetricsSettings { listen: String::new() },
         }
     }
 }
@@ -282,7 +306,8 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key, message: message.into() }
 }
 
-const SECTIONS: &[&str] = &["server", "database", "log", "admin", "auth", "sessions", "whatsapp", "webhooks", "tiers"];
+const SECTIONS: &[&str] =
+    &["server", "database", "log", "admin", "auth", "sessions", "whatsapp", "webhooks", "tiers", "redis", "metrics"];
 
 /// `GATEWAY_DATABASE_MAX_CONNECTIONS` -> `database.max_connections`; `GATEWAY_TIERS_FREE_MAX_INSTANCES` ->
 /// `tiers.free.max_instances`. The first word names the section, the rest the key, so keys keep their underscores.
@@ -399,6 +424,14 @@ impl Settings {
         if self.auth.login_max_failures_per_email == 0 || self.auth.login_max_failures_per_ip == 0 {
             return Err(invalid("auth.login_max_failures_per_email", "login failure limits must be at least 1"));
         }
+        let redis = self.redis.url.expose();
+        if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+            return Err(invalid("redis.url", "must be a redis:// or rediss:// URL"));
+        }
+        if self.redis.timeout_ms == 0 || self.redis.timeout_ms > 10_000 {
+            return Err(invalid("redis.timeout_ms", "must be between 1 and 10000"));
+        }
+        self.metrics_addr()?;
         if let Some(field) = self.tiers.invalid_field() {
             return Err(ConfigError::Invalid { key: "tiers", message: format!("{field} is out of range") });
         }
@@ -410,6 +443,17 @@ impl Settings {
             .listen
             .parse()
             .map_err(|_| invalid("server.listen", format!("{:?} is not an address:port", self.server.listen)))
+    }
+
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.metrics.listen.is_empty() {
+            return Ok(None);
+        }
+        self.metrics
+            .listen
+            .parse()
+            .map(Some)
+            .map_err(|_| invalid("metrics.listen", format!("{:?} is not an address:port", self.metrics.listen)))
     }
 
     pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
@@ -648,6 +692,24 @@ mod tests {
             assert!(load_err(jail, None).contains("exactly 32 bytes"));
             jail.set_env("GATEWAY_SESSIONS_ENCRYPTION_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
             assert_eq!(Settings::load(None).expect("load").mode, Mode::Production);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redis_and_metrics_come_from_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let settings = Settings::load(None).expect("defaults");
+            assert!(settings.redis.url.expose().is_empty() && settings.metrics_addr().expect("none").is_none());
+            jail.set_env("GATEWAY_REDIS_URL", "redis://127.0.0.1:6379");
+            jail.set_env("GATEWAY_REDIS_TIMEOUT_MS", "15");
+            jail.set_env("GATEWAY_METRICS_LISTEN", "127.0.0.1:9100");
+            let settings = Settings::load(None).expect("load");
+            assert_eq!((settings.redis.url.expose(), settings.redis.timeout_ms), ("redis://127.0.0.1:6379", 15));
+            assert_eq!(settings.metrics_addr().expect("addr"), Some("127.0.0.1:9100".parse().expect("addr")));
+            jail.set_env("GATEWAY_REDIS_URL", "http://127.0.0.1:6379");
+            assert!(load_err(jail, None).starts_with("redis.url:"));
             Ok(())
         });
     }

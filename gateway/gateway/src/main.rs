@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod config;
+mod edge;
 mod media;
 mod plugin_run;
 mod telemetry;
@@ -123,14 +124,22 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         println!();
     }
 
-    let accounts = Arc::new(Accounts::new(store.clone(), PasswordHasherService::owasp(), settings.accounts()));
-    // In-process limits for now; the cluster-wide Redis limiter (gw-ratelimit's FallbackLimiter) is wired with
-    // the rest of the edge issue.
-    let limiter = Arc::new(gw_ratelimit::LocalLimiter::new());
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
-    let background = spawn_background(accounts.clone(), limiter.clone(), stopped);
+    let mut accounts = Accounts::new(store.clone(), PasswordHasherService::owasp(), settings.accounts());
+    let limiter: Arc<dyn gw_ratelimit::RateLimiter> = match edge::redis(&settings).await? {
+        Some(redis) => {
+            accounts = accounts.with_invalidation_publisher(Arc::new(redis.publisher.clone()));
+            Arc::new(redis.limiter)
+        }
+        None => Arc::new(gw_ratelimit::LocalLimiter::new()),
+    };
+    let accounts = Arc::new(accounts);
+    let subscriber = edge::subscribe_invalidations(&settings, accounts.clone(), stopped.clone());
+    let background = spawn_background(accounts.clone(), limiter.clone(), stopped.clone());
+    let metering = Arc::new(gw_metering::Metering::new(store.clone()));
+    let flusher = metering.clone().spawn_flusher(Duration::from_secs(2), stopped.clone());
     let cipher = Arc::new(gw_sessions::SessionCipher::new(&settings.session_key()?));
-    let meter = Arc::new(gw_sessions::DirectMeter::new(store.clone()));
+    let meter = Arc::new(gw_metering::EngineMeter::new(metering.clone(), store.clone()));
     let mut engine = gw_sessions::Engine::builder(store.clone(), meter, cipher).config(settings.engine());
     let sandbox = settings.sessions.sandbox.then(gw_sessions::sandbox::SandboxNetwork::new);
     if let Some(network) = &sandbox {
@@ -142,13 +151,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .context("cannot configure the WhatsApp driver")?;
         engine = engine.driver(gw_core::DriverKind::Whatsapp, Arc::new(driver));
     }
-    // Webhooks: the outbox sink is a durable sink of the engine, so an inbound message is acknowledged to WhatsApp
-    // only once its deliveries are stored.
     if settings.sessions.media_by_url {
         let client =
             gw_egress::GuardedClient::new(settings.media_egress()?).context("cannot build the media HTTP client")?;
         engine = engine.media_fetcher(Arc::new(media::EgressMediaFetcher::new(client)));
     }
+    // Webhooks: the outbox sink is a durable sink of the engine, so an inbound message is acknowledged to WhatsApp
+    // only once its deliveries are stored.
     let client = gw_egress::GuardedClient::new(settings.egress()?).context("cannot build the webhook HTTP client")?;
     let bus = Arc::new(BusSink::default());
     let dispatcher = settings
@@ -171,7 +180,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         engine: engine.clone(),
         sandbox,
         webhooks: gw_http::WebhookEdge { policy: Arc::new(settings.egress()?), dispatcher },
+        metering,
+        metrics: Arc::new(gw_http::EdgeMetrics::default()),
     };
+    let metrics_server = edge::serve_metrics(&settings, state.clone(), stopped.clone()).await?;
     let app = gw_http::router(state);
 
     let addr = settings.listen_addr()?;
@@ -196,10 +208,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(worker) = webhook_worker {
         worker.stop().await;
     }
-    // Not aborted: a flush in progress must finish, or the uses it drained would be lost.
+    // Not aborted: a flush in progress must finish, or the uses it drained would be lost. The metering flusher
+    // writes what the last requests and the engine's last events counted.
     let _ = stop_background.send(true);
-    if let Err(err) = background.await {
-        tracing::error!(%err, "background task failed");
+    for (name, task) in [("background", background), ("usage flusher", flusher)] {
+        if let Err(err) = task.await {
+            tracing::error!(%err, task = name, "task failed");
+        }
+    }
+    for task in [subscriber, metrics_server].into_iter().flatten() {
+        let _ = task.await;
     }
     // Uses counted after the last periodic flush are written before the store closes.
     match accounts.flush_key_usage().await {
@@ -237,7 +255,7 @@ impl gw_core::EventSink for BusSink {
 /// Periodic work: flush API key usage every 2 s, and let the local limiter forget idle keys every minute.
 fn spawn_background(
     accounts: Arc<Accounts>,
-    limiter: Arc<gw_ratelimit::LocalLimiter>,
+    limiter: Arc<dyn gw_ratelimit::RateLimiter>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {

@@ -17,6 +17,8 @@ pub struct KeyPrincipal {
     pub permissions: Vec<String>,
     /// The key's own limit, or its subscription's effective default.
     pub rate_limit_per_minute: u32,
+    /// The limit on all of the subscription's keys together (its tier's `requests_per_minute`).
+    pub subscription_rate_limit_per_minute: u32,
     pub ip_address: Option<String>,
 }
 
@@ -30,18 +32,68 @@ impl KeyPrincipal {
 #[derive(Debug, Clone)]
 pub(crate) enum CachedKey {
     // Shared: the cache clones its values on every hit.
-    Found { record: std::sync::Arc<ApiKeyRecord>, rate_limit_per_minute: u32 },
+    Found { record: std::sync::Arc<ApiKeyRecord>, rate_limit_per_minute: u32, subscription_rate_limit_per_minute: u32 },
     Unknown,
 }
 
 /// How long a verified key is trusted without asking the store again. Changes made through this node invalidate
-/// at once; the TTL bounds how stale a change made elsewhere can be until cross-node invalidation lands.
+/// at once, and, with Redis configured, on every node through a published [`KeyInvalidation`]; the TTL bounds
+/// how stale a change can be when that message is lost (Redis down).
 pub(crate) const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
 pub(crate) type KeyCache = moka::future::Cache<Vec<u8>, CachedKey>;
 
 pub(crate) fn key_cache() -> KeyCache {
     moka::future::Cache::builder().max_capacity(100_000).time_to_live(KEY_CACHE_TTL).build()
+}
+
+/// What every node must forget from its key cache after a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyInvalidation {
+    /// One key, by its stored hash (never the key itself).
+    Key(Vec<u8>),
+    /// Every key: an instance or a subscription changed, which may affect many keys.
+    All,
+}
+
+impl KeyInvalidation {
+    /// The wire form: `key:<hex of the hash>` or `all`.
+    pub fn encode(&self) -> String {
+        match self {
+            KeyInvalidation::All => "all".to_owned(),
+            KeyInvalidation::Key(hash) => {
+                let mut out = String::with_capacity(4 + hash.len() * 2);
+                out.push_str("key:");
+                for byte in hash {
+                    out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+                    out.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
+                }
+                out
+            }
+        }
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        if raw == "all" {
+            return Some(KeyInvalidation::All);
+        }
+        let hex = raw.strip_prefix("key:")?;
+        if hex.len() % 2 != 0 || hex.is_empty() {
+            return None;
+        }
+        let digits = hex.as_bytes();
+        let value = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+        digits
+            .chunks(2)
+            .map(|pair| Some(value(pair[0])? << 4 | value(pair[1])?))
+            .collect::<Option<Vec<u8>>>()
+            .map(KeyInvalidation::Key)
+    }
+}
+
+/// Tells the other nodes what to forget. The binary implements it over Redis publish/subscribe; it must not block.
+pub trait InvalidationPublisher: Send + Sync + std::fmt::Debug {
+    fn publish(&self, invalidation: &KeyInvalidation);
 }
 
 /// Uses per key since the last flush.
@@ -77,6 +129,17 @@ impl UsageCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalidations_round_trip_and_garbage_is_refused() {
+        for inv in [KeyInvalidation::All, KeyInvalidation::Key(vec![0, 1, 0xab, 0xff])] {
+            assert_eq!(KeyInvalidation::decode(&inv.encode()), Some(inv));
+        }
+        assert_eq!(KeyInvalidation::Key(vec![0x0f, 0xa0]).encode(), "key:0fa0");
+        for garbage in ["", "key:", "key:abc", "key:zz", "keys:00", "ALL"] {
+            assert_eq!(KeyInvalidation::decode(garbage), None, "{garbage}");
+        }
+    }
 
     #[test]
     fn usage_accumulates_and_drains_once() {

@@ -21,7 +21,7 @@ pub mod tiers;
 
 pub use error::{AccountError, FieldError};
 pub use jwt::{AccessClaims, JwtSettings, SigningKey, TokenError, TokenIssuer};
-pub use key_auth::KeyPrincipal;
+pub use key_auth::{InvalidationPublisher, KeyInvalidation, KeyPrincipal};
 pub use password::{PasswordHasherService, PasswordPolicyError};
 pub use permissions::{Action, allows};
 pub use principal::Principal;

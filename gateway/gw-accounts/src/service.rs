@@ -18,7 +18,9 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::api_keys::{ApiKeyHasher, SCOPES};
-use crate::key_auth::{CachedKey, KeyCache, KeyPrincipal, UsageCounter, key_cache};
+use crate::key_auth::{
+    CachedKey, InvalidationPublisher, KeyCache, KeyInvalidation, KeyPrincipal, UsageCounter, key_cache,
+};
 use crate::password::{Verification, check_policy};
 use crate::throttle::FailureThrottle;
 use crate::{
@@ -157,6 +159,8 @@ pub struct Accounts {
     api_key_hasher: ApiKeyHasher,
     key_cache: KeyCache,
     key_usage: UsageCounter,
+    /// Tells other nodes to drop cached keys; `None` on a single node.
+    invalidations: Option<Arc<dyn InvalidationPublisher>>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -180,7 +184,14 @@ impl Accounts {
             api_key_hasher: ApiKeyHasher::new(config.api_key_pepper.expose().as_bytes()),
             key_cache: key_cache(),
             key_usage: UsageCounter::default(),
+            invalidations: None,
         }
+    }
+
+    /// Publishes every key-cache invalidation, so other nodes drop what this one changed.
+    pub fn with_invalidation_publisher(mut self, publisher: Arc<dyn InvalidationPublisher>) -> Self {
+        self.invalidations = Some(publisher);
+        self
     }
 
     pub fn tiers(&self) -> &TierCatalog {
@@ -845,16 +856,13 @@ impl Accounts {
         let Some(record) = self.store.find_api_key_by_hash(hash).await? else {
             return Ok(CachedKey::Unknown);
         };
-        let rate_limit_per_minute = match record.key.rate_limit {
-            Some(limit) => limit,
-            None => {
-                let subscription = self.store.get_subscription(record.subscription_id).await?;
-                self.effective_limits(&subscription).api_rate_limit_per_minute
-            }
-        };
+        let subscription = self.store.get_subscription(record.subscription_id).await?;
+        let limits = self.effective_limits(&subscription);
+        let rate_limit_per_minute = record.key.rate_limit.unwrap_or(limits.api_rate_limit_per_minute);
         Ok(CachedKey::Found {
             record: std::sync::Arc::new(record),
             rate_limit_per_minute: rate_limit_per_minute.max(1) as u32,
+            subscription_rate_limit_per_minute: limits.requests_per_minute.max(1) as u32,
         })
     }
 
@@ -868,7 +876,7 @@ impl Accounts {
             .try_get_with(hash.as_bytes().to_vec(), self.load_key(&hash))
             .await
             .map_err(|err| AccountError::Internal(format!("API key look-up failed: {err}")))?;
-        let CachedKey::Found { record, rate_limit_per_minute } = cached else {
+        let CachedKey::Found { record, rate_limit_per_minute, subscription_rate_limit_per_minute } = cached else {
             return Err(AccountError::InvalidApiKey);
         };
         // The hash matched by equality in the index; compare again in constant time so no code path depends on
@@ -893,6 +901,7 @@ impl Accounts {
             subscription_id: record.subscription_id,
             permissions: record.key.permissions.clone(),
             rate_limit_per_minute,
+            subscription_rate_limit_per_minute,
             ip_address: ip,
         })
     }
@@ -910,13 +919,30 @@ impl Accounts {
         Ok(batch.len())
     }
 
-    /// Forgets cached keys after a change that may affect many of them (an instance or subscription changed).
+    /// Forgets cached keys after a change that may affect many of them (an instance or subscription changed), here
+    /// and on every node.
     fn invalidate_all_keys(&self) {
         self.key_cache.invalidate_all();
+        self.publish(&KeyInvalidation::All);
     }
 
     async fn invalidate_key(&self, key: &ApiKey) {
         self.key_cache.invalidate(key.key_hash.as_bytes()).await;
+        self.publish(&KeyInvalidation::Key(key.key_hash.as_bytes().to_vec()));
+    }
+
+    fn publish(&self, invalidation: &KeyInvalidation) {
+        if let Some(publisher) = &self.invalidations {
+            publisher.publish(invalidation);
+        }
+    }
+
+    /// Applies an invalidation published by a node (this one included) to this node's cache only.
+    pub async fn apply_invalidation(&self, invalidation: &KeyInvalidation) {
+        match invalidation {
+            KeyInvalidation::All => self.key_cache.invalidate_all(),
+            KeyInvalidation::Key(hash) => self.key_cache.invalidate(hash.as_slice()).await,
+        }
     }
 
     // ---- audit log ----------------------------------------------------------------------------------------------

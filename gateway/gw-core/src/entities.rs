@@ -43,6 +43,9 @@ pub struct LimitOverrides {
     /// Default requests per minute of an API key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_rate_limit_per_minute: Option<i32>,
+    /// Requests per minute of all the subscription's API keys together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin_max_count: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -217,18 +217,32 @@ impl FromRequestParts<AppState> for Caller {
         let span = tracing::Span::current();
         span.record("tenant", tracing::field::display(principal.subscription_id));
         span.record("instance", tracing::field::display(principal.instance_id));
-        let per_minute = principal.rate_limit_per_minute;
         // A sixth of the minute's allowance may come at once; beyond it requests are spread at the steady rate.
-        let quota = gw_ratelimit::Quota::per_minute(per_minute).with_burst((per_minute / 6).max(1));
-        let decision = state.limiter.check(&format!("key:{}", principal.key_id), quota).await;
+        let quota = |per_minute: u32| gw_ratelimit::Quota::per_minute(per_minute).with_burst((per_minute / 6).max(1));
+        let key_limit = format!("key:{}", principal.key_id);
+        let subscription_limit = format!("sub:{}", principal.subscription_id);
+        let (index, decision) = state
+            .limiter
+            .check_all(&[
+                (&key_limit, quota(principal.rate_limit_per_minute)),
+                (&subscription_limit, quota(principal.subscription_rate_limit_per_minute)),
+            ])
+            .await;
+        let policy = if index == 0 { "per-key" } else { "per-subscription" };
         if let Some(slot) = parts.extensions.get::<crate::middleware::RateLimitSlot>() {
-            let _ = slot.0.set(decision);
+            let _ = slot.0.set((policy, decision));
         }
+        use std::sync::atomic::Ordering::Relaxed;
+        state.metrics.key_requests.fetch_add(1, Relaxed);
         if !decision.allowed {
+            let refused_by =
+                if index == 0 { &state.metrics.rate_limited_key } else { &state.metrics.rate_limited_subscription };
+            refused_by.fetch_add(1, Relaxed);
             return Err(ApiError::RateLimited {
                 retry_after: decision.retry_after.unwrap_or(std::time::Duration::from_secs(1)),
             });
         }
+        state.metering.record(principal.subscription_id, principal.instance_id, gw_metering::Event::ApiCall);
         Ok(Caller::Key(principal))
     }
 }

@@ -24,10 +24,12 @@ use utoipa_scalar::{Scalar, Servable};
 pub use error::{ApiError, ProblemType};
 pub use middleware::{REQUEST_ID_HEADER, RateLimitSlot, RequestId};
 pub use openapi::ApiDoc;
-pub use state::{AppState, HttpSettings, WebhookEdge};
+pub use state::{AppState, EdgeMetrics, HttpSettings, WebhookEdge};
 
 use crate::error::ProblemType as P;
-use crate::routes::{api_keys, audit, auth, health, instances, problems, sandbox, sessions, subscriptions, webhooks};
+use crate::routes::{
+    api_keys, audit, auth, health, instances, problems, sandbox, sessions, subscriptions, usage, webhooks,
+};
 
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())
@@ -73,6 +75,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/instances/{id}/api-keys/{key_id}/revoke", post(api_keys::revoke))
         .route("/v1/instances/{id}/api-keys/{key_id}/rotate", post(api_keys::rotate))
         .route("/v1/audit-log", get(audit::list))
+        .route("/v1/subscriptions/{id}/usage", get(usage::subscription_usage))
+        .route("/v1/instances/{id}/usage", get(usage::instance_usage))
+        .route("/v1/instances/{id}/stats", get(usage::instance_stats))
+        .route("/v1/key", get(usage::key_self))
         .route("/v1/instances/{id}/connect", post(sessions::connect))
         .route("/v1/instances/{id}/restart", post(sessions::restart))
         .route("/v1/instances/{id}/logout", post(sessions::logout))

@@ -14,14 +14,15 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 /// Filled by the API key extractor with its rate-limit decision, so the response can carry the IETF `RateLimit`
 /// headers whatever the handler returns.
 #[derive(Debug, Clone, Default)]
-pub struct RateLimitSlot(pub std::sync::Arc<std::sync::OnceLock<gw_ratelimit::Decision>>);
+pub struct RateLimitSlot(pub std::sync::Arc<std::sync::OnceLock<(&'static str, gw_ratelimit::Decision)>>);
 
-/// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers): the policy's quota over a 60 s
-/// window, what remains now, and seconds until it is fully restored.
-fn rate_limit_headers(response: &mut Response, decision: &gw_ratelimit::Decision) {
-    let policy = format!("\"per-key\";q={};w=60", decision.quota.per_minute);
+/// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers) of the deciding policy (`per-key` or
+/// `per-subscription`, whichever is tighter or refused): its quota over a 60 s window, what remains now, and
+/// seconds until it is fully restored.
+fn rate_limit_headers(response: &mut Response, (name, decision): &(&'static str, gw_ratelimit::Decision)) {
+    let policy = format!("\"{name}\";q={};w=60", decision.quota.per_minute);
     let reset = decision.reset_after.as_secs_f64().ceil() as u64;
-    let state = format!("\"per-key\";r={};t={reset}", decision.remaining);
+    let state = format!("\"{name}\";r={};t={reset}", decision.remaining);
     for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(HeaderName::from_static(name), value);

@@ -10,7 +10,7 @@ use crate::routes::webhooks::{
     CreateWebhookRequest, ReplayRangeRequest, ReplayedDto, RotateWebhookSecretRequest, TestFireDto,
     UpdateWebhookRequest, WebhookWithSecretDto,
 };
-use crate::routes::{api_keys, audit, auth, health, instances, subscriptions, webhooks};
+use crate::routes::{api_keys, audit, auth, health, instances, subscriptions, usage, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,7 @@ use crate::routes::{api_keys, audit, auth, health, instances, subscriptions, web
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
         webhooks::rotate_secret, webhooks::test, webhooks::deliveries, webhooks::delivery, webhooks::replay,
         webhooks::replay_range,
+        usage::subscription_usage, usage::instance_usage, usage::instance_stats, usage::key_self,
     ),
     components(schemas(ProblemBody, FieldProblem, SessionDto, UserDto, SubscriptionDto, LimitsDto, LimitOverridesDto,
         InstanceDto, InstanceStatusDto, AuditEntryDto, ApiKeyDto, CreatedApiKeyDto, RotatedApiKeyDto,
@@ -43,6 +44,7 @@ use crate::routes::{api_keys, audit, auth, health, instances, subscriptions, web
         (name = "api-keys", description = "An instance's API keys (shown once)"),
         (name = "audit", description = "Who did what"),
         (name = "webhooks", description = "An instance's webhook endpoints, deliveries and replays"),
+        (name = "usage", description = "Usage per month, daily statistics, the calling key"),
     )
 )]
 #[derive(Debug)]

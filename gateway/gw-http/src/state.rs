@@ -51,6 +51,82 @@ pub struct AppState {
     pub sandbox: Option<Arc<gw_sessions::sandbox::SandboxNetwork>>,
     /// Webhook URL rules and delivery.
     pub webhooks: WebhookEdge,
+    /// Usage counters (API calls per key request), flushed in batches by the binary.
+    pub metering: Arc<gw_metering::Metering>,
+    /// The edge's own counters, for `/metrics`.
+    pub metrics: Arc<EdgeMetrics>,
+}
+
+/// One metric for the text exposition: name, type, help, and samples as (labels, value).
+type Metric<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, u64)]);
+
+/// Counters of the edge's decisions since start.
+#[derive(Debug, Default)]
+pub struct EdgeMetrics {
+    /// Requests authenticated with an API key (and so rate-limited and counted).
+    pub key_requests: std::sync::atomic::AtomicU64,
+    /// Refused by the key's own limit.
+    pub rate_limited_key: std::sync::atomic::AtomicU64,
+    /// Refused by the subscription's limit.
+    pub rate_limited_subscription: std::sync::atomic::AtomicU64,
+}
+
+impl AppState {
+    /// Prometheus text exposition of the edge's counters, the limiter's state and metering.
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        let limiter = self.limiter.stats();
+        let metering = self.metering.stats();
+        let backend = format!("{{backend=\"{}\"}}", limiter.backend);
+        let metrics: [Metric<'_>; 6] = [
+            (
+                "gateway_api_key_requests_total",
+                "counter",
+                "Requests authenticated with an API key.",
+                &[("", self.metrics.key_requests.load(Relaxed))],
+            ),
+            (
+                "gateway_rate_limited_total",
+                "counter",
+                "Requests refused with 429 by a rate limit.",
+                &[
+                    ("{limit=\"key\"}", self.metrics.rate_limited_key.load(Relaxed)),
+                    ("{limit=\"subscription\"}", self.metrics.rate_limited_subscription.load(Relaxed)),
+                ],
+            ),
+            (
+                "gateway_ratelimit_redis_degraded",
+                "gauge",
+                "1 while Redis is unreachable and limits are local to this node.",
+                &[(&backend, u64::from(limiter.degraded))],
+            ),
+            (
+                "gateway_ratelimit_fallback_decisions_total",
+                "counter",
+                "Rate-limit decisions made locally because Redis failed.",
+                &[("", limiter.fallback_decisions)],
+            ),
+            ("gateway_usage_flushes_total", "counter", "Successful usage flushes.", &[("", metering.flushes)]),
+            (
+                "gateway_usage_flush_failures_total",
+                "counter",
+                "Usage flushes that failed (their counts are kept for the next one).",
+                &[("", metering.failed_flushes)],
+            ),
+        ];
+        let mut out = String::with_capacity(1024);
+        for (name, kind, help, samples) in metrics {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        }
+        if let Some(dispatcher) = &self.webhooks.dispatcher {
+            out.push_str(&dispatcher.metrics().render_prometheus());
+        }
+        out
+    }
 }
 
 impl std::fmt::Debug for AppState {

@@ -7,9 +7,13 @@
 //! - [`FallbackLimiter`]: Redis when it answers within a deadline, the local limiter when it does not; it logs once
 //!   per outage, counts fallback decisions, and goes back to Redis by itself when Redis answers again.
 //!
+//! - [`pubsub`]: a reconnecting Redis publish/subscribe channel, which the binary uses to tell every node to drop
+//!   cached API keys.
+//!
 //! Architecture invariant: no HTTP here. The edge turns a [`Decision`] into `RateLimit` headers and a 429.
 
 mod local;
+pub mod pubsub;
 mod redis_gcra;
 
 use std::sync::Arc;
@@ -67,10 +71,50 @@ pub enum LimiterError {
     Reply(String),
 }
 
+/// What a limiter reports for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimiterStats {
+    /// `local`, `redis` or `redis+local` (Redis with the local fallback).
+    pub backend: &'static str,
+    /// Whether decisions are currently made locally because Redis failed.
+    pub degraded: bool,
+    /// Decisions made locally because Redis failed, since start.
+    pub fallback_decisions: u64,
+}
+
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
     /// Counts one request against `key` under `quota` and says whether it may proceed.
     async fn check(&self, key: &str, quota: Quota) -> Decision;
+
+    /// Counts one request against several limits (a key's and its subscription's) and returns the deciding one,
+    /// by index into `checks`: a refusing limit, or, when all allow, the one with the least left (the tighter one,
+    /// which is what the `RateLimit` headers report). The default checks in order and stops at the first refusal,
+    /// so later limits are not charged for a refused request; the Redis limiter decides all keys in one script,
+    /// all or nothing.
+    async fn check_all(&self, checks: &[(&str, Quota)]) -> (usize, Decision) {
+        let mut tightest: Option<(usize, Decision)> = None;
+        for (index, (key, quota)) in checks.iter().enumerate() {
+            let decision = self.check(key, *quota).await;
+            if !decision.allowed {
+                return (index, decision);
+            }
+            if tightest.is_none_or(|(_, best)| decision.remaining < best.remaining) {
+                tightest = Some((index, decision));
+            }
+        }
+        tightest.unwrap_or_else(|| {
+            let quota = Quota::per_minute(1);
+            (0, Decision { allowed: true, quota, remaining: 0, reset_after: Duration::ZERO, retry_after: None })
+        })
+    }
+
+    fn stats(&self) -> LimiterStats {
+        LimiterStats { backend: "local", degraded: false, fallback_decisions: 0 }
+    }
+
+    /// Lets in-process state forget keys back at full capacity (run periodically); nothing to do for Redis.
+    fn retain_recent(&self) {}
 }
 
 /// Redis first, the local limiter whenever Redis fails or is slow; never an error to the caller.
@@ -104,28 +148,54 @@ impl FallbackLimiter {
     }
 }
 
+impl FallbackLimiter {
+    fn redis_answered(&self) {
+        if self.degraded.swap(false, Ordering::Relaxed) {
+            tracing::info!("redis answers again; rate limits are cluster-wide once more");
+        }
+    }
+
+    fn redis_failed(&self, err: &LimiterError) {
+        if !self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%err, "redis unavailable; rate limits fall back to this node's local limiter");
+        }
+        self.fallback_decisions.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 #[async_trait]
 impl RateLimiter for FallbackLimiter {
     async fn check(&self, key: &str, quota: Quota) -> Decision {
-        let outcome = match tokio::time::timeout(self.timeout, self.redis.try_check(key, quota)).await {
+        self.check_all(&[(key, quota)]).await.1
+    }
+
+    async fn check_all(&self, checks: &[(&str, Quota)]) -> (usize, Decision) {
+        let outcome = match tokio::time::timeout(self.timeout, self.redis.try_check_all(checks)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(LimiterError::Timeout(self.timeout)),
         };
         match outcome {
             Ok(decision) => {
-                if self.degraded.swap(false, Ordering::Relaxed) {
-                    tracing::info!("redis answers again; rate limits are cluster-wide once more");
-                }
+                self.redis_answered();
                 decision
             }
             Err(err) => {
-                if !self.degraded.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(%err, "redis unavailable; rate limits fall back to this node's local limiter");
-                }
-                self.fallback_decisions.fetch_add(1, Ordering::Relaxed);
-                self.local.check(key, quota).await
+                self.redis_failed(&err);
+                self.local.check_all(checks).await
             }
         }
+    }
+
+    fn stats(&self) -> LimiterStats {
+        LimiterStats {
+            backend: "redis+local",
+            degraded: self.is_degraded(),
+            fallback_decisions: self.fallback_decisions(),
+        }
+    }
+
+    fn retain_recent(&self) {
+        self.local.forget_idle();
     }
 }
 

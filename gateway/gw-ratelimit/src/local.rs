@@ -54,7 +54,7 @@ impl LocalLimiter {
     }
 
     /// Forgets keys that are back to full capacity, so memory follows the active keys (run periodically).
-    pub fn retain_recent(&self) {
+    pub fn forget_idle(&self) {
         for limiter in self.limiters.read().unwrap_or_else(|p| p.into_inner()).values() {
             limiter.retain_recent();
             limiter.shrink_to_fit();
@@ -88,6 +88,10 @@ impl RateLimiter for LocalLimiter {
                 }
             }
         }
+    }
+
+    fn retain_recent(&self) {
+        self.forget_idle();
     }
 }
 

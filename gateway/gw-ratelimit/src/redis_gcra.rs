@@ -5,29 +5,47 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 
-use crate::{Decision, LimiterError, Quota, RateLimiter};
+use crate::{Decision, LimiterError, LimiterStats, Quota, RateLimiter};
 
-/// KEYS[1]: the key. ARGV: emission interval (us), burst, cost. Returns {allowed, remaining, reset_after_us,
-/// retry_after_us}. The theoretical arrival time (TAT) is stored in microseconds of Redis' own clock and expires
-/// when the key is back to full capacity, so idle keys cost no memory.
+/// GCRA over N keys at once, all or nothing: a request is allowed only if every key allows it, and only then are
+/// the keys' theoretical arrival times (TAT) advanced, so a request refused by one limit (the subscription's) does
+/// not use up another (the key's). KEYS: the keys. ARGV: per key, emission interval (us) and burst. Returns {index
+/// (1-based) of the deciding key, allowed, remaining, reset_after_us, retry_after_us}: the refusing key with the
+/// longest wait, or, when all allow, the key with the least left. TATs are in microseconds of Redis' own clock and
+/// expire when a key is back to full capacity, so idle keys cost no memory.
 const GCRA: &str = r#"
-local emission = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local capacity = emission * burst
-local new_tat = tat + emission * cost
-local allow_at = new_tat - capacity
-if now < allow_at then
-  return {0, 0, tat - now, allow_at - now}
+local decide, allowed, best_remaining, reset, retry = 1, 1, -1, 0, 0
+local new_tats = {}
+for i, key in ipairs(KEYS) do
+  local emission = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + emission
+  local allow_at = new_tat - emission * burst
+  if now < allow_at then
+    if allowed == 1 or allow_at - now > retry then
+      decide, reset, retry = i, tat - now, allow_at - now
+    end
+    allowed = 0
+  else
+    new_tats[i] = new_tat
+    local remaining = math.floor((now - allow_at) / emission)
+    if allowed == 1 and (best_remaining < 0 or remaining < best_remaining) then
+      decide, best_remaining, reset = i, remaining, new_tat - now
+    end
+  end
 end
-local ttl_ms = math.ceil((new_tat - now) / 1000)
-redis.call('SET', KEYS[1], new_tat, 'PX', math.max(ttl_ms, 1))
-local remaining = math.floor((now - allow_at) / emission)
-return {1, remaining, new_tat - now, 0}
+if allowed == 0 then
+  return {decide, 0, 0, reset, retry}
+end
+for i, key in ipairs(KEYS) do
+  local ttl_ms = math.ceil((new_tats[i] - now) / 1000)
+  redis.call('SET', key, new_tats[i], 'PX', math.max(ttl_ms, 1))
+end
+return {decide, 1, best_remaining, reset, 0}
 "#;
 
 /// The cluster-wide limiter.
@@ -58,27 +76,39 @@ impl RedisLimiter {
 
     /// One decision, or why Redis could not make it.
     pub async fn try_check(&self, key: &str, quota: Quota) -> Result<Decision, LimiterError> {
-        let emission = quota.emission_interval().as_micros() as u64;
+        self.try_check_all(&[(key, quota)]).await.map(|(_, decision)| decision)
+    }
+
+    /// One decision over several keys in one round trip (see [`RateLimiter::check_all`]).
+    pub async fn try_check_all(&self, checks: &[(&str, Quota)]) -> Result<(usize, Decision), LimiterError> {
+        if checks.is_empty() {
+            return Err(LimiterError::Reply("no keys to check".into()));
+        }
+        let mut invocation = self.script.prepare_invoke();
+        for (key, quota) in checks {
+            invocation.key(format!("{}{key}", self.prefix));
+            invocation.arg(quota.emission_interval().as_micros() as u64).arg(quota.burst.max(1));
+        }
         let mut connection = self.connection.clone();
-        let reply: Vec<i64> = self
-            .script
-            .key(format!("{}{key}", self.prefix))
-            .arg(emission)
-            .arg(quota.burst.max(1))
-            .arg(1)
-            .invoke_async(&mut connection)
-            .await?;
-        let [allowed, remaining, reset_after, retry_after] = reply[..] else {
+        let reply: Vec<i64> = invocation.invoke_async(&mut connection).await?;
+        let [index, allowed, remaining, reset_after, retry_after] = reply[..] else {
             return Err(LimiterError::Reply(format!("{reply:?}")));
         };
+        let index = usize::try_from(index - 1)
+            .ok()
+            .filter(|i| *i < checks.len())
+            .ok_or_else(|| LimiterError::Reply(format!("{reply:?}")))?;
         let micros = |v: i64| Duration::from_micros(v.max(0) as u64);
-        Ok(Decision {
-            allowed: allowed == 1,
-            quota,
-            remaining: remaining.clamp(0, i64::from(u32::MAX)) as u32,
-            reset_after: micros(reset_after),
-            retry_after: (allowed != 1).then(|| micros(retry_after).max(Duration::from_millis(1))),
-        })
+        Ok((
+            index,
+            Decision {
+                allowed: allowed == 1,
+                quota: checks[index].1,
+                remaining: remaining.clamp(0, i64::from(u32::MAX)) as u32,
+                reset_after: micros(reset_after),
+                retry_after: (allowed != 1).then(|| micros(retry_after).max(Duration::from_millis(1))),
+            },
+        ))
     }
 }
 
@@ -94,5 +124,20 @@ impl RateLimiter for RedisLimiter {
                 Decision { allowed: true, quota, remaining: 0, reset_after: Duration::ZERO, retry_after: None }
             }
         }
+    }
+
+    async fn check_all(&self, checks: &[(&str, Quota)]) -> (usize, Decision) {
+        match self.try_check_all(checks).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::warn!(%err, "rate limit check failed; allowing");
+                let quota = checks.first().map_or(Quota::per_minute(1), |(_, q)| *q);
+                (0, Decision { allowed: true, quota, remaining: 0, reset_after: Duration::ZERO, retry_after: None })
+            }
+        }
+    }
+
+    fn stats(&self) -> LimiterStats {
+        LimiterStats { backend: "redis", degraded: false, fallback_decisions: 0 }
     }
 }

@@ -9,4 +9,5 @@ pub mod problems;
 pub mod sandbox;
 pub mod sessions;
 pub mod subscriptions;
+pub mod usage;
 pub mod webhooks;

@@ -1,0 +1,260 @@
+//! Usage and statistics: what a subscription and its instances used per month, and daily message statistics.
+//! Counts are written by the metering service every ~2 s, so a read may lag the last events by that much.
+
+use axum::extract::State;
+use chrono::NaiveDate;
+use gw_core::{InstanceId, SubscriptionId, Timestamp, UsagePeriod, UsageRecord};
+use gw_store::UsageFilter;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ProblemBody};
+use crate::extract::{Auth, Caller, Json, Path, Query};
+use crate::state::AppState;
+
+/// `?period=YYYY-MM` (default: the current month, UTC).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodQuery {
+    #[param(example = "2026-11")]
+    pub period: Option<String>,
+}
+
+impl PeriodQuery {
+    fn period(&self) -> Result<UsagePeriod, ApiError> {
+        match &self.period {
+            None => Ok(Timestamp::now().period()),
+            Some(raw) => raw.parse().map_err(|_| ApiError::invalid("period", "expected YYYY-MM")),
+        }
+    }
+}
+
+/// One counter of a period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageRecordDto {
+    /// `null` for usage of instances since deleted.
+    pub instance_id: Option<String>,
+    #[schema(example = "messages_sent")]
+    pub record_type: String,
+    pub count: i64,
+    pub updated_at: String,
+}
+
+impl From<UsageRecord> for UsageRecordDto {
+    fn from(r: UsageRecord) -> Self {
+        Self {
+            instance_id: r.instance_id.map(|id| id.to_string()),
+            record_type: r.record_type.to_string(),
+            count: r.count,
+            updated_at: r.record_date.to_string(),
+        }
+    }
+}
+
+/// The monthly message quota, for the current period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuotaDto {
+    pub messages_used: i64,
+    pub monthly_messages: i64,
+    /// Start of the next period (UTC), when the quota resets.
+    pub resets_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionUsageDto {
+    pub subscription_id: String,
+    #[schema(example = "2026-11")]
+    pub period: String,
+    /// Present for the current period only: reservations are exact and immediate, unlike the batched records.
+    pub quota: Option<QuotaDto>,
+    pub records: Vec<UsageRecordDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceUsageDto {
+    pub instance_id: String,
+    pub period: String,
+    pub records: Vec<UsageRecordDto>,
+}
+
+/// One instance's day.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DailyStatDto {
+    #[schema(example = "2026-11-29")]
+    pub date: String,
+    pub messages_sent: i64,
+    pub messages_received: i64,
+    pub messages_failed: i64,
+    pub api_calls: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceStatsDto {
+    pub instance_id: String,
+    pub from: String,
+    pub to: String,
+    /// Days with any activity, oldest first.
+    pub days: Vec<DailyStatDto>,
+}
+
+/// `?from=YYYY-MM-DD&to=YYYY-MM-DD` (inclusive, at most 366 days; default: the last 30 days).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+const MAX_RANGE_DAYS: i64 = 366;
+
+impl RangeQuery {
+    fn range(&self) -> Result<(NaiveDate, NaiveDate), ApiError> {
+        let date = |field: &str, raw: &str| {
+            NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| ApiError::invalid(field, "expected YYYY-MM-DD"))
+        };
+        let to = self.to.as_deref().map(|raw| date("to", raw)).transpose()?.unwrap_or_else(|| Timestamp::now().date());
+        let from = match self.from.as_deref() {
+            Some(raw) => date("from", raw)?,
+            None => to - chrono::Duration::days(29),
+        };
+        if from > to {
+            return Err(ApiError::invalid("from", "must not be after to"));
+        }
+        if (to - from).num_days() >= MAX_RANGE_DAYS {
+            return Err(ApiError::invalid("from", format!("the range may span at most {MAX_RANGE_DAYS} days")));
+        }
+        Ok((from, to))
+    }
+}
+
+/// The instance, if the caller may read it: a signed-in user who sees it, or a key of that very instance (any
+/// scope: these are the key's own counters). Another instance's key gets 404, as everywhere.
+async fn readable_instance(state: &AppState, caller: &Caller, id: InstanceId) -> Result<SubscriptionId, ApiError> {
+    match caller {
+        Caller::User(principal) => Ok(state.accounts.get_instance(principal, id).await?.subscription_id),
+        Caller::Key(key) if key.instance_id == id => Ok(key.subscription_id),
+        Caller::Key(_) => Err(ApiError::not_found("instance")),
+    }
+}
+
+/// A subscription's usage records of one month, with its quota when the month is the current one.
+#[utoipa::path(get, path = "/v1/subscriptions/{id}/usage", tag = "usage", security(("bearer" = [])),
+    params(("id" = String, Path), PeriodQuery), responses(
+    (status = 200, body = SubscriptionUsageDto),
+    (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+    (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub async fn subscription_usage(
+    State(state): State<AppState>,
+    Auth(by): Auth,
+    Path(id): Path<SubscriptionId>,
+    Query(query): Query<PeriodQuery>,
+) -> Result<Json<SubscriptionUsageDto>, ApiError> {
+    let period = query.period()?;
+    let subscription = state.accounts.get_subscription(&by, id).await?;
+    let records =
+        state.store.list_usage(UsageFilter { subscription_id: id, instance_id: None, period: Some(period) }).await?;
+    let current = Timestamp::now().period();
+    let quota = (period == current).then(|| QuotaDto {
+        // A counter last reset in an earlier month has not rolled over yet: nothing is used this month.
+        messages_used: if subscription.last_usage_reset.period() == current { subscription.messages_used } else { 0 },
+        monthly_messages: subscription.monthly_messages,
+        resets_at: current.next().start().to_string(),
+    });
+    Ok(Json(SubscriptionUsageDto {
+        subscription_id: id.to_string(),
+        period: period.to_string(),
+        quota,
+        records: records.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// One instance's usage records of one month.
+#[utoipa::path(get, path = "/v1/instances/{id}/usage", tag = "usage", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path), PeriodQuery), responses(
+    (status = 200, body = InstanceUsageDto),
+    (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub async fn instance_usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<InstanceId>,
+    Query(query): Query<PeriodQuery>,
+) -> Result<Json<InstanceUsageDto>, ApiError> {
+    let period = query.period()?;
+    let subscription_id = readable_instance(&state, &caller, id).await?;
+    let records =
+        state.store.list_usage(UsageFilter { subscription_id, instance_id: Some(id), period: Some(period) }).await?;
+    Ok(Json(InstanceUsageDto {
+        instance_id: id.to_string(),
+        period: period.to_string(),
+        records: records.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// One instance's daily message statistics over a date range.
+#[utoipa::path(get, path = "/v1/instances/{id}/stats", tag = "usage", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path), RangeQuery), responses(
+    (status = 200, body = InstanceStatsDto),
+    (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+    (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub async fn instance_stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<InstanceId>,
+    Query(query): Query<RangeQuery>,
+) -> Result<Json<InstanceStatsDto>, ApiError> {
+    let (from, to) = query.range()?;
+    readable_instance(&state, &caller, id).await?;
+    let days = state.store.list_message_stats(id, from, to).await?;
+    Ok(Json(InstanceStatsDto {
+        instance_id: id.to_string(),
+        from: from.to_string(),
+        to: to.to_string(),
+        days: days
+            .into_iter()
+            .map(|d| DailyStatDto {
+                date: d.date.to_string(),
+                messages_sent: d.messages_sent,
+                messages_received: d.messages_received,
+                messages_failed: d.messages_failed,
+                api_calls: d.api_calls,
+            })
+            .collect(),
+    }))
+}
+
+/// The calling API key itself, from the verified-key cache: no database on this path.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeySelfDto {
+    pub key_id: String,
+    pub instance_id: String,
+    pub subscription_id: String,
+    pub permissions: Vec<String>,
+    pub rate_limit_per_minute: u32,
+    pub subscription_rate_limit_per_minute: u32,
+}
+
+/// Who the presented API key is: its instance, scopes and limits. Rate-limited and counted like every key call.
+#[utoipa::path(get, path = "/v1/key", tag = "usage", security(("api_key" = [])), responses(
+    (status = 200, body = KeySelfDto),
+    (status = 401, body = ProblemBody, content_type = "application/problem+json"),
+    (status = 429, body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub async fn key_self(caller: Caller) -> Result<Json<KeySelfDto>, ApiError> {
+    let Caller::Key(key) = caller else {
+        return Err(ApiError::Problem(
+            &crate::error::ProblemType::UNAUTHENTICATED,
+            "this endpoint describes an API key; send X-API-Key".into(),
+        ));
+    };
+    Ok(Json(KeySelfDto {
+        key_id: key.key_id.to_string(),
+        instance_id: key.instance_id.to_string(),
+        subscription_id: key.subscription_id.to_string(),
+        permissions: key.permissions,
+        rate_limit_per_minute: key.rate_limit_per_minute,
+        subscription_rate_limit_per_minute: key.subscription_rate_limit_per_minute,
+    }))
+}
