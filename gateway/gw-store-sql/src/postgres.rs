@@ -64,3 +64,7 @@ mod message_store {
 mod whatsapp_state {
     impl_whatsapp_state_store!(super::PgStore);
 }
+
+mod plugin_store {
+    crate::plugins::impl_plugin_store!(super::PgStore, sqlx::Postgres);
+}

@@ -86,3 +86,7 @@ mod message_store {
 mod whatsapp_state {
     impl_whatsapp_state_store!(super::SqliteStore);
 }
+
+mod plugin_store {
+    crate::plugins::impl_plugin_store!(super::SqliteStore, sqlx::Sqlite);
+}

@@ -215,6 +215,7 @@ pub trait Store:
     + RefreshTokenStore
     + crate::MessageStore
     + crate::WhatsAppStateStore
+    + crate::PluginStore
     + std::fmt::Debug
 {
     /// `"sqlite"` or `"postgres"`.
