@@ -127,6 +127,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         limiter,
         engine: engine.clone(),
         sandbox,
+        plugins: None,
     };
     let app = gw_http::router(state);
 

@@ -6,7 +6,11 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
 use crate::error::{FieldProblem, ProblemBody};
-use crate::routes::{api_keys, audit, auth, health, instances, subscriptions};
+use crate::routes::plugins::{
+    BindPluginRequest, CreatePluginRequest, PluginBindingDto, PluginDto, PluginLogDto, PluginVersionDto,
+    UpdateBindingRequest,
+};
+use crate::routes::{api_keys, audit, auth, health, instances, plugins, subscriptions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,9 +25,15 @@ use crate::routes::{api_keys, audit, auth, health, instances, subscriptions};
         instances::create, instances::list, instances::get, instances::update, instances::delete, instances::status,
         api_keys::create, api_keys::list, api_keys::get, api_keys::revoke, api_keys::rotate, api_keys::delete,
         audit::list,
+        plugins::create, plugins::list, plugins::get, plugins::delete,
+        plugins::upload, plugins::list_versions, plugins::activate,
+        plugins::bind, plugins::list_bindings, plugins::get_binding, plugins::update_binding, plugins::unbind,
+        plugins::logs,
     ),
     components(schemas(ProblemBody, FieldProblem, SessionDto, UserDto, SubscriptionDto, LimitsDto, LimitOverridesDto,
-        InstanceDto, InstanceStatusDto, AuditEntryDto, ApiKeyDto, CreatedApiKeyDto, RotatedApiKeyDto)),
+        InstanceDto, InstanceStatusDto, AuditEntryDto, ApiKeyDto, CreatedApiKeyDto, RotatedApiKeyDto,
+        PluginDto, PluginVersionDto, PluginBindingDto, PluginLogDto, CreatePluginRequest, BindPluginRequest,
+        UpdateBindingRequest)),
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness and readiness"),
@@ -33,6 +43,7 @@ use crate::routes::{api_keys, audit, auth, health, instances, subscriptions};
         (name = "instances", description = "WhatsApp accounts"),
         (name = "api-keys", description = "An instance's API keys (shown once)"),
         (name = "audit", description = "Who did what"),
+        (name = "plugins", description = "Tenants' WebAssembly plugins: versions, bindings, errors, logs"),
     )
 )]
 #[derive(Debug)]
