@@ -49,6 +49,8 @@ on_both_backends!(
     a_whatsapp_instance_that_cannot_connect_backs_off_with_a_clear_error,
 );
 
+mod plugins;
+
 /// A small client for one signed-in user.
 struct As<'a> {
     app: &'a TestApp,

@@ -12,8 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use futures::StreamExt;
 use gw_accounts::Action;
 use gw_core::{
-    BindingDirection, FailurePolicy, InstanceId, PluginBindingId, PluginId, PluginLimits, PluginRejection,
-    SubscriptionId,
+    BindingDirection, FailurePolicy, InstanceId, PluginBindingId, PluginId, PluginRejection, SubscriptionId,
 };
 use gw_store::{
     Actor, NewPlugin, NewPluginBinding, NewPluginVersion, Plugin, PluginBinding, PluginBindingPatch, PluginLogEntry,
@@ -405,45 +404,61 @@ fn is_media_type(headers: &HeaderMap, wanted: &[&str]) -> bool {
         .is_some_and(|m| wanted.iter().any(|w| m.trim().eq_ignore_ascii_case(w)))
 }
 
-/// Reads the component from a raw body or a multipart `file` field, refusing it as soon as it passes `max` bytes:
-/// an oversized upload is never buffered whole.
+/// Reads the component from a raw body or a multipart `file` field, refusing it once it passes `max` bytes: an
+/// oversized upload is never buffered. The rest of an oversized body is read and discarded (up to the route's
+/// ceiling) before the refusal goes out, because HTTP/1 clients still sending a body often miss a response sent
+/// before they finished and report a broken connection instead of the 413.
 async fn read_component(request: Request, max: u64) -> Result<Vec<u8>, ApiError> {
     let headers = request.headers().clone();
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let fits = |len: usize, more: usize| (len + more) as u64 <= max;
-    if is_media_type(&headers, &["application/wasm", "application/octet-stream"]) {
-        if declared.is_some_and(|len| len > max) {
-            return Err(too_large(max));
+    let ceiling = MAX_PLUGIN_UPLOAD_BYTES as u64;
+    if declared.is_some_and(|len| len > ceiling) {
+        return Err(too_large(max));
+    }
+    let mut bytes = Vec::new();
+    let mut oversized = false;
+    let mut keep = |chunk: &[u8], bytes: &mut Vec<u8>| {
+        if oversized || (bytes.len() + chunk.len()) as u64 > max {
+            oversized = true;
+            bytes.clear();
+        } else {
+            bytes.extend_from_slice(chunk);
         }
-        let mut bytes = Vec::new();
+        oversized
+    };
+    if is_media_type(&headers, &["application/wasm", "application/octet-stream"]) {
+        let mut seen = 0u64;
         let mut stream = request.into_body().into_data_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
-            if !fits(bytes.len(), chunk.len()) {
-                return Err(too_large(max));
+            seen += chunk.len() as u64;
+            if keep(&chunk, &mut bytes) && seen > ceiling {
+                break;
             }
-            bytes.extend_from_slice(&chunk);
         }
-        return Ok(bytes);
+        return if oversized { Err(too_large(max)) } else { Ok(bytes) };
     }
     if is_media_type(&headers, &["multipart/form-data"]) {
         let mut multipart =
             Multipart::from_request(request, &()).await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let mut found = false;
         while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(e, max))? {
-            if field.name() != Some("file") {
-                continue;
-            }
-            let mut bytes = Vec::new();
+            let is_file = field.name() == Some("file") && !found;
             while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, max))? {
-                if !fits(bytes.len(), chunk.len()) {
-                    return Err(too_large(max));
+                if is_file {
+                    keep(&chunk, &mut bytes);
                 }
-                bytes.extend_from_slice(&chunk);
             }
-            return Ok(bytes);
+            found |= is_file;
         }
-        return Err(ApiError::invalid("file", "a multipart upload needs a `file` field with the component"));
+        return match (found, oversized) {
+            (_, true) => Err(too_large(max)),
+            (true, false) => Ok(bytes),
+            (false, false) => {
+                Err(ApiError::invalid("file", "a multipart upload needs a `file` field with the component"))
+            }
+        };
     }
     Err(ApiError::Problem(
         &ProblemType::UNSUPPORTED_MEDIA_TYPE,
@@ -477,13 +492,7 @@ pub async fn upload(
         return Err(ApiError::Problem(&ProblemType::PLUGINS_UNAVAILABLE, "this node runs no plugin host".into()));
     };
     let subscription = state.store.get_subscription(plugin.subscription_id).await?;
-    let tier = state.accounts.effective_limits(&subscription);
-    let limits = PluginLimits {
-        fuel: u64::try_from(tier.plugin_fuel).unwrap_or(0),
-        memory_bytes: u64::try_from(tier.plugin_memory_bytes).unwrap_or(0),
-        timeout_ms: state.settings.plugin_timeout_ms,
-        max_module_bytes: u64::try_from(tier.plugin_max_module_bytes).unwrap_or(0),
-    };
+    let limits = state.accounts.effective_limits(&subscription).plugin_limits(state.settings.plugin_timeout_ms);
     let bytes = read_component(request, limits.max_module_bytes).await?;
     runtime.prepare(&bytes, &limits).await.map_err(ApiError::PluginRejected)?;
     // The store's key is computed here, from the bytes it stores, so the host's look-up by hash always finds them.

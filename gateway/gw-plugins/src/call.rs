@@ -1,0 +1,413 @@
+//! One plugin call: a fresh store and instance per event, the host side of the plugin world (log, kv, config,
+//! clock), limits (fuel, memory, epoch deadline), and the classification of what went wrong.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use gw_core::{InstanceId, PluginCatalog, PluginId, PluginLimits};
+use wasmtime::{ResourceLimiter, Store, Trap, component::ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView, p2::pipe::MemoryOutputPipe};
+
+use crate::error::{PluginError, truncate};
+
+wasmtime::component::bindgen!({
+    path: "../../plugin-sdk/wit",
+    world: "plugin",
+    imports: { default: trappable },
+});
+
+pub use gateway::plugin::types::{
+    Action as WitAction, Direction as WitDirection, Media as WitMedia, MessageEvent as WitEvent, Origin as WitOrigin,
+    Reply as WitReply, Verdict as WitVerdict,
+};
+
+/// Lines a single call may log; the rest are counted, not kept.
+pub const MAX_LOG_LINES_PER_CALL: usize = 50;
+/// Bytes of one log line.
+pub const MAX_LOG_LINE_BYTES: usize = 1024;
+/// Bytes of a KV key.
+pub const MAX_KV_KEY_BYTES: usize = 256;
+/// Bytes of a KV value.
+pub const MAX_KV_VALUE_BYTES: usize = 4096;
+/// KV writes (set or delete) a single call may make.
+pub const MAX_KV_WRITES_PER_CALL: u32 = 16;
+/// Bytes of stderr (panic messages) kept per call.
+pub const MAX_STDERR_BYTES: usize = 4096;
+/// Table elements an instance may grow to.
+const MAX_TABLE_ELEMENTS: usize = 10_000;
+
+/// The clock plugins see, injectable so tests are deterministic. Unix milliseconds.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+    })
+}
+
+/// Where a call's key-value capability goes.
+#[derive(Clone)]
+pub enum KvBackend {
+    /// The plugin's store through the catalog, bridged from the blocking call thread into the runtime.
+    Catalog { catalog: Arc<dyn PluginCatalog>, plugin: PluginId, instance: InstanceId, runtime: tokio::runtime::Handle },
+    /// A map in memory: the upload smoke test and the local runner.
+    Memory(Arc<Mutex<BTreeMap<String, Vec<u8>>>>),
+}
+
+impl std::fmt::Debug for KvBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Catalog { plugin, instance, .. } => {
+                f.debug_struct("Catalog").field("plugin", plugin).field("instance", instance).finish()
+            }
+            Self::Memory(_) => f.write_str("Memory"),
+        }
+    }
+}
+
+impl KvBackend {
+    pub fn memory() -> Self {
+        Self::Memory(Arc::default())
+    }
+}
+
+/// A log line as the guest wrote it (bounded).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    pub level: &'static str,
+    pub message: String,
+}
+
+/// The store's data: everything one call may touch.
+#[allow(missing_debug_implementations)] // holds the WASI context and the catalog; nothing useful to print
+pub struct CallState {
+    limiter: Limiter,
+    pub(crate) table: ResourceTable,
+    /// Built on first use: most calls never touch WASI, and building it costs on every event.
+    wasi: Option<WasiCtx>,
+    stderr: Option<MemoryOutputPipe>,
+    config: String,
+    clock: Clock,
+    kv: KvBackend,
+    kv_writes: u32,
+    deadline: Instant,
+    logs: Vec<LogLine>,
+    logs_dropped: u32,
+    /// Set when a host capability failed; the trap it causes is reported as this instead.
+    host_failure: Option<PluginError>,
+}
+
+struct Limiter {
+    memory_bytes: usize,
+    refused: Option<String>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            let message = format!(
+                "memory limit reached: the plugin asked to grow its memory from {current} to {desired} bytes; \
+                 its limit is {} bytes",
+                self.memory_bytes
+            );
+            self.refused = Some(message.clone());
+            // An error (not `Ok(false)`) traps at once with this message, instead of letting the guest's allocator
+            // turn the refusal into a bare `unreachable`.
+            return Err(wasmtime::Error::msg(message));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        let stderr = &mut self.stderr;
+        let ctx = self.wasi.get_or_insert_with(|| {
+            let pipe = MemoryOutputPipe::new(MAX_STDERR_BYTES);
+            *stderr = Some(pipe.clone());
+            // Deny-all: no preopened directories, no environment, no arguments, no network; stdout discarded.
+            WasiCtxBuilder::new().stderr(pipe).build()
+        });
+        WasiCtxView { ctx, table: &mut self.table }
+    }
+}
+
+impl CallState {
+    fn fail_host(&mut self, error: PluginError) -> wasmtime::Error {
+        let message = error.to_string();
+        self.host_failure = Some(error);
+        wasmtime::Error::msg(message)
+    }
+
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Runs a catalog KV operation on the runtime from this (blocking) thread, bounded by the call's deadline:
+    /// the epoch deadline does not interrupt host code, so the host enforces it here.
+    fn kv_call<T>(
+        &mut self,
+        operation: impl AsyncFnOnce(&Arc<dyn PluginCatalog>, PluginId, InstanceId) -> Result<T, gw_core::CatalogError>,
+    ) -> wasmtime::Result<T> {
+        let KvBackend::Catalog { catalog, plugin, instance, runtime } = &self.kv else {
+            return Err(self.fail_host(PluginError::Host("no catalog key-value store".into())));
+        };
+        let remaining = self.remaining();
+        let result =
+            runtime.block_on(async { tokio::time::timeout(remaining, operation(catalog, *plugin, *instance)).await });
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.fail_host(PluginError::Host(format!("key-value store: {error}")))),
+            Err(_) => {
+                Err(self.fail_host(PluginError::Host("key-value store did not answer before the deadline".into())))
+            }
+        }
+    }
+}
+
+impl gateway::plugin::types::Host for CallState {}
+
+impl gateway::plugin::log::Host for CallState {
+    fn write(&mut self, level: gateway::plugin::log::Level, message: String) -> wasmtime::Result<()> {
+        use gateway::plugin::log::Level;
+        if self.logs.len() >= MAX_LOG_LINES_PER_CALL {
+            self.logs_dropped = self.logs_dropped.saturating_add(1);
+            return Ok(());
+        }
+        let level = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        self.logs.push(LogLine { level, message: truncate(message, MAX_LOG_LINE_BYTES) });
+        Ok(())
+    }
+}
+
+impl gateway::plugin::config::Host for CallState {
+    fn get(&mut self) -> wasmtime::Result<String> {
+        Ok(self.config.clone())
+    }
+}
+
+impl gateway::plugin::clock::Host for CallState {
+    fn now(&mut self) -> wasmtime::Result<i64> {
+        Ok((self.clock)())
+    }
+}
+
+impl gateway::plugin::kv::Host for CallState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        if key.len() > MAX_KV_KEY_BYTES {
+            return Ok(None);
+        }
+        if let KvBackend::Memory(map) = &self.kv {
+            return Ok(map.lock().map_err(|_| wasmtime::Error::msg("kv map poisoned"))?.get(&key).cloned());
+        }
+        self.kv_call(async |catalog, plugin, instance| catalog.kv_get(plugin, instance, &key).await)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        if key.len() > MAX_KV_KEY_BYTES {
+            return Ok(Err(format!("key longer than {MAX_KV_KEY_BYTES} bytes")));
+        }
+        if value.len() > MAX_KV_VALUE_BYTES {
+            return Ok(Err(format!("value of {} bytes; at most {MAX_KV_VALUE_BYTES} allowed", value.len())));
+        }
+        if self.kv_writes >= MAX_KV_WRITES_PER_CALL {
+            return Ok(Err(format!("at most {MAX_KV_WRITES_PER_CALL} writes per call")));
+        }
+        self.kv_writes += 1;
+        if let KvBackend::Memory(map) = &self.kv {
+            map.lock().map_err(|_| wasmtime::Error::msg("kv map poisoned"))?.insert(key, value);
+            return Ok(Ok(()));
+        }
+        self.kv_call(async |catalog, plugin, instance| catalog.kv_set(plugin, instance, &key, value).await)?;
+        Ok(Ok(()))
+    }
+
+    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        if key.len() > MAX_KV_KEY_BYTES || self.kv_writes >= MAX_KV_WRITES_PER_CALL {
+            return Ok(());
+        }
+        self.kv_writes += 1;
+        if let KvBackend::Memory(map) = &self.kv {
+            map.lock().map_err(|_| wasmtime::Error::msg("kv map poisoned"))?.remove(&key);
+            return Ok(());
+        }
+        self.kv_call(async |catalog, plugin, instance| catalog.kv_delete(plugin, instance, &key).await)
+    }
+}
+
+/// What a call needs besides the component.
+#[derive(Debug, Clone)]
+pub struct CallInput {
+    pub event: WitEvent,
+    pub limits: PluginLimits,
+    pub kv: KvBackend,
+}
+
+/// What a call produced.
+#[derive(Debug)]
+pub struct CallOutput {
+    pub result: Result<WitVerdict, PluginError>,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: u32,
+    pub fuel_used: u64,
+    /// What the guest wrote to stderr (a panic message), bounded.
+    pub stderr: String,
+}
+
+pub(crate) fn new_store(
+    engine: &wasmtime::Engine,
+    input: &CallInput,
+    clock: Clock,
+    epoch_tick: Duration,
+) -> Store<CallState> {
+    let state = CallState {
+        limiter: Limiter {
+            memory_bytes: usize::try_from(input.limits.memory_bytes).unwrap_or(usize::MAX),
+            refused: None,
+        },
+        table: ResourceTable::new(),
+        wasi: None,
+        stderr: None,
+        config: input.event.config.clone(),
+        clock,
+        kv: input.kv.clone(),
+        kv_writes: 0,
+        deadline: Instant::now() + Duration::from_millis(u64::from(input.limits.timeout_ms)),
+        logs: Vec::new(),
+        logs_dropped: 0,
+        host_failure: None,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    // Fuel is always on in the engine; a limit of 0 in a tier would make every call fail, so treat it as "no
+    // fuel limit" and let the deadline bound the call.
+    let fuel = if input.limits.fuel == 0 { u64::MAX } else { input.limits.fuel };
+    let _ = store.set_fuel(fuel);
+    let tick_ms = epoch_tick.as_millis().max(1) as u64;
+    // One extra tick: the current tick is already partly over when the call starts.
+    store.set_epoch_deadline(u64::from(input.limits.timeout_ms).div_ceil(tick_ms).max(1) + 1);
+    store.epoch_deadline_trap();
+    store
+}
+
+/// Instantiates `pre` in `store`, calls `handle` once, and classifies the outcome. The store is left to the
+/// caller to drop (off the request path).
+pub(crate) fn call(pre: &PluginPre<CallState>, store: &mut Store<CallState>, input: &CallInput) -> CallOutput {
+    let fuel_limit = if input.limits.fuel == 0 { u64::MAX } else { input.limits.fuel };
+    let result = pre.instantiate(&mut *store).and_then(|plugin| plugin.call_handle(&mut *store, &input.event));
+    let fuel_used = fuel_limit.saturating_sub(store.get_fuel().unwrap_or(0));
+    let state = store.data_mut();
+    let stderr = state
+        .stderr
+        .as_ref()
+        .map(|pipe| String::from_utf8_lossy(&pipe.contents()).trim_end().to_owned())
+        .unwrap_or_default();
+    let result = result.map_err(|error| classify(error, state, &input.limits, &stderr));
+    CallOutput { result, logs: std::mem::take(&mut state.logs), logs_dropped: state.logs_dropped, fuel_used, stderr }
+}
+
+fn classify(error: wasmtime::Error, state: &mut CallState, limits: &PluginLimits, stderr: &str) -> PluginError {
+    if let Some(failure) = state.host_failure.take() {
+        return failure;
+    }
+    if let Some(message) = state.limiter.refused.take() {
+        return PluginError::MemoryLimit(message);
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => return PluginError::OutOfFuel { limit: limits.fuel },
+        Some(Trap::Interrupt) => return PluginError::Timeout { timeout_ms: limits.timeout_ms },
+        _ => {}
+    }
+    let cause = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    };
+    let mut message = if stderr.is_empty() { cause } else { format!("{stderr}\n{cause}") };
+    // The guest's own function names (plugins keep their name section), innermost first, repeats folded, the
+    // standard library's panic machinery left out.
+    if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+        let mut frames: Vec<(String, usize)> = Vec::new();
+        for line in backtrace.to_string().lines() {
+            // `   3:   0x2021 - plugin.wasm!name`
+            let Some((_, name)) = line.split_once('!') else { continue };
+            let name = name.trim().to_owned();
+            let runtime = ["std[", "core[", "__rustc", "std::", "core::", "abort", "alloc::", "alloc["];
+            if runtime.iter().any(|prefix| name.starts_with(prefix)) {
+                continue;
+            }
+            match frames.last_mut() {
+                Some((last, count)) if *last == name => *count += 1,
+                _ => frames.push((name, 1)),
+            }
+        }
+        for (name, count) in frames.iter().take(12) {
+            message.push_str(&format!("\n  at {name}"));
+            if *count > 1 {
+                message.push_str(&format!(" (x{count})"));
+            }
+        }
+    }
+    PluginError::Trap(truncate(message, 2048))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::{HostSettings, PluginHost};
+    use gateway::plugin::{kv::Host as _, log::Host as _};
+
+    fn state_store() -> Store<CallState> {
+        let host = PluginHost::standalone(HostSettings { instance_slots: 1, ..HostSettings::default() }).unwrap();
+        let input = CallInput {
+            event: crate::sample_event("{}"),
+            limits: PluginLimits { fuel: 1, memory_bytes: 1 << 20, timeout_ms: 10, max_module_bytes: 1 },
+            kv: KvBackend::memory(),
+        };
+        new_store(&host.inner.engine, &input, system_clock(), Duration::from_millis(1))
+    }
+
+    #[test]
+    fn kv_refuses_oversized_values_and_keys_and_too_many_writes() {
+        let mut store = state_store();
+        let state = store.data_mut();
+        let refused = state.set("k".into(), vec![0; MAX_KV_VALUE_BYTES + 1]).unwrap();
+        assert_eq!(refused, Err(format!("value of {} bytes; at most 4096 allowed", MAX_KV_VALUE_BYTES + 1)));
+        assert!(state.set("k".repeat(MAX_KV_KEY_BYTES + 1), vec![1]).unwrap().is_err());
+        assert_eq!(state.get("k".into()).unwrap(), None, "nothing was written");
+        state.set("k".into(), vec![0; MAX_KV_VALUE_BYTES]).unwrap().unwrap();
+        assert_eq!(state.get("k".into()).unwrap().map(|v| v.len()), Some(MAX_KV_VALUE_BYTES));
+        for i in 1..MAX_KV_WRITES_PER_CALL {
+            state.set(format!("k{i}"), vec![1]).unwrap().unwrap();
+        }
+        assert_eq!(state.set("one-more".into(), vec![1]).unwrap(), Err("at most 16 writes per call".into()));
+    }
+
+    #[test]
+    fn logs_are_bounded_per_call_in_count_and_size() {
+        let mut store = state_store();
+        let state = store.data_mut();
+        for _ in 0..MAX_LOG_LINES_PER_CALL + 7 {
+            state.write(gateway::plugin::log::Level::Info, "x".repeat(5000)).unwrap();
+        }
+        assert_eq!(state.logs.len(), MAX_LOG_LINES_PER_CALL);
+        assert_eq!(state.logs_dropped, 7);
+        assert!(state.logs[0].message.len() <= MAX_LOG_LINE_BYTES + '…'.len_utf8());
+    }
+}

@@ -1,0 +1,396 @@
+//! [`PluginChain`]: runs an instance's bindings over each message event, in order, each on a fresh instance.
+//!
+//! The chain of an instance (its bindings, resolved to compiled components) is cached per instance. An event
+//! holds an `Arc` to the chain it started with, so [`gw_core::PluginRuntime::invalidate`] (a version activated or
+//! rolled back, a binding changed) affects only later events: in-flight events finish on their version, and none
+//! is dropped.
+//!
+//! The guest call is synchronous. The whole chain of one event runs on one blocking thread (one hop off the
+//! async workers per event, not per plugin), and the key-value capability reaches the async catalog from there
+//! with `Handle::block_on`, bounded by the call's deadline. Failures and logs are written to the catalog from a
+//! spawned task, off the request path.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use gw_core::{
+    BindingFailure, BoundPlugin, Disposition, FailurePolicy, InstanceId, MessageEvent, MessagePipeline, Origin,
+    PipelineOutcome, PluginBindingId, PluginCatalog, PluginLogRecord, Reply, Timestamp,
+};
+
+use crate::{
+    cache::{Compiled, sha256_hex},
+    call::{CallInput, KvBackend, WitAction, WitEvent, WitMedia, WitOrigin, WitVerdict},
+    engine::HostSettings,
+    error::{PluginError, truncate},
+    host::{PluginHost, wit_direction},
+};
+
+/// Replies one verdict may ask for.
+pub const MAX_REPLIES: usize = 5;
+/// Bytes of one reply's text.
+pub const MAX_REPLY_BYTES: usize = 16 * 1024;
+/// Bytes of a modified text.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Bytes of a drop reason kept.
+const MAX_REASON_BYTES: usize = 512;
+
+/// A binding ready to run.
+struct LoadedBinding {
+    bound: BoundPlugin,
+    config: String,
+    compiled: Result<Arc<Compiled>, PluginError>,
+}
+
+/// An instance's chain as one event sees it.
+pub(crate) struct LoadedChain {
+    bindings: Vec<LoadedBinding>,
+}
+
+/// Per-host chain state: the catalog, the chain cache, per-binding log budgets.
+pub(crate) struct ChainState {
+    catalog: Arc<dyn PluginCatalog>,
+    chains: moka::sync::Cache<InstanceId, Arc<LoadedChain>>,
+    log_budgets: moka::sync::Cache<PluginBindingId, Arc<Mutex<LogBudget>>>,
+}
+
+impl ChainState {
+    pub(crate) fn new(catalog: Arc<dyn PluginCatalog>, settings: &HostSettings) -> Self {
+        Self {
+            catalog,
+            chains: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(settings.chain_ttl).build(),
+            log_budgets: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(std::time::Duration::from_secs(600))
+                .build(),
+        }
+    }
+
+    pub(crate) fn invalidate(&self, instance: InstanceId) {
+        self.chains.invalidate(&instance);
+    }
+}
+
+/// A token bucket of log lines per binding.
+struct LogBudget {
+    tokens: f64,
+    last: Instant,
+}
+
+/// The [`MessagePipeline`] over a [`PluginHost`].
+#[derive(Clone)]
+pub struct PluginChain {
+    host: PluginHost,
+}
+
+impl std::fmt::Debug for PluginChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginChain").finish_non_exhaustive()
+    }
+}
+
+/// What running a chain produced besides the outcome: side effects to write to the catalog.
+struct ChainRun {
+    outcome: PipelineOutcome,
+    failures: Vec<(PluginBindingId, BindingFailure)>,
+    logs: Vec<PluginLogRecord>,
+}
+
+impl PluginChain {
+    pub(crate) fn new(host: PluginHost) -> Self {
+        Self { host }
+    }
+
+    fn state(&self) -> &ChainState {
+        &self.host.inner.chains
+    }
+
+    async fn chain(&self, instance: InstanceId) -> Result<Arc<LoadedChain>, gw_core::CatalogError> {
+        let state = self.state();
+        if let Some(chain) = state.chains.get(&instance) {
+            return Ok(chain);
+        }
+        let bound = state.catalog.chain(instance).await?;
+        let mut bindings = Vec::with_capacity(bound.len());
+        for bound in bound {
+            let compiled = self.compiled(&bound).await;
+            let config = serde_json::to_string(&bound.config).unwrap_or_else(|_| "{}".into());
+            bindings.push(LoadedBinding { bound, config, compiled });
+        }
+        let chain = Arc::new(LoadedChain { bindings });
+        state.chains.insert(instance, chain.clone());
+        Ok(chain)
+    }
+
+    async fn compiled(&self, bound: &BoundPlugin) -> Result<Arc<Compiled>, PluginError> {
+        if let Some(hit) = self.host.inner.cache.cached(&bound.sha256) {
+            return Ok(hit);
+        }
+        let bytes = self
+            .state()
+            .catalog
+            .component(&bound.sha256)
+            .await
+            .map_err(|e| PluginError::Load(e.to_string()))?
+            .ok_or_else(|| PluginError::Load(format!("component {} is not stored", bound.sha256)))?;
+        if sha256_hex(&bytes) != bound.sha256 {
+            return Err(PluginError::Load(format!("stored component does not match its hash {}", bound.sha256)));
+        }
+        let host = self.host.clone();
+        tokio::task::spawn_blocking(move || host.load(&bytes))
+            .await
+            .map_err(|e| PluginError::Load(e.to_string()))?
+            .map_err(|e| PluginError::Load(e.to_string()))
+    }
+}
+
+#[async_trait::async_trait]
+impl MessagePipeline for PluginChain {
+    async fn process(&self, event: MessageEvent) -> PipelineOutcome {
+        let chain = match self.chain(event.instance_id).await {
+            Ok(chain) => chain,
+            Err(error) => {
+                // Without the chain nothing can be judged; the message goes on rather than being lost.
+                tracing::warn!(instance = %event.instance_id, error = %error, "plugin chain unavailable; message passes");
+                return PipelineOutcome::deliver(event);
+            }
+        };
+        if !chain.bindings.iter().any(|b| b.bound.direction.covers(event.direction)) {
+            return PipelineOutcome::deliver(event);
+        }
+        let host = self.host.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let fallback = event.clone();
+        let run = tokio::task::spawn_blocking(move || run_chain(&host, &chain, event, &runtime)).await;
+        let run = match run {
+            Ok(run) => run,
+            Err(error) => {
+                tracing::error!(error = %error, "plugin chain task failed; message passes");
+                return PipelineOutcome::deliver(fallback);
+            }
+        };
+        if !run.failures.is_empty() || !run.logs.is_empty() {
+            let catalog = self.state().catalog.clone();
+            tokio::spawn(async move {
+                for (binding, failure) in run.failures {
+                    if let Err(error) = catalog.record_failure(binding, failure).await {
+                        tracing::warn!(%binding, error = %error, "could not record a plugin failure");
+                    }
+                }
+                if !run.logs.is_empty() {
+                    if let Err(error) = catalog.append_logs(run.logs).await {
+                        tracing::warn!(error = %error, "could not keep plugin logs");
+                    }
+                }
+            });
+        }
+        run.outcome
+    }
+}
+
+fn to_wit(event: &MessageEvent, config: &str) -> WitEvent {
+    WitEvent {
+        direction: wit_direction(event.direction),
+        origin: match event.origin {
+            Origin::WhatsApp => WitOrigin::Whatsapp,
+            Origin::Api => WitOrigin::Api,
+            Origin::PluginReply { .. } => WitOrigin::PluginReply,
+        },
+        instance_id: event.instance_id.to_string(),
+        chat_jid: event.chat_jid.clone(),
+        sender: event.sender.clone(),
+        message_id: event.message_id.to_string(),
+        kind: event.kind.as_str().to_owned(),
+        text: event.text.clone(),
+        media: event.media.as_ref().map(|m| WitMedia {
+            mime_type: m.mime_type.clone(),
+            size_bytes: m.size_bytes,
+            file_name: m.file_name.clone(),
+        }),
+        timestamp_ms: event.timestamp.as_datetime().timestamp_millis(),
+        config: config.to_owned(),
+    }
+}
+
+/// Checks a verdict against the host's bounds: a plugin cannot make the gateway send a flood.
+pub(crate) fn validate(verdict: &WitVerdict) -> Result<(), PluginError> {
+    if verdict.replies.len() > MAX_REPLIES {
+        return Err(PluginError::InvalidVerdict(format!(
+            "{} replies; at most {MAX_REPLIES} are allowed",
+            verdict.replies.len()
+        )));
+    }
+    for reply in &verdict.replies {
+        if reply.text.is_empty() {
+            return Err(PluginError::InvalidVerdict("an empty reply".into()));
+        }
+        if reply.text.len() > MAX_REPLY_BYTES {
+            return Err(PluginError::InvalidVerdict(format!(
+                "a reply of {} bytes; at most {MAX_REPLY_BYTES} are allowed",
+                reply.text.len()
+            )));
+        }
+    }
+    if let WitAction::Modify(text) = &verdict.action {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(PluginError::InvalidVerdict(format!(
+                "a modified text of {} bytes; at most {MAX_TEXT_BYTES} are allowed",
+                text.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn run_chain(
+    host: &PluginHost,
+    chain: &LoadedChain,
+    mut event: MessageEvent,
+    runtime: &tokio::runtime::Handle,
+) -> ChainRun {
+    let settings = &host.inner.settings;
+    let mut replies = Vec::new();
+    let mut failures = Vec::new();
+    let mut logs = Vec::new();
+    // The loop guard (see ARCHITECTURE.md): a message that is itself a plugin reply at the configured depth passes
+    // the chain like any other, but replies to it are discarded here (the engine refuses them too).
+    let replies_allowed = match event.origin {
+        Origin::PluginReply { depth } => depth < settings.max_reply_depth,
+        Origin::Api | Origin::WhatsApp => settings.max_reply_depth > 0,
+    };
+    for binding in chain.bindings.iter().filter(|b| b.bound.direction.covers(event.direction)) {
+        let bound = &binding.bound;
+        let result = match &binding.compiled {
+            Err(error) => Err(error.clone()),
+            Ok(compiled) => {
+                let input = CallInput {
+                    event: to_wit(&event, &binding.config),
+                    limits: bound.limits,
+                    kv: KvBackend::Catalog {
+                        catalog: host.inner.chains.catalog.clone(),
+                        plugin: bound.plugin_id,
+                        instance: event.instance_id,
+                        runtime: runtime.clone(),
+                    },
+                };
+                let output = host.inner.call_blocking(compiled, &input);
+                keep_logs(host, bound, output.logs, output.logs_dropped, &mut logs);
+                output.result.and_then(|verdict| validate(&verdict).map(|()| verdict))
+            }
+        };
+        let verdict = match result {
+            Ok(verdict) => verdict,
+            Err(error) => {
+                tracing::info!(binding = %bound.binding_id, plugin = %bound.plugin_name, kind = error.kind(), %error, "plugin failed");
+                failures.push((
+                    bound.binding_id,
+                    BindingFailure { kind: error.kind().into(), message: error.to_string(), at: Timestamp::now() },
+                ));
+                match bound.failure_policy {
+                    FailurePolicy::FailOpen => continue,
+                    FailurePolicy::FailClosed => {
+                        return ChainRun {
+                            outcome: PipelineOutcome {
+                                disposition: Disposition::Drop {
+                                    reason: format!(
+                                        "the plugin failed ({}) and its binding is fail-closed",
+                                        error.kind()
+                                    ),
+                                    by: Some(bound.plugin_name.clone()),
+                                },
+                                replies,
+                            },
+                            failures,
+                            logs,
+                        };
+                    }
+                }
+            }
+        };
+        if !verdict.replies.is_empty() {
+            if replies_allowed {
+                replies.extend(verdict.replies.into_iter().map(|reply| Reply {
+                    chat_jid: event.chat_jid.clone(),
+                    text: reply.text,
+                    quoted_message_id: None,
+                }));
+            } else {
+                logs.push(PluginLogRecord {
+                    binding_id: bound.binding_id,
+                    level: "warn".into(),
+                    message: format!(
+                        "{} reply(ies) discarded: the message is itself a plugin reply (loop guard)",
+                        verdict.replies.len()
+                    ),
+                    at: Timestamp::now(),
+                });
+            }
+        }
+        match verdict.action {
+            WitAction::Continue => {}
+            WitAction::Modify(text) => event.text = Some(text),
+            WitAction::Drop(reason) => {
+                return ChainRun {
+                    outcome: PipelineOutcome {
+                        disposition: Disposition::Drop {
+                            reason: truncate(reason, MAX_REASON_BYTES),
+                            by: Some(bound.plugin_name.clone()),
+                        },
+                        replies,
+                    },
+                    failures,
+                    logs,
+                };
+            }
+        }
+    }
+    ChainRun { outcome: PipelineOutcome { disposition: Disposition::Deliver(event), replies }, failures, logs }
+}
+
+/// Keeps a call's log lines within the binding's budget (a token bucket of lines per minute).
+fn keep_logs(
+    host: &PluginHost,
+    bound: &BoundPlugin,
+    lines: Vec<crate::call::LogLine>,
+    dropped_in_call: u32,
+    out: &mut Vec<PluginLogRecord>,
+) {
+    if lines.is_empty() && dropped_in_call == 0 {
+        return;
+    }
+    let per_minute = f64::from(host.inner.settings.log_lines_per_minute);
+    let budget =
+        host.inner.chains.log_budgets.get_with(bound.binding_id, || {
+            Arc::new(Mutex::new(LogBudget { tokens: per_minute, last: Instant::now() }))
+        });
+    let Ok(mut budget) = budget.lock() else { return };
+    let now = Instant::now();
+    budget.tokens = (budget.tokens + now.duration_since(budget.last).as_secs_f64() * per_minute / 60.0).min(per_minute);
+    budget.last = now;
+    let mut dropped = dropped_in_call;
+    let at = Timestamp::now();
+    for line in lines {
+        if budget.tokens >= 1.0 {
+            budget.tokens -= 1.0;
+            out.push(PluginLogRecord {
+                binding_id: bound.binding_id,
+                level: line.level.into(),
+                message: line.message,
+                at,
+            });
+        } else {
+            dropped += 1;
+        }
+    }
+    if dropped > 0 && budget.tokens >= 1.0 {
+        budget.tokens -= 1.0;
+        out.push(PluginLogRecord {
+            binding_id: bound.binding_id,
+            level: "warn".into(),
+            message: format!("{dropped} log line(s) dropped (limit per call or per minute)"),
+            at,
+        });
+    }
+}

@@ -1,0 +1,258 @@
+//! [`PluginHost`]: the engine, linker, compile cache and chain cache of one process. It implements
+//! [`PluginRuntime`] (upload checks) and hands out [`PluginChain`], the [`gw_core::MessagePipeline`] that runs an
+//! instance's bindings over each message.
+
+use std::{
+    sync::{Arc, mpsc},
+    time::Instant,
+};
+
+use gw_core::{Direction, InstanceId, PluginCatalog, PluginLimits, PluginRejection, PluginRuntime, PreparedComponent};
+use tokio::sync::Semaphore;
+use wasmtime::{Engine, Store, component::Linker};
+
+use crate::{
+    cache::{CacheCounts, Compiled, ComponentCache, LoadError, sha256_hex},
+    call::{self, CallInput, CallOutput, CallState, Clock, KvBackend, WitDirection, WitEvent, WitOrigin},
+    chain::{ChainState, PluginChain},
+    engine::{HostSettings, build_engine, build_linker, spawn_ticker},
+};
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("wasmtime engine: {0}")]
+    Engine(String),
+    #[error("compile cache directory: {0}")]
+    CacheDir(#[from] std::io::Error),
+}
+
+/// The WebAssembly plugin host of one process. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginHost {
+    pub(crate) inner: Arc<HostInner>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost").field("settings", &self.inner.settings).finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct HostInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<CallState>,
+    pub(crate) cache: ComponentCache,
+    pub(crate) settings: HostSettings,
+    pub(crate) clock: Clock,
+    /// One permit per pooled instance slot: a call waits for a slot instead of failing when all are busy.
+    slots: Arc<Semaphore>,
+    /// Stores are dropped (memory returned to the pool) on this thread, off the request path.
+    reaper: mpsc::SyncSender<Retired>,
+    pub(crate) chains: ChainState,
+}
+
+/// A finished store and the slot permit it holds, on its way to the reaper.
+struct Retired {
+    _store: Store<CallState>,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl PluginHost {
+    /// Starts the host: builds the engine, the epoch ticker and the reaper thread. `catalog` is where chains,
+    /// components and plugin state come from.
+    pub fn new(settings: HostSettings, catalog: Arc<dyn PluginCatalog>) -> Result<Self, HostError> {
+        Self::with_clock(settings, catalog, call::system_clock())
+    }
+
+    /// As [`PluginHost::new`], with the clock plugins see (tests fix it).
+    pub fn with_clock(
+        settings: HostSettings,
+        catalog: Arc<dyn PluginCatalog>,
+        clock: Clock,
+    ) -> Result<Self, HostError> {
+        let engine = build_engine(&settings).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let linker = build_linker(&engine).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let cache = ComponentCache::new(&engine, settings.cache_dir.clone(), settings.compiled_capacity)?;
+        spawn_ticker(&engine, settings.epoch_tick)?;
+        let (reaper, retired) = mpsc::sync_channel::<Retired>(usize::try_from(settings.instance_slots).unwrap_or(128));
+        std::thread::Builder::new().name("gw-plugins-reaper".into()).spawn(move || {
+            // Dropping a store resets its memory slot (madvise); doing it here keeps that off the request path.
+            for store in retired {
+                drop(store);
+            }
+        })?;
+        let slots = Arc::new(Semaphore::new(usize::try_from(settings.instance_slots.max(1)).unwrap_or(1)));
+        let chains = ChainState::new(catalog, &settings);
+        Ok(Self { inner: Arc::new(HostInner { engine, linker, cache, settings, clock, slots, reaper, chains }) })
+    }
+
+    /// A host with no catalog (every chain is empty): for the local runner and benchmarks that call
+    /// components directly.
+    pub fn standalone(settings: HostSettings) -> Result<Self, HostError> {
+        Self::new(settings, Arc::new(NoCatalog))
+    }
+
+    /// The message pipeline over this host.
+    pub fn pipeline(&self) -> PluginChain {
+        PluginChain::new(self.clone())
+    }
+
+    /// How many components were compiled and how many loaded from the disk cache.
+    pub fn cache_counts(&self) -> CacheCounts {
+        self.inner.cache.counts()
+    }
+
+    /// Compiles (or fetches from the cache) a component. Blocking.
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<Compiled>, LoadError> {
+        let sha = sha256_hex(bytes);
+        self.inner.cache.load(&self.inner.engine, &self.inner.linker, &sha, bytes)
+    }
+
+    /// Runs one call of `compiled` on a fresh instance. Blocking (run it on a blocking thread); waits for a
+    /// free instance slot if all are busy.
+    pub fn call_blocking(&self, compiled: &Compiled, input: &CallInput) -> CallOutput {
+        self.inner.call_blocking(compiled, input)
+    }
+}
+
+impl HostInner {
+    pub(crate) fn call_blocking(&self, compiled: &Compiled, input: &CallInput) -> CallOutput {
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => runtime.block_on(self.slots.clone().acquire_owned()).ok(),
+                // Outside a runtime (the local runner) there is no contention to wait for; the pool itself
+                // refuses an instance beyond its size.
+                Err(_) => None,
+            },
+        };
+        let mut store = call::new_store(&self.engine, input, self.clock.clone(), self.settings.epoch_tick);
+        let output = call::call(&compiled.pre, &mut store, input);
+        let retired = Retired { _store: store, _permit: permit };
+        if let Err(mpsc::TrySendError::Full(retired) | mpsc::TrySendError::Disconnected(retired)) =
+            self.reaper.try_send(retired)
+        {
+            drop(retired);
+        }
+        output
+    }
+}
+
+/// The event the upload smoke test runs a component on.
+pub fn sample_event(config: &str) -> WitEvent {
+    WitEvent {
+        direction: WitDirection::Inbound,
+        origin: WitOrigin::Whatsapp,
+        instance_id: "00000000-0000-0000-0000-000000000000".into(),
+        chat_jid: "15550000000@s.whatsapp.net".into(),
+        sender: "15550000000@s.whatsapp.net".into(),
+        message_id: "smoke-test".into(),
+        kind: "text".into(),
+        text: Some("hello".into()),
+        media: None,
+        timestamp_ms: 0,
+        config: config.into(),
+    }
+}
+
+fn rejection(kind: &str, message: impl Into<String>) -> PluginRejection {
+    PluginRejection { kind: kind.into(), message: message.into() }
+}
+
+#[async_trait::async_trait]
+impl PluginRuntime for PluginHost {
+    async fn prepare(&self, bytes: &[u8], limits: &PluginLimits) -> Result<PreparedComponent, PluginRejection> {
+        let size = bytes.len() as u64;
+        if size > limits.max_module_bytes {
+            return Err(rejection(
+                "too_large",
+                format!("the component is {size} bytes; this plan allows at most {} bytes", limits.max_module_bytes),
+            ));
+        }
+        let host = self.clone();
+        let bytes = bytes.to_vec();
+        let limits = *limits;
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let compiled = host.load(&bytes).map_err(|error| match error {
+                LoadError::Invalid(_) => rejection("invalid_component", error.to_string()),
+                LoadError::ForbiddenImport(_) => rejection("forbidden_import", error.to_string()),
+                LoadError::WrongWorld(_) => rejection("wrong_world", error.to_string()),
+                LoadError::Cache(_) => rejection("invalid_component", error.to_string()),
+            })?;
+            let input = CallInput { event: sample_event("{}"), limits, kv: KvBackend::memory() };
+            let output = host.call_blocking(&compiled, &input);
+            match output.result {
+                Ok(verdict) => crate::chain::validate(&verdict)
+                    .map_err(|e| rejection("smoke_test_failed", format!("on a sample event: {e}")))?,
+                Err(error) => {
+                    return Err(rejection(
+                        "smoke_test_failed",
+                        format!("on a sample event (config `{{}}`) the plugin failed ({}): {error}", error.kind()),
+                    ));
+                }
+            }
+            Ok(PreparedComponent { sha256: compiled.sha256.clone(), size_bytes: size })
+        })
+        .await
+        .map_err(|e| rejection("smoke_test_failed", format!("the check did not finish: {e}")))?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "plugin prepared");
+        result
+    }
+
+    fn invalidate(&self, instance: InstanceId) {
+        self.inner.chains.invalidate(instance);
+    }
+}
+
+pub(crate) fn wit_direction(direction: Direction) -> WitDirection {
+    match direction {
+        Direction::Inbound => WitDirection::Inbound,
+        Direction::Outbound => WitDirection::Outbound,
+    }
+}
+
+/// The catalog of a host that runs components only directly (the local runner): no chains, no state.
+#[derive(Debug)]
+struct NoCatalog;
+
+#[async_trait::async_trait]
+impl PluginCatalog for NoCatalog {
+    async fn chain(&self, _: InstanceId) -> Result<Vec<gw_core::BoundPlugin>, gw_core::CatalogError> {
+        Ok(Vec::new())
+    }
+    async fn component(&self, _: &str) -> Result<Option<Vec<u8>>, gw_core::CatalogError> {
+        Ok(None)
+    }
+    async fn record_failure(
+        &self,
+        _: gw_core::PluginBindingId,
+        _: gw_core::BindingFailure,
+    ) -> Result<(), gw_core::CatalogError> {
+        Ok(())
+    }
+    async fn append_logs(&self, _: Vec<gw_core::PluginLogRecord>) -> Result<(), gw_core::CatalogError> {
+        Ok(())
+    }
+    async fn kv_get(
+        &self,
+        _: gw_core::PluginId,
+        _: InstanceId,
+        _: &str,
+    ) -> Result<Option<Vec<u8>>, gw_core::CatalogError> {
+        Ok(None)
+    }
+    async fn kv_set(
+        &self,
+        _: gw_core::PluginId,
+        _: InstanceId,
+        _: &str,
+        _: Vec<u8>,
+    ) -> Result<(), gw_core::CatalogError> {
+        Err(gw_core::CatalogError("no key-value store in a standalone host".into()))
+    }
+    async fn kv_delete(&self, _: gw_core::PluginId, _: InstanceId, _: &str) -> Result<(), gw_core::CatalogError> {
+        Ok(())
+    }
+}
