@@ -17,6 +17,7 @@ const GUESTS: &[&str] = &[
     "redactor",
     "opt_out",
     "business_hours",
+    "bench_filter",
     "hostile_infinite_loop",
     "hostile_memory_bomb",
     "hostile_deep_recursion",

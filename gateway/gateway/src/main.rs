@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod config;
+mod plugin_run;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -37,10 +38,32 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Plugin tools for authors.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Run a plugin component on one event and print the verdict, logs and fuel used as JSON.
+    Run(plugin_run::RunArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The local runner needs no configuration, store or runtime.
+    if let Some(Command::Plugin(PluginCommand::Run(args))) = &cli.command {
+        return match plugin_run::run(args) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(err) => {
@@ -60,6 +83,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(settings).await,
+            Command::Plugin(_) => Ok(()),
         }
     });
     match outcome {
