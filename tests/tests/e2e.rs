@@ -52,6 +52,8 @@ on_both_backends!(
     quota_usage_and_daily_stats,
 );
 
+mod plugins;
+
 /// A small client for one signed-in user.
 struct As<'a> {
     app: &'a TestApp,

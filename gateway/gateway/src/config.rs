@@ -66,6 +66,7 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub whatsapp: WhatsAppSettings,
     pub webhooks: WebhookSettings,
+    pub plugins: PluginSettings,
     pub tiers: TierCatalog,
     pub redis: RedisSettings,
     pub metrics: MetricsSettings,
@@ -133,6 +134,19 @@ impl Default for WebhookSettings {
             poll_interval_ms: 1_000,
         }
     }
+}
+
+/// The WebAssembly plugin host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSettings {
+    /// Run tenants' plugins; off, uploads are refused and messages pass unchanged.
+    pub enabled: bool,
+    /// Where compiled components are cached (by SHA-256 and engine version); empty: `plugin-cache` beside a SQLite
+    /// database, else `./data/plugin-cache`.
+    pub cache_dir: String,
+    /// Wall-clock deadline of one plugin call, in milliseconds.
+    pub timeout_ms: u32,
 }
 
 /// The real WhatsApp driver (whatsapp-rust). Its protocol state is encrypted with `sessions.encryption_key`.
@@ -265,6 +279,7 @@ impl Default for Settings {
             },
             whatsapp: WhatsAppSettings { enabled: true, ws_url: String::new(), version: String::new() },
             webhooks: WebhookSettings::default(),
+            plugins: PluginSettings { enabled: true, cache_dir: String::new(), timeout_ms: 50 },
             tiers: TierCatalog::default(),
             redis: RedisSettings { url: Secret::default(), timeout_ms: 20, key_prefix: "gw:".into() },
             metrics: MetricsSettings { listen: String::new() },
@@ -306,8 +321,10 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key, message: message.into() }
 }
 
-const SECTIONS: &[&str] =
-    &["server", "database", "log", "admin", "auth", "sessions", "whatsapp", "webhooks", "tiers", "redis", "metrics"];
+const SECTIONS: &[&str] = &[
+    "server", "database", "log", "admin", "auth", "sessions", "whatsapp", "webhooks", "plugins", "tiers", "redis",
+    "metrics",
+];
 
 /// `GATEWAY_DATABASE_MAX_CONNECTIONS` -> `database.max_connections`; `GATEWAY_TIERS_FREE_MAX_INSTANCES` ->
 /// `tiers.free.max_instances`. The first word names the section, the rest the key, so keys keep their underscores.
@@ -432,6 +449,9 @@ impl Settings {
             return Err(invalid("redis.timeout_ms", "must be between 1 and 10000"));
         }
         self.metrics_addr()?;
+        if self.plugins.timeout_ms == 0 || self.plugins.timeout_ms > 10_000 {
+            return Err(invalid("plugins.timeout_ms", "must be between 1 and 10000"));
+        }
         if let Some(field) = self.tiers.invalid_field() {
             return Err(ConfigError::Invalid { key: "tiers", message: format!("{field} is out of range") });
         }
@@ -473,6 +493,7 @@ impl Settings {
             trusted_proxies: self.trusted_proxies()?,
             request_timeout: Duration::from_secs(self.server.request_timeout_secs),
             max_body_bytes: self.server.max_body_bytes,
+            plugin_timeout_ms: self.plugins.timeout_ms,
         })
     }
 
@@ -505,6 +526,22 @@ impl Settings {
 }
 
 impl Settings {
+    /// Where the plugin host caches compiled components.
+    pub fn plugin_cache_dir(&self) -> std::path::PathBuf {
+        if !self.plugins.cache_dir.is_empty() {
+            return self.plugins.cache_dir.clone().into();
+        }
+        let sqlite_dir = self
+            .database
+            .url
+            .strip_prefix("sqlite://")
+            .map(|path| path.split('?').next().unwrap_or(path))
+            .filter(|path| !path.contains(":memory:"))
+            .and_then(|path| Path::new(path).parent().map(Path::to_path_buf))
+            .filter(|dir| !dir.as_os_str().is_empty());
+        sqlite_dir.unwrap_or_else(|| "./data".into()).join("plugin-cache")
+    }
+
     /// The 32-byte session encryption key.
     pub fn session_key(&self) -> Result<[u8; 32], ConfigError> {
         use base64::Engine as _;
@@ -623,6 +660,29 @@ mod tests {
             assert_eq!(settings.database.max_connections, 7);
             assert_eq!(settings.tiers.free.max_instances, 2);
             assert_eq!(settings.tiers.free.monthly_messages, TierCatalog::default().free.monthly_messages);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn plugin_settings_load_validate_and_place_the_cache_beside_the_database() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let settings = Settings::load(None).expect("defaults");
+            assert!(settings.plugins.enabled);
+            assert_eq!(settings.plugins.timeout_ms, 50);
+            assert_eq!(settings.plugin_cache_dir(), Path::new("./data/plugin-cache"));
+            jail.set_env("GATEWAY_DATABASE_URL", "sqlite:///var/lib/gw/db.sqlite?mode=rwc");
+            jail.set_env("GATEWAY_PLUGINS_TIMEOUT_MS", "75");
+            let settings = Settings::load(None).expect("load");
+            assert_eq!(settings.plugins.timeout_ms, 75);
+            assert_eq!(settings.http().expect("http").plugin_timeout_ms, 75);
+            assert_eq!(settings.plugin_cache_dir(), Path::new("/var/lib/gw/plugin-cache"));
+            jail.set_env("GATEWAY_PLUGINS_CACHE_DIR", "/tmp/cache");
+            assert_eq!(Settings::load(None).expect("load").plugin_cache_dir(), Path::new("/tmp/cache"));
+            jail.set_env("GATEWAY_PLUGINS_TIMEOUT_MS", "0");
+            let err = load_err(jail, None);
+            assert!(err.contains("plugins.timeout_ms"), "{err}");
             Ok(())
         });
     }

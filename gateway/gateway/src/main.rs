@@ -151,6 +151,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .context("cannot configure the WhatsApp driver")?;
         engine = engine.driver(gw_core::DriverKind::Whatsapp, Arc::new(driver));
     }
+    let plugins = if settings.plugins.enabled {
+        let host = plugin_host(&settings, store.clone(), accounts.clone())?;
+        // In-flight events keep the chain they loaded; a change made through the API invalidates an instance's
+        // chain so the next event loads it afresh.
+        engine = engine.pipeline(Arc::new(host.pipeline()));
+        Some(Arc::new(host) as Arc<dyn gw_core::PluginRuntime>)
+    } else {
+        tracing::warn!("plugins are disabled: uploads are refused and messages pass unchanged");
+        None
+    };
     if settings.sessions.media_by_url {
         let client =
             gw_egress::GuardedClient::new(settings.media_egress()?).context("cannot build the media HTTP client")?;
@@ -182,6 +192,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         webhooks: gw_http::WebhookEdge { policy: Arc::new(settings.egress()?), dispatcher },
         metering,
         metrics: Arc::new(gw_http::EdgeMetrics::default()),
+        plugins,
     };
     let metrics_server = edge::serve_metrics(&settings, state.clone(), stopped.clone()).await?;
     let app = gw_http::router(state);
@@ -250,6 +261,29 @@ impl gw_core::EventSink for BusSink {
         }
         Ok(())
     }
+}
+
+/// The WebAssembly host over the store: chains, components, failures, logs and plugin state come from the store,
+/// limits from each subscription's tier and overrides.
+fn plugin_host(
+    settings: &Settings,
+    store: Arc<dyn gw_store::Store>,
+    accounts: Arc<Accounts>,
+) -> anyhow::Result<gw_plugins::PluginHost> {
+    let timeout_ms = settings.plugins.timeout_ms;
+    let limits: gw_store::PluginLimitsFn =
+        Arc::new(move |subscription| accounts.effective_limits(subscription).plugin_limits(timeout_ms));
+    let catalog = Arc::new(gw_store::StoreCatalog::new(store, limits));
+    let cache_dir = settings.plugin_cache_dir();
+    let host_settings = gw_plugins::HostSettings {
+        cache_dir: Some(cache_dir.clone()),
+        max_reply_depth: settings.sessions.max_reply_depth,
+        ..gw_plugins::HostSettings::default()
+    };
+    let host = gw_plugins::PluginHost::new(host_settings, catalog)
+        .with_context(|| format!("cannot start the plugin host (cache {})", cache_dir.display()))?;
+    tracing::info!(cache = %cache_dir.display(), timeout_ms, "plugin host ready");
+    Ok(host)
 }
 
 /// Periodic work: flush API key usage every 2 s, and let the local limiter forget idle keys every minute.

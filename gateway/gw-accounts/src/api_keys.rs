@@ -23,8 +23,15 @@ const CHECKSUM_LEN: usize = 6;
 pub const KEY_LEN: usize = PREFIX.len() + ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN;
 
 /// What a key may do. The documented set; anything else is refused when a key is created.
-pub const SCOPES: &[&str] =
-    &["messages:send", "messages:read", "contacts:read", "contacts:write", "webhooks:write", "instance:manage"];
+pub const SCOPES: &[&str] = &[
+    "messages:send",
+    "messages:read",
+    "contacts:read",
+    "contacts:write",
+    "webhooks:write",
+    "instance:manage",
+    "plugins:write",
+];
 
 /// Why a string is not a well-formed key (decided without touching the database).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -8,6 +8,8 @@
 //! | create, rename, configure, deactivate, delete instances | yes | yes | no |
 //! | read instances (list, get) | yes | yes | yes |
 //! | create, list, revoke, rotate, delete an instance's API keys | yes | yes | no |
+//! | create, upload, activate, delete plugins; bind them to instances | yes | yes | no |
+//! | read plugins, their versions, bindings, errors and logs | yes | yes | yes |
 //!
 //! Operators (`admin`) act across subscriptions; tenants only within their own. Another subscription's resources
 //! are *not found* to a tenant (404), never *forbidden* (403), so ids do not leak; 403 is for a tenant's own
@@ -24,13 +26,15 @@ pub enum Action {
     ManageInstances,
     ReadInstances,
     ManageApiKeys,
+    ManagePlugins,
+    ReadPlugins,
 }
 
 pub fn allows(role: UserRole, action: Action) -> bool {
     match role {
         UserRole::Admin => true,
         UserRole::Owner => !matches!(action, Action::ManagePlatform),
-        UserRole::Member => matches!(action, Action::ReadInstances),
+        UserRole::Member => matches!(action, Action::ReadInstances | Action::ReadPlugins),
     }
 }
 
@@ -41,11 +45,20 @@ mod tests {
     #[test]
     fn the_table_as_documented() {
         use Action::*;
-        let all = [ManagePlatform, ReadSubscription, ReadAudit, ManageInstances, ReadInstances, ManageApiKeys];
+        let all = [
+            ManagePlatform,
+            ReadSubscription,
+            ReadAudit,
+            ManageInstances,
+            ReadInstances,
+            ManageApiKeys,
+            ManagePlugins,
+            ReadPlugins,
+        ];
         let expected = [
-            (UserRole::Admin, [true, true, true, true, true, true]),
-            (UserRole::Owner, [false, true, true, true, true, true]),
-            (UserRole::Member, [false, false, false, false, true, false]),
+            (UserRole::Admin, [true, true, true, true, true, true, true, true]),
+            (UserRole::Owner, [false, true, true, true, true, true, true, true]),
+            (UserRole::Member, [false, false, false, false, true, false, false, true]),
         ];
         for (role, row) in expected {
             for (action, allowed) in all.iter().zip(row) {

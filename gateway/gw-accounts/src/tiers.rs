@@ -34,6 +34,16 @@ impl TierLimits {
         }
     }
 
+    /// What one plugin call of this subscription runs under; `timeout_ms` is the deployment's per-call deadline.
+    pub fn plugin_limits(&self, timeout_ms: u32) -> gw_core::PluginLimits {
+        gw_core::PluginLimits {
+            fuel: u64::try_from(self.plugin_fuel).unwrap_or(0),
+            memory_bytes: u64::try_from(self.plugin_memory_bytes).unwrap_or(0),
+            timeout_ms,
+            max_module_bytes: u64::try_from(self.plugin_max_module_bytes).unwrap_or(0),
+        }
+    }
+
     /// The first limit that is negative (or zero where zero makes no sense), by name.
     pub fn invalid_field(&self) -> Option<&'static str> {
         [

@@ -73,6 +73,10 @@ problem_types! {
     DRIVER_ERROR = ("driver-error", 502, "WhatsApp refused", "The WhatsApp connection refused or failed the command; the detail says why.");
     INVALID_WEBHOOK_URL = ("invalid-webhook-url", 422, "Webhook URL refused", "The webhook URL is not acceptable: the detail says why (scheme, length, user info, or an address that is loopback, private, link-local, cloud metadata, multicast or reserved). See README: webhooks.");
     WEBHOOKS_DISABLED = ("webhooks-disabled", 503, "Webhook delivery disabled", "Webhook delivery is switched off on this node (`[webhooks] enabled = false`); endpoints can be managed, not fired.");
+    PLUGIN_TOO_LARGE = ("plugin-too-large", 413, "Plugin too large", "The uploaded component is larger than the subscription's tier allows (`plugin_max_module_bytes`); the detail names the limit.");
+    INVALID_PLUGIN = ("invalid-plugin", 422, "Invalid plugin", "The upload is not an acceptable plugin. `kind` says why: `invalid_component` (not a WebAssembly component), `forbidden_import` (it imports something the plugin world does not offer: network, files, ...), `wrong_world` (it does not export the plugin world), `smoke_test_failed` (it trapped or ran out of limits when tried); the detail says more.");
+    PLUGIN_LIMIT = ("plugin-limit-reached", 409, "Plugin limit reached", "The subscription has as many plugins as its tier allows (`plugin_max_count`).");
+    PLUGINS_UNAVAILABLE = ("plugins-unavailable", 503, "Plugins unavailable", "This node runs no plugin host (`plugins.enabled = false`), so uploads cannot be checked.");
     SANDBOX_DISABLED = ("sandbox-disabled", 404, "Sandbox disabled", "The sandbox control API is disabled on this node.");
     INTERNAL = ("internal", 500, "Internal error", "Something went wrong on the server; the request id helps operators find it.");
 }
@@ -129,6 +133,10 @@ pub struct ProblemBody {
     /// For conflicts: which unique value is taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// For `invalid-plugin`: why the upload was refused (`invalid_component`, `forbidden_import`, `wrong_world`,
+    /// `smoke_test_failed`).
+    #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
+    pub rejection: Option<String>,
 }
 
 /// A problem waiting for the middleware to finish it, plus what is logged but never sent.
@@ -138,6 +146,7 @@ pub struct Problem {
     pub detail: String,
     pub errors: Vec<FieldProblem>,
     pub key: Option<String>,
+    pub rejection: Option<String>,
     pub internal: Option<String>,
 }
 
@@ -161,6 +170,9 @@ pub enum ApiError {
     Internal(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The plugin host refused an upload.
+    #[error("plugin rejected: {0}")]
+    PluginRejected(gw_core::PluginRejection),
 }
 
 impl ApiError {
@@ -182,6 +194,7 @@ impl ApiError {
             detail,
             errors: Vec::new(),
             key: None,
+            rejection: None,
             internal: None,
         };
         match self {
@@ -217,6 +230,13 @@ impl ApiError {
                     internal: Some(cause),
                     ..simple(&ProblemType::INTERNAL, "an internal error occurred".into())
                 },
+                None,
+            ),
+            ApiError::PluginRejected(rejection) if rejection.kind == "too_large" => {
+                (simple(&ProblemType::PLUGIN_TOO_LARGE, rejection.message), None)
+            }
+            ApiError::PluginRejected(rejection) => (
+                Problem { rejection: Some(rejection.kind), ..simple(&ProblemType::INVALID_PLUGIN, rejection.message) },
                 None,
             ),
             ApiError::Unavailable(cause) => (
@@ -261,6 +281,13 @@ impl From<StoreError> for ApiError {
                 &ProblemType::QUOTA_EXCEEDED,
                 format!("the monthly allowance of {max} messages is used up"),
             ),
+            StoreError::LimitReached(Limit::Plugins { max }) => ApiError::Problem(
+                &ProblemType::PLUGIN_LIMIT,
+                format!("the subscription already has its maximum of {max} plugins"),
+            ),
+            StoreError::LimitReached(Limit::PluginKv { what, max }) => {
+                ApiError::invalid(what, format!("a plugin's key-value store allows at most {max}"))
+            }
             StoreError::Inactive { entity } => {
                 ApiError::Problem(&ProblemType::INACTIVE, format!("the {entity} is deactivated"))
             }

@@ -28,7 +28,7 @@ pub use state::{AppState, EdgeMetrics, HttpSettings, WebhookEdge};
 
 use crate::error::ProblemType as P;
 use crate::routes::{
-    api_keys, audit, auth, health, instances, problems, sandbox, sessions, subscriptions, usage, webhooks,
+    api_keys, audit, auth, health, instances, plugins, problems, sandbox, sessions, subscriptions, usage, webhooks,
 };
 
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
@@ -109,6 +109,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/instances/{id}/webhooks/{webhook_id}/deliveries", get(webhooks::deliveries))
         .route("/v1/instances/{id}/webhooks/{webhook_id}/deliveries/{delivery_id}", get(webhooks::delivery))
         .route("/v1/instances/{id}/webhooks/{webhook_id}/deliveries/{delivery_id}/replay", post(webhooks::replay))
+        .route("/v1/plugins", post(plugins::create).get(plugins::list))
+        .route("/v1/plugins/{id}", get(plugins::get).delete(plugins::delete))
+        .route(
+            "/v1/plugins/{id}/versions",
+            post(plugins::upload)
+                .layer(DefaultBodyLimit::max(plugins::MAX_PLUGIN_UPLOAD_BYTES))
+                .get(plugins::list_versions),
+        )
+        .route("/v1/plugins/{id}/versions/{version}/activate", post(plugins::activate))
+        .route("/v1/instances/{id}/plugins", post(plugins::bind).get(plugins::list_bindings))
+        .route(
+            "/v1/instances/{id}/plugins/{binding_id}",
+            get(plugins::get_binding).patch(plugins::update_binding).delete(plugins::unbind),
+        )
+        .route("/v1/instances/{id}/plugins/{binding_id}/logs", get(plugins::logs))
         .route("/v1/sandbox/instances/{id}/scan", post(sandbox::scan))
         .route("/v1/sandbox/instances/{id}/inbound", post(sandbox::inbound))
         .route("/v1/sandbox/instances/{id}/drop", post(sandbox::drop_connection))

@@ -96,7 +96,14 @@ fn finish_problem(response: Response, path: &str, request_id: &str) -> Response 
                 return Response::from_parts(parts, body);
             }
             let kind = ProblemType::for_status(status);
-            Problem { kind, detail: kind.description.to_owned(), errors: Vec::new(), key: None, internal: None }
+            Problem {
+                kind,
+                detail: kind.description.to_owned(),
+                errors: Vec::new(),
+                key: None,
+                rejection: None,
+                internal: None,
+            }
         }
         None => return Response::from_parts(parts, body),
     };
@@ -114,6 +121,7 @@ fn finish_problem(response: Response, path: &str, request_id: &str) -> Response 
         request_id: request_id.to_owned(),
         errors: problem.errors,
         key: problem.key,
+        rejection: problem.rejection,
     };
     let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));

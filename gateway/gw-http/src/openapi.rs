@@ -6,11 +6,15 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
 use crate::error::{FieldProblem, ProblemBody};
+use crate::routes::plugins::{
+    BindPluginRequest, CreatePluginRequest, PluginBindingDto, PluginDto, PluginLogDto, PluginVersionDto,
+    UpdateBindingRequest,
+};
 use crate::routes::webhooks::{
     CreateWebhookRequest, ReplayRangeRequest, ReplayedDto, RotateWebhookSecretRequest, TestFireDto,
     UpdateWebhookRequest, WebhookWithSecretDto,
 };
-use crate::routes::{api_keys, audit, auth, health, instances, subscriptions, usage, webhooks};
+use crate::routes::{api_keys, audit, auth, health, instances, plugins, subscriptions, usage, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,11 +33,17 @@ use crate::routes::{api_keys, audit, auth, health, instances, subscriptions, usa
         webhooks::rotate_secret, webhooks::test, webhooks::deliveries, webhooks::delivery, webhooks::replay,
         webhooks::replay_range,
         usage::subscription_usage, usage::instance_usage, usage::instance_stats, usage::key_self,
+        plugins::create, plugins::list, plugins::get, plugins::delete,
+        plugins::upload, plugins::list_versions, plugins::activate,
+        plugins::bind, plugins::list_bindings, plugins::get_binding, plugins::update_binding, plugins::unbind,
+        plugins::logs,
     ),
     components(schemas(ProblemBody, FieldProblem, SessionDto, UserDto, SubscriptionDto, LimitsDto, LimitOverridesDto,
         InstanceDto, InstanceStatusDto, AuditEntryDto, ApiKeyDto, CreatedApiKeyDto, RotatedApiKeyDto,
         WebhookDto, WebhookDeliveryDto, WebhookAttemptDto, WebhookWithSecretDto, TestFireDto, ReplayedDto,
-        CreateWebhookRequest, UpdateWebhookRequest, RotateWebhookSecretRequest, ReplayRangeRequest)),
+        CreateWebhookRequest, UpdateWebhookRequest, RotateWebhookSecretRequest, ReplayRangeRequest,
+        PluginDto, PluginVersionDto, PluginBindingDto, PluginLogDto, CreatePluginRequest, BindPluginRequest,
+        UpdateBindingRequest)),
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness and readiness"),
@@ -45,6 +55,7 @@ use crate::routes::{api_keys, audit, auth, health, instances, subscriptions, usa
         (name = "audit", description = "Who did what"),
         (name = "webhooks", description = "An instance's webhook endpoints, deliveries and replays"),
         (name = "usage", description = "Usage per month, daily statistics, the calling key"),
+        (name = "plugins", description = "Tenants' WebAssembly plugins: versions, bindings, errors, logs"),
     )
 )]
 #[derive(Debug)]

@@ -14,11 +14,18 @@ pub struct HttpSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Wall-clock deadline of one plugin call, part of every plugin's limits.
+    pub plugin_timeout_ms: u32,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { trusted_proxies: Vec::new(), request_timeout: Duration::from_secs(30), max_body_bytes: 1024 * 1024 }
+        Self {
+            trusted_proxies: Vec::new(),
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 1024 * 1024,
+            plugin_timeout_ms: 50,
+        }
     }
 }
 
@@ -49,6 +56,9 @@ pub struct AppState {
     pub engine: gw_sessions::Engine,
     /// The simulated WhatsApp network's control API; `None` when the sandbox is disabled.
     pub sandbox: Option<Arc<gw_sessions::sandbox::SandboxNetwork>>,
+    /// The WebAssembly plugin host: checks uploads and is told when an instance's chain changes. `None` when
+    /// this node runs no plugin host (uploads are then refused with `plugins-unavailable`).
+    pub plugins: Option<Arc<dyn gw_core::PluginRuntime>>,
     /// Webhook URL rules and delivery.
     pub webhooks: WebhookEdge,
     /// Usage counters (API calls per key request), flushed in batches by the binary.

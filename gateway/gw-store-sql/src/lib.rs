@@ -11,6 +11,7 @@
 mod error;
 mod messages;
 mod open;
+mod plugins;
 mod rows;
 mod webhooks;
 #[macro_use]

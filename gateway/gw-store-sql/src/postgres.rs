@@ -68,3 +68,7 @@ mod whatsapp_state {
 mod webhook_deliveries {
     crate::webhooks::impl_webhook_delivery_store!(super::PgStore, sqlx::Postgres, " FOR UPDATE OF d SKIP LOCKED");
 }
+
+mod plugin_store {
+    crate::plugins::impl_plugin_store!(super::PgStore, sqlx::Postgres);
+}

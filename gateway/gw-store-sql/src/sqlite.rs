@@ -90,3 +90,7 @@ mod whatsapp_state {
 mod webhook_deliveries {
     crate::webhooks::impl_webhook_delivery_store!(super::SqliteStore, sqlx::Sqlite, "");
 }
+
+mod plugin_store {
+    crate::plugins::impl_plugin_store!(super::SqliteStore, sqlx::Sqlite);
+}

@@ -59,7 +59,7 @@ macro_rules! impl_store {
 
         impl $store {
             /// Writes the audit row of an action, on the connection of the transaction that makes the change.
-            async fn write_audit(
+            pub(crate) async fn write_audit(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 subscription_id: Option<SubscriptionId>,
                 action: &str,

@@ -19,6 +19,12 @@ pub enum UniqueKey {
     SessionInstance,
     /// `usage_records (subscription_id, instance_id, record_type, period)`.
     UsageRecordPeriod,
+    /// `plugins (subscription_id, name)`.
+    PluginName,
+    /// `plugin_versions (plugin_id, version)`: two uploads raced for one number (retry).
+    PluginVersion,
+    /// `plugin_bindings (instance_id, plugin_id)`: a plugin is bound to an instance at most once.
+    PluginBinding,
     /// A primary key (an id generated twice: a bug, not a user error).
     PrimaryKey,
 }
@@ -34,6 +40,9 @@ impl UniqueKey {
             UniqueKey::ContactJid => "contact_jid",
             UniqueKey::SessionInstance => "session_instance",
             UniqueKey::UsageRecordPeriod => "usage_record_period",
+            UniqueKey::PluginName => "plugin_name",
+            UniqueKey::PluginVersion => "plugin_version",
+            UniqueKey::PluginBinding => "plugin_binding",
             UniqueKey::PrimaryKey => "primary_key",
         }
     }
@@ -46,6 +55,10 @@ pub enum Limit {
     Instances { max: i64 },
     /// `subscriptions.monthly_messages` in the current period.
     MonthlyMessages { max: i64 },
+    /// The subscription's `plugin_max_count`.
+    Plugins { max: i64 },
+    /// A plugin's key-value store: `what` is `key_bytes`, `value_bytes` or `keys`.
+    PluginKv { what: &'static str, max: i64 },
 }
 
 #[derive(Debug, thiserror::Error)]

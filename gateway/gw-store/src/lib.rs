@@ -11,6 +11,7 @@ mod commands;
 mod error;
 mod messages;
 mod page;
+mod plugins;
 mod traits;
 mod webhooks;
 mod whatsapp;
@@ -22,6 +23,11 @@ pub use commands::*;
 pub use error::{Limit, StoreError, StoreResult, UniqueKey};
 pub use messages::{Enqueued, MessageStore, NewInboundMessage, NewOutboundMessage, QueuedMessage, RecordedInbound};
 pub use page::{Cursor, CursorError, Page, PageRequest};
+pub use plugins::{
+    NewPlugin, NewPluginBinding, NewPluginVersion, PLUGIN_KV_MAX_KEY_BYTES, PLUGIN_KV_MAX_KEYS,
+    PLUGIN_KV_MAX_VALUE_BYTES, PLUGIN_LOG_KEEP, Plugin, PluginBinding, PluginBindingPatch, PluginChainLink,
+    PluginLimitsFn, PluginLogEntry, PluginStore, PluginVersion, StoreCatalog,
+};
 pub use traits::*;
 pub use webhooks::{
     ClaimedDelivery, CompletionReport, DeliveryCompletion, DeliveryStatus, DisabledEndpoint, NewWebhookEvent, NextStep,

@@ -215,6 +215,7 @@ pub trait Store:
     + RefreshTokenStore
     + crate::MessageStore
     + crate::WhatsAppStateStore
+    + crate::PluginStore
     + crate::WebhookDeliveryStore
     + std::fmt::Debug
 {

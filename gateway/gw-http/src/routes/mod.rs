@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod health;
 pub mod instances;
+pub mod plugins;
 pub mod problems;
 pub mod sandbox;
 pub mod sessions;

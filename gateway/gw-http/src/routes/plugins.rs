@@ -1,0 +1,700 @@
+//! Tenants' WebAssembly plugins: named plugins of a subscription and their uploaded versions (`/v1/plugins`), and
+//! bindings of a plugin to an instance with their errors and logs (`/v1/instances/{id}/plugins`).
+//!
+//! Users need an owner's role for changes (members read); API keys need the `plugins:write` scope, which reaches the
+//! plugins of the key's subscription and the bindings of the key's own instance. Every change that alters what an
+//! instance runs tells the plugin host to forget that instance's chain; events already running finish on the chain
+//! they started with.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use futures::StreamExt;
+use gw_accounts::Action;
+use gw_core::{
+    BindingDirection, FailurePolicy, InstanceId, PluginBindingId, PluginId, PluginRejection, SubscriptionId,
+};
+use gw_store::{
+    Actor, NewPlugin, NewPluginBinding, NewPluginVersion, Plugin, PluginBinding, PluginBindingPatch, PluginLogEntry,
+    PluginVersion, Scope,
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use sha2::Digest;
+use utoipa::ToSchema;
+
+use crate::dto::PageDto;
+use crate::error::{ApiError, ProblemBody, ProblemType};
+use crate::extract::{Caller, Json, PageQuery, Path, Query};
+use crate::routes::sessions::instance_for;
+use crate::state::AppState;
+
+/// The scope an API key needs for every plugin endpoint.
+const SCOPE: &str = "plugins:write";
+/// The largest upload any tier could allow, plus room for multipart framing: the route's hard ceiling. The
+/// subscription's own limit is enforced while the body is read.
+pub const MAX_PLUGIN_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
+/// A binding's config is handed to the plugin on every call; keep it small.
+const MAX_CONFIG_BYTES: usize = 16 * 1024;
+
+// ---- shapes ----------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginDto {
+    pub id: String,
+    pub subscription_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// The version new events run (bindings that pin a version excepted); `null` before the first upload.
+    pub active_version: Option<i32>,
+    /// The highest version uploaded so far (0 before the first upload).
+    pub latest_version: i32,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Plugin> for PluginDto {
+    fn from(p: Plugin) -> Self {
+        Self {
+            id: p.id.to_string(),
+            subscription_id: p.subscription_id.to_string(),
+            name: p.name,
+            description: p.description,
+            active_version: p.active_version,
+            latest_version: p.latest_version,
+            created_at: p.created_at.to_string(),
+            updated_at: p.updated_at.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginVersionDto {
+    pub id: String,
+    pub plugin_id: String,
+    pub version: i32,
+    /// Lower-case hex SHA-256 of the component: identical uploads share it (and one compiled artefact).
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub uploaded_by: Option<String>,
+    pub created_at: String,
+    /// Whether this is the plugin's active version.
+    pub active: bool,
+}
+
+fn version_dto(v: PluginVersion, active: Option<i32>) -> PluginVersionDto {
+    PluginVersionDto {
+        id: v.id.to_string(),
+        plugin_id: v.plugin_id.to_string(),
+        version: v.version,
+        sha256: v.sha256,
+        size_bytes: v.size_bytes,
+        uploaded_by: v.uploaded_by.map(|u| u.to_string()),
+        created_at: v.created_at.to_string(),
+        active: active == Some(v.version),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginBindingDto {
+    pub id: String,
+    pub instance_id: String,
+    pub plugin_id: String,
+    /// The pinned version's id; `null` follows the plugin's active version.
+    pub pinned_version_id: Option<String>,
+    /// Lower runs first.
+    pub position: i32,
+    /// `inbound`, `outbound` or `both`.
+    pub direction: String,
+    #[schema(value_type = Object)]
+    pub config: Value,
+    pub enabled: bool,
+    /// `fail_open` (a failing plugin is skipped) or `fail_closed` (its message is dropped).
+    pub failure_policy: String,
+    /// Calls that trapped, timed out or hit a limit.
+    pub error_count: i64,
+    pub last_error: Option<String>,
+    /// `trap`, `timeout`, `fuel_exhausted`, `memory_limit`, `invalid_verdict` or `load_failed`.
+    pub last_error_kind: Option<String>,
+    pub last_error_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn direction_name(d: BindingDirection) -> &'static str {
+    match d {
+        BindingDirection::Inbound => "inbound",
+        BindingDirection::Outbound => "outbound",
+        BindingDirection::Both => "both",
+    }
+}
+
+fn policy_name(p: FailurePolicy) -> &'static str {
+    match p {
+        FailurePolicy::FailOpen => "fail_open",
+        FailurePolicy::FailClosed => "fail_closed",
+    }
+}
+
+impl From<PluginBinding> for PluginBindingDto {
+    fn from(b: PluginBinding) -> Self {
+        Self {
+            id: b.id.to_string(),
+            instance_id: b.instance_id.to_string(),
+            plugin_id: b.plugin_id.to_string(),
+            pinned_version_id: b.version_id.map(|v| v.to_string()),
+            position: b.position,
+            direction: direction_name(b.direction).into(),
+            config: b.config,
+            enabled: b.enabled,
+            failure_policy: policy_name(b.failure_policy).into(),
+            error_count: b.error_count,
+            last_error: b.last_error,
+            last_error_kind: b.last_error_kind,
+            last_error_at: b.last_error_at.map(|t| t.to_string()),
+            created_at: b.created_at.to_string(),
+            updated_at: b.updated_at.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginLogDto {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    pub message: String,
+    pub at: String,
+}
+
+impl From<PluginLogEntry> for PluginLogDto {
+    fn from(l: PluginLogEntry) -> Self {
+        Self { level: l.level, message: l.message, at: l.at.to_string() }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePluginRequest {
+    /// Unique within the subscription; 1 to 100 characters.
+    pub name: String,
+    pub description: Option<String>,
+    /// Operators name the subscription; tenants may omit it (their own).
+    pub subscription_id: Option<String>,
+}
+
+fn default_config() -> Value {
+    Value::Object(Default::default())
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BindPluginRequest {
+    pub plugin_id: String,
+    /// Pin a version number; omitted, the binding follows the plugin's active version.
+    pub version: Option<i32>,
+    /// Lower runs first; omitted, after the instance's last binding.
+    pub position: Option<i32>,
+    /// Default `both`.
+    #[schema(value_type = Option<String>)]
+    pub direction: Option<BindingDirection>,
+    /// Handed to the plugin with every message. Default `{}`.
+    #[serde(default = "default_config")]
+    #[schema(value_type = Object)]
+    pub config: Value,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Default `fail_open`.
+    #[schema(value_type = Option<String>)]
+    pub failure_policy: Option<FailurePolicy>,
+}
+
+/// `null` and absent differ: absent leaves the field alone, `null` clears it.
+fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBindingRequest {
+    /// A version number to pin, or `null` to follow the active version again.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i32>)]
+    pub version: Option<Option<i32>>,
+    pub position: Option<i32>,
+    #[schema(value_type = Option<String>)]
+    pub direction: Option<BindingDirection>,
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<Value>,
+    pub enabled: Option<bool>,
+    #[schema(value_type = Option<String>)]
+    pub failure_policy: Option<FailurePolicy>,
+    /// Clears `error_count` and the last error.
+    #[serde(default)]
+    pub reset_errors: bool,
+}
+
+// ---- access ----------------------------------------------------------------------------------------------------
+
+fn actor(caller: &Caller) -> Actor {
+    match caller {
+        Caller::User(p) => p.actor(),
+        Caller::Key(k) => Actor::api_key(k.key_id, k.ip_address.clone()),
+    }
+}
+
+/// What plugins the caller sees, without checking what it may do with them.
+fn visible(caller: &Caller) -> Result<Scope, ApiError> {
+    match caller {
+        Caller::User(p) => Ok(p.scope()),
+        Caller::Key(k) if k.has_scope(SCOPE) => Ok(Scope::Subscription(k.subscription_id)),
+        Caller::Key(_) => {
+            Err(ApiError::Problem(&ProblemType::INSUFFICIENT_SCOPE, format!("this endpoint needs the `{SCOPE}` scope")))
+        }
+    }
+}
+
+/// The caller's role allows `action` (keys: their scope was checked by [`visible`]).
+fn require(caller: &Caller, action: Action) -> Result<(), ApiError> {
+    match caller {
+        Caller::User(p) => p.require(action).map_err(ApiError::from),
+        Caller::Key(_) => Ok(()),
+    }
+}
+
+/// The plugin named in the path, if the caller sees it (404 otherwise) and may do `action` with it (403).
+async fn plugin_for(state: &AppState, caller: &Caller, id: PluginId, action: Action) -> Result<Plugin, ApiError> {
+    let scope = visible(caller)?;
+    let plugin = state.store.get_plugin(scope, id).await?;
+    require(caller, action)?;
+    Ok(plugin)
+}
+
+fn invalidate(state: &AppState, instances: impl IntoIterator<Item = InstanceId>) {
+    if let Some(runtime) = &state.plugins {
+        for instance in instances {
+            runtime.invalidate(instance);
+        }
+    }
+}
+
+async fn invalidate_plugin(state: &AppState, plugin: PluginId) -> Result<(), ApiError> {
+    if state.plugins.is_some() {
+        let instances = state.store.plugin_instances(plugin).await?;
+        invalidate(state, instances);
+    }
+    Ok(())
+}
+
+fn validate_config(config: &Value) -> Result<(), ApiError> {
+    if serde_json::to_vec(config).map(|v| v.len()).unwrap_or(usize::MAX) > MAX_CONFIG_BYTES {
+        return Err(ApiError::invalid("config", format!("at most {MAX_CONFIG_BYTES} bytes of JSON")));
+    }
+    Ok(())
+}
+
+// ---- plugins ---------------------------------------------------------------------------------------------------
+
+/// Creates a named plugin; upload its code as versions. Refused beyond the tier's `plugin_max_count`.
+#[utoipa::path(post, path = "/v1/plugins", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
+    request_body = CreatePluginRequest, responses(
+    (status = 201, body = PluginDto),
+    (status = 409, body = ProblemBody, content_type = "application/problem+json"),
+    (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreatePluginRequest>,
+) -> Result<(StatusCode, Json<PluginDto>), ApiError> {
+    let scope = visible(&caller)?;
+    require(&caller, Action::ManagePlugins)?;
+    let named = body
+        .subscription_id
+        .as_deref()
+        .map(|s| s.parse::<SubscriptionId>().map_err(|_| ApiError::not_found("subscription")))
+        .transpose()?;
+    let subscription_id = match (scope, named) {
+        (Scope::Subscription(own), None) => own,
+        (Scope::Subscription(own), Some(named)) if named == own => own,
+        (Scope::Subscription(_), Some(_)) => return Err(ApiError::not_found("subscription")),
+        (Scope::All, Some(named)) => named,
+        (Scope::All, None) => return Err(ApiError::invalid("subscription_id", "operators must name the subscription")),
+    };
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::invalid("name", "1 to 100 characters"));
+    }
+    if body.description.as_ref().is_some_and(|d| d.chars().count() > 1000) {
+        return Err(ApiError::invalid("description", "at most 1000 characters"));
+    }
+    let subscription = state.store.get_subscription(subscription_id).await?;
+    let limits = state.accounts.effective_limits(&subscription);
+    let new = NewPlugin {
+        subscription_id,
+        name: name.to_owned(),
+        description: body.description,
+        max_count: i64::from(limits.plugin_max_count),
+    };
+    let plugin = state.store.create_plugin(new, &actor(&caller)).await?;
+    Ok((StatusCode::CREATED, Json(plugin.into())))
+}
+
+/// The caller's plugins (an operator's: every subscription's).
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
+    params(PageQuery), responses((status = 200, body = PageDto<PluginDto>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<PageDto<PluginDto>>, ApiError> {
+    let scope = visible(&caller)?;
+    require(&caller, Action::ReadPlugins)?;
+    let page = state.store.list_plugins(scope, query.page_request()?).await?;
+    Ok(Json(PageDto::from_page(page, Into::into)))
+}
+
+#[utoipa::path(get, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = PluginDto),
+    (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<PluginId>,
+) -> Result<Json<PluginDto>, ApiError> {
+    Ok(Json(plugin_for(&state, &caller, id, Action::ReadPlugins).await?.into()))
+}
+
+/// Deletes the plugin with its versions, bindings, logs and stored data; bound instances stop running it.
+#[utoipa::path(delete, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path)), responses((status = 204),
+    (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<PluginId>,
+) -> Result<StatusCode, ApiError> {
+    let plugin = plugin_for(&state, &caller, id, Action::ManagePlugins).await?;
+    let instances = state.store.delete_plugin(Scope::Subscription(plugin.subscription_id), id, &actor(&caller)).await?;
+    invalidate(&state, instances);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- versions --------------------------------------------------------------------------------------------------
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::PluginRejected(PluginRejection {
+        kind: "too_large".into(),
+        message: format!("the component is larger than this subscription's limit of {max} bytes"),
+    })
+}
+
+fn is_media_type(headers: &HeaderMap, wanted: &[&str]) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|m| wanted.iter().any(|w| m.trim().eq_ignore_ascii_case(w)))
+}
+
+/// Reads the component from a raw body or a multipart `file` field, refusing it once it passes `max` bytes: an
+/// oversized upload is never buffered. The rest of an oversized body is read and discarded (up to the route's
+/// ceiling) before the refusal goes out, because HTTP/1 clients still sending a body often miss a response sent
+/// before they finished and report a broken connection instead of the 413.
+async fn read_component(request: Request, max: u64) -> Result<Vec<u8>, ApiError> {
+    let headers = request.headers().clone();
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let ceiling = MAX_PLUGIN_UPLOAD_BYTES as u64;
+    if declared.is_some_and(|len| len > ceiling) {
+        return Err(too_large(max));
+    }
+    let mut bytes = Vec::new();
+    let mut oversized = false;
+    let mut keep = |chunk: &[u8], bytes: &mut Vec<u8>| {
+        if oversized || (bytes.len() + chunk.len()) as u64 > max {
+            oversized = true;
+            bytes.clear();
+        } else {
+            bytes.extend_from_slice(chunk);
+        }
+        oversized
+    };
+    if is_media_type(&headers, &["application/wasm", "application/octet-stream"]) {
+        let mut seen = 0u64;
+        let mut stream = request.into_body().into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+            seen += chunk.len() as u64;
+            if keep(&chunk, &mut bytes) && seen > ceiling {
+                break;
+            }
+        }
+        return if oversized { Err(too_large(max)) } else { Ok(bytes) };
+    }
+    if is_media_type(&headers, &["multipart/form-data"]) {
+        let mut multipart =
+            Multipart::from_request(request, &()).await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let mut found = false;
+        while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(e, max))? {
+            let is_file = field.name() == Some("file") && !found;
+            while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, max))? {
+                if is_file {
+                    keep(&chunk, &mut bytes);
+                }
+            }
+            found |= is_file;
+        }
+        return match (found, oversized) {
+            (_, true) => Err(too_large(max)),
+            (true, false) => Ok(bytes),
+            (false, false) => {
+                Err(ApiError::invalid("file", "a multipart upload needs a `file` field with the component"))
+            }
+        };
+    }
+    Err(ApiError::Problem(
+        &ProblemType::UNSUPPORTED_MEDIA_TYPE,
+        "upload the component as application/wasm (raw body) or multipart/form-data (field `file`)".into(),
+    ))
+}
+
+fn multipart_error(err: axum::extract::multipart::MultipartError, max: u64) -> ApiError {
+    if err.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large(max) } else { ApiError::bad_request(err.body_text()) }
+}
+
+/// Uploads a new version: a WebAssembly component of the plugin world, as `application/wasm` or a multipart
+/// `file` field. It is checked, compiled (cached by SHA-256) and tried under the tier's limits before it is
+/// stored. The plugin's first version becomes active; later ones wait for `…/activate`.
+#[utoipa::path(post, path = "/v1/plugins/{id}/versions", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path)),
+    request_body(content = String, content_type = "application/wasm", description = "the component's bytes"),
+    responses(
+    (status = 201, body = PluginVersionDto),
+    (status = 413, body = ProblemBody, content_type = "application/problem+json"),
+    (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<PluginId>,
+    request: Request<Body>,
+) -> Result<(StatusCode, Json<PluginVersionDto>), ApiError> {
+    let plugin = plugin_for(&state, &caller, id, Action::ManagePlugins).await?;
+    let Some(runtime) = state.plugins.clone() else {
+        return Err(ApiError::Problem(&ProblemType::PLUGINS_UNAVAILABLE, "this node runs no plugin host".into()));
+    };
+    let subscription = state.store.get_subscription(plugin.subscription_id).await?;
+    let limits = state.accounts.effective_limits(&subscription).plugin_limits(state.settings.plugin_timeout_ms);
+    let bytes = read_component(request, limits.max_module_bytes).await?;
+    runtime.prepare(&bytes, &limits).await.map_err(ApiError::PluginRejected)?;
+    // The store's key is computed here, from the bytes it stores, so the host's look-up by hash always finds them.
+    let sha256 = format!("{:x}", sha2::Sha256::digest(&bytes));
+    let uploaded_by = match &caller {
+        Caller::User(p) => Some(p.user_id),
+        Caller::Key(_) => None,
+    };
+    let version = state
+        .store
+        .add_plugin_version(
+            Scope::Subscription(plugin.subscription_id),
+            NewPluginVersion { plugin_id: id, sha256, bytes, uploaded_by },
+            &actor(&caller),
+        )
+        .await?;
+    let plugin = state.store.get_plugin(Scope::All, id).await?;
+    if plugin.active_version_id == Some(version.id) {
+        // The first version went live: bindings waiting for one now run it.
+        invalidate_plugin(&state, id).await?;
+    }
+    Ok((StatusCode::CREATED, Json(version_dto(version, plugin.active_version))))
+}
+
+/// The plugin's versions, newest first.
+#[utoipa::path(get, path = "/v1/plugins/{id}/versions", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = Vec<PluginVersionDto>)))]
+pub async fn list_versions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<PluginId>,
+) -> Result<Json<Vec<PluginVersionDto>>, ApiError> {
+    let plugin = plugin_for(&state, &caller, id, Action::ReadPlugins).await?;
+    let versions = state.store.list_plugin_versions(Scope::Subscription(plugin.subscription_id), id).await?;
+    Ok(Json(versions.into_iter().map(|v| version_dto(v, plugin.active_version)).collect()))
+}
+
+/// Makes a version the active one (an earlier one: a rollback), without a restart. Events already running finish
+/// on the version they started with; the next ones run this one.
+#[utoipa::path(post, path = "/v1/plugins/{id}/versions/{version}/activate", tag = "plugins",
+    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("version" = i32, Path)),
+    responses((status = 200, body = PluginDto),
+    (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn activate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, version)): Path<(PluginId, i32)>,
+) -> Result<Json<PluginDto>, ApiError> {
+    let plugin = plugin_for(&state, &caller, id, Action::ManagePlugins).await?;
+    let plugin = state
+        .store
+        .activate_plugin_version(Scope::Subscription(plugin.subscription_id), id, version, &actor(&caller))
+        .await?;
+    invalidate_plugin(&state, id).await?;
+    Ok(Json(plugin.into()))
+}
+
+// ---- bindings --------------------------------------------------------------------------------------------------
+
+/// The id of `version` of the plugin, for pinning.
+async fn version_id(
+    state: &AppState,
+    subscription_id: SubscriptionId,
+    plugin_id: PluginId,
+    version: i32,
+) -> Result<gw_core::PluginVersionId, ApiError> {
+    let versions = state.store.list_plugin_versions(Scope::Subscription(subscription_id), plugin_id).await?;
+    versions
+        .into_iter()
+        .find(|v| v.version == version)
+        .map(|v| v.id)
+        .ok_or_else(|| ApiError::not_found("plugin version"))
+}
+
+/// Binds a plugin of the instance's subscription to the instance.
+#[utoipa::path(post, path = "/v1/instances/{id}/plugins", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path)), request_body = BindPluginRequest, responses(
+    (status = 201, body = PluginBindingDto),
+    (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+    (status = 409, body = ProblemBody, content_type = "application/problem+json"),
+))]
+pub async fn bind(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(instance_id): Path<InstanceId>,
+    Json(body): Json<BindPluginRequest>,
+) -> Result<(StatusCode, Json<PluginBindingDto>), ApiError> {
+    let instance = instance_for(&state, &caller, instance_id, Action::ManagePlugins, SCOPE).await?;
+    let plugin_id: PluginId = body.plugin_id.parse().map_err(|_| ApiError::not_found("plugin"))?;
+    validate_config(&body.config)?;
+    let pinned = match body.version {
+        Some(v) => Some(version_id(&state, instance.subscription_id, plugin_id, v).await?),
+        None => None,
+    };
+    let new = NewPluginBinding {
+        instance_id,
+        plugin_id,
+        version_id: pinned,
+        position: body.position,
+        direction: body.direction.unwrap_or(BindingDirection::Both),
+        config: body.config,
+        enabled: body.enabled,
+        failure_policy: body.failure_policy.unwrap_or(FailurePolicy::FailOpen),
+    };
+    let binding = state.store.create_plugin_binding(new, &actor(&caller)).await?;
+    invalidate(&state, [instance_id]);
+    Ok((StatusCode::CREATED, Json(binding.into())))
+}
+
+/// The instance's bindings in chain order, with their error counts.
+#[utoipa::path(get, path = "/v1/instances/{id}/plugins", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = Vec<PluginBindingDto>)))]
+pub async fn list_bindings(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(instance_id): Path<InstanceId>,
+) -> Result<Json<Vec<PluginBindingDto>>, ApiError> {
+    instance_for(&state, &caller, instance_id, Action::ReadPlugins, SCOPE).await?;
+    let bindings = state.store.list_plugin_bindings(instance_id).await?;
+    Ok(Json(bindings.into_iter().map(Into::into).collect()))
+}
+
+/// One binding: its settings, error count and last error (kind, message, time).
+#[utoipa::path(get, path = "/v1/instances/{id}/plugins/{binding_id}", tag = "plugins",
+    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("binding_id" = String, Path)),
+    responses((status = 200, body = PluginBindingDto),
+    (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn get_binding(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((instance_id, binding_id)): Path<(InstanceId, PluginBindingId)>,
+) -> Result<Json<PluginBindingDto>, ApiError> {
+    instance_for(&state, &caller, instance_id, Action::ReadPlugins, SCOPE).await?;
+    Ok(Json(state.store.get_plugin_binding(instance_id, binding_id).await?.into()))
+}
+
+/// Changes a binding: pin or unpin a version, move it (reorder), switch direction, config, enabled or failure
+/// policy, or reset its error count.
+#[utoipa::path(patch, path = "/v1/instances/{id}/plugins/{binding_id}", tag = "plugins",
+    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("binding_id" = String, Path)),
+    request_body = UpdateBindingRequest, responses((status = 200, body = PluginBindingDto),
+    (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn update_binding(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((instance_id, binding_id)): Path<(InstanceId, PluginBindingId)>,
+    Json(body): Json<UpdateBindingRequest>,
+) -> Result<Json<PluginBindingDto>, ApiError> {
+    let instance = instance_for(&state, &caller, instance_id, Action::ManagePlugins, SCOPE).await?;
+    if let Some(config) = &body.config {
+        validate_config(config)?;
+    }
+    let version_id = match body.version {
+        Some(Some(v)) => {
+            let current = state.store.get_plugin_binding(instance_id, binding_id).await?;
+            Some(Some(version_id(&state, instance.subscription_id, current.plugin_id, v).await?))
+        }
+        Some(None) => Some(None),
+        None => None,
+    };
+    let patch = PluginBindingPatch {
+        version_id,
+        position: body.position,
+        direction: body.direction,
+        config: body.config,
+        enabled: body.enabled,
+        failure_policy: body.failure_policy,
+        reset_errors: body.reset_errors,
+    };
+    let binding = state.store.update_plugin_binding(instance_id, binding_id, patch, &actor(&caller)).await?;
+    invalidate(&state, [instance_id]);
+    Ok(Json(binding.into()))
+}
+
+#[utoipa::path(delete, path = "/v1/instances/{id}/plugins/{binding_id}", tag = "plugins",
+    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("binding_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn unbind(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((instance_id, binding_id)): Path<(InstanceId, PluginBindingId)>,
+) -> Result<StatusCode, ApiError> {
+    instance_for(&state, &caller, instance_id, Action::ManagePlugins, SCOPE).await?;
+    state.store.delete_plugin_binding(instance_id, binding_id, &actor(&caller)).await?;
+    invalidate(&state, [instance_id]);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What the plugin logged through the host, newest first (the last 500 lines per binding are kept; the host also
+/// rate-limits lines per call).
+#[utoipa::path(get, path = "/v1/instances/{id}/plugins/{binding_id}/logs", tag = "plugins",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path), ("binding_id" = String, Path), PageQuery),
+    responses((status = 200, body = PageDto<PluginLogDto>),
+    (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((instance_id, binding_id)): Path<(InstanceId, PluginBindingId)>,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<PageDto<PluginLogDto>>, ApiError> {
+    instance_for(&state, &caller, instance_id, Action::ReadPlugins, SCOPE).await?;
+    let page = state.store.list_plugin_logs(instance_id, binding_id, query.page_request()?).await?;
+    Ok(Json(PageDto::from_page(page, Into::into)))
+}
