@@ -123,7 +123,7 @@ macro_rules! impl_webhook_delivery_store {
 
         use crate::error::db_err;
         use crate::rows::{WebhookConfigRow, webhook_config_columns};
-        use crate::webhooks::{AttemptRow, ClaimRow, DeliveryRow, delivery_columns, with_attempts};
+        use crate::webhooks::{AttemptRow, ClaimRow, DeliveryRow, Tally, delivery_columns, with_attempts};
 
         async fn owner(
             conn: &mut <$db as sqlx::Database>::Connection,
@@ -184,21 +184,27 @@ macro_rules! impl_webhook_delivery_store {
         #[async_trait]
         impl WebhookDeliveryStore for $store {
             async fn enqueue_webhook_event(&self, event: &NewWebhookEvent) -> StoreResult<Vec<WebhookDeliveryId>> {
-                let mut tx = self.begin_write().await?;
-                let configs = sqlx::query_as::<_, WebhookConfigRow>(concat!(
+                // Most events of most instances go to no endpoint: find out with a read, so they never take
+                // SQLite's write lock.
+                let configs: Vec<WebhookConfig> = sqlx::query_as::<_, WebhookConfigRow>(concat!(
                     "SELECT ",
                     webhook_config_columns!(),
                     " FROM webhook_configs WHERE instance_id = $1 AND is_active ORDER BY id"
                 ))
                 .bind(event.instance_id.as_uuid())
-                .fetch_all(&mut *tx)
+                .fetch_all(&self.pool)
                 .await
-                .map_err(db_err("webhook config"))?;
+                .map_err(db_err("webhook config"))?
+                .into_iter()
+                .map(WebhookConfig::from)
+                .filter(|config| config.subscribes(&event.event_type))
+                .collect();
+                if configs.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut tx = self.begin_write().await?;
                 let mut created = Vec::new();
-                for config in configs.into_iter().map(WebhookConfig::from) {
-                    if !config.subscribes(&event.event_type) {
-                        continue;
-                    }
+                for config in configs {
                     let id: Option<(Uuid,)> = sqlx::query_as(
                         "INSERT INTO webhook_deliveries (id, config_id, instance_id, event_id, event_type, payload, \
                          status, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, \
@@ -288,6 +294,7 @@ macro_rules! impl_webhook_delivery_store {
                 if batch.is_empty() {
                     return Ok(report);
                 }
+                let mut tallies: std::collections::BTreeMap<WebhookConfigId, Tally> = Default::default();
                 let mut tx = self.begin_write().await?;
                 for done in batch {
                     let (status, next_at) = match done.next {
@@ -328,67 +335,62 @@ macro_rules! impl_webhook_delivery_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err("webhook attempt"))?;
-                    if done.next == NextStep::Succeeded {
-                        sqlx::query(
-                            "UPDATE webhook_configs SET total_sent = total_sent + 1, last_sent_at = $2, \
-                             failing_since = NULL WHERE id = $1",
-                        )
-                        .bind(done.config_id.as_uuid())
-                        .bind(done.at.as_datetime())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err("webhook config"))?;
-                        continue;
-                    }
-                    let error = done.error.clone().unwrap_or_else(|| match done.status_code {
-                        Some(code) => format!("HTTP {code}"),
-                        None => "failed".to_owned(),
-                    });
-                    let failing: Option<(DateTime<Utc>,)> = sqlx::query_as(
-                        "UPDATE webhook_configs SET total_failed = total_failed + 1, last_failed_at = $2, \
-                         last_error = $3, failing_since = COALESCE(failing_since, $2) WHERE id = $1 AND is_active \
-                         RETURNING failing_since",
+                    let tally = tallies.entry(done.config_id).or_insert_with(Tally::default);
+                    tally.add(done);
+                }
+                // One counter update per endpoint and batch: a busy endpoint's row is not rewritten per delivery.
+                for (config_id, tally) in tallies {
+                    let failing: Option<(Option<DateTime<Utc>>,)> = sqlx::query_as(
+                        "UPDATE webhook_configs SET total_sent = total_sent + $2, total_failed = total_failed + $3, \
+                         last_sent_at = COALESCE($4, last_sent_at), last_failed_at = COALESCE($5, last_failed_at), \
+                         last_error = COALESCE($6, last_error), \
+                         failing_since = CASE WHEN $7 THEN $8 ELSE COALESCE(failing_since, $8) END \
+                         WHERE id = $1 AND is_active RETURNING failing_since",
                     )
-                    .bind(done.config_id.as_uuid())
-                    .bind(done.at.as_datetime())
-                    .bind(&error)
+                    .bind(config_id.as_uuid())
+                    .bind(tally.sent)
+                    .bind(tally.failed)
+                    .bind(tally.last_sent_at)
+                    .bind(tally.last_failed_at)
+                    .bind(tally.last_error.as_deref())
+                    .bind(tally.last_sent_at.is_some())
+                    .bind(tally.failing_since)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(db_err("webhook config"))?;
                     let Some((failing_since,)) = failing else { continue };
-                    let reason = if done.next == NextStep::Gone {
-                        Some("the endpoint answered 410 Gone".to_owned())
-                    } else if done.at.as_datetime() - failing_since >= auto_disable_after {
-                        Some(format!(
-                            "every delivery failed since {} (last error: {error})",
-                            failing_since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                        ))
+                    let reason = if let Some(gone_at) = tally.gone_at {
+                        Some((gone_at, "the endpoint answered 410 Gone".to_owned()))
                     } else {
-                        None
+                        match (failing_since, tally.last_failed_at) {
+                            (Some(since), Some(at)) if at - since >= auto_disable_after => Some((
+                                at,
+                                format!(
+                                    "every delivery failed since {} (last error: {})",
+                                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                                    tally.last_error.as_deref().unwrap_or("failed")
+                                ),
+                            )),
+                            _ => None,
+                        }
                     };
-                    let Some(reason) = reason else { continue };
+                    let Some((at, reason)) = reason else { continue };
                     let disabled: Option<(Uuid, String)> = sqlx::query_as(
                         "UPDATE webhook_configs SET is_active = FALSE, disabled_reason = $2, updated_at = $3 \
                          WHERE id = $1 AND is_active RETURNING instance_id, url",
                     )
-                    .bind(done.config_id.as_uuid())
+                    .bind(config_id.as_uuid())
                     .bind(&reason)
-                    .bind(done.at.as_datetime())
+                    .bind(at)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(db_err("webhook config"))?;
                     if let Some((instance_id, url)) = disabled {
                         let instance_id: InstanceId = instance_id.into();
                         let subscription_id = owner(&mut tx, instance_id).await?;
-                        audit(&mut tx, subscription_id, "webhook.disable", done.config_id.to_string(), &Actor::system())
+                        audit(&mut tx, subscription_id, "webhook.disable", config_id.to_string(), &Actor::system())
                             .await?;
-                        report.disabled.push(DisabledEndpoint {
-                            config_id: done.config_id,
-                            instance_id,
-                            subscription_id,
-                            url,
-                            reason,
-                        });
+                        report.disabled.push(DisabledEndpoint { config_id, instance_id, subscription_id, url, reason });
                     }
                 }
                 tx.commit().await.map_err(db_err("webhook delivery"))?;
@@ -562,6 +564,47 @@ macro_rules! impl_webhook_delivery_store {
     };
 }
 pub(crate) use impl_webhook_delivery_store;
+
+/// One endpoint's outcomes within a batch of completions, in the order they are recorded.
+#[derive(Default)]
+pub(crate) struct Tally {
+    pub(crate) sent: i64,
+    pub(crate) failed: i64,
+    pub(crate) last_sent_at: Option<DateTime<Utc>>,
+    pub(crate) last_failed_at: Option<DateTime<Utc>>,
+    pub(crate) last_error: Option<String>,
+    /// The first failure after the batch's last success (or of the batch, if nothing succeeded).
+    pub(crate) failing_since: Option<DateTime<Utc>>,
+    pub(crate) gone_at: Option<DateTime<Utc>>,
+}
+
+impl Tally {
+    pub(crate) fn add(&mut self, done: &gw_store::DeliveryCompletion) {
+        let at = done.at.as_datetime();
+        if done.next == gw_store::NextStep::Succeeded {
+            self.sent += 1;
+            self.last_sent_at = Some(self.last_sent_at.map_or(at, |t| t.max(at)));
+            if self.failing_since.is_some_and(|since| since <= at) {
+                self.failing_since = None;
+            }
+            return;
+        }
+        self.failed += 1;
+        if self.last_failed_at.is_none_or(|t| t <= at) {
+            self.last_failed_at = Some(at);
+            self.last_error = Some(done.error.clone().unwrap_or_else(|| match done.status_code {
+                Some(code) => format!("HTTP {code}"),
+                None => "failed".to_owned(),
+            }));
+        }
+        if self.last_sent_at.is_none_or(|sent| sent < at) {
+            self.failing_since = Some(self.failing_since.map_or(at, |t| t.min(at)));
+        }
+        if done.next == gw_store::NextStep::Gone {
+            self.gone_at = Some(at);
+        }
+    }
+}
 
 impl DeliveryRow {
     pub(crate) fn id(&self) -> Uuid {

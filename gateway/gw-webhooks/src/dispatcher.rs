@@ -243,7 +243,9 @@ async fn run(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
             break;
         }
         let room = global.available_permits();
-        if room == 0 {
+        // Claim in batches: a claim per freed slot would cost a write transaction per delivery.
+        let worth_claiming = (inner.config.max_in_flight / 4).clamp(1, inner.config.batch_size.max(1) as usize);
+        if room < worth_claiming {
             tokio::select! {
                 _ = freed.notified() => continue,
                 _ = stopped.changed() => break,
