@@ -179,10 +179,10 @@ impl MessagePipeline for PluginChain {
                         tracing::warn!(%binding, error = %error, "could not record a plugin failure");
                     }
                 }
-                if !run.logs.is_empty() {
-                    if let Err(error) = catalog.append_logs(run.logs).await {
-                        tracing::warn!(error = %error, "could not keep plugin logs");
-                    }
+                if !run.logs.is_empty()
+                    && let Err(error) = catalog.append_logs(run.logs).await
+                {
+                    tracing::warn!(error = %error, "could not keep plugin logs");
                 }
             });
         }
@@ -233,13 +233,13 @@ pub(crate) fn validate(verdict: &WitVerdict) -> Result<(), PluginError> {
             )));
         }
     }
-    if let WitAction::Modify(text) = &verdict.action {
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(PluginError::InvalidVerdict(format!(
-                "a modified text of {} bytes; at most {MAX_TEXT_BYTES} are allowed",
-                text.len()
-            )));
-        }
+    if let WitAction::Modify(text) = &verdict.action
+        && text.len() > MAX_TEXT_BYTES
+    {
+        return Err(PluginError::InvalidVerdict(format!(
+            "a modified text of {} bytes; at most {MAX_TEXT_BYTES} are allowed",
+            text.len()
+        )));
     }
     Ok(())
 }
