@@ -6,7 +6,8 @@
 //! - the whole pipeline (`PluginChain::process`, including the hop to a blocking thread) with 1 and 5 bindings;
 //! - the same filter logic compiled natively, as the floor.
 //!
-//! Iterations: `GW_BENCH_ITERATIONS` (default 20000).
+//! Iterations: `GW_BENCH_ITERATIONS` (default 20000); `GW_BENCH_KEEP_RESIDENT` overrides the bytes of each memory
+//! slot kept resident.
 #![allow(clippy::unwrap_used, missing_debug_implementations)]
 
 #[path = "../../../plugins/bench-filter/src/logic.rs"]
@@ -96,7 +97,12 @@ fn main() {
     let catalog = Arc::new(Catalog::default());
     let sha = sha256_hex(&bytes);
     catalog.components.lock().unwrap().insert(sha.clone(), bytes.clone());
-    let host = PluginHost::new(HostSettings::default(), catalog.clone()).unwrap();
+    let mut settings = HostSettings::default();
+    if let Some(bytes) = std::env::var("GW_BENCH_KEEP_RESIDENT").ok().and_then(|v| v.parse().ok()) {
+        settings.keep_resident_bytes = bytes;
+    }
+    println!("<!-- keep resident: {} bytes -->", settings.keep_resident_bytes);
+    let host = PluginHost::new(settings, catalog.clone()).unwrap();
 
     // One call, fresh instance.
     let compiled = host.load(&bytes).unwrap();

@@ -108,7 +108,7 @@ impl ComponentCache {
         if let Some(hit) = self.memory.get(sha256) {
             return Ok(hit);
         }
-        let component = match self.from_disk(engine, sha256) {
+        let component = match self.load_from_disk(engine, sha256) {
             Some(component) => component,
             None => self.compile(engine, sha256, bytes)?,
         };
@@ -117,7 +117,7 @@ impl ComponentCache {
         Ok(compiled)
     }
 
-    fn from_disk(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+    fn load_from_disk(&self, engine: &Engine, sha256: &str) -> Option<Component> {
         let dir = self.dir.as_ref()?;
         let path = self.path(dir, sha256);
         if !path.exists() {
@@ -144,11 +144,11 @@ impl ComponentCache {
     fn compile(&self, engine: &Engine, sha256: &str, bytes: &[u8]) -> Result<Component, LoadError> {
         let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         self.stats.compiled.fetch_add(1, Ordering::Relaxed);
-        if let Some(dir) = &self.dir {
-            if let Err(error) = self.write(dir, sha256, &component) {
-                // The component works; only the next restart pays for compiling it again.
-                tracing::warn!(error = %error, "could not write the compiled component to the cache");
-            }
+        if let Some(dir) = &self.dir
+            && let Err(error) = self.write(dir, sha256, &component)
+        {
+            // The component works; only the next restart pays for compiling it again.
+            tracing::warn!(error = %error, "could not write the compiled component to the cache");
         }
         Ok(component)
     }

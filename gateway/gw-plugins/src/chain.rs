@@ -54,6 +54,9 @@ pub(crate) struct ChainState {
     catalog: Arc<dyn PluginCatalog>,
     chains: moka::sync::Cache<InstanceId, Arc<LoadedChain>>,
     log_budgets: moka::sync::Cache<PluginBindingId, Arc<Mutex<LogBudget>>>,
+    /// Bumped by every invalidation: a chain read from the catalog before an invalidation serves the event that
+    /// read it but does not stay cached, so it cannot outlive the change it raced with.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl ChainState {
@@ -65,10 +68,12 @@ impl ChainState {
                 .max_capacity(100_000)
                 .time_to_idle(std::time::Duration::from_secs(600))
                 .build(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     pub(crate) fn invalidate(&self, instance: InstanceId) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.chains.invalidate(&instance);
     }
 }
@@ -112,6 +117,7 @@ impl PluginChain {
         if let Some(chain) = state.chains.get(&instance) {
             return Ok(chain);
         }
+        let generation = state.generation.load(std::sync::atomic::Ordering::SeqCst);
         let bound = state.catalog.chain(instance).await?;
         let mut bindings = Vec::with_capacity(bound.len());
         for bound in bound {
@@ -121,6 +127,11 @@ impl PluginChain {
         }
         let chain = Arc::new(LoadedChain { bindings });
         state.chains.insert(instance, chain.clone());
+        // Checked after inserting: an invalidation either bumped the generation before this load (seen here) or
+        // removes the entry itself afterwards. At worst a fresh entry is dropped and loaded again.
+        if state.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
+            state.chains.invalidate(&instance);
+        }
         Ok(chain)
     }
 
@@ -179,10 +190,10 @@ impl MessagePipeline for PluginChain {
                         tracing::warn!(%binding, error = %error, "could not record a plugin failure");
                     }
                 }
-                if !run.logs.is_empty() {
-                    if let Err(error) = catalog.append_logs(run.logs).await {
-                        tracing::warn!(error = %error, "could not keep plugin logs");
-                    }
+                if !run.logs.is_empty()
+                    && let Err(error) = catalog.append_logs(run.logs).await
+                {
+                    tracing::warn!(error = %error, "could not keep plugin logs");
                 }
             });
         }
@@ -233,13 +244,13 @@ pub(crate) fn validate(verdict: &WitVerdict) -> Result<(), PluginError> {
             )));
         }
     }
-    if let WitAction::Modify(text) = &verdict.action {
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(PluginError::InvalidVerdict(format!(
-                "a modified text of {} bytes; at most {MAX_TEXT_BYTES} are allowed",
-                text.len()
-            )));
-        }
+    if let WitAction::Modify(text) = &verdict.action
+        && text.len() > MAX_TEXT_BYTES
+    {
+        return Err(PluginError::InvalidVerdict(format!(
+            "a modified text of {} bytes; at most {MAX_TEXT_BYTES} are allowed",
+            text.len()
+        )));
     }
     Ok(())
 }

@@ -43,7 +43,7 @@ impl Default for HostSettings {
             cache_dir: None,
             instance_slots: 128,
             max_memory_bytes: 256 << 20,
-            keep_resident_bytes: 2 << 20,
+            keep_resident_bytes: 64 << 10,
             epoch_tick: Duration::from_millis(1),
             chain_ttl: Duration::from_secs(30),
             compiled_capacity: 512,

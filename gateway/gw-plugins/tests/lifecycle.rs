@@ -141,3 +141,36 @@ async fn replies_to_a_plugin_reply_are_discarded_by_the_loop_guard() {
     .await;
     assert_eq!(logs[0].level, "warn");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_loaded_before_an_invalidation_does_not_stay_cached() {
+    let catalog = Arc::new(MemoryCatalog::default());
+    let instance = InstanceId::new();
+    let v1 =
+        binding(&catalog, "redactor", 1, BindingDirection::Both, FailurePolicy::FailOpen, json!({"words": ["one"]}));
+    let v2 =
+        binding(&catalog, "redactor", 1, BindingDirection::Both, FailurePolicy::FailOpen, json!({"words": ["two"]}));
+    catalog.set_chain(instance, vec![v1]);
+    let host = common::host(catalog.clone());
+    let chain = host.pipeline();
+
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let permits = Arc::new(tokio::sync::Semaphore::new(0));
+    *catalog.chain_gate.lock().unwrap() = Some((entered.clone(), permits.clone()));
+    let loading = tokio::spawn({
+        let chain = chain.clone();
+        async move { chain.process(event(instance, Direction::Outbound, CHAT, "one two")).await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), entered.notified()).await.expect("the load read v1");
+    catalog.set_chain(instance, vec![v2]);
+    host.invalidate(instance);
+    permits.add_permits(1);
+    let first = tokio::time::timeout(Duration::from_secs(10), loading).await.unwrap().unwrap();
+    assert!(matches!(&first.disposition, Disposition::Deliver(e) if e.text.as_deref() == Some("*** two")), "{first:?}");
+
+    let next = chain.process(event(instance, Direction::Outbound, CHAT, "one two")).await;
+    assert!(
+        matches!(&next.disposition, Disposition::Deliver(e) if e.text.as_deref() == Some("one ***")),
+        "the chain read before the invalidation was not kept: {next:?}"
+    );
+}

@@ -28,13 +28,21 @@ pub struct MemoryCatalog {
     pub chain_loads: AtomicU64,
     /// When set, `kv_get` announces itself and then waits for a permit: a test can hold an event in flight.
     pub kv_gate: Mutex<Option<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Semaphore>)>>,
+    /// The same for `chain`, after it has read the chain: a test can race a load against an invalidation.
+    pub chain_gate: Mutex<Option<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Semaphore>)>>,
 }
 
 #[async_trait::async_trait]
 impl PluginCatalog for MemoryCatalog {
     async fn chain(&self, instance: InstanceId) -> Result<Vec<BoundPlugin>, CatalogError> {
         self.chain_loads.fetch_add(1, Ordering::SeqCst);
-        Ok(self.chains.lock().unwrap().get(&instance).cloned().unwrap_or_default())
+        let chain = self.chains.lock().unwrap().get(&instance).cloned().unwrap_or_default();
+        let gate = self.chain_gate.lock().unwrap().take();
+        if let Some((entered, permits)) = gate {
+            entered.notify_one();
+            permits.acquire().await.unwrap().forget();
+        }
+        Ok(chain)
     }
     async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>, CatalogError> {
         Ok(self.components.lock().unwrap().get(sha256).cloned())
