@@ -263,9 +263,13 @@ async fn plugins_answer_rewrite_and_opt_out_on_the_sandbox(database: &Database) 
     let text = sent["text"].as_str().unwrap_or_default().to_owned();
     assert!(!text.contains("ann@example.com") && !text.contains("4111 1111 1111 1111"), "{text}");
     assert!(text.ends_with("@example.com") || text.contains("1111"), "masked, not removed: {text}");
-    let (_, redactor_logs) =
-        owner.call(Method::GET, &format!("/v1/instances/{iid}/plugins/{redactor_binding}/logs"), None).await;
-    assert!(redactor_logs["items"].to_string().contains("masked"), "{redactor_logs}");
+    // Logs are written after the call, off the message's path: wait for them.
+    eventually("the redactor's log line", || async {
+        let (_, logs) =
+            owner.call(Method::GET, &format!("/v1/instances/{iid}/plugins/{redactor_binding}/logs"), None).await;
+        logs["items"].to_string().contains("masked").then_some(())
+    })
+    .await;
 
     // STOP: one confirmation, then sends to that chat are dropped (and not charged).
     inbound(&owner, &iid, "+1 555 019 0002", "STOP").await;

@@ -1,12 +1,14 @@
 //! Throughput and latency of the store operations on the edge's hot paths, on both backends:
 //! the atomic monthly-message reservation (one per accepted send) and the API-key look-up by hash (one per cache
-//! miss). Run: `cargo bench -p gw-store-sql --bench store_hot_paths`. Results go in BENCHMARKS.md.
+//! miss), and the plugin host's chain look-up (one per chain-cache miss). Run: `cargo bench -p gw-store-sql --bench store_hot_paths`. Results go in BENCHMARKS.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gw_core::{ApiKeyHash, DriverKind, Tier, Timestamp};
-use gw_store::{Actor, NewApiKey, NewInstance, NewSubscription, Store};
+use gw_core::{ApiKeyHash, BindingDirection, DriverKind, FailurePolicy, Tier, Timestamp};
+use gw_store::{
+    Actor, NewApiKey, NewInstance, NewPlugin, NewPluginBinding, NewPluginVersion, NewSubscription, Scope, Store,
+};
 use gw_store_sql::testing::PgTestDatabase;
 use gw_store_sql::{OpenOptions, PgStore, SqliteStore};
 
@@ -127,6 +129,55 @@ async fn bench(backend: &str, store: Arc<dyn Store>) {
         latencies.push(t.elapsed());
     }
     report(backend, "find_api_key_by_hash, 1 client", &summarise(latencies, started.elapsed()));
+
+    // The plugin host's chain look-up on a cache miss: three bindings joined to their versions.
+    for n in 0..3u8 {
+        let plugin = store
+            .create_plugin(
+                NewPlugin { subscription_id: sub.id, name: format!("p{n}"), description: None, max_count: 10 },
+                &Actor::system(),
+            )
+            .await
+            .expect("plugin");
+        store
+            .add_plugin_version(
+                Scope::All,
+                NewPluginVersion {
+                    plugin_id: plugin.id,
+                    sha256: format!("{n:02x}").repeat(32),
+                    bytes: vec![n; 60_000],
+                    uploaded_by: None,
+                },
+                &Actor::system(),
+            )
+            .await
+            .expect("version");
+        store
+            .create_plugin_binding(
+                NewPluginBinding {
+                    instance_id: instance.id,
+                    plugin_id: plugin.id,
+                    version_id: None,
+                    position: None,
+                    direction: BindingDirection::Both,
+                    config: serde_json::json!({"rules": []}),
+                    enabled: true,
+                    failure_policy: FailurePolicy::FailOpen,
+                },
+                &Actor::system(),
+            )
+            .await
+            .expect("binding");
+    }
+    let mut latencies = Vec::with_capacity(SEQUENTIAL_OPS);
+    let started = Instant::now();
+    for _ in 0..SEQUENTIAL_OPS {
+        let t = Instant::now();
+        let chain = store.plugin_chain(instance.id).await.expect("chain");
+        assert_eq!(chain.len(), 3);
+        latencies.push(t.elapsed());
+    }
+    report(backend, "plugin_chain (3 bindings), 1 client", &summarise(latencies, started.elapsed()));
 }
 
 async fn futures_join<T: Send + 'static>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
