@@ -14,19 +14,24 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-50}
 THREADS=${THREADS:-1}
-PORT=${PORT:-18480}
+PORT=${PORT:-18497}
 G="http://127.0.0.1:$PORT"
 WORK=$(mktemp -d)
-trap 'kill "$GW_PID" 2>/dev/null || true; wait "$GW_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+GW_PID=
+trap '[ -n "$GW_PID" ] && { kill "$GW_PID" 2>/dev/null; wait "$GW_PID" 2>/dev/null; }; rm -rf "$WORK"' EXIT
 
-CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --release -p gateway >/dev/null
+# BENCH_GATEWAY_BIN: a gateway binary already built (the shared target dir may be rebuilt by others meanwhile).
+if [ -z "${BENCH_GATEWAY_BIN:-}" ]; then
+  CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --release -p gateway >/dev/null
+  BENCH_GATEWAY_BIN=$CARGO_TARGET_DIR/release/gateway
+fi
 GATEWAY_SERVER_LISTEN=127.0.0.1:$PORT \
 GATEWAY_DATABASE_URL="sqlite://$WORK/gateway.db" \
 GATEWAY_ADMIN_PASSWORD='bench operator password' \
 GATEWAY_LOG_LEVEL=warn \
 GATEWAY_WHATSAPP_ENABLED=false \
 GATEWAY_REDIS_URL="${REDIS_URL:-}" \
-  "$CARGO_TARGET_DIR/release/gateway" serve >"$WORK/gateway.log" 2>&1 &
+  "$BENCH_GATEWAY_BIN" serve >"${BENCH_LOG:-$WORK/gateway.log}" 2>&1 &
 GW_PID=$!
 for _ in $(seq 1 100); do curl -fs "$G/healthz" >/dev/null && break; sleep 0.1; done
 

@@ -156,3 +156,24 @@ async fn fallback_limits_locally_during_an_outage_and_returns_to_redis() {
     assert!(fallback.check("after-key-2", quota).await.allowed);
     assert_eq!(fallback.fallback_decisions(), fallbacks, "decided by Redis again, without a restart");
 }
+
+/// A key's limit and its subscription's in one script run: the tighter decides, and a request refused by one limit
+/// does not use up the other.
+#[tokio::test]
+async fn key_and_subscription_limits_are_decided_together_all_or_nothing() {
+    let Some(limiter) = limiter(&prefix()).await else { return };
+    let roomy = Quota::per_minute(600).with_burst(10);
+    let tight = Quota::per_minute(60).with_burst(2);
+    // Key A (roomy) under a tight subscription: the subscription decides and refuses the third request.
+    for expected_remaining in [1, 0] {
+        let (index, decision) = limiter.try_check_all(&[("key-a", roomy), ("sub", tight)]).await.expect("decision");
+        assert!(decision.allowed);
+        assert_eq!((index, decision.remaining, decision.quota), (1, expected_remaining, tight), "the tighter one");
+    }
+    let (index, refused) = limiter.try_check_all(&[("key-a", roomy), ("sub", tight)]).await.expect("decision");
+    assert_eq!((index, refused.allowed), (1, false));
+    assert!(refused.retry_after.is_some());
+    // Refused by the subscription, key A was not charged: it still has 10 - 2 = 8 of its burst.
+    let (_, alone) = limiter.try_check_all(&[("key-a", roomy)]).await.expect("decision");
+    assert_eq!(alone.remaining, 7, "two charged before, this one now; the refused one was not");
+}
