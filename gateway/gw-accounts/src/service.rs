@@ -871,11 +871,15 @@ impl Accounts {
     pub async fn authenticate_key(&self, key: &str, ip: Option<String>) -> Result<KeyPrincipal, AccountError> {
         crate::api_keys::parse(key).map_err(|_| AccountError::InvalidApiKey)?;
         let hash = self.api_key_hasher.hash(key);
-        let cached = self
-            .key_cache
-            .try_get_with(hash.as_bytes().to_vec(), self.load_key(&hash))
-            .await
-            .map_err(|err| AccountError::Internal(format!("API key look-up failed: {err}")))?;
+        // A plain look-up first: on the hot path (a cached key) it skips the loader's coalescing machinery.
+        let cached = match self.key_cache.get(hash.as_bytes()).await {
+            Some(cached) => cached,
+            None => self
+                .key_cache
+                .try_get_with(hash.as_bytes().to_vec(), self.load_key(&hash))
+                .await
+                .map_err(|err| AccountError::Internal(format!("API key look-up failed: {err}")))?,
+        };
         let CachedKey::Found { record, rate_limit_per_minute, subscription_rate_limit_per_minute } = cached else {
             return Err(AccountError::InvalidApiKey);
         };
