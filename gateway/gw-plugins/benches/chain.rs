@@ -101,7 +101,13 @@ fn main() {
     if let Some(bytes) = std::env::var("GW_BENCH_KEEP_RESIDENT").ok().and_then(|v| v.parse().ok()) {
         settings.keep_resident_bytes = bytes;
     }
-    println!("<!-- keep resident: {} bytes -->", settings.keep_resident_bytes);
+    if let Ok(cow) = std::env::var("GW_BENCH_MEMORY_INIT_COW") {
+        settings.memory_init_cow = cow != "0" && cow != "false";
+    }
+    println!(
+        "<!-- keep resident: {} bytes, memory_init_cow: {} -->",
+        settings.keep_resident_bytes, settings.memory_init_cow
+    );
     let host = PluginHost::new(settings, catalog.clone()).unwrap();
 
     // One call, fresh instance.

@@ -25,6 +25,9 @@ pub struct HostSettings {
     /// Bytes of each memory slot kept mapped after use: faster first touches, slower resets (which happen off the
     /// request path).
     pub keep_resident_bytes: usize,
+    /// Map a module's initial memory copy-on-write (wasmtime's default) instead of copying it into the slot. CoW
+    /// makes instantiation cheap but every first write to a page is a fault plus a TLB shootdown across threads.
+    pub memory_init_cow: bool,
     /// Granularity of call deadlines.
     pub epoch_tick: Duration,
     /// How long an instance's resolved chain is reused before it is loaded again (invalidation is immediate).
@@ -44,6 +47,7 @@ impl Default for HostSettings {
             instance_slots: 128,
             max_memory_bytes: 256 << 20,
             keep_resident_bytes: 64 << 10,
+            memory_init_cow: true,
             epoch_tick: Duration::from_millis(1),
             chain_ttl: Duration::from_secs(30),
             compiled_capacity: 512,
@@ -76,6 +80,7 @@ pub(crate) fn build_engine(settings: &HostSettings) -> wasmtime::Result<Engine> 
     let mut config = Config::new();
     config
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(settings.memory_init_cow)
         .consume_fuel(true)
         .epoch_interruption(true)
         // The world is synchronous; component-model async support costs about 20% per call.
