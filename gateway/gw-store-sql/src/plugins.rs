@@ -295,18 +295,6 @@ macro_rules! impl_plugin_store {
             owner.map(|(id,)| id.into()).ok_or(StoreError::not_found("plugin"))
         }
 
-        async fn instance_subscription(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            instance_id: InstanceId,
-        ) -> StoreResult<SubscriptionId> {
-            let owner: Option<(Uuid,)> = sqlx::query_as("SELECT subscription_id FROM instances WHERE id = $1")
-                .bind(instance_id.as_uuid())
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db_err("instance"))?;
-            owner.map(|(id,)| id.into()).ok_or(StoreError::not_found("instance"))
-        }
-
         async fn fetch_plugin(
             conn: &mut <$db as sqlx::Database>::Connection,
             scope: Scope,
@@ -617,7 +605,7 @@ macro_rules! impl_plugin_store {
             async fn create_plugin_binding(&self, new: NewPluginBinding, actor: &Actor) -> StoreResult<PluginBinding> {
                 let at = now();
                 let mut tx = self.begin_write().await?;
-                let subscription_id = instance_subscription(&mut tx, new.instance_id).await?;
+                let subscription_id = <$store>::instance_owner(&mut tx, new.instance_id).await?;
                 // Another subscription's plugin is simply not found: ids do not leak across tenants.
                 plugin_owner(&mut tx, Scope::Subscription(subscription_id), new.plugin_id).await?;
                 if let Some(version_id) = new.version_id {
@@ -701,7 +689,7 @@ macro_rules! impl_plugin_store {
                 actor: &Actor,
             ) -> StoreResult<PluginBinding> {
                 let mut tx = self.begin_write().await?;
-                let subscription_id = instance_subscription(&mut tx, instance_id).await?;
+                let subscription_id = <$store>::instance_owner(&mut tx, instance_id).await?;
                 let current = fetch_binding(&mut tx, instance_id, id).await?;
                 let version_id = patch.version_id.unwrap_or(current.version_id);
                 if let Some(version_id) = version_id
@@ -754,7 +742,7 @@ macro_rules! impl_plugin_store {
                 actor: &Actor,
             ) -> StoreResult<()> {
                 let mut tx = self.begin_write().await?;
-                let subscription_id = instance_subscription(&mut tx, instance_id).await?;
+                let subscription_id = <$store>::instance_owner(&mut tx, instance_id).await?;
                 let deleted = sqlx::query("DELETE FROM plugin_bindings WHERE id = $1 AND instance_id = $2")
                     .bind(id.as_uuid())
                     .bind(instance_id.as_uuid())

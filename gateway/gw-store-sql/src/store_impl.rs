@@ -87,6 +87,19 @@ macro_rules! impl_store {
                 .map_err(db_err("audit log entry"))
             }
 
+            /// The instance's owning subscription, for audit rows of instance-scoped resources.
+            pub(crate) async fn instance_owner(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                instance_id: InstanceId,
+            ) -> StoreResult<SubscriptionId> {
+                let owner: Option<(Uuid,)> = sqlx::query_as("SELECT subscription_id FROM instances WHERE id = $1")
+                    .bind(instance_id.as_uuid())
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db_err("instance"))?;
+                owner.map(|(id,)| id.into()).ok_or(StoreError::not_found("instance"))
+            }
+
             /// Why a reservation statement matched no row: no such subscription, an inactive one, or the limit.
             async fn refused_reservation(&self, id: SubscriptionId, instances: bool) -> StoreError {
                 let subscription = match self.get_subscription(id).await {
@@ -653,19 +666,6 @@ macro_rules! impl_store {
             }
         }
 
-        /// The instance's owning subscription, for audit rows of instance-scoped resources.
-        async fn instance_owner(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            instance_id: InstanceId,
-        ) -> StoreResult<SubscriptionId> {
-            let owner: Option<(Uuid,)> = sqlx::query_as("SELECT subscription_id FROM instances WHERE id = $1")
-                .bind(instance_id.as_uuid())
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db_err("instance"))?;
-            owner.map(|(id,)| id.into()).ok_or(StoreError::not_found("instance"))
-        }
-
         impl $store {
             /// Deletes one row of an instance-owned table (`statement` binds the row id then the instance id) and
             /// writes its `<resource>.delete` audit row, in one transaction.
@@ -679,7 +679,7 @@ macro_rules! impl_store {
                 actor: &Actor,
             ) -> StoreResult<()> {
                 let mut tx = self.begin_write().await?;
-                let subscription_id = instance_owner(&mut tx, instance_id).await?;
+                let subscription_id = <$store>::instance_owner(&mut tx, instance_id).await?;
                 let deleted = sqlx::query(statement)
                     .bind(id)
                     .bind(instance_id.as_uuid())
@@ -700,7 +700,7 @@ macro_rules! impl_store {
             async fn create_api_key(&self, new: NewApiKey, actor: &Actor) -> StoreResult<ApiKey> {
                 let at = now();
                 let mut tx = self.begin_write().await?;
-                let subscription_id = instance_owner(&mut tx, new.instance_id).await?;
+                let subscription_id = <$store>::instance_owner(&mut tx, new.instance_id).await?;
                 let key: ApiKey = sqlx::query_as::<_, ApiKeyRow>(concat!(
                     "INSERT INTO api_keys (id, instance_id, name, key_hash, permissions, is_active, created_at, \
                      updated_at, expires_at, usage_count, rate_limit) \
@@ -773,7 +773,7 @@ macro_rules! impl_store {
                 actor: &Actor,
             ) -> StoreResult<ApiKey> {
                 let mut tx = self.begin_write().await?;
-                let subscription_id = instance_owner(&mut tx, instance_id).await?;
+                let subscription_id = <$store>::instance_owner(&mut tx, instance_id).await?;
                 let key: ApiKey = sqlx::query_as::<_, ApiKeyRow>(concat!(
                     "UPDATE api_keys SET name = COALESCE($3, name), permissions = COALESCE($4, permissions), \
                      is_active = COALESCE($5, is_active), \
@@ -1030,7 +1030,7 @@ macro_rules! impl_store {
                 actor: &Actor,
             ) -> StoreResult<Contact> {
                 let mut tx = self.begin_write().await?;
-                let subscription_id = instance_owner(&mut tx, instance_id).await?;
+                let subscription_id = <$store>::instance_owner(&mut tx, instance_id).await?;
                 let contact: Contact = sqlx::query_as::<_, ContactRow>(concat!(
                     "UPDATE contacts SET is_blocked = $3, updated_at = $4 WHERE id = $1 AND instance_id = $2 \
                      RETURNING ",
@@ -1069,7 +1069,7 @@ macro_rules! impl_store {
             async fn create_webhook_config(&self, new: NewWebhookConfig, actor: &Actor) -> StoreResult<WebhookConfig> {
                 let at = now();
                 let mut tx = self.begin_write().await?;
-                let subscription_id = instance_owner(&mut tx, new.instance_id).await?;
+                let subscription_id = <$store>::instance_owner(&mut tx, new.instance_id).await?;
                 let config: WebhookConfig = sqlx::query_as::<_, WebhookConfigRow>(concat!(
                     "INSERT INTO webhook_configs (id, instance_id, url, events, secret, is_active, created_at, \
                      updated_at, total_sent, total_failed) VALUES ($1, $2, $3, $4, $5, TRUE, $6, $6, 0, 0) RETURNING ",
@@ -1127,7 +1127,7 @@ macro_rules! impl_store {
                 actor: &Actor,
             ) -> StoreResult<WebhookConfig> {
                 let mut tx = self.begin_write().await?;
-                let subscription_id = instance_owner(&mut tx, instance_id).await?;
+                let subscription_id = <$store>::instance_owner(&mut tx, instance_id).await?;
                 let config: WebhookConfig = sqlx::query_as::<_, WebhookConfigRow>(concat!(
                     "UPDATE webhook_configs SET url = COALESCE($3, url), events = COALESCE($4, events), \
                      secret = COALESCE($5, secret), is_active = COALESCE($6, is_active), updated_at = $7, \

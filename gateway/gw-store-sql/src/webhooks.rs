@@ -114,7 +114,7 @@ macro_rules! impl_webhook_delivery_store {
     ($store:ty, $db:ty, $skip_locked:literal) => {
         use async_trait::async_trait;
         use chrono::{DateTime, Utc};
-        use gw_core::{InstanceId, Redacted, SubscriptionId, Timestamp, WebhookConfig, WebhookConfigId, WebhookDeliveryId};
+        use gw_core::{InstanceId, Redacted, Timestamp, WebhookConfig, WebhookConfigId, WebhookDeliveryId};
         use gw_store::{
             Actor, ClaimedDelivery, CompletionReport, DeliveryCompletion, DisabledEndpoint, NewWebhookEvent, NextStep,
             Page, PageRequest, StoreError, StoreResult, WebhookDelivery, WebhookDeliveryStore,
@@ -124,43 +124,6 @@ macro_rules! impl_webhook_delivery_store {
         use crate::error::db_err;
         use crate::rows::{WebhookConfigRow, webhook_config_columns};
         use crate::webhooks::{AttemptRow, ClaimRow, DeliveryRow, Tally, delivery_columns, with_attempts};
-
-        async fn owner(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            instance_id: InstanceId,
-        ) -> StoreResult<SubscriptionId> {
-            let row: Option<(Uuid,)> = sqlx::query_as("SELECT subscription_id FROM instances WHERE id = $1")
-                .bind(instance_id.as_uuid())
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db_err("instance"))?;
-            row.map(|(id,)| id.into()).ok_or(StoreError::not_found("instance"))
-        }
-
-        async fn audit(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            subscription_id: SubscriptionId,
-            action: &str,
-            resource_id: String,
-            actor: &Actor,
-        ) -> StoreResult<()> {
-            sqlx::query(
-                "INSERT INTO audit_log (id, subscription_id, action, resource, resource_id, user_id, api_key_id, \
-                 ip_address, timestamp) VALUES ($1, $2, $3, 'webhook', $4, $5, $6, $7, $8)",
-            )
-            .bind(Uuid::now_v7())
-            .bind(subscription_id.as_uuid())
-            .bind(action)
-            .bind(resource_id)
-            .bind(actor.user_id.map(|id| id.as_uuid()))
-            .bind(actor.api_key_id.map(|id| id.as_uuid()))
-            .bind(actor.ip_address.as_deref())
-            .bind(Timestamp::now().as_datetime())
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err("audit entry"))?;
-            Ok(())
-        }
 
         async fn attempts_between(
             conn: &mut <$db as sqlx::Database>::Connection,
@@ -387,8 +350,8 @@ macro_rules! impl_webhook_delivery_store {
                     .map_err(db_err("webhook config"))?;
                     if let Some((instance_id, url)) = disabled {
                         let instance_id: InstanceId = instance_id.into();
-                        let subscription_id = owner(&mut tx, instance_id).await?;
-                        audit(&mut tx, subscription_id, "webhook.disable", config_id.to_string(), &Actor::system())
+                        let subscription_id = <$store>::instance_owner(&mut tx, instance_id).await?;
+                        <$store>::write_audit(&mut tx, Some(subscription_id), "webhook.disable", "webhook", Some(config_id.to_string()), &Actor::system())
                             .await?;
                         report.disabled.push(DisabledEndpoint { config_id, instance_id, subscription_id, url, reason });
                     }
@@ -483,7 +446,7 @@ macro_rules! impl_webhook_delivery_store {
                 actor: &Actor,
             ) -> StoreResult<WebhookDelivery> {
                 let mut tx = self.begin_write().await?;
-                let subscription_id = owner(&mut tx, instance_id).await?;
+                let subscription_id = <$store>::instance_owner(&mut tx, instance_id).await?;
                 let updated = sqlx::query(
                     "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $4, lease_until = NULL, \
                      claim_token = NULL WHERE id = $1 AND config_id = $2 AND instance_id = $3 AND status <> 'delivering'",
@@ -496,7 +459,7 @@ macro_rules! impl_webhook_delivery_store {
                 .await
                 .map_err(db_err("webhook delivery"))?;
                 if updated.rows_affected() > 0 {
-                    audit(&mut tx, subscription_id, "webhook.replay", id.to_string(), actor).await?;
+                    <$store>::write_audit(&mut tx, Some(subscription_id), "webhook.replay", "webhook", Some(id.to_string()), actor).await?;
                 }
                 tx.commit().await.map_err(db_err("webhook delivery"))?;
                 self.get_webhook_delivery(instance_id, config_id, id).await
@@ -512,7 +475,7 @@ macro_rules! impl_webhook_delivery_store {
                 actor: &Actor,
             ) -> StoreResult<u64> {
                 let mut tx = self.begin_write().await?;
-                let subscription_id = owner(&mut tx, instance_id).await?;
+                let subscription_id = <$store>::instance_owner(&mut tx, instance_id).await?;
                 let updated = sqlx::query(
                     "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $5, lease_until = NULL, \
                      claim_token = NULL WHERE config_id = $1 AND instance_id = $2 AND created_at >= $3 \
@@ -526,7 +489,7 @@ macro_rules! impl_webhook_delivery_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("webhook delivery"))?;
-                audit(&mut tx, subscription_id, "webhook.replay_range", config_id.to_string(), actor).await?;
+                <$store>::write_audit(&mut tx, Some(subscription_id), "webhook.replay_range", "webhook", Some(config_id.to_string()), actor).await?;
                 tx.commit().await.map_err(db_err("webhook delivery"))?;
                 Ok(updated.rows_affected())
             }
@@ -540,7 +503,7 @@ macro_rules! impl_webhook_delivery_store {
                 actor: &Actor,
             ) -> StoreResult<WebhookConfig> {
                 let mut tx = self.begin_write().await?;
-                let subscription_id = owner(&mut tx, instance_id).await?;
+                let subscription_id = <$store>::instance_owner(&mut tx, instance_id).await?;
                 let config: WebhookConfig = sqlx::query_as::<_, WebhookConfigRow>(concat!(
                     "UPDATE webhook_configs SET previous_secret = secret, previous_secret_expires_at = $4, \
                      secret = $3, updated_at = $5 WHERE id = $1 AND instance_id = $2 RETURNING ",
@@ -556,7 +519,7 @@ macro_rules! impl_webhook_delivery_store {
                 .map_err(db_err("webhook config"))?
                 .ok_or(StoreError::not_found("webhook config"))?
                 .into();
-                audit(&mut tx, subscription_id, "webhook.rotate_secret", id.to_string(), actor).await?;
+                <$store>::write_audit(&mut tx, Some(subscription_id), "webhook.rotate_secret", "webhook", Some(id.to_string()), actor).await?;
                 tx.commit().await.map_err(db_err("webhook config"))?;
                 Ok(config)
             }
