@@ -1497,6 +1497,11 @@ async fn webhooks_deliver_signed_events_retry_replay_and_rotate(database: &Datab
         .env("GATEWAY_WEBHOOKS_ALLOW_PRIVATE_CIDRS", "[\"127.0.0.0/8\"]")
         .env("GATEWAY_WEBHOOKS_SCHEDULE_MS", "[0, 100, 100]")
         .env("GATEWAY_WEBHOOKS_POLL_INTERVAL_MS", "100");
+    let metrics_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        probe.local_addr().expect("addr").port()
+    };
+    command.env("GATEWAY_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"));
     let app = TestApp::spawn_with(command).await;
     let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
     let (_, owner_email, _) = tenant(&operator, "Hooks").await;
@@ -1594,7 +1599,24 @@ async fn webhooks_deliver_signed_events_retry_replay_and_rotate(database: &Datab
     let (headers, body) = receiver.next().await;
     assert_eq!(hook_header(&headers, "webhook-signature").split(' ').count(), 2, "old and new signatures");
     assert!(verified(&new_secret, &headers, &body) && verified(&secret, &headers, &body));
+
+    // The private metrics listener shows the dispatcher's work (the 500 and the successes) beside the edge's.
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let text = eventually("webhook counters in /metrics", || async {
+        let text = app.client.get(&metrics_url).send().await.ok()?.text().await.ok()?;
+        let success = metric(&text, "gateway_webhook_attempts_total{outcome=\"success\"}")?;
+        (success >= 2.0).then_some(text)
+    })
+    .await;
+    assert!(metric(&text, "gateway_webhook_attempts_total{outcome=\"failure\"}").is_some_and(|v| v >= 1.0), "{text}");
+    assert!(metric(&text, "gateway_webhook_latency_seconds_count").is_some_and(|v| v >= 3.0), "{text}");
+    assert_eq!(metric(&text, "gateway_ratelimit_redis_degraded{backend=\"local\"}"), Some(0.0), "{text}");
     app.terminate().await;
+}
+
+/// The value of one sample in a Prometheus text exposition.
+fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// A send over the monthly quota is refused (429 quota-exceeded, with the reset time) and writes nothing; usage,
