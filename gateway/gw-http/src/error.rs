@@ -339,7 +339,7 @@ impl From<gw_sessions::EngineError> for ApiError {
         match err {
             EngineError::NotConnected { .. } => ApiError::Problem(&ProblemType::INSTANCE_NOT_CONNECTED, detail),
             EngineError::Invalid(field) => ApiError::invalid(field.field, field.reason),
-            EngineError::Media(MediaRefused::TooLarge { .. }) => {
+            EngineError::Media(MediaRefused::TooLarge { .. } | MediaRefused::TooLargeAtUrl { .. }) => {
                 ApiError::Problem(&ProblemType::MEDIA_TOO_LARGE, detail)
             }
             EngineError::Media(MediaRefused::UnsupportedType { .. }) => {

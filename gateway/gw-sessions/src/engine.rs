@@ -520,7 +520,7 @@ async fn fetch_media(inner: &Inner, request: SendRequest) -> Result<SendRequest,
         .into());
     };
     let fetched = fetcher.fetch(&url, limit).await.map_err(|e| match e {
-        FetchError::TooLarge { .. } => EngineError::Media(MediaRefused::TooLarge { kind, limit, size: limit + 1 }),
+        FetchError::TooLarge { .. } => EngineError::Media(MediaRefused::TooLargeAtUrl { kind, limit }),
         FetchError::Refused(reason) => InvalidField { field: "media.url", reason }.into(),
         FetchError::Failed(reason) => {
             InvalidField { field: "media.url", reason: format!("could not be fetched: {reason}") }.into()

@@ -94,6 +94,9 @@ pub fn media_policy(kind: MessageKind) -> Option<(u64, &'static [&'static str])>
 pub enum MediaRefused {
     #[error("{kind} media is limited to {limit} bytes; this one has {size}")]
     TooLarge { kind: MessageKind, limit: u64, size: u64 },
+    /// Fetched by URL: the download stopped at the limit, so the real size is not known.
+    #[error("{kind} media is limited to {limit} bytes; the file at the URL is larger")]
+    TooLargeAtUrl { kind: MessageKind, limit: u64 },
     #[error("{mime_type} is not accepted for {kind}; accepted: {accepted}")]
     UnsupportedType { kind: MessageKind, mime_type: String, accepted: String },
 }

@@ -474,7 +474,7 @@ async fn media_by_url_is_fetched_before_the_send_is_accepted(store: Arc<dyn Stor
 
     assert!(matches!(
         node.engine.send(&inst, image_url("https://media.example/huge.png")).await,
-        Err(EngineError::Media(MediaRefused::TooLarge { .. }))
+        Err(EngineError::Media(MediaRefused::TooLargeAtUrl { .. }))
     ));
     assert!(matches!(
         node.engine.send(&inst, image_url("https://media.example/virus.exe")).await,
