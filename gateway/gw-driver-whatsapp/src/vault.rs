@@ -42,11 +42,6 @@ impl AuthVault for StoreAuthVault {
     }
 
     async fn invalidate(&self) -> Result<(), DriverError> {
-        match self.store.invalidate_session(self.instance_id, Timestamp::now()).await {
-            Ok(()) => Ok(()),
-            // Nothing saved yet: nothing to invalidate.
-            Err(err) if err.is_not_found() => Ok(()),
-            Err(err) => Err(store_error(err)),
-        }
+        self.store.invalidate_session(self.instance_id, Timestamp::now()).await.map_err(store_error)
     }
 }

@@ -264,11 +264,7 @@ impl Engine {
             return result.map_err(EngineError::Driver);
         }
         // No live session: forget the stored one (if it was ever paired) and record the status ourselves.
-        match self.inner.store.invalidate_session(instance.id, Timestamp::now()).await {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
+        self.inner.store.invalidate_session(instance.id, Timestamp::now()).await?;
         supervisor::record_status(&self.inner, instance, InstanceStatus::LoggedOut, Some("logged out by the API"))
             .await;
         Ok(())

@@ -214,12 +214,11 @@ async fn run(
 }
 
 async fn logout_offline(inner: &Inner, instance_id: InstanceId) -> Result<(), DriverError> {
-    match inner.store.invalidate_session(instance_id, Timestamp::now()).await {
-        // Never paired (no stored session): there is nothing to forget, and logging out still parks it.
-        Ok(()) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(DriverError::Transient(e.to_string())),
-    }
+    inner
+        .store
+        .invalidate_session(instance_id, Timestamp::now())
+        .await
+        .map_err(|e| DriverError::Transient(e.to_string()))?;
     if let Ok(instance) = inner.store.get_instance(gw_store::Scope::All, instance_id).await {
         record_status(inner, &instance, InstanceStatus::LoggedOut, Some("logged out by the API")).await;
     }

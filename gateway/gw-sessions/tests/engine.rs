@@ -493,6 +493,17 @@ async fn media_by_url_is_fetched_before_the_send_is_accepted(store: Arc<dyn Stor
     node.engine.shutdown().await;
 }
 
+async fn logging_out_an_instance_that_never_paired_parks_it(store: Arc<dyn Store>) {
+    let node = node(store.clone(), SandboxNetwork::new());
+    let sub = tenant(&store, 10).await;
+    let inst = new_instance(&store, &sub, "never-paired").await;
+    assert_eq!(store.load_session(inst.id).await.expect("load"), None, "no session was ever saved");
+    node.engine.logout(&inst).await.expect("logging out needs no stored session");
+    let after = store.get_instance(Scope::All, inst.id).await.expect("instance");
+    assert_eq!(after.status, InstanceStatus::LoggedOut);
+    node.engine.shutdown().await;
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -537,4 +548,5 @@ on_both_backends!(
     stream_replaced_parks_the_instance,
     inbound_from_a_lid_keeps_one_contact,
     media_by_url_is_fetched_before_the_send_is_accepted,
+    logging_out_an_instance_that_never_paired_parks_it,
 );

@@ -1234,16 +1234,12 @@ macro_rules! impl_store {
             }
 
             async fn invalidate_session(&self, instance_id: InstanceId, at: Timestamp) -> StoreResult<()> {
-                let updated =
-                    sqlx::query("UPDATE session_data SET session_valid = FALSE, updated_at = $2 WHERE instance_id = $1")
-                        .bind(instance_id.as_uuid())
-                        .bind(at.as_datetime())
-                        .execute(&self.pool)
-                        .await
-                        .map_err(db_err("session"))?;
-                if updated.rows_affected() == 0 {
-                    return Err(StoreError::not_found("session"));
-                }
+                sqlx::query("UPDATE session_data SET session_valid = FALSE, updated_at = $2 WHERE instance_id = $1")
+                    .bind(instance_id.as_uuid())
+                    .bind(at.as_datetime())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err("session"))?;
                 Ok(())
             }
 

@@ -161,7 +161,8 @@ pub trait SessionStore: Send + Sync {
         at: Timestamp,
     ) -> StoreResult<SessionData>;
     async fn load_session(&self, instance_id: InstanceId) -> StoreResult<Option<SessionData>>;
-    /// Keeps the row but marks it unusable (logged out): the engine will not resume it.
+    /// Keeps the row but marks it unusable (logged out): the engine will not resume it. An instance that never
+    /// saved a session has nothing to invalidate: that is not an error.
     async fn invalidate_session(&self, instance_id: InstanceId, at: Timestamp) -> StoreResult<()>;
     async fn delete_session(&self, instance_id: InstanceId) -> StoreResult<()>;
 }
