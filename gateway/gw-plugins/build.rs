@@ -34,6 +34,7 @@ fn main() {
     for watched in [
         plugins.join("Cargo.toml"),
         plugins.join("Cargo.lock"),
+        plugins.join(".cargo/config.toml"),
         sdk.join("Cargo.toml"),
         sdk.join("wit"),
         sdk.join("src"),

@@ -50,7 +50,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<String> {
     };
     let host = PluginHost::standalone(HostSettings { instance_slots: 1, ..HostSettings::default() })
         .context("starting the plugin host")?;
-    let report = runner::run(&host, &component, &event, &config, limits, Default::default())
+    // A plugin call is async (it may await its key-value store); one thread is all a single run needs.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")?;
+    let report = runtime
+        .block_on(runner::run(&host, &component, &event, &config, limits, Default::default()))
         .with_context(|| format!("running {}", args.file.display()))?;
     serde_json::to_string_pretty(&report).context("printing the report")
 }

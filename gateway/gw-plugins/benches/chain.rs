@@ -1,13 +1,14 @@
 //! Per-event plugin cost on the request path: one fresh instance per event, the store dropped off the path.
 //!
 //! `cargo bench -p gw-plugins --bench chain` (release). Prints p50/p99 for:
-//! - one call on a fresh instance (`PluginHost::call_blocking`: new store, instantiate, call, hand the store to
-//!   the reaper), which is the per-plugin cost;
-//! - the whole pipeline (`PluginChain::process`, including the hop to a blocking thread) with 1 and 5 bindings;
+//! - one call on a fresh instance (`PluginHost::call`: new store, instantiate, call, hand the store to the
+//!   reaper), which is the per-plugin cost;
+//! - the whole pipeline (`PluginChain::process`: the cached chain, the calls, the verdicts) with 1 and 5
+//!   bindings;
 //! - the same filter logic compiled natively, as the floor.
 //!
-//! Iterations: `GW_BENCH_ITERATIONS` (default 20000); `GW_BENCH_KEEP_RESIDENT` overrides the bytes of each memory
-//! slot kept resident.
+//! Iterations: `GW_BENCH_ITERATIONS` (default 20000). Host settings to compare: `GW_BENCH_KEEP_RESIDENT` (bytes
+//! of each memory slot kept resident), `GW_BENCH_PAGEMAP_SCAN=0|1`, `GW_BENCH_MEMORY_INIT_COW=0|1`.
 #![allow(clippy::unwrap_used, missing_debug_implementations)]
 
 #[path = "../../../plugins/bench-filter/src/logic.rs"]
@@ -78,7 +79,8 @@ fn report(name: &str, plugins: u32, samples: Vec<Duration>) {
 
 fn main() {
     let iterations: usize = std::env::var("GW_BENCH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let bytes = std::fs::read(guests::BENCH_FILTER).unwrap();
+    let guest = std::env::var("GW_BENCH_GUEST").unwrap_or_else(|_| guests::BENCH_FILTER.into());
+    let bytes = std::fs::read(&guest).unwrap();
     println!("iterations: {iterations}; times in microseconds");
     println!("| case | p50 | p99 | mean | p50 per plugin | p99 per plugin |");
     println!("| --- | --- | --- | --- | --- | --- |");
@@ -101,12 +103,16 @@ fn main() {
     if let Some(bytes) = std::env::var("GW_BENCH_KEEP_RESIDENT").ok().and_then(|v| v.parse().ok()) {
         settings.keep_resident_bytes = bytes;
     }
-    if let Ok(cow) = std::env::var("GW_BENCH_MEMORY_INIT_COW") {
-        settings.memory_init_cow = cow != "0" && cow != "false";
+    let flag = |name: &str| std::env::var(name).ok().map(|v| v != "0" && v != "false");
+    if let Some(cow) = flag("GW_BENCH_MEMORY_INIT_COW") {
+        settings.memory_init_cow = cow;
+    }
+    if let Some(scan) = flag("GW_BENCH_PAGEMAP_SCAN") {
+        settings.pagemap_scan = scan;
     }
     println!(
-        "<!-- keep resident: {} bytes, memory_init_cow: {} -->",
-        settings.keep_resident_bytes, settings.memory_init_cow
+        "<!-- keep resident: {} bytes, pagemap_scan: {}, memory_init_cow: {} -->",
+        settings.keep_resident_bytes, settings.pagemap_scan, settings.memory_init_cow
     );
     let host = PluginHost::new(settings, catalog.clone()).unwrap();
 
@@ -115,19 +121,22 @@ fn main() {
     let mut event = sample_event("{}");
     event.text = Some(TEXT.into());
     let input = CallInput { event, limits: limits(), kv: KvBackend::memory() };
-    let output = host.call_blocking(&compiled, &input);
-    assert!(output.result.is_ok(), "{:?}", output.result);
-    println!("<!-- fuel per call: {} -->", output.fuel_used);
-    for _ in 0..1000 {
-        black_box(host.call_blocking(&compiled, &input));
-    }
-    let mut samples = Vec::with_capacity(iterations);
-    for _ in 0..iterations {
-        let started = Instant::now();
-        black_box(host.call_blocking(&compiled, &input));
-        samples.push(started.elapsed());
-    }
-    report("one call, fresh instance (call_blocking)", 1, samples);
+    let samples = runtime.block_on(async {
+        let output = host.call(&compiled, &input).await;
+        assert!(output.result.is_ok(), "{:?}", output.result);
+        println!("<!-- fuel per call: {} -->", output.fuel_used);
+        for _ in 0..1000 {
+            black_box(host.call(&compiled, &input).await);
+        }
+        let mut samples = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let started = Instant::now();
+            black_box(host.call(&compiled, &input).await);
+            samples.push(started.elapsed());
+        }
+        samples
+    });
+    report("one call, fresh instance (call)", 1, samples);
 
     // The pipeline, 1 and 5 bindings.
     for plugins in [1, 5] {

@@ -5,10 +5,11 @@
 //! rolled back, a binding changed) affects only later events: in-flight events finish on their version, and none
 //! is dropped.
 //!
-//! The guest call is synchronous. The whole chain of one event runs on one blocking thread (one hop off the
-//! async workers per event, not per plugin), and the key-value capability reaches the async catalog from there
-//! with `Handle::block_on`, bounded by the call's deadline. Failures and logs are written to the catalog from a
-//! spawned task, off the request path.
+//! The chain runs on the task that processes the event: each call is wasmtime's async call (a fiber), so there
+//! is no hop to a blocking thread. A call yields to the runtime every few hundred microseconds of guest code
+//! (fuel), so a plugin that computes until its deadline holds a worker only in short slices; the key-value
+//! capability awaits the catalog, bounded by the call's deadline. Failures and logs are written to the catalog
+//! from a spawned task, off the request path.
 
 use std::{
     sync::{Arc, Mutex},
@@ -171,17 +172,7 @@ impl MessagePipeline for PluginChain {
         if !chain.bindings.iter().any(|b| b.bound.direction.covers(event.direction)) {
             return PipelineOutcome::deliver(event);
         }
-        let host = self.host.clone();
-        let runtime = tokio::runtime::Handle::current();
-        let fallback = event.clone();
-        let run = tokio::task::spawn_blocking(move || run_chain(&host, &chain, event, &runtime)).await;
-        let run = match run {
-            Ok(run) => run,
-            Err(error) => {
-                tracing::error!(error = %error, "plugin chain task failed; message passes");
-                return PipelineOutcome::deliver(fallback);
-            }
-        };
+        let run = run_chain(&self.host, &chain, event).await;
         if !run.failures.is_empty() || !run.logs.is_empty() {
             let catalog = self.state().catalog.clone();
             tokio::spawn(async move {
@@ -255,12 +246,7 @@ pub(crate) fn validate(verdict: &WitVerdict) -> Result<(), PluginError> {
     Ok(())
 }
 
-fn run_chain(
-    host: &PluginHost,
-    chain: &LoadedChain,
-    mut event: MessageEvent,
-    runtime: &tokio::runtime::Handle,
-) -> ChainRun {
+async fn run_chain(host: &PluginHost, chain: &LoadedChain, mut event: MessageEvent) -> ChainRun {
     let settings = &host.inner.settings;
     let mut replies = Vec::new();
     let mut failures = Vec::new();
@@ -283,10 +269,9 @@ fn run_chain(
                         catalog: host.inner.chains.catalog.clone(),
                         plugin: bound.plugin_id,
                         instance: event.instance_id,
-                        runtime: runtime.clone(),
                     },
                 };
-                let output = host.inner.call_blocking(compiled, &input);
+                let output = host.inner.call(compiled, &input).await;
                 keep_logs(host, bound, output.logs, output.logs_dropped, &mut logs);
                 output.result.and_then(|verdict| validate(&verdict).map(|()| verdict))
             }

@@ -6,10 +6,10 @@
 use std::{path::PathBuf, time::Duration};
 
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
     component::{HasData, Linker, ResourceTable},
 };
-use wasmtime_wasi::{cli::WasiCli, p2::bindings::sync as wasi};
+use wasmtime_wasi::{cli::WasiCli, p2::bindings as wasi};
 
 use crate::call::{CallState, Plugin};
 
@@ -22,9 +22,13 @@ pub struct HostSettings {
     pub instance_slots: u32,
     /// The largest linear memory any tier may grant; a slot reserves this much address space.
     pub max_memory_bytes: u64,
-    /// Bytes of each memory slot kept mapped after use: faster first touches, slower resets (which happen off the
-    /// request path).
+    /// Bytes of each memory slot kept mapped after use and reset in place: the next instance finds them
+    /// present (no page faults), and a reset writes back only what was dirtied, with no `madvise`. See
+    /// `pagemap_scan`.
     pub keep_resident_bytes: usize,
+    /// Find the pages a call dirtied with Linux's `PAGEMAP_SCAN` (6.7+) and reset only those; without it the
+    /// first `keep_resident_bytes` of a slot are reset whether touched or not. Ignored where unsupported.
+    pub pagemap_scan: bool,
     /// Map a module's initial memory copy-on-write (wasmtime's default) instead of copying it into the slot. CoW
     /// makes instantiation cheap but every first write to a page is a fault plus a TLB shootdown across threads.
     pub memory_init_cow: bool,
@@ -46,7 +50,8 @@ impl Default for HostSettings {
             cache_dir: None,
             instance_slots: 128,
             max_memory_bytes: 256 << 20,
-            keep_resident_bytes: 64 << 10,
+            keep_resident_bytes: 1 << 20,
+            pagemap_scan: true,
             memory_init_cow: true,
             epoch_tick: Duration::from_millis(1),
             chain_ttl: Duration::from_secs(30),
@@ -70,13 +75,15 @@ pub(crate) fn build_engine(settings: &HostSettings) -> wasmtime::Result<Engine> 
         .total_core_instances(slots * MAX_CORE_INSTANCES_PER_COMPONENT)
         .total_memories(slots * MAX_MEMORIES_PER_COMPONENT)
         .total_tables(slots * MAX_TABLES_PER_COMPONENT)
-        .total_stacks(0)
+        // A call runs on a fiber of its own (async), whose stack comes from this pool.
+        .total_stacks(slots)
         .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
         .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
         .max_memory_size(usize::try_from(settings.max_memory_bytes).unwrap_or(usize::MAX))
         .linear_memory_keep_resident(settings.keep_resident_bytes)
-        .table_keep_resident(64 << 10);
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(if settings.pagemap_scan { Enabled::Auto } else { Enabled::No });
     let mut config = Config::new();
     config
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))

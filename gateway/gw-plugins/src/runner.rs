@@ -135,7 +135,7 @@ pub fn default_limits() -> PluginLimits {
 
 /// Runs `component` once on `event` with `config`, with an in-memory key-value store (`kv`, which a harness may
 /// seed and inspect between runs).
-pub fn run(
+pub async fn run(
     host: &PluginHost,
     component: &[u8],
     event: &SampleEvent,
@@ -147,7 +147,7 @@ pub fn run(
     let config = serde_json::to_string(config).map_err(|e| RunError::Event(e.to_string()))?;
     let input = CallInput { event: event.to_wit(&config)?, limits, kv: KvBackend::Memory(kv) };
     let started = Instant::now();
-    let output = host.call_blocking(&compiled, &input);
+    let output = host.call(&compiled, &input).await;
     let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let result = output.result.and_then(|verdict| validate(&verdict).map(|()| verdict));
     let (verdict, error) = match result {

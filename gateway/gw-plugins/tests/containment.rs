@@ -68,6 +68,43 @@ async fn an_infinite_loop_without_a_fuel_limit_hits_the_deadline() {
     assert_eq!(failure.message, "timed out after 30 ms");
 }
 
+/// Calls run on the event's own task: a plugin that computes until its deadline must hand the thread back in
+/// slices. On a one-thread runtime another task runs while the call does; it could not if the call held the
+/// thread for its whole deadline.
+#[tokio::test(flavor = "current_thread")]
+async fn a_plugin_computing_until_its_deadline_does_not_hold_the_thread() {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    let catalog = Arc::new(MemoryCatalog::default());
+    let bad = InstanceId::new();
+    let mut bound =
+        binding(&catalog, "hostile_infinite_loop", 1, BindingDirection::Both, FailurePolicy::FailOpen, json!({}));
+    bound.limits = PluginLimits { fuel: 0, timeout_ms: 100, ..common::limits() };
+    let hostile_binding = bound.binding_id;
+    catalog.set_chain(bad, vec![bound]);
+    let chain = common::host(catalog.clone()).pipeline();
+    // The first event loads and compiles the chain (which awaits a blocking thread); only the second is measured.
+    chain.process(event(bad, Direction::Inbound, CHAT, "warm up")).await;
+
+    let beats = Arc::new(AtomicU64::new(0));
+    let heartbeat = tokio::spawn({
+        let beats = beats.clone();
+        async move {
+            loop {
+                beats.fetch_add(1, SeqCst);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let outcome = chain.process(event(bad, Direction::Inbound, CHAT, "hello")).await;
+    let beats_during_call = beats.load(SeqCst);
+    heartbeat.abort();
+
+    assert!(matches!(&outcome.disposition, Disposition::Deliver(e) if e.text.as_deref() == Some("hello")));
+    assert!(beats_during_call > 10, "another task ran only {beats_during_call} times during a 100 ms call");
+    let failures = catalog.wait_failures(hostile_binding, 2).await;
+    assert!(failures.iter().all(|f| f.kind == "timeout"), "{failures:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_bomb_hits_the_memory_limit() {
     let failure = contained("hostile_memory_bomb", common::limits()).await;

@@ -99,6 +99,7 @@ async fn a_restarted_host_loads_compiled_components_from_disk() {
         gw_plugins::runner::default_limits(),
         Arc::default(),
     )
+    .await
     .unwrap();
     assert_eq!(compiled.sha256, gw_plugins::sha256_hex(&bytes));
     assert_eq!(
