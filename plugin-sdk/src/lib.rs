@@ -20,6 +20,18 @@
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm` in `target/wasm32-wasip2/release/` is
 //! the component to upload. Run it locally with `gateway plugin run <file.wasm> --event event.json`.
+//!
+//! The SDK itself needs only `core` and `alloc`. A `#![no_std]` plugin turns on the `lean` feature (and leaves
+//! out `json`) to get an allocator and a panic handler; see the crate's README.
+
+#![no_std]
+
+extern crate alloc;
+
+use alloc::{string::String, vec::Vec};
+
+#[cfg(feature = "lean")]
+mod lean;
 
 #[doc(hidden)]
 pub mod bindings {
@@ -109,6 +121,7 @@ pub mod log {
 /// The plugin's private key-value store on this instance (the host limits key and value sizes and key count).
 pub mod kv {
     use crate::bindings::gateway::plugin::kv;
+    use alloc::{string::String, vec::Vec};
 
     pub fn get(key: &str) -> Option<Vec<u8>> {
         kv::get(key)
@@ -134,6 +147,8 @@ pub mod kv {
 
 /// The binding's config, read-only.
 pub mod config {
+    use alloc::string::String;
+
     /// The raw config JSON (`{}` when the binding has none).
     pub fn raw() -> String {
         crate::bindings::gateway::plugin::config::get()
@@ -142,7 +157,7 @@ pub mod config {
     /// The config parsed into `T`.
     #[cfg(feature = "json")]
     pub fn json<T: serde::de::DeserializeOwned>() -> Result<T, String> {
-        serde_json::from_str(&raw()).map_err(|e| format!("invalid config: {e}"))
+        serde_json::from_str(&raw()).map_err(|e| alloc::format!("invalid config: {e}"))
     }
 }
 

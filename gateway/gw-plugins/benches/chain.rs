@@ -7,12 +7,18 @@
 //!   bindings;
 //! - the same filter logic compiled natively, as the floor.
 //!
+//! Each case runs for two builds of the same filter: `bench_filter` (Rust's standard library, so the component
+//! carries the WASI adapter for panic output) and `bench_filter_lean` (`#![no_std]` on the SDK's `lean` runtime,
+//! importing only the plugin world).
+//!
 //! Iterations: `GW_BENCH_ITERATIONS` (default 20000). Host settings to compare: `GW_BENCH_KEEP_RESIDENT` (bytes
 //! of each memory slot kept resident), `GW_BENCH_PAGEMAP_SCAN=0|1`, `GW_BENCH_MEMORY_INIT_COW=0|1`.
 #![allow(clippy::unwrap_used, missing_debug_implementations)]
 
 #[path = "../../../plugins/bench-filter/src/logic.rs"]
 mod logic;
+
+extern crate alloc;
 
 use std::{
     collections::HashMap,
@@ -79,8 +85,6 @@ fn report(name: &str, plugins: u32, samples: Vec<Duration>) {
 
 fn main() {
     let iterations: usize = std::env::var("GW_BENCH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let guest = std::env::var("GW_BENCH_GUEST").unwrap_or_else(|_| guests::BENCH_FILTER.into());
-    let bytes = std::fs::read(&guest).unwrap();
     println!("iterations: {iterations}; times in microseconds");
     println!("| case | p50 | p99 | mean | p50 per plugin | p99 per plugin |");
     println!("| --- | --- | --- | --- | --- | --- |");
@@ -97,8 +101,6 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let _guard = runtime.enter();
     let catalog = Arc::new(Catalog::default());
-    let sha = sha256_hex(&bytes);
-    catalog.components.lock().unwrap().insert(sha.clone(), bytes.clone());
     let mut settings = HostSettings::default();
     if let Some(bytes) = std::env::var("GW_BENCH_KEEP_RESIDENT").ok().and_then(|v| v.parse().ok()) {
         settings.keep_resident_bytes = bytes;
@@ -116,76 +118,82 @@ fn main() {
     );
     let host = PluginHost::new(settings, catalog.clone()).unwrap();
 
-    // One call, fresh instance.
-    let compiled = host.load(&bytes).unwrap();
-    let mut event = sample_event("{}");
-    event.text = Some(TEXT.into());
-    let input = CallInput { event, limits: limits(), kv: KvBackend::memory() };
-    let samples = runtime.block_on(async {
-        let output = host.call(&compiled, &input).await;
-        assert!(output.result.is_ok(), "{:?}", output.result);
-        println!("<!-- fuel per call: {} -->", output.fuel_used);
-        for _ in 0..1000 {
-            black_box(host.call(&compiled, &input).await);
-        }
-        let mut samples = Vec::with_capacity(iterations);
-        for _ in 0..iterations {
-            let started = Instant::now();
-            black_box(host.call(&compiled, &input).await);
-            samples.push(started.elapsed());
-        }
-        samples
-    });
-    report("one call, fresh instance (call)", 1, samples);
+    for (guest, path) in [("std", guests::BENCH_FILTER), ("no_std", guests::BENCH_FILTER_LEAN)] {
+        let bytes = std::fs::read(path).unwrap();
+        let sha = sha256_hex(&bytes);
+        catalog.components.lock().unwrap().insert(sha.clone(), bytes.clone());
 
-    // The pipeline, 1 and 5 bindings.
-    for plugins in [1, 5] {
-        let instance = InstanceId::new();
-        let chain: Vec<BoundPlugin> = (0..plugins)
-            .map(|position| BoundPlugin {
-                binding_id: PluginBindingId::new(),
-                plugin_id: PluginId::new(),
-                plugin_name: "bench_filter".into(),
-                version_id: PluginVersionId::new(),
-                version: 1,
-                sha256: sha.clone(),
-                position,
-                direction: BindingDirection::Both,
-                config: serde_json::json!({}),
-                failure_policy: FailurePolicy::FailClosed,
-                subscription_id: SubscriptionId::new(),
-                limits: limits(),
-            })
-            .collect();
-        catalog.chains.lock().unwrap().insert(instance, chain);
-        let pipeline = host.pipeline();
-        let event = MessageEvent {
-            direction: Direction::Outbound,
-            subscription_id: SubscriptionId::new(),
-            instance_id: instance,
-            message_id: MessageId::new(),
-            chat_jid: "15550001111@s.whatsapp.net".into(),
-            sender: String::new(),
-            kind: MessageKind::Text,
-            text: Some(TEXT.into()),
-            media: None,
-            timestamp: Timestamp::now(),
-            origin: Origin::Api,
-        };
+        // One call, fresh instance.
+        let compiled = host.load(&bytes).unwrap();
+        let mut event = sample_event("{}");
+        event.text = Some(TEXT.into());
+        let input = CallInput { event, limits: limits(), kv: KvBackend::memory() };
         let samples = runtime.block_on(async {
+            let output = host.call(&compiled, &input).await;
+            assert!(output.result.is_ok(), "{:?}", output.result);
+            println!("<!-- {guest}: {} bytes, fuel per call: {} -->", bytes.len(), output.fuel_used);
             for _ in 0..1000 {
-                black_box(pipeline.process(event.clone()).await);
+                black_box(host.call(&compiled, &input).await);
             }
             let mut samples = Vec::with_capacity(iterations);
             for _ in 0..iterations {
-                let event = event.clone();
                 let started = Instant::now();
-                let outcome = pipeline.process(event).await;
+                black_box(host.call(&compiled, &input).await);
                 samples.push(started.elapsed());
-                black_box(outcome);
             }
             samples
         });
-        report(&format!("pipeline, {plugins} plugin(s) (process)"), plugins as u32, samples);
+        report(&format!("{guest}: one call, fresh instance (call)"), 1, samples);
+
+        // The pipeline, 1 and 5 bindings.
+        for plugins in [1, 5] {
+            let instance = InstanceId::new();
+            let chain: Vec<BoundPlugin> = (0..plugins)
+                .map(|position| BoundPlugin {
+                    binding_id: PluginBindingId::new(),
+                    plugin_id: PluginId::new(),
+                    plugin_name: "bench_filter".into(),
+                    version_id: PluginVersionId::new(),
+                    version: 1,
+                    sha256: sha.clone(),
+                    position,
+                    direction: BindingDirection::Both,
+                    config: serde_json::json!({}),
+                    failure_policy: FailurePolicy::FailClosed,
+                    subscription_id: SubscriptionId::new(),
+                    limits: limits(),
+                })
+                .collect();
+            catalog.chains.lock().unwrap().insert(instance, chain);
+            let pipeline = host.pipeline();
+            let event = MessageEvent {
+                direction: Direction::Outbound,
+                subscription_id: SubscriptionId::new(),
+                instance_id: instance,
+                message_id: MessageId::new(),
+                chat_jid: "15550001111@s.whatsapp.net".into(),
+                sender: String::new(),
+                kind: MessageKind::Text,
+                text: Some(TEXT.into()),
+                media: None,
+                timestamp: Timestamp::now(),
+                origin: Origin::Api,
+            };
+            let samples = runtime.block_on(async {
+                for _ in 0..1000 {
+                    black_box(pipeline.process(event.clone()).await);
+                }
+                let mut samples = Vec::with_capacity(iterations);
+                for _ in 0..iterations {
+                    let event = event.clone();
+                    let started = Instant::now();
+                    let outcome = pipeline.process(event).await;
+                    samples.push(started.elapsed());
+                    black_box(outcome);
+                }
+                samples
+            });
+            report(&format!("{guest}: pipeline, {plugins} plugin(s) (process)"), plugins as u32, samples);
+        }
     }
 }

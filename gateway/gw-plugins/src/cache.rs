@@ -22,6 +22,8 @@ use crate::call::{CallState, PluginPre};
 pub struct Compiled {
     pub sha256: String,
     pub pre: PluginPre<CallState>,
+    /// The interfaces the component imports (all within the allow-list).
+    pub imports: Vec<String>,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -169,10 +171,9 @@ fn link(
     sha256: &str,
     component: &Component,
 ) -> Result<Compiled, LoadError> {
-    let ty = component.component_type();
-    let forbidden: Vec<String> = ty
-        .imports(engine)
-        .map(|(name, _)| name)
+    let imports: Vec<String> = component.component_type().imports(engine).map(|(name, _)| name.to_owned()).collect();
+    let forbidden: Vec<String> = imports
+        .iter()
         .filter(|name| !crate::engine::ALLOWED_IMPORT_PREFIXES.iter().any(|prefix| name.starts_with(prefix)))
         .map(|name| format!("`{name}`"))
         .collect();
@@ -181,5 +182,5 @@ fn link(
     }
     let instance_pre = linker.instantiate_pre(component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
     let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-    Ok(Compiled { sha256: sha256.to_owned(), pre })
+    Ok(Compiled { sha256: sha256.to_owned(), pre, imports })
 }

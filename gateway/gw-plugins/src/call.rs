@@ -334,11 +334,25 @@ pub(crate) async fn call(pre: &PluginPre<CallState>, store: &mut Store<CallState
         .as_ref()
         .map(|pipe| String::from_utf8_lossy(&pipe.contents()).trim_end().to_owned())
         .unwrap_or_default();
-    let result = result.map_err(|error| classify(error, state, &input.limits, &stderr));
+    let result = result.map_err(|error| {
+        // A `#![no_std]` plugin (the SDK's `lean` runtime) has no stderr: its panic handler logs the message.
+        let panic_message = match stderr.is_empty() {
+            true => state
+                .logs
+                .iter()
+                .rev()
+                .find(|line| line.level == "error" && line.message.starts_with("panicked at"))
+                .map_or("", |line| line.message.as_str()),
+            false => stderr.as_str(),
+        }
+        .to_owned();
+        classify(error, state, &input.limits, &panic_message)
+    });
     CallOutput { result, logs: std::mem::take(&mut state.logs), logs_dropped: state.logs_dropped, fuel_used, stderr }
 }
 
-fn classify(error: wasmtime::Error, state: &mut CallState, limits: &PluginLimits, stderr: &str) -> PluginError {
+/// `panic_message`: what the guest said when it panicked (its stderr, or its last panic log line), or "".
+fn classify(error: wasmtime::Error, state: &mut CallState, limits: &PluginLimits, panic_message: &str) -> PluginError {
     if let Some(failure) = state.host_failure.take() {
         return failure;
     }
@@ -354,7 +368,7 @@ fn classify(error: wasmtime::Error, state: &mut CallState, limits: &PluginLimits
         Some(trap) => trap.to_string(),
         None => format!("{error:#}"),
     };
-    let mut message = if stderr.is_empty() { cause } else { format!("{stderr}\n{cause}") };
+    let mut message = if panic_message.is_empty() { cause } else { format!("{panic_message}\n{cause}") };
     // The guest's own function names (plugins keep their name section), innermost first, repeats folded, the
     // standard library's panic machinery left out.
     if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {

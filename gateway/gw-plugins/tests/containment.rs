@@ -135,6 +135,15 @@ async fn a_panic_traps_with_its_message_and_function_names() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_a_no_std_plugin_is_reported_from_its_log() {
+    // The SDK's `lean` runtime has no stderr: its panic handler logs the message, and the host shows that.
+    let failure = contained("hostile_lean_panic", common::limits()).await;
+    assert_eq!(failure.kind, "trap", "{failure:?}");
+    assert!(failure.message.contains("deliberate lean panic on message"), "the panic text: {}", failure.message);
+    assert!(failure.message.contains("unreachable"), "then the trap: {}", failure.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_closed_drops_the_message_and_later_plugins_do_not_run() {
     let catalog = Arc::new(MemoryCatalog::default());
     let instance = InstanceId::new();

@@ -178,3 +178,43 @@ async fn first_party_plugins_pass_the_upload_checks() {
         assert_eq!(prepared.size_bytes, bytes.len() as u64);
     }
 }
+
+/// The benchmark filter built twice from the same logic: with Rust's standard library (which links the WASI
+/// adapter for panic output) and on the SDK's `lean` (`#![no_std]`) runtime, which imports only the plugin world.
+/// Both pass the upload checks and decide alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_std_plugin_imports_only_the_plugin_world_and_behaves_like_its_std_twin() {
+    let catalog = Arc::new(MemoryCatalog::default());
+    let host = common::host(catalog.clone());
+    let std_imports = host.load(&common::guest("bench_filter")).unwrap().imports.clone();
+    let lean_imports = host.load(&common::guest("bench_filter_lean")).unwrap().imports.clone();
+    assert!(std_imports.iter().any(|name| name.starts_with("wasi:")), "{std_imports:?}");
+    assert!(lean_imports.iter().all(|name| name.starts_with("gateway:plugin/")), "{lean_imports:?}");
+    host.prepare(&common::guest("bench_filter_lean"), &common::limits()).await.unwrap();
+
+    let cases = [
+        ("hello there", None),
+        ("see http://example.com now", Some("see https://example.com now")),
+        ("You are a LOTTERY WINNER", None),
+    ];
+    for name in ["bench_filter", "bench_filter_lean"] {
+        let instance = InstanceId::new();
+        let bound =
+            binding(&catalog, name, 1, BindingDirection::Both, FailurePolicy::FailClosed, serde_json::json!({}));
+        catalog.set_chain(instance, vec![bound]);
+        let chain = host.pipeline();
+        for (text, rewritten) in cases {
+            let outcome = chain.process(event(instance, Direction::Inbound, "1@s.whatsapp.net", text)).await;
+            match (&outcome.disposition, rewritten) {
+                (Disposition::Deliver(e), Some(expected)) => assert_eq!(e.text.as_deref(), Some(expected), "{name}"),
+                (Disposition::Deliver(e), None) if !text.contains("LOTTERY") => {
+                    assert_eq!(e.text.as_deref(), Some(text), "{name}")
+                }
+                (Disposition::Drop { reason, .. }, None) if text.contains("LOTTERY") => {
+                    assert_eq!(reason, "spam", "{name}")
+                }
+                other => panic!("{name} on {text:?}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! A small spam/link filter for the host's chain benchmark.
 
+extern crate alloc;
+
 mod logic;
 
 use gateway_plugin_sdk::{Event, Plugin, Verdict, export_plugin};

@@ -1,4 +1,8 @@
-//! The filter's logic, free of the SDK so the host's benchmark can run the very same code natively.
+//! The filter's logic, free of the SDK so the host's benchmark can run the very same code natively. It needs
+//! only `core` and `alloc` (the crate that includes it declares `extern crate alloc`), so the `#![no_std]`
+//! variant (`bench-filter-lean`) runs it too.
+
+use alloc::string::String;
 
 /// What the filter decided.
 #[derive(Debug, PartialEq, Eq)]
