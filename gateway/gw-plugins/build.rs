@@ -132,7 +132,6 @@ fn build_guests(plugins: &Path, target_dir: &Path, packages: &[String]) {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-
 }
 
 fn guest_dirs(plugins: &Path) -> Vec<PathBuf> {

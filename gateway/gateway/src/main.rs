@@ -182,7 +182,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let webhook_worker = dispatcher.as_ref().map(gw_webhooks::Dispatcher::spawn);
     let resumed = engine.resume_all().await.context("cannot resume instances")?;
     tracing::info!(resumed, "instances resumed");
-    let state = gw_http::AppState {
+    let state = gw_http::AppState::new(gw_http::AppContext {
         store: store.clone(),
         accounts: accounts.clone(),
         settings: Arc::new(settings.http()?),
@@ -193,7 +193,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         metering,
         metrics: Arc::new(gw_http::EdgeMetrics::default()),
         plugins,
-    };
+    });
     let metrics_server = edge::serve_metrics(&settings, state.clone(), stopped.clone()).await?;
     let app = gw_http::router(state);
 

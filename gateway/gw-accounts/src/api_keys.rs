@@ -51,15 +51,44 @@ fn base62_fixed(mut value: u128, width: usize) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Each byte's base62 digit, or `NOT_BASE62`: parsing runs on every API call.
+const DIGITS: [u8; 256] = {
+    let mut digits = [NOT_BASE62; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        digits[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    digits
+};
+const NOT_BASE62: u8 = u8::MAX;
+
 fn base62_decode(text: &str) -> Option<u128> {
     text.bytes().try_fold(0u128, |acc, b| {
-        let digit = ALPHABET.iter().position(|a| *a == b)? as u128;
-        acc.checked_mul(62)?.checked_add(digit)
+        let digit = DIGITS[usize::from(b)];
+        if digit == NOT_BASE62 {
+            return None;
+        }
+        acc.checked_mul(62)?.checked_add(u128::from(digit))
     })
 }
 
 fn checksum(body: &str) -> String {
     base62_fixed(u128::from(crc32fast::hash(body.as_bytes())), CHECKSUM_LEN)
+}
+
+/// Whether `sum` is the checksum of `body`, without building the checksum's text.
+fn checksum_matches(body: &str, sum: &str) -> bool {
+    let mut value = u128::from(crc32fast::hash(body.as_bytes()));
+    let sum = sum.as_bytes();
+    if sum.len() != CHECKSUM_LEN {
+        return false;
+    }
+    (0..CHECKSUM_LEN).rev().all(|i| {
+        let digit = ALPHABET[(value % 62) as usize];
+        value /= 62;
+        sum[i] == digit
+    })
 }
 
 /// A newly minted key: shown to the tenant once.
@@ -83,7 +112,7 @@ pub fn parse(key: &str) -> Result<ApiKeyId, KeyFormatError> {
         return Err(KeyFormatError::Malformed);
     }
     let id = base62_decode(id).ok_or(KeyFormatError::Malformed)?;
-    if checksum(&key[..key.len() - CHECKSUM_LEN]) != sum {
+    if !checksum_matches(&key[..key.len() - CHECKSUM_LEN], sum) {
         return Err(KeyFormatError::BadChecksum);
     }
     Ok(ApiKeyId::from_uuid(uuid::Uuid::from_u128(id)))
@@ -92,7 +121,8 @@ pub fn parse(key: &str) -> Result<ApiKeyId, KeyFormatError> {
 /// Computes the stored form of keys.
 #[derive(Clone)]
 pub struct ApiKeyHasher {
-    pepper: Redacted<Vec<u8>>,
+    /// HMAC keyed with the pepper: the key's two padded blocks are hashed once here, not on every API call.
+    keyed: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for ApiKeyHasher {
@@ -103,15 +133,14 @@ impl std::fmt::Debug for ApiKeyHasher {
 
 impl ApiKeyHasher {
     pub fn new(pepper: &[u8]) -> Self {
-        Self { pepper: Redacted::new(pepper.to_vec()) }
+        // HMAC accepts keys of any length, so this cannot fail.
+        let keyed = <Hmac<Sha256> as hmac::Mac>::new_from_slice(pepper)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        Self { keyed }
     }
 
     pub fn hash(&self, key: &str) -> ApiKeyHash {
-        // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-        let mut mac = match Hmac::<Sha256>::new_from_slice(self.pepper.expose()) {
-            Ok(mac) => mac,
-            Err(_) => return ApiKeyHash::from_bytes(Vec::new()),
-        };
+        let mut mac = self.keyed.clone();
         mac.update(key.as_bytes());
         ApiKeyHash::from_bytes(mac.finalize().into_bytes().to_vec())
     }

@@ -14,17 +14,62 @@ pub struct KeyPrincipal {
     pub key_id: ApiKeyId,
     pub instance_id: InstanceId,
     pub subscription_id: SubscriptionId,
-    pub permissions: Vec<String>,
     /// The key's own limit, or its subscription's effective default.
     pub rate_limit_per_minute: u32,
     /// The limit on all of the subscription's keys together (its tier's `requests_per_minute`).
     pub subscription_rate_limit_per_minute: u32,
-    pub ip_address: Option<String>,
+    pub ip_address: Option<std::net::IpAddr>,
+    /// Shared with the key cache, so a request copies nothing of it.
+    grant: std::sync::Arc<KeyGrant>,
+}
+
+/// What a cached key grants, built once when the key is loaded.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct KeyGrant {
+    permissions: Vec<String>,
+    key_limit: String,
+    subscription_limit: String,
+}
+
+impl KeyGrant {
+    pub(crate) fn new(record: &ApiKeyRecord) -> Self {
+        Self {
+            permissions: record.key.permissions.clone(),
+            key_limit: format!("key:{}", record.key.id),
+            subscription_limit: format!("sub:{}", record.subscription_id),
+        }
+    }
 }
 
 impl KeyPrincipal {
+    pub(crate) fn new(
+        record: &ApiKeyRecord,
+        grant: std::sync::Arc<KeyGrant>,
+        (rate_limit_per_minute, subscription_rate_limit_per_minute): (u32, u32),
+        ip_address: Option<std::net::IpAddr>,
+    ) -> Self {
+        Self {
+            key_id: record.key.id,
+            instance_id: record.key.instance_id,
+            subscription_id: record.subscription_id,
+            rate_limit_per_minute,
+            subscription_rate_limit_per_minute,
+            ip_address,
+            grant,
+        }
+    }
+
+    pub fn permissions(&self) -> &[String] {
+        &self.grant.permissions
+    }
+
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.permissions.iter().any(|p| p == scope)
+        self.grant.permissions.iter().any(|p| p == scope)
+    }
+
+    /// The names under which the key's own requests and its subscription's are counted by the rate limiter.
+    pub fn limiter_keys(&self) -> (&str, &str) {
+        (&self.grant.key_limit, &self.grant.subscription_limit)
     }
 }
 
@@ -32,7 +77,12 @@ impl KeyPrincipal {
 #[derive(Debug, Clone)]
 pub(crate) enum CachedKey {
     // Shared: the cache clones its values on every hit.
-    Found { record: std::sync::Arc<ApiKeyRecord>, rate_limit_per_minute: u32, subscription_rate_limit_per_minute: u32 },
+    Found {
+        record: std::sync::Arc<ApiKeyRecord>,
+        grant: std::sync::Arc<KeyGrant>,
+        rate_limit_per_minute: u32,
+        subscription_rate_limit_per_minute: u32,
+    },
     Unknown,
 }
 

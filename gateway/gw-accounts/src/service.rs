@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::api_keys::{ApiKeyHasher, SCOPES};
 use crate::key_auth::{
-    CachedKey, InvalidationPublisher, KeyCache, KeyInvalidation, KeyPrincipal, UsageCounter, key_cache,
+    CachedKey, InvalidationPublisher, KeyCache, KeyGrant, KeyInvalidation, KeyPrincipal, UsageCounter, key_cache,
 };
 use crate::password::{Verification, check_policy};
 use crate::throttle::FailureThrottle;
@@ -860,6 +860,7 @@ impl Accounts {
         let limits = self.effective_limits(&subscription);
         let rate_limit_per_minute = record.key.rate_limit.unwrap_or(limits.api_rate_limit_per_minute);
         Ok(CachedKey::Found {
+            grant: std::sync::Arc::new(KeyGrant::new(&record)),
             record: std::sync::Arc::new(record),
             rate_limit_per_minute: rate_limit_per_minute.max(1) as u32,
             subscription_rate_limit_per_minute: limits.requests_per_minute.max(1) as u32,
@@ -868,7 +869,11 @@ impl Accounts {
 
     /// Verifies an API key: shape and checksum first (no look-up for garbage), then the cached record, then its
     /// state. Counts the use (written in batches by [`Accounts::flush_key_usage`]).
-    pub async fn authenticate_key(&self, key: &str, ip: Option<String>) -> Result<KeyPrincipal, AccountError> {
+    pub async fn authenticate_key(
+        &self,
+        key: &str,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<KeyPrincipal, AccountError> {
         crate::api_keys::parse(key).map_err(|_| AccountError::InvalidApiKey)?;
         let hash = self.api_key_hasher.hash(key);
         // A plain look-up first: on the hot path (a cached key) it skips the loader's coalescing machinery.
@@ -880,7 +885,8 @@ impl Accounts {
                 .await
                 .map_err(|err| AccountError::Internal(format!("API key look-up failed: {err}")))?,
         };
-        let CachedKey::Found { record, rate_limit_per_minute, subscription_rate_limit_per_minute } = cached else {
+        let CachedKey::Found { record, grant, rate_limit_per_minute, subscription_rate_limit_per_minute } = cached
+        else {
             return Err(AccountError::InvalidApiKey);
         };
         // The hash matched by equality in the index; compare again in constant time so no code path depends on
@@ -899,15 +905,7 @@ impl Accounts {
             return Err(AccountError::ApiKeyInactive);
         }
         self.key_usage.record(record.key.id, now);
-        Ok(KeyPrincipal {
-            key_id: record.key.id,
-            instance_id: record.key.instance_id,
-            subscription_id: record.subscription_id,
-            permissions: record.key.permissions.clone(),
-            rate_limit_per_minute,
-            subscription_rate_limit_per_minute,
-            ip_address: ip,
-        })
+        Ok(KeyPrincipal::new(&record, grant, (rate_limit_per_minute, subscription_rate_limit_per_minute), ip))
     }
 
     /// Writes the key uses counted since the last flush; on failure they are kept for the next one.

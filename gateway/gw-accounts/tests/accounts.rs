@@ -598,13 +598,15 @@ async fn api_keys_authenticate_and_changes_take_effect_at_once(f: Fixture) {
     let (key, secret) = f.accounts.create_api_key(&owner, instance.id, request(Some(120))).await.expect("key");
     let (_, default_secret) = f.accounts.create_api_key(&owner, instance.id, request(None)).await.expect("key");
 
-    let principal = f.accounts.authenticate_key(secret.expose(), Some("192.0.2.1".into())).await.expect("valid");
+    let principal = f.accounts.authenticate_key(secret.expose(), Some([192, 0, 2, 1].into())).await.expect("valid");
     assert_eq!(
         (principal.key_id, principal.instance_id, principal.subscription_id),
         (key.id, instance.id, subscription.id)
     );
     assert_eq!(principal.rate_limit_per_minute, 120);
     assert!(principal.has_scope("messages:send") && !principal.has_scope("contacts:read"));
+    let (key_limit, subscription_limit) = principal.limiter_keys();
+    assert_eq!((key_limit, subscription_limit), (&*format!("key:{}", key.id), &*format!("sub:{}", subscription.id)));
     let defaulted = f.accounts.authenticate_key(default_secret.expose(), None).await.expect("valid");
     assert_eq!(defaulted.rate_limit_per_minute, TierCatalog::default().starter.api_rate_limit_per_minute as u32);
 

@@ -187,6 +187,9 @@ mod tests {
     }
 }
 
+/// The API key header; a constant name spares parsing the name on every request.
+const X_API_KEY: axum::http::HeaderName = axum::http::HeaderName::from_static("x-api-key");
+
 /// Who calls: a signed-in user (JWT) or an API key. Both come as `Authorization: Bearer …`; keys are told apart by
 /// their `gwk_` prefix, and may also come as `X-API-Key`. A key's request is rate-limited here, before the
 /// handler runs, and its decision is reported in the response's `RateLimit` headers.
@@ -206,26 +209,25 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim);
-        let api_key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
+        let api_key = parts.headers.get(&X_API_KEY).and_then(|v| v.to_str().ok()).map(str::trim);
         let key = match (bearer, api_key) {
             (_, Some(key)) => key,
             (Some(token), None) if token.starts_with("gwk_") => token,
             _ => return Auth::from_request_parts(parts, state).await.map(|Auth(p)| Caller::User(p)),
         };
-        let ip = client_ip(parts, &state.settings.trusted_proxies).map(|ip| ip.to_string());
+        let ip = client_ip(parts, &state.settings.trusted_proxies);
         let principal = state.accounts.authenticate_key(key, ip).await?;
         let span = tracing::Span::current();
         span.record("tenant", tracing::field::display(principal.subscription_id));
         span.record("instance", tracing::field::display(principal.instance_id));
         // A sixth of the minute's allowance may come at once; beyond it requests are spread at the steady rate.
         let quota = |per_minute: u32| gw_ratelimit::Quota::per_minute(per_minute).with_burst((per_minute / 6).max(1));
-        let key_limit = format!("key:{}", principal.key_id);
-        let subscription_limit = format!("sub:{}", principal.subscription_id);
+        let (key_limit, subscription_limit) = principal.limiter_keys();
         let (index, decision) = state
             .limiter
             .check_all(&[
-                (&key_limit, quota(principal.rate_limit_per_minute)),
-                (&subscription_limit, quota(principal.subscription_rate_limit_per_minute)),
+                (key_limit, quota(principal.rate_limit_per_minute)),
+                (subscription_limit, quota(principal.subscription_rate_limit_per_minute)),
             ])
             .await;
         let policy = if index == 0 { "per-key" } else { "per-subscription" };

@@ -24,7 +24,7 @@ use utoipa_scalar::{Scalar, Servable};
 pub use error::{ApiError, ProblemType};
 pub use middleware::{REQUEST_ID_HEADER, RateLimitSlot, RequestId};
 pub use openapi::ApiDoc;
-pub use state::{AppState, EdgeMetrics, HttpSettings, WebhookEdge};
+pub use state::{AppContext, AppState, EdgeMetrics, HttpSettings, WebhookEdge};
 
 use crate::error::ProblemType as P;
 use crate::routes::{

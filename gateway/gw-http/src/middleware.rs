@@ -20,12 +20,16 @@ pub struct RateLimitSlot(pub std::sync::Arc<std::sync::OnceLock<(&'static str, g
 /// `per-subscription`, whichever is tighter or refused): its quota over a 60 s window, what remains now, and
 /// seconds until it is fully restored.
 fn rate_limit_headers(response: &mut Response, (name, decision): &(&'static str, gw_ratelimit::Decision)) {
-    let policy = format!("\"{name}\";q={};w=60", decision.quota.per_minute);
+    use std::fmt::Write as _;
     let reset = decision.reset_after.as_secs_f64().ceil() as u64;
-    let state = format!("\"{name}\";r={};t={reset}", decision.remaining);
-    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(HeaderName::from_static(name), value);
+    // On every key request: written straight into the header's buffer (no intermediate `format!` string).
+    let mut policy = String::with_capacity(48);
+    let _ = write!(policy, "\"{name}\";q={};w=60", decision.quota.per_minute);
+    let mut state = String::with_capacity(48);
+    let _ = write!(state, "\"{name}\";r={};t={reset}", decision.remaining);
+    for (header, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+        if let Ok(value) = HeaderValue::from_maybe_shared(axum::body::Bytes::from(value)) {
+            response.headers_mut().insert(HeaderName::from_static(header), value);
         }
     }
 }

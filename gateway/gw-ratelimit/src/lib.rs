@@ -89,25 +89,10 @@ pub trait RateLimiter: Send + Sync {
 
     /// Counts one request against several limits (a key's and its subscription's) and returns the deciding one,
     /// by index into `checks`: a refusing limit, or, when all allow, the one with the least left (the tighter one,
-    /// which is what the `RateLimit` headers report). The default checks in order and stops at the first refusal,
-    /// so later limits are not charged for a refused request; the Redis limiter decides all keys in one script,
-    /// all or nothing.
-    async fn check_all(&self, checks: &[(&str, Quota)]) -> (usize, Decision) {
-        let mut tightest: Option<(usize, Decision)> = None;
-        for (index, (key, quota)) in checks.iter().enumerate() {
-            let decision = self.check(key, *quota).await;
-            if !decision.allowed {
-                return (index, decision);
-            }
-            if tightest.is_none_or(|(_, best)| decision.remaining < best.remaining) {
-                tightest = Some((index, decision));
-            }
-        }
-        tightest.unwrap_or_else(|| {
-            let quota = Quota::per_minute(1);
-            (0, Decision { allowed: true, quota, remaining: 0, reset_after: Duration::ZERO, retry_after: None })
-        })
-    }
+    /// which is what the `RateLimit` headers report). The local limiter checks in order and stops at the first
+    /// refusal, so later limits are not charged for a refused request; the Redis limiter decides all keys in one
+    /// script, all or nothing.
+    async fn check_all(&self, checks: &[(&str, Quota)]) -> (usize, Decision);
 
     fn stats(&self) -> LimiterStats {
         LimiterStats { backend: "local", degraded: false, fallback_decisions: 0 }
@@ -115,6 +100,27 @@ pub trait RateLimiter: Send + Sync {
 
     /// Lets in-process state forget keys back at full capacity (run periodically); nothing to do for Redis.
     fn retain_recent(&self) {}
+}
+
+/// What [`RateLimiter::check_all`] returns for an empty list.
+fn no_limits() -> (usize, Decision) {
+    let quota = Quota::per_minute(1);
+    (0, Decision { allowed: true, quota, remaining: 0, reset_after: Duration::ZERO, retry_after: None })
+}
+
+/// [`RateLimiter::check_all`] over a synchronous `decide`: in order, stopping at the first refusal.
+fn tightest(checks: &[(&str, Quota)], mut decide: impl FnMut(&str, Quota) -> Decision) -> (usize, Decision) {
+    let mut tightest: Option<(usize, Decision)> = None;
+    for (index, (key, quota)) in checks.iter().enumerate() {
+        let decision = decide(key, *quota);
+        if !decision.allowed {
+            return (index, decision);
+        }
+        if tightest.is_none_or(|(_, best)| decision.remaining < best.remaining) {
+            tightest = Some((index, decision));
+        }
+    }
+    tightest.unwrap_or_else(no_limits)
 }
 
 /// Redis first, the local limiter whenever Redis fails or is slow; never an error to the caller.

@@ -13,13 +13,16 @@ use governor::{RateLimiter as Governor, clock::QuantaInstant};
 
 use crate::{Decision, Quota, RateLimiter};
 
-type Keyed = Governor<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+/// Keys are held as a 64-bit keyed hash of their name (SipHash with this process's random key), so a decision
+/// allocates nothing; two names would share a limit only on a 64-bit collision.
+type Keyed = Governor<u64, DefaultKeyedStateStore<u64>, DefaultClock, StateInformationMiddleware>;
 
 /// One governor keyed limiter per distinct quota, created on first use.
 #[derive(Default)]
 pub struct LocalLimiter {
     limiters: RwLock<HashMap<Quota, Arc<Keyed>>>,
     clock: DefaultClock,
+    names: std::hash::RandomState,
 }
 
 impl std::fmt::Debug for LocalLimiter {
@@ -40,17 +43,45 @@ impl LocalLimiter {
         Self::default()
     }
 
-    fn limiter(&self, quota: Quota) -> Arc<Keyed> {
+    /// Counts one request against `key` under `quota`, synchronously.
+    fn decide(&self, key: &str, quota: Quota) -> Decision {
+        use std::hash::BuildHasher as _;
+        let name = self.names.hash_one(key);
+        // The read lock is held for the check (writers come only with a new quota), which saves cloning the Arc.
         if let Some(limiter) = self.limiters.read().unwrap_or_else(|p| p.into_inner()).get(&quota) {
-            return limiter.clone();
+            return self.decision(limiter, name, quota);
         }
-        let mut limiters = self.limiters.write().unwrap_or_else(|p| p.into_inner());
-        limiters
+        let limiter = self
+            .limiters
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
             .entry(quota)
             .or_insert_with(|| {
                 Arc::new(Governor::keyed(governor_quota(quota)).with_middleware::<StateInformationMiddleware>())
             })
-            .clone()
+            .clone();
+        self.decision(&limiter, name, quota)
+    }
+
+    fn decision(&self, limiter: &Keyed, name: u64, quota: Quota) -> Decision {
+        let interval = quota.emission_interval();
+        match limiter.check_key(&name) {
+            Ok(state) => {
+                let remaining = state.remaining_burst_capacity();
+                let used = quota.burst.saturating_sub(remaining);
+                Decision { allowed: true, quota, remaining, reset_after: interval * used, retry_after: None }
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.now());
+                Decision {
+                    allowed: false,
+                    quota,
+                    remaining: 0,
+                    reset_after: wait + interval * quota.burst.saturating_sub(1),
+                    retry_after: Some(wait.max(Duration::from_millis(1))),
+                }
+            }
+        }
     }
 
     /// Forgets keys that are back to full capacity, so memory follows the active keys (run periodically).
@@ -69,25 +100,11 @@ impl LocalLimiter {
 #[async_trait]
 impl RateLimiter for LocalLimiter {
     async fn check(&self, key: &str, quota: Quota) -> Decision {
-        let limiter = self.limiter(quota);
-        let interval = quota.emission_interval();
-        match limiter.check_key(&key.to_owned()) {
-            Ok(state) => {
-                let remaining = state.remaining_burst_capacity();
-                let used = quota.burst.saturating_sub(remaining);
-                Decision { allowed: true, quota, remaining, reset_after: interval * used, retry_after: None }
-            }
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(self.now());
-                Decision {
-                    allowed: false,
-                    quota,
-                    remaining: 0,
-                    reset_after: wait + interval * quota.burst.saturating_sub(1),
-                    retry_after: Some(wait.max(Duration::from_millis(1))),
-                }
-            }
-        }
+        self.decide(key, quota)
+    }
+
+    async fn check_all(&self, checks: &[(&str, Quota)]) -> (usize, Decision) {
+        crate::tightest(checks, |key, quota| self.decide(key, quota))
     }
 
     fn retain_recent(&self) {

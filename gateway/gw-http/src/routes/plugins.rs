@@ -246,7 +246,7 @@ pub struct UpdateBindingRequest {
 fn actor(caller: &Caller) -> Actor {
     match caller {
         Caller::User(p) => p.actor(),
-        Caller::Key(k) => Actor::api_key(k.key_id, k.ip_address.clone()),
+        Caller::Key(k) => Actor::api_key(k.key_id, k.ip_address.map(|ip| ip.to_string())),
     }
 }
 

@@ -559,7 +559,7 @@ async fn set_blocked(
     connection.set_blocked(&contact.jid, blocked).await.map_err(gw_sessions::EngineError::from)?;
     let actor = match caller {
         Caller::User(p) => gw_store::Actor::user(p.user_id, p.ip_address.clone()),
-        Caller::Key(k) => gw_store::Actor::api_key(k.key_id, k.ip_address.clone()),
+        Caller::Key(k) => gw_store::Actor::api_key(k.key_id, k.ip_address.map(|ip| ip.to_string())),
     };
     Ok(Json(state.store.set_contact_blocked(instance.id, contact_id, blocked, &actor).await?.into()))
 }

@@ -82,7 +82,7 @@ pub struct ReplayedDto {
 fn actor(caller: &Caller) -> Actor {
     match caller {
         Caller::User(p) => Actor::user(p.user_id, p.ip_address.clone()),
-        Caller::Key(k) => Actor::api_key(k.key_id, k.ip_address.clone()),
+        Caller::Key(k) => Actor::api_key(k.key_id, k.ip_address.map(|ip| ip.to_string())),
     }
 }
 
