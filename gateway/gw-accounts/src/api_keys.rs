@@ -140,9 +140,14 @@ impl ApiKeyHasher {
     }
 
     pub fn hash(&self, key: &str) -> ApiKeyHash {
+        ApiKeyHash::from_bytes(self.digest(key).to_vec())
+    }
+
+    /// The stored form's bytes, on the stack: the per-request look-up needs no allocation.
+    pub fn digest(&self, key: &str) -> [u8; 32] {
         let mut mac = self.keyed.clone();
         mac.update(key.as_bytes());
-        ApiKeyHash::from_bytes(mac.finalize().into_bytes().to_vec())
+        mac.finalize().into_bytes().into()
     }
 }
 

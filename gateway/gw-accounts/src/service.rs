@@ -875,13 +875,13 @@ impl Accounts {
         ip: Option<std::net::IpAddr>,
     ) -> Result<KeyPrincipal, AccountError> {
         crate::api_keys::parse(key).map_err(|_| AccountError::InvalidApiKey)?;
-        let hash = self.api_key_hasher.hash(key);
+        let digest = self.api_key_hasher.digest(key);
         // A plain look-up first: on the hot path (a cached key) it skips the loader's coalescing machinery.
-        let cached = match self.key_cache.get(hash.as_bytes()).await {
+        let cached = match self.key_cache.get(&digest[..]).await {
             Some(cached) => cached,
             None => self
                 .key_cache
-                .try_get_with(hash.as_bytes().to_vec(), self.load_key(&hash))
+                .try_get_with(digest.to_vec(), self.load_key(&gw_core::ApiKeyHash::from_bytes(digest.to_vec())))
                 .await
                 .map_err(|err| AccountError::Internal(format!("API key look-up failed: {err}")))?,
         };
@@ -891,7 +891,7 @@ impl Accounts {
         };
         // The hash matched by equality in the index; compare again in constant time so no code path depends on
         // how much of a guessed hash matched.
-        if !constant_time_eq(record.key.key_hash.as_bytes(), hash.as_bytes()) {
+        if !constant_time_eq(record.key.key_hash.as_bytes(), &digest) {
             return Err(AccountError::InvalidApiKey);
         }
         let now = Timestamp::now();

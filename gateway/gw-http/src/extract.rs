@@ -223,13 +223,14 @@ impl FromRequestParts<AppState> for Caller {
         // A sixth of the minute's allowance may come at once; beyond it requests are spread at the steady rate.
         let quota = |per_minute: u32| gw_ratelimit::Quota::per_minute(per_minute).with_burst((per_minute / 6).max(1));
         let (key_limit, subscription_limit) = principal.limiter_keys();
-        let (index, decision) = state
-            .limiter
-            .check_all(&[
-                (key_limit, quota(principal.rate_limit_per_minute)),
-                (subscription_limit, quota(principal.subscription_rate_limit_per_minute)),
-            ])
-            .await;
+        let checks = [
+            (key_limit, quota(principal.rate_limit_per_minute)),
+            (subscription_limit, quota(principal.subscription_rate_limit_per_minute)),
+        ];
+        let (index, decision) = match state.limiter.check_all_now(&checks) {
+            Some(decided) => decided,
+            None => state.limiter.check_all(&checks).await,
+        };
         let policy = if index == 0 { "per-key" } else { "per-subscription" };
         if let Some(slot) = parts.extensions.get::<crate::middleware::RateLimitSlot>() {
             let _ = slot.0.set((policy, decision));

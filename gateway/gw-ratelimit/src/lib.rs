@@ -94,6 +94,12 @@ pub trait RateLimiter: Send + Sync {
     /// script, all or nothing.
     async fn check_all(&self, checks: &[(&str, Quota)]) -> (usize, Decision);
 
+    /// [`RateLimiter::check_all`] answered at once by a limiter that needs no I/O (the local one), saving the
+    /// boxed future on every request; `None` means: call `check_all`.
+    fn check_all_now(&self, _checks: &[(&str, Quota)]) -> Option<(usize, Decision)> {
+        None
+    }
+
     fn stats(&self) -> LimiterStats {
         LimiterStats { backend: "local", degraded: false, fallback_decisions: 0 }
     }

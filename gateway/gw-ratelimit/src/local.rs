@@ -107,6 +107,10 @@ impl RateLimiter for LocalLimiter {
         crate::tightest(checks, |key, quota| self.decide(key, quota))
     }
 
+    fn check_all_now(&self, checks: &[(&str, Quota)]) -> Option<(usize, Decision)> {
+        Some(crate::tightest(checks, |key, quota| self.decide(key, quota)))
+    }
+
     fn retain_recent(&self) {
         self.forget_idle();
     }
@@ -130,6 +134,9 @@ mod tests {
         let retry = refused.retry_after.expect("retry after");
         assert!(retry <= Duration::from_secs(1) && retry > Duration::from_millis(900), "{retry:?}");
         assert!(limiter.check("b", quota).await.allowed, "keys are independent");
+        let (index, now) =
+            limiter.check_all_now(&[("b", quota), ("a", quota)]).expect("the local limiter answers at once");
+        assert_eq!((index, now.allowed), (1, false), "refused by the exhausted key, as check_all would be");
         assert!(limiter.check("a", Quota::per_minute(600)).await.allowed, "quotas are independent");
     }
 }
