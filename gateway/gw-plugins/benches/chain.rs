@@ -1,8 +1,9 @@
-//! Per-event plugin cost on the request path: one fresh instance per event, the store dropped off the path.
+//! Per-event plugin cost on the request path: one fresh instance per event, its store dropped (and its memory
+//! slot reset) within the measured time.
 //!
 //! `cargo bench -p gw-plugins --bench chain` (release). Prints p50/p99 for:
-//! - one call on a fresh instance (`PluginHost::call`: new store, instantiate, call, hand the store to the
-//!   reaper), which is the per-plugin cost;
+//! - one call on a fresh instance (`PluginHost::call`: new store, instantiate, call, drop the store), which is
+//!   the per-plugin cost;
 //! - the whole pipeline (`PluginChain::process`: the cached chain, the calls, the verdicts) with 1 and 5
 //!   bindings;
 //! - the same filter logic compiled natively, as the floor.

@@ -319,8 +319,8 @@ pub(crate) fn new_store(
     store
 }
 
-/// Instantiates `pre` in `store`, calls `handle` once, and classifies the outcome. The store is left to the
-/// caller to drop (off the request path).
+/// Instantiates `pre` in `store`, calls `handle` once, and classifies the outcome. The caller drops the store
+/// (which returns the instance's slot to the pool).
 pub(crate) async fn call(pre: &PluginPre<CallState>, store: &mut Store<CallState>, input: &CallInput) -> CallOutput {
     let fuel_limit = if input.limits.fuel == 0 { u64::MAX } else { input.limits.fuel };
     let result = match pre.instantiate_async(&mut *store).await {
