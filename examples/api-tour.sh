@@ -47,10 +47,65 @@ json "$BASE/v1/subscriptions/$SUB/users" -H "authorization: Bearer $OP" \
 
 step "the owner signs in and creates two instances; the third is refused by the limit"
 TOKEN=$(json "$BASE/v1/auth/login" -d "{\"email\":\"owner-$suffix@tour.example\",\"password\":\"a long enough password\"}" | jq -r .access_token)
+INSTANCES=()
 for name in support sales; do
-    json "$BASE/v1/instances" -H "authorization: Bearer $TOKEN" -d "{\"name\":\"$name\"}" | jq -c '{id, name, status}'
+    created=$(json "$BASE/v1/instances" -H "authorization: Bearer $TOKEN" -d "{\"name\":\"$name\"}")
+    jq -c '{id, name, status}' <<<"$created"
+    INSTANCES+=("$(jq -r .id <<<"$created")")
 done
+I=${INSTANCES[0]}
 curl -sS -H 'content-type: application/json' -H "authorization: Bearer $TOKEN" "$BASE/v1/instances" -d '{"name":"third"}'; echo
 
 step "the subscription's audit log, newest first"
 curl -fsS -H "authorization: Bearer $TOKEN" "$BASE/v1/audit-log?limit=5" | jq -c '.items[] | [.action, .resource, .ip_address]'
+
+# --- messaging on the sandbox (the simulated WhatsApp network; on by default) ------------------------------------
+step "pair the support instance: connect, then the simulated phone scans the QR code"
+curl -fsS -X POST "$BASE/v1/instances/$I/connect" -H "authorization: Bearer $TOKEN" | jq -c '{status}'
+curl -fsS -X POST "$BASE/v1/sandbox/instances/$I/scan" -H "authorization: Bearer $TOKEN" | jq -c .
+
+step "an API key for the instance (the full key is shown once)"
+KEY=$(json "$BASE/v1/instances/$I/api-keys" -H "authorization: Bearer $TOKEN" \
+    -d '{"name":"tour","permissions":["messages:send","messages:read"]}' | jq -r .key)
+echo "${KEY:0:12}…"
+
+step "who the key is, with the RateLimit headers every key request carries"
+curl -fsS -D - "$BASE/v1/key" -H "x-api-key: $KEY" | grep -iE '^(ratelimit|\{)'; echo
+
+step "send a message with the key (idempotent: the retry returns the first answer and is not charged)"
+for attempt in 1 2; do
+    json "$BASE/v1/instances/$I/messages" -H "x-api-key: $KEY" -H "idempotency-key: tour-$suffix" \
+        -d '{"to":"+1 555 010 0200","text":"Your order shipped"}' | jq -c '{id, status}'
+done
+
+step "a contact writes to the instance (the sandbox plays the rest of the world)"
+json "$BASE/v1/sandbox/instances/$I/inbound" -H "authorization: Bearer $TOKEN" \
+    -d '{"from":"+1 555 010 0300","text":"hello, is my order on its way?"}' | jq -c .
+
+step "the instance's messages, oldest first"
+curl -fsS "$BASE/v1/instances/$I/messages?limit=10" -H "x-api-key: $KEY" | jq -c '.items[] | [.direction, .status, .text]'
+
+step "usage this month: quota and records (counts are flushed every ~2 s)"
+sleep 3
+curl -fsS "$BASE/v1/subscriptions/$SUB/usage" -H "authorization: Bearer $TOKEN" | jq -c .
+curl -fsS "$BASE/v1/instances/$I/stats" -H "x-api-key: $KEY" | jq -c '.days[-1]? // .'
+
+# --- a plugin (PLUGIN_WASM: a component, e.g. target/wasm-guests/wasm32-wasip2/release/keyword_responder.wasm) -----
+if [ -z "${PLUGIN_WASM:-}" ]; then
+    echo; echo "Set PLUGIN_WASM to a plugin component (cargo test builds plugins/ into target/wasm-guests) to tour plugins."
+    exit 0
+fi
+step "upload the keyword responder and bind it to the support instance (inbound)"
+P=$(json "$BASE/v1/plugins" -H "authorization: Bearer $TOKEN" -d "{\"name\":\"responder-$suffix\"}" | jq -r .id)
+curl -fsS "$BASE/v1/plugins/$P/versions" -H "authorization: Bearer $TOKEN" -H 'content-type: application/wasm' \
+    --data-binary "@$PLUGIN_WASM" | jq -c '{version, size_bytes, active}'
+B=$(json "$BASE/v1/instances/$I/plugins" -H "authorization: Bearer $TOKEN" \
+    -d "{\"plugin_id\":\"$P\",\"direction\":\"inbound\",\"config\":{\"rules\":[{\"keywords\":[\"price\"],\"reply\":\"Our prices start at 10 EUR\"}]}}" \
+    | jq -r .id)
+
+step "a contact asks for prices; the plugin answers through the outbox"
+json "$BASE/v1/sandbox/instances/$I/inbound" -H "authorization: Bearer $TOKEN" \
+    -d '{"from":"+1 555 010 0300","text":"what is the price?"}' | jq -c .
+sleep 1
+curl -fsS "$BASE/v1/instances/$I/messages?limit=10" -H "x-api-key: $KEY" | jq -c '.items[-2:][] | [.direction, .status, .text]'
+curl -fsS "$BASE/v1/instances/$I/plugins/$B" -H "authorization: Bearer $TOKEN" | jq -c '{error_count, last_error}'
