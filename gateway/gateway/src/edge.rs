@@ -1,5 +1,5 @@
-//! Wiring of the edge's optional parts: Redis (cluster-wide limits, key-cache invalidation across nodes) and the
-//! Prometheus listener.
+//! Wiring of the edge's optional parts: Redis (cluster-wide limits, key-cache and plugin-chain invalidation across
+//! nodes) and the Prometheus listener.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +77,82 @@ pub fn subscribe_invalidations(
     Some(gw_ratelimit::pubsub::spawn_subscriber(url.to_owned(), channel(settings), handler, stop))
 }
 
+fn plugin_channel(settings: &Settings) -> String {
+    format!("{}plugin-invalidations", settings.redis.key_prefix)
+}
+
+/// The plugin host as the edge sees it when Redis is configured: a change to an instance's bindings or active
+/// versions invalidates its chain here and, through the channel, on every other node, so no node keeps running an
+/// old version for the chain cache's TTL.
+#[derive(Debug)]
+pub struct ClusterPlugins {
+    local: Arc<dyn gw_core::PluginRuntime>,
+    publisher: Publisher,
+}
+
+#[async_trait::async_trait]
+impl gw_core::PluginRuntime for ClusterPlugins {
+    async fn prepare(
+        &self,
+        bytes: &[u8],
+        limits: &gw_core::PluginLimits,
+    ) -> Result<gw_core::PreparedComponent, gw_core::PluginRejection> {
+        self.local.prepare(bytes, limits).await
+    }
+
+    fn invalidate(&self, instance: gw_core::InstanceId) {
+        self.local.invalidate(instance);
+        self.publisher.publish_detached(instance.to_string());
+    }
+
+    fn invalidate_all(&self) {
+        self.local.invalidate_all();
+        self.publisher.publish_detached(ALL_INSTANCES.to_owned());
+    }
+}
+
+/// The message that invalidates every chain.
+const ALL_INSTANCES: &str = "all";
+
+/// `local` itself without Redis; with it, `local` behind a [`ClusterPlugins`].
+pub async fn cluster_plugins(
+    settings: &Settings,
+    local: Arc<dyn gw_core::PluginRuntime>,
+) -> anyhow::Result<Arc<dyn gw_core::PluginRuntime>> {
+    let url = settings.redis.url.expose();
+    if url.is_empty() {
+        return Ok(local);
+    }
+    let publisher = Publisher::connect(url, plugin_channel(settings)).await.context("cannot connect to redis")?;
+    Ok(Arc::new(ClusterPlugins { local, publisher }))
+}
+
+/// Every node listens for plugin-chain invalidations (its own included, which costs one more load) and drops the
+/// named chain, or all of them after a gap in the subscription.
+pub fn subscribe_plugin_invalidations(
+    settings: &Settings,
+    local: Arc<dyn gw_core::PluginRuntime>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let url = settings.redis.url.expose();
+    if url.is_empty() {
+        return None;
+    }
+    Some(gw_ratelimit::pubsub::spawn_subscriber(url.to_owned(), plugin_channel(settings), plugin_handler(local), stop))
+}
+
+fn plugin_handler(local: Arc<dyn gw_core::PluginRuntime>) -> Arc<dyn Fn(Delivery) + Send + Sync> {
+    Arc::new(move |delivery: Delivery| match delivery {
+        Delivery::Message(raw) if raw == ALL_INSTANCES => local.invalidate_all(),
+        Delivery::Message(raw) => match raw.parse::<gw_core::InstanceId>() {
+            Ok(instance) => local.invalidate(instance),
+            Err(_) => tracing::warn!("unreadable plugin invalidation ignored"),
+        },
+        // Messages published while this node was not subscribed are lost: reload every chain to be safe.
+        Delivery::Resubscribed => local.invalidate_all(),
+    })
+}
+
 /// Serves `GET /metrics` on `metrics.listen`, when set, until `stop` turns true.
 pub async fn serve_metrics(
     settings: &Settings,
@@ -102,4 +178,99 @@ pub async fn serve_metrics(
             tracing::error!(%err, "metrics server failed");
         }
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Cross-node plugin-chain invalidation against the real Redis (`GW_TEST_REDIS_URL`, default
+    //! `redis://127.0.0.1:6379`), wired as the binary wires it; the plugin hosts are recording stand-ins, since
+    //! what is tested is that node A's change reaches node B. Skips loudly without Redis unless `CI` is set.
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Mutex;
+
+    use gw_core::{InstanceId, PluginRuntime};
+
+    use super::*;
+
+    /// Records what it was told to invalidate.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        seen: Mutex<Vec<String>>,
+        changed: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl PluginRuntime for Recorder {
+        async fn prepare(
+            &self,
+            _: &[u8],
+            _: &gw_core::PluginLimits,
+        ) -> Result<gw_core::PreparedComponent, gw_core::PluginRejection> {
+            Err(gw_core::PluginRejection { kind: "unused".into(), message: "not part of this test".into() })
+        }
+        fn invalidate(&self, instance: InstanceId) {
+            self.seen.lock().unwrap().push(instance.to_string());
+            self.changed.notify_waiters();
+        }
+        fn invalidate_all(&self) {
+            self.seen.lock().unwrap().push(ALL_INSTANCES.into());
+            self.changed.notify_waiters();
+        }
+    }
+
+    impl Recorder {
+        /// Waits (at most 10 s) until `what` has been recorded `times` times.
+        async fn wait_for(&self, what: &str, times: usize) {
+            let count = || self.seen.lock().unwrap().iter().filter(|s| *s == what).count();
+            tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                loop {
+                    let changed = self.changed.notified();
+                    if count() >= times {
+                        return;
+                    }
+                    changed.await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("{what} not recorded {times} time(s): {:?}", self.seen.lock().unwrap()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plugin_change_on_one_node_invalidates_the_chain_on_another() {
+        let url = std::env::var("GW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let channel = format!("test-plugin-invalidations-{}", InstanceId::new());
+        let publisher = match Publisher::connect(&url, channel.clone()).await {
+            Ok(publisher) if publisher.publish("probe").await.is_ok() => publisher,
+            _ if std::env::var_os("CI").is_some() => panic!("Redis at {url} is required in CI"),
+            _ => {
+                eprintln!("SKIPPED: Redis not reachable at {url}");
+                return;
+            }
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let on_b = Arc::new(Recorder::default());
+        let subscriber = gw_ratelimit::pubsub::spawn_subscriber(url, channel, plugin_handler(on_b.clone()), stopped);
+        // Subscribing starts with a reload of every chain, which also says the subscription is live.
+        on_b.wait_for(ALL_INSTANCES, 1).await;
+
+        let on_a = Arc::new(Recorder::default());
+        let node_a = ClusterPlugins { local: on_a.clone(), publisher: publisher.clone() };
+        let instance = InstanceId::new();
+        publisher.publish("not an instance id").await.unwrap();
+        node_a.invalidate(instance);
+        assert_eq!(*on_a.seen.lock().unwrap(), vec![instance.to_string()], "node A's own chain at once");
+        on_b.wait_for(&instance.to_string(), 1).await;
+        node_a.invalidate_all();
+        on_b.wait_for(ALL_INSTANCES, 2).await;
+        assert_eq!(
+            *on_b.seen.lock().unwrap(),
+            vec![ALL_INSTANCES.to_owned(), instance.to_string(), ALL_INSTANCES.to_owned()],
+            "node B: the initial reload, the instance, everything; the unreadable message changed nothing"
+        );
+
+        stop.send(true).unwrap();
+        subscriber.await.unwrap();
+    }
 }

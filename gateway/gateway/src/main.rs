@@ -151,12 +151,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .context("cannot configure the WhatsApp driver")?;
         engine = engine.driver(gw_core::DriverKind::Whatsapp, Arc::new(driver));
     }
+    let mut plugin_subscriber = None;
     let plugins = if settings.plugins.enabled {
         let host = plugin_host(&settings, store.clone(), accounts.clone())?;
         // In-flight events keep the chain they loaded; a change made through the API invalidates an instance's
-        // chain so the next event loads it afresh.
+        // chain so the next event loads it afresh, on every node when Redis is configured.
         engine = engine.pipeline(Arc::new(host.pipeline()));
-        Some(Arc::new(host) as Arc<dyn gw_core::PluginRuntime>)
+        let local = Arc::new(host) as Arc<dyn gw_core::PluginRuntime>;
+        plugin_subscriber = edge::subscribe_plugin_invalidations(&settings, local.clone(), stopped.clone());
+        Some(edge::cluster_plugins(&settings, local).await?)
     } else {
         tracing::warn!("plugins are disabled: uploads are refused and messages pass unchanged");
         None
@@ -227,7 +230,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             tracing::error!(%err, task = name, "task failed");
         }
     }
-    for task in [subscriber, metrics_server].into_iter().flatten() {
+    for task in [subscriber, plugin_subscriber, metrics_server].into_iter().flatten() {
         let _ = task.await;
     }
     // Uses counted after the last periodic flush are written before the store closes.

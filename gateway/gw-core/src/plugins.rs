@@ -138,4 +138,6 @@ pub trait PluginRuntime: Send + Sync + std::fmt::Debug {
     /// The instance's bindings or active versions changed: the next event loads its chain afresh. In-flight events
     /// finish on the chain they started with.
     fn invalidate(&self, instance: InstanceId);
+    /// Every instance's chain may have changed (invalidations may have been missed): load all of them afresh.
+    fn invalidate_all(&self);
 }

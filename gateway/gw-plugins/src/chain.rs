@@ -77,6 +77,11 @@ impl ChainState {
         self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.chains.invalidate(&instance);
     }
+
+    pub(crate) fn invalidate_all(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.chains.invalidate_all();
+    }
 }
 
 /// A token bucket of log lines per binding.

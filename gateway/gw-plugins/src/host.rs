@@ -183,6 +183,10 @@ impl PluginRuntime for PluginHost {
     fn invalidate(&self, instance: InstanceId) {
         self.inner.chains.invalidate(instance);
     }
+
+    fn invalidate_all(&self) {
+        self.inner.chains.invalidate_all();
+    }
 }
 
 pub(crate) fn wit_direction(direction: Direction) -> WitDirection {

@@ -175,3 +175,31 @@ async fn a_chain_loaded_before_an_invalidation_does_not_stay_cached() {
         "the chain read before the invalidation was not kept: {next:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidating_all_chains_reloads_every_instance() {
+    let catalog = Arc::new(MemoryCatalog::default());
+    let (a, b) = (InstanceId::new(), InstanceId::new());
+    let words = |word: &str| json!({ "words": [word] });
+    let redactor = |config| binding(&catalog, "redactor", 1, BindingDirection::Both, FailurePolicy::FailOpen, config);
+    catalog.set_chain(a, vec![redactor(words("one"))]);
+    catalog.set_chain(b, vec![redactor(words("one"))]);
+    let host = common::host(catalog.clone());
+    let chain = host.pipeline();
+    for instance in [a, b] {
+        chain.process(event(instance, Direction::Outbound, CHAT, "one two")).await;
+    }
+    catalog.set_chain(a, vec![redactor(words("two"))]);
+    catalog.set_chain(b, vec![redactor(words("two"))]);
+    let cached = chain.process(event(a, Direction::Outbound, CHAT, "one two")).await;
+    assert!(matches!(&cached.disposition, Disposition::Deliver(e) if e.text.as_deref() == Some("*** two")));
+
+    host.invalidate_all();
+    for instance in [a, b] {
+        let next = chain.process(event(instance, Direction::Outbound, CHAT, "one two")).await;
+        assert!(
+            matches!(&next.disposition, Disposition::Deliver(e) if e.text.as_deref() == Some("one ***")),
+            "{instance}: {next:?}"
+        );
+    }
+}
