@@ -9,7 +9,7 @@ use gw_core::{ApiKeyId, InstanceId, SubscriptionId, Timestamp};
 use gw_store::{ApiKeyRecord, ApiKeyUsage};
 
 /// A verified key, as a request sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeyPrincipal {
     pub key_id: ApiKeyId,
     pub instance_id: InstanceId,
@@ -19,70 +19,69 @@ pub struct KeyPrincipal {
     /// The limit on all of the subscription's keys together (its tier's `requests_per_minute`).
     pub subscription_rate_limit_per_minute: u32,
     pub ip_address: Option<std::net::IpAddr>,
-    /// Shared with the key cache, so a request copies nothing of it.
-    grant: std::sync::Arc<KeyGrant>,
+    /// The cache's entry, shared: a request copies nothing of it.
+    verified: std::sync::Arc<VerifiedKey>,
 }
 
-/// What a cached key grants, built once when the key is loaded.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct KeyGrant {
-    permissions: Vec<String>,
+/// A key as the cache keeps it: the record, its effective limits, and the names its requests are counted under by
+/// the rate limiter (built once when the key is loaded, not on every request).
+#[derive(Debug, PartialEq)]
+pub(crate) struct VerifiedKey {
+    pub(crate) record: ApiKeyRecord,
+    rate_limit_per_minute: u32,
+    subscription_rate_limit_per_minute: u32,
     key_limit: String,
     subscription_limit: String,
 }
 
-impl KeyGrant {
-    pub(crate) fn new(record: &ApiKeyRecord) -> Self {
+impl VerifiedKey {
+    pub(crate) fn new(
+        record: ApiKeyRecord,
+        rate_limit_per_minute: u32,
+        subscription_rate_limit_per_minute: u32,
+    ) -> Self {
         Self {
-            permissions: record.key.permissions.clone(),
             key_limit: format!("key:{}", record.key.id),
             subscription_limit: format!("sub:{}", record.subscription_id),
+            record,
+            rate_limit_per_minute,
+            subscription_rate_limit_per_minute,
         }
     }
 }
 
 impl KeyPrincipal {
-    pub(crate) fn new(
-        record: &ApiKeyRecord,
-        grant: std::sync::Arc<KeyGrant>,
-        (rate_limit_per_minute, subscription_rate_limit_per_minute): (u32, u32),
-        ip_address: Option<std::net::IpAddr>,
-    ) -> Self {
+    pub(crate) fn new(verified: std::sync::Arc<VerifiedKey>, ip_address: Option<std::net::IpAddr>) -> Self {
         Self {
-            key_id: record.key.id,
-            instance_id: record.key.instance_id,
-            subscription_id: record.subscription_id,
-            rate_limit_per_minute,
-            subscription_rate_limit_per_minute,
+            key_id: verified.record.key.id,
+            instance_id: verified.record.key.instance_id,
+            subscription_id: verified.record.subscription_id,
+            rate_limit_per_minute: verified.rate_limit_per_minute,
+            subscription_rate_limit_per_minute: verified.subscription_rate_limit_per_minute,
             ip_address,
-            grant,
+            verified,
         }
     }
 
     pub fn permissions(&self) -> &[String] {
-        &self.grant.permissions
+        &self.verified.record.key.permissions
     }
 
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.grant.permissions.iter().any(|p| p == scope)
+        self.permissions().iter().any(|p| p == scope)
     }
 
     /// The names under which the key's own requests and its subscription's are counted by the rate limiter.
     pub fn limiter_keys(&self) -> (&str, &str) {
-        (&self.grant.key_limit, &self.grant.subscription_limit)
+        (&self.verified.key_limit, &self.verified.subscription_limit)
     }
 }
 
-/// What the cache keeps per key hash: the record and the effective rate limit, or that no such key exists.
+/// What the cache keeps per key hash: the verified key (shared: the cache clones its values on every hit), or
+/// that no such key exists.
 #[derive(Debug, Clone)]
 pub(crate) enum CachedKey {
-    // Shared: the cache clones its values on every hit.
-    Found {
-        record: std::sync::Arc<ApiKeyRecord>,
-        grant: std::sync::Arc<KeyGrant>,
-        rate_limit_per_minute: u32,
-        subscription_rate_limit_per_minute: u32,
-    },
+    Found(std::sync::Arc<VerifiedKey>),
     Unknown,
 }
 

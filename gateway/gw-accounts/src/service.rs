@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::api_keys::{ApiKeyHasher, SCOPES};
 use crate::key_auth::{
-    CachedKey, InvalidationPublisher, KeyCache, KeyGrant, KeyInvalidation, KeyPrincipal, UsageCounter, key_cache,
+    CachedKey, InvalidationPublisher, KeyCache, KeyInvalidation, KeyPrincipal, UsageCounter, VerifiedKey, key_cache,
 };
 use crate::password::{Verification, check_policy};
 use crate::throttle::FailureThrottle;
@@ -859,12 +859,11 @@ impl Accounts {
         let subscription = self.store.get_subscription(record.subscription_id).await?;
         let limits = self.effective_limits(&subscription);
         let rate_limit_per_minute = record.key.rate_limit.unwrap_or(limits.api_rate_limit_per_minute);
-        Ok(CachedKey::Found {
-            grant: std::sync::Arc::new(KeyGrant::new(&record)),
-            record: std::sync::Arc::new(record),
-            rate_limit_per_minute: rate_limit_per_minute.max(1) as u32,
-            subscription_rate_limit_per_minute: limits.requests_per_minute.max(1) as u32,
-        })
+        Ok(CachedKey::Found(std::sync::Arc::new(VerifiedKey::new(
+            record,
+            rate_limit_per_minute.max(1) as u32,
+            limits.requests_per_minute.max(1) as u32,
+        ))))
     }
 
     /// Verifies an API key: shape and checksum first (no look-up for garbage), then the cached record, then its
@@ -885,10 +884,10 @@ impl Accounts {
                 .await
                 .map_err(|err| AccountError::Internal(format!("API key look-up failed: {err}")))?,
         };
-        let CachedKey::Found { record, grant, rate_limit_per_minute, subscription_rate_limit_per_minute } = cached
-        else {
+        let CachedKey::Found(verified) = cached else {
             return Err(AccountError::InvalidApiKey);
         };
+        let record = &verified.record;
         // The hash matched by equality in the index; compare again in constant time so no code path depends on
         // how much of a guessed hash matched.
         if !constant_time_eq(record.key.key_hash.as_bytes(), &digest) {
@@ -905,7 +904,7 @@ impl Accounts {
             return Err(AccountError::ApiKeyInactive);
         }
         self.key_usage.record(record.key.id, now);
-        Ok(KeyPrincipal::new(&record, grant, (rate_limit_per_minute, subscription_rate_limit_per_minute), ip))
+        Ok(KeyPrincipal::new(verified, ip))
     }
 
     /// Writes the key uses counted since the last flush; on failure they are kept for the next one.
