@@ -785,6 +785,49 @@ async fn readiness_fails_when_the_database_goes_away() {
     assert_eq!(health.status(), StatusCode::OK);
 }
 
+/// A node started while its Redis is unreachable still starts and serves: key requests are limited by its local
+/// limiter (the key's burst, then 429), and `/metrics` reports the degraded limiter. (That it goes back to Redis
+/// when Redis answers is shown against the real Redis in `gw-ratelimit`'s tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_while_redis_is_down_serves_with_local_limits() {
+    let database = Database::create(Backend::Sqlite).await.expect("sqlite");
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let (redis_port, metrics_port) = (free_port(), free_port());
+    let mut command = gateway_command(GATEWAY, &database.url, &database.dir);
+    command
+        .env("GATEWAY_REDIS_URL", format!("redis://127.0.0.1:{redis_port}"))
+        .env("GATEWAY_REDIS_TIMEOUT_MS", "200")
+        .env("GATEWAY_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"));
+    let app = TestApp::spawn_with(command).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (_, owner_email, _) = tenant(&operator, "Degraded").await;
+    let owner = As::login(&app, &owner_email, "a long enough password").await;
+    let (_, instance) = owner.call(Method::POST, "/v1/instances", Some(json!({"name": "main"}))).await;
+    let iid = instance["id"].as_str().expect("id");
+    // 6 a minute: a burst of one, then refused.
+    let (status, created) = owner
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{iid}/api-keys"),
+            Some(json!({"name": "k", "permissions": ["messages:read"], "rate_limit": 6})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().expect("key");
+    let first = with_key(&app, key, Method::GET, "/v1/key", None, None).await;
+    assert_eq!(first.0, StatusCode::OK, "{}", first.1);
+    let second = with_key(&app, key, Method::GET, "/v1/key", None, None).await;
+    assert_eq!(second.0, StatusCode::TOO_MANY_REQUESTS, "{}", second.1);
+    assert_eq!(problem_type(&second.1), "/problems/rate-limited");
+
+    let text = app.client.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await.expect("metrics");
+    let text = text.text().await.expect("text");
+    assert_eq!(metric(&text, "gateway_ratelimit_redis_degraded{backend=\"redis+local\"}"), Some(1.0), "{text}");
+    assert_eq!(metric(&text, "gateway_ratelimit_fallback_decisions_total"), Some(2.0), "{text}");
+    assert!(app.terminate().await.success());
+    database.cleanup().await;
+}
+
 async fn api_keys_call_the_api_with_rate_limits_and_exact_usage(database: &Database) {
     let app = TestApp::spawn(GATEWAY, database).await;
     let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;

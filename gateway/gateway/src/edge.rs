@@ -29,8 +29,10 @@ fn channel(settings: &Settings) -> String {
     format!("{}key-invalidations", settings.redis.key_prefix)
 }
 
-/// Connects when `redis.url` is set. Redis must answer at start-up (a misconfigured URL fails fast); later outages
-/// fall back to local limits and recover by themselves.
+/// Connects when `redis.url` is set. A malformed URL fails start-up; an unreachable Redis does not: the node
+/// starts with local limits (logged, and reported by `gateway_ratelimit_redis_degraded`) and uses Redis once it
+/// answers, as after any later outage. Key and plugin invalidations missed meanwhile are covered by the
+/// subscriber, which drops everything cached when it (re)subscribes.
 pub async fn redis(settings: &Settings) -> anyhow::Result<Option<Redis>> {
     let url = settings.redis.url.expose();
     if url.is_empty() {
@@ -38,16 +40,23 @@ pub async fn redis(settings: &Settings) -> anyhow::Result<Option<Redis>> {
         return Ok(None);
     }
     let prefix = format!("{}rl:", settings.redis.key_prefix);
-    let redis = gw_ratelimit::RedisLimiter::connect(url, prefix).await.context("cannot connect to redis")?;
+    let redis = gw_ratelimit::RedisLimiter::connect_lazy(url, prefix).context("invalid redis url")?;
+    let publisher = Publisher::connect_lazy(url, channel(settings)).context("invalid redis url")?;
+    let reachable = redis.ping(START_UP_PING).await;
     let limiter = gw_ratelimit::FallbackLimiter::new(
         redis,
         gw_ratelimit::LocalLimiter::new(),
         Duration::from_millis(settings.redis.timeout_ms),
     );
-    let publisher = Publisher::connect(url, channel(settings)).await.context("cannot connect to redis")?;
-    tracing::info!("redis connected; rate limits are cluster-wide, key revocations reach every node");
+    match reachable {
+        Ok(()) => tracing::info!("redis connected; rate limits are cluster-wide, key revocations reach every node"),
+        Err(err) => limiter.mark_unreachable(&err),
+    }
     Ok(Some(Redis { limiter, publisher: RedisInvalidations(publisher) }))
 }
+
+/// How long start-up waits to learn whether Redis answers (it starts either way).
+const START_UP_PING: Duration = Duration::from_secs(2);
 
 /// Every node listens for invalidations (its own included) and drops the matching cached keys.
 pub fn subscribe_invalidations(
@@ -115,7 +124,7 @@ impl gw_core::PluginRuntime for ClusterPlugins {
 const ALL_INSTANCES: &str = "all";
 
 /// `local` itself without Redis; with it, `local` behind a [`ClusterPlugins`].
-pub async fn cluster_plugins(
+pub fn cluster_plugins(
     settings: &Settings,
     local: Arc<dyn gw_core::PluginRuntime>,
 ) -> anyhow::Result<Arc<dyn gw_core::PluginRuntime>> {
@@ -123,7 +132,7 @@ pub async fn cluster_plugins(
     if url.is_empty() {
         return Ok(local);
     }
-    let publisher = Publisher::connect(url, plugin_channel(settings)).await.context("cannot connect to redis")?;
+    let publisher = Publisher::connect_lazy(url, plugin_channel(settings)).context("invalid redis url")?;
     Ok(Arc::new(ClusterPlugins { local, publisher }))
 }
 

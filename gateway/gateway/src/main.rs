@@ -159,7 +159,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         engine = engine.pipeline(Arc::new(host.pipeline()));
         let local = Arc::new(host) as Arc<dyn gw_core::PluginRuntime>;
         plugin_subscriber = edge::subscribe_plugin_invalidations(&settings, local.clone(), stopped.clone());
-        Some(edge::cluster_plugins(&settings, local).await?)
+        Some(edge::cluster_plugins(&settings, local)?)
     } else {
         tracing::warn!("plugins are disabled: uploads are refused and messages pass unchanged");
         None

@@ -161,6 +161,14 @@ impl FallbackLimiter {
 }
 
 impl FallbackLimiter {
+    /// Records that Redis is not answering before any decision was asked for (a node starting during an
+    /// outage): logged once, reported as degraded, and cleared by the first decision Redis makes.
+    pub fn mark_unreachable(&self, err: &LimiterError) {
+        if !self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%err, "redis unavailable; rate limits fall back to this node's local limiter");
+        }
+    }
+
     fn redis_answered(&self) {
         if self.degraded.swap(false, Ordering::Relaxed) {
             tracing::info!("redis answers again; rate limits are cluster-wide once more");
@@ -168,9 +176,7 @@ impl FallbackLimiter {
     }
 
     fn redis_failed(&self, err: &LimiterError) {
-        if !self.degraded.swap(true, Ordering::Relaxed) {
-            tracing::warn!(%err, "redis unavailable; rate limits fall back to this node's local limiter");
-        }
+        self.mark_unreachable(err);
         self.fallback_decisions.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -213,3 +219,22 @@ impl RateLimiter for FallbackLimiter {
 
 /// Shared handle.
 pub type SharedLimiter = Arc<dyn RateLimiter>;
+
+/// A Redis connection made on first use and remade after a failure, with short timeouts: a decision waits for
+/// Redis only as long as the fallback's deadline anyway.
+fn lazy_connection(url: &str) -> Result<redis::aio::ConnectionManager, LimiterError> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1);
+    Ok(redis::aio::ConnectionManager::new_lazy_with_config(client, config)?)
+}
+
+async fn ping(connection: &redis::aio::ConnectionManager, timeout: Duration) -> Result<(), LimiterError> {
+    let mut connection = connection.clone();
+    match tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut connection)).await {
+        Ok(reply) => reply.map(|_| ()).map_err(LimiterError::from),
+        Err(_) => Err(LimiterError::Timeout(timeout)),
+    }
+}

@@ -35,14 +35,17 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// Connects to `url`; the connection manager reconnects by itself.
+    /// Connects to `url` and waits for Redis to answer; the connection manager reconnects by itself.
     pub async fn connect(url: &str, channel: impl Into<String>) -> Result<Self, LimiterError> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(client, config).await?;
+        let publisher = Self::connect_lazy(url, channel)?;
+        crate::ping(&publisher.connection, publisher.timeout).await?;
+        Ok(publisher)
+    }
+
+    /// Like [`Publisher::connect`] without waiting: the connection is made on first use and remade after a
+    /// failure. Only a malformed URL is an error.
+    pub fn connect_lazy(url: &str, channel: impl Into<String>) -> Result<Self, LimiterError> {
+        let connection = crate::lazy_connection(url)?;
         Ok(Self { connection, channel: channel.into(), timeout: Duration::from_secs(2) })
     }
 

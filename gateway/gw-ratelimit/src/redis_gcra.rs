@@ -63,15 +63,25 @@ impl std::fmt::Debug for RedisLimiter {
 }
 
 impl RedisLimiter {
-    /// Connects to `url`; keys are stored as `<prefix><key>`. The connection manager reconnects by itself.
+    /// Connects to `url` and waits for Redis to answer; keys are stored as `<prefix><key>`. The connection
+    /// manager reconnects by itself.
     pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, LimiterError> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(client, config).await?;
+        let limiter = Self::connect_lazy(url, prefix)?;
+        limiter.ping(Duration::from_secs(2)).await?;
+        Ok(limiter)
+    }
+
+    /// Like [`RedisLimiter::connect`] without waiting: the connection is made on first use and remade after a
+    /// failure, so a node can start while Redis is down (its fallback decides meanwhile). Only a malformed URL is
+    /// an error.
+    pub fn connect_lazy(url: &str, prefix: impl Into<String>) -> Result<Self, LimiterError> {
+        let connection = crate::lazy_connection(url)?;
         Ok(Self { connection, script: redis::Script::new(GCRA), prefix: prefix.into() })
+    }
+
+    /// Whether Redis answers within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), LimiterError> {
+        crate::ping(&self.connection, timeout).await
     }
 
     /// One decision, or why Redis could not make it.

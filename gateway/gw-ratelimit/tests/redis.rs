@@ -157,6 +157,41 @@ async fn fallback_limits_locally_during_an_outage_and_returns_to_redis() {
     assert_eq!(fallback.fallback_decisions(), fallbacks, "decided by Redis again, without a restart");
 }
 
+/// A node that starts while Redis is down does not fail: it limits locally, and uses Redis once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limiter_started_during_an_outage_limits_locally_then_uses_redis() {
+    if limiter(&prefix()).await.is_none() {
+        return;
+    }
+    // A loopback port with nothing listening on it, which the proxy takes later.
+    let mut proxy = Proxy::start("127.0.0.1:0".parse().expect("addr")).await;
+    proxy.cut().await;
+    let url = format!("redis://{}", proxy.addr);
+    assert!(RedisLimiter::connect(&url, prefix()).await.is_err(), "nothing answers there yet");
+    let lazy = RedisLimiter::connect_lazy(&url, prefix()).expect("a well-formed url");
+    let unreachable = lazy.ping(Duration::from_secs(2)).await.expect_err("down");
+    let fallback = FallbackLimiter::new(lazy, LocalLimiter::new(), Duration::from_millis(300));
+    fallback.mark_unreachable(&unreachable);
+    assert!(fallback.is_degraded());
+    assert_eq!(fallback.fallback_decisions(), 0, "marking decides nothing");
+    let quota = Quota::per_minute(60).with_burst(1);
+    assert!(fallback.check("start-key", quota).await.allowed);
+    assert!(!fallback.check("start-key", quota).await.allowed, "limited locally meanwhile");
+    assert_eq!(fallback.fallback_decisions(), 2);
+
+    let _up = Proxy::start(proxy.addr).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while fallback.is_degraded() {
+        assert!(tokio::time::Instant::now() < deadline, "never used Redis");
+        fallback.check("probe-key", quota).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fallbacks = fallback.fallback_decisions();
+    assert!(fallback.check("fresh-key", quota).await.allowed);
+    assert_eq!(fallback.fallback_decisions(), fallbacks, "decided by Redis, without a restart");
+    assert!(RedisLimiter::connect_lazy("not a url", prefix()).is_err(), "a malformed url is still refused at once");
+}
+
 /// A key's limit and its subscription's in one script run: the tighter decides, and a request refused by one limit
 /// does not use up the other.
 #[tokio::test]
