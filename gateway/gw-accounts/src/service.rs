@@ -19,7 +19,8 @@ use tokio::sync::Semaphore;
 
 use crate::api_keys::{ApiKeyHasher, SCOPES};
 use crate::key_auth::{
-    CachedKey, InvalidationPublisher, KeyCache, KeyInvalidation, KeyPrincipal, UsageCounter, VerifiedKey, key_cache,
+    CachedKey, InvalidationPublisher, KeyCache, KeyInvalidation, KeyPrincipal, LocalKeys, UsageCounter, VerifiedKey,
+    key_cache,
 };
 use crate::password::{Verification, check_policy};
 use crate::throttle::FailureThrottle;
@@ -158,6 +159,8 @@ pub struct Accounts {
     hashing: Semaphore,
     api_key_hasher: ApiKeyHasher,
     key_cache: KeyCache,
+    /// Each worker thread's copies of keys in `key_cache`.
+    local_keys: LocalKeys,
     key_usage: UsageCounter,
     /// Tells other nodes to drop cached keys; `None` on a single node.
     invalidations: Option<Arc<dyn InvalidationPublisher>>,
@@ -183,6 +186,7 @@ impl Accounts {
             hashing: Semaphore::new(parallelism),
             api_key_hasher: ApiKeyHasher::new(config.api_key_pepper.expose().as_bytes()),
             key_cache: key_cache(),
+            local_keys: LocalKeys::default(),
             key_usage: UsageCounter::default(),
             invalidations: None,
         }
@@ -875,17 +879,9 @@ impl Accounts {
     ) -> Result<KeyPrincipal, AccountError> {
         crate::api_keys::parse(key).map_err(|_| AccountError::InvalidApiKey)?;
         let digest = self.api_key_hasher.digest(key);
-        // A plain look-up first: on the hot path (a cached key) it skips the loader's coalescing machinery.
-        let cached = match self.key_cache.get(&digest[..]).await {
-            Some(cached) => cached,
-            None => self
-                .key_cache
-                .try_get_with(digest.to_vec(), self.load_key(&gw_core::ApiKeyHash::from_bytes(digest.to_vec())))
-                .await
-                .map_err(|err| AccountError::Internal(format!("API key look-up failed: {err}")))?,
-        };
-        let CachedKey::Found(verified) = cached else {
-            return Err(AccountError::InvalidApiKey);
+        let verified = match self.local_keys.get(&digest) {
+            Some(verified) => verified,
+            None => self.shared_key(digest).await?,
         };
         let record = &verified.record;
         // The hash matched by equality in the index; compare again in constant time so no code path depends on
@@ -907,6 +903,24 @@ impl Accounts {
         Ok(KeyPrincipal::new(verified, ip))
     }
 
+    /// A key from the shared cache (or the store), and this thread's copy of it.
+    async fn shared_key(&self, digest: [u8; 32]) -> Result<Arc<VerifiedKey>, AccountError> {
+        let generation = self.local_keys.generation();
+        // A plain look-up first: it skips the loader's coalescing machinery.
+        let cached = match self.key_cache.get(&digest[..]).await {
+            Some(cached) => cached,
+            None => self
+                .key_cache
+                .try_get_with(digest.to_vec(), self.load_key(&gw_core::ApiKeyHash::from_bytes(digest.to_vec())))
+                .await
+                .map_err(|err| AccountError::Internal(format!("API key look-up failed: {err}")))?,
+        };
+        match cached {
+            CachedKey::Found(verified) => Ok(self.local_keys.remember(digest, &verified, generation)),
+            CachedKey::Unknown => Err(AccountError::InvalidApiKey),
+        }
+    }
+
     /// Writes the key uses counted since the last flush; on failure they are kept for the next one.
     pub async fn flush_key_usage(&self) -> Result<usize, AccountError> {
         let batch = self.key_usage.drain();
@@ -924,11 +938,13 @@ impl Accounts {
     /// and on every node.
     fn invalidate_all_keys(&self) {
         self.key_cache.invalidate_all();
+        self.local_keys.invalidate();
         self.publish(&KeyInvalidation::All);
     }
 
     async fn invalidate_key(&self, key: &ApiKey) {
         self.key_cache.invalidate(key.key_hash.as_bytes()).await;
+        self.local_keys.invalidate();
         self.publish(&KeyInvalidation::Key(key.key_hash.as_bytes().to_vec()));
     }
 
@@ -944,6 +960,9 @@ impl Accounts {
             KeyInvalidation::All => self.key_cache.invalidate_all(),
             KeyInvalidation::Key(hash) => self.key_cache.invalidate(hash.as_slice()).await,
         }
+        // After the shared cache: a thread that reads the old generation then refills from the shared cache gets
+        // what it holds now.
+        self.local_keys.invalidate();
     }
 
     // ---- audit log ----------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ mod entities;
 mod enums;
 mod events;
 mod id;
+mod per_thread;
 mod pipeline;
 mod plugins;
 mod time;
@@ -27,6 +28,7 @@ pub use id::{
     PluginId, PluginVersionId, RefreshTokenId, SessionDataId, SubscriptionId, TokenFamilyId, UsageRecordId, UserId,
     WebhookConfigId, WebhookDeliveryId,
 };
+pub use per_thread::PerThread;
 pub use pipeline::{
     Disposition, MediaInfo, MessageEvent, MessagePipeline, Origin, PassThrough, PipelineOutcome, Reply,
 };

@@ -236,7 +236,7 @@ impl FromRequestParts<AppState> for Caller {
             let _ = slot.0.set((policy, decision));
         }
         use std::sync::atomic::Ordering::Relaxed;
-        state.metrics.key_requests.fetch_add(1, Relaxed);
+        state.metrics.key_requests.get().fetch_add(1, Relaxed);
         if !decision.allowed {
             let refused_by =
                 if index == 0 { &state.metrics.rate_limited_key } else { &state.metrics.rate_limited_subscription };

@@ -92,8 +92,9 @@ type Metric<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, u64)]);
 /// Counters of the edge's decisions since start.
 #[derive(Debug, Default)]
 pub struct EdgeMetrics {
-    /// Requests authenticated with an API key (and so rate-limited and counted).
-    pub key_requests: std::sync::atomic::AtomicU64,
+    /// Requests authenticated with an API key (and so rate-limited and counted); per thread, as every such
+    /// request adds to it.
+    pub key_requests: gw_core::PerThread<std::sync::atomic::AtomicU64>,
     /// Refused by the key's own limit.
     pub rate_limited_key: std::sync::atomic::AtomicU64,
     /// Refused by the subscription's limit.
@@ -113,7 +114,7 @@ impl AppContext {
                 "gateway_api_key_requests_total",
                 "counter",
                 "Requests authenticated with an API key.",
-                &[("", self.metrics.key_requests.load(Relaxed))],
+                &[("", self.metrics.key_requests.iter().map(|count| count.load(Relaxed)).sum())],
             ),
             (
                 "gateway_rate_limited_total",

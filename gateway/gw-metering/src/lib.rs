@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use gw_core::{InstanceId, SubscriptionId, Timestamp, UsagePeriod, UsageRecordType};
+use gw_core::{InstanceId, PerThread, SubscriptionId, Timestamp, UsagePeriod, UsageRecordType};
 use gw_sessions::{Meter, Metered, QuotaError};
 use gw_store::{Limit, MessageStatDelta, Store, StoreError, UsageDelta};
 
@@ -88,6 +88,51 @@ impl Pending {
     fn is_empty(&self) -> bool {
         self.stats.is_empty() && self.usage.is_empty()
     }
+
+    /// Adds `other`'s counts to these.
+    fn absorb(&mut self, other: Pending) {
+        for (key, counts) in other.stats {
+            let entry = self.stats.entry(key).or_default();
+            entry.sent += counts.sent;
+            entry.received += counts.received;
+            entry.failed += counts.failed;
+            entry.api_calls += counts.api_calls;
+        }
+        for (key, (count, at)) in other.usage {
+            let entry = self.usage.entry(key).or_insert((0, at));
+            entry.0 += count;
+            entry.1 = entry.1.max(at);
+        }
+    }
+}
+
+/// The counts not yet written, kept per thread: an event locks only its own thread's counters, not a lock that
+/// every worker shares.
+#[derive(Debug, Default)]
+struct Counters(PerThread<Mutex<Pending>>);
+
+fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    pending.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Counters {
+    fn add(&self, subscription: SubscriptionId, instance: InstanceId, event: Event, at: Timestamp) {
+        lock(self.0.get()).add(subscription, instance, event, 1, at);
+    }
+
+    /// Everything counted so far, by every thread, merged.
+    fn take(&self) -> Pending {
+        let mut all = Pending::default();
+        for pending in self.0.iter() {
+            all.absorb(std::mem::take(&mut *lock(pending)));
+        }
+        all
+    }
+
+    /// Puts back what could not be written.
+    fn restore(&self, leftover: Pending) {
+        lock(self.0.get()).absorb(leftover);
+    }
 }
 
 /// What one flush wrote.
@@ -109,7 +154,7 @@ pub struct MeteringStats {
 /// The in-memory counters and their batched writer.
 pub struct Metering {
     store: Arc<dyn Store>,
-    pending: Mutex<Pending>,
+    pending: Counters,
     /// One flush at a time, so a periodic flush and the shutdown flush cannot interleave their restores.
     flushing: tokio::sync::Mutex<()>,
     flushes: AtomicU64,
@@ -127,7 +172,7 @@ impl Metering {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
-            pending: Mutex::new(Pending::default()),
+            pending: Counters::default(),
             flushing: tokio::sync::Mutex::new(()),
             flushes: AtomicU64::new(0),
             failed_flushes: AtomicU64::new(0),
@@ -142,11 +187,7 @@ impl Metering {
 
     /// Counts one event at `at` (its day and month decide the rows it lands in).
     pub fn record_at(&self, subscription: SubscriptionId, instance: InstanceId, event: Event, at: Timestamp) {
-        self.lock().add(subscription, instance, event, 1, at);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        self.pending.add(subscription, instance, event, at);
     }
 
     pub fn stats(&self) -> MeteringStats {
@@ -162,7 +203,7 @@ impl Metering {
     /// can hold them.
     pub async fn flush(&self) -> Result<Flushed, StoreError> {
         let _one_at_a_time = self.flushing.lock().await;
-        let taken = std::mem::take(&mut *self.lock());
+        let taken = self.pending.take();
         if taken.is_empty() {
             return Ok(Flushed::default());
         }
@@ -195,13 +236,7 @@ impl Metering {
         match self.write_stats(&stats).await {
             Ok(()) => {}
             Err(err) => {
-                for (key, counts) in taken.stats {
-                    let entry = leftover.stats.entry(key).or_default();
-                    entry.sent += counts.sent;
-                    entry.received += counts.received;
-                    entry.failed += counts.failed;
-                    entry.api_calls += counts.api_calls;
-                }
+                leftover.stats = taken.stats;
                 failure = Some(err);
             }
         }
@@ -213,28 +248,12 @@ impl Metering {
             }
         }
         if let Some(err) = failure {
-            self.restore(leftover);
+            self.pending.restore(leftover);
             self.failed_flushes.fetch_add(1, Ordering::Relaxed);
             return Err(err);
         }
         self.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(Flushed { stat_rows: stats.len(), usage_rows: usage.len() })
-    }
-
-    fn restore(&self, leftover: Pending) {
-        let mut pending = self.lock();
-        for (key, counts) in leftover.stats {
-            let entry = pending.stats.entry(key).or_default();
-            entry.sent += counts.sent;
-            entry.received += counts.received;
-            entry.failed += counts.failed;
-            entry.api_calls += counts.api_calls;
-        }
-        for (key, (count, at)) in leftover.usage {
-            let entry = pending.usage.entry(key).or_insert((0, at));
-            entry.0 += count;
-            entry.1 = entry.1.max(at);
-        }
     }
 
     async fn write_stats(&self, batch: &[MessageStatDelta]) -> Result<(), StoreError> {
@@ -341,6 +360,24 @@ impl Meter for EngineMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_made_on_many_threads_are_taken_together_once() {
+        let counters = Counters::default();
+        let (sub, inst) = (SubscriptionId::new(), InstanceId::new());
+        let at = Timestamp::now();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| (0..500).for_each(|_| counters.add(sub, inst, Event::ApiCall, at)));
+            }
+        });
+        let taken = counters.take();
+        assert_eq!(taken.stats[&(inst, at.date())].api_calls, 2_000);
+        assert_eq!(taken.usage[&(sub, inst, UsageRecordType::ApiCalls, at.period())].0, 2_000);
+        assert!(counters.take().is_empty(), "taken once");
+        counters.restore(taken);
+        assert_eq!(counters.take().stats[&(inst, at.date())].api_calls, 2_000, "a failed write loses nothing");
+    }
 
     #[test]
     fn events_land_in_their_day_and_month() {

@@ -1,5 +1,6 @@
 //! The in-process limiter on `governor`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
@@ -10,6 +11,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{RateLimiter as Governor, clock::QuantaInstant};
+use gw_core::PerThread;
 
 use crate::{Decision, Quota, RateLimiter};
 
@@ -21,6 +23,9 @@ type Keyed = Governor<u64, DefaultKeyedStateStore<u64>, DefaultClock, StateInfor
 #[derive(Default)]
 pub struct LocalLimiter {
     limiters: RwLock<HashMap<Quota, Arc<Keyed>>>,
+    /// Each thread's view of `limiters` (which only grows), so a decision does not take the shared lock: its
+    /// reader count is a cache line that both workers would write on every request.
+    by_thread: PerThread<RefCell<HashMap<Quota, Arc<Keyed>>>>,
     clock: DefaultClock,
     names: std::hash::RandomState,
 }
@@ -47,8 +52,8 @@ impl LocalLimiter {
     fn decide(&self, key: &str, quota: Quota) -> Decision {
         use std::hash::BuildHasher as _;
         let name = self.names.hash_one(key);
-        // The read lock is held for the check (writers come only with a new quota), which saves cloning the Arc.
-        if let Some(limiter) = self.limiters.read().unwrap_or_else(|p| p.into_inner()).get(&quota) {
+        let known = self.by_thread.get();
+        if let Some(limiter) = known.borrow().get(&quota) {
             return self.decision(limiter, name, quota);
         }
         let limiter = self
@@ -60,6 +65,7 @@ impl LocalLimiter {
                 Arc::new(Governor::keyed(governor_quota(quota)).with_middleware::<StateInformationMiddleware>())
             })
             .clone();
+        known.borrow_mut().insert(quota, limiter.clone());
         self.decision(&limiter, name, quota)
     }
 
