@@ -22,6 +22,8 @@ pub struct KeyPrincipal {
     /// The limit on all of the subscription's keys together (its tier's `requests_per_minute`).
     pub subscription_rate_limit_per_minute: u32,
     pub ip_address: Option<std::net::IpAddr>,
+    /// When the key was checked: the time the request's use is counted at (one clock read serves both).
+    pub verified_at: Timestamp,
     /// The cache's entry, shared: a request copies nothing of it.
     verified: std::sync::Arc<VerifiedKey>,
 }
@@ -61,7 +63,11 @@ impl VerifiedKey {
 }
 
 impl KeyPrincipal {
-    pub(crate) fn new(verified: std::sync::Arc<VerifiedKey>, ip_address: Option<std::net::IpAddr>) -> Self {
+    pub(crate) fn new(
+        verified: std::sync::Arc<VerifiedKey>,
+        ip_address: Option<std::net::IpAddr>,
+        verified_at: Timestamp,
+    ) -> Self {
         Self {
             key_id: verified.record.key.id,
             instance_id: verified.record.key.instance_id,
@@ -69,6 +75,7 @@ impl KeyPrincipal {
             rate_limit_per_minute: verified.rate_limit_per_minute,
             subscription_rate_limit_per_minute: verified.subscription_rate_limit_per_minute,
             ip_address,
+            verified_at,
             verified,
         }
     }
@@ -244,7 +251,8 @@ pub trait InvalidationPublisher: Send + Sync + std::fmt::Debug {
     fn publish(&self, invalidation: &KeyInvalidation);
 }
 
-type KeyUses = HashMap<ApiKeyId, (i64, Timestamp)>;
+/// Key ids are the gateway's own, not chosen by clients: a fast hash (seeded per process) is enough.
+type KeyUses = HashMap<ApiKeyId, (i64, Timestamp), foldhash::fast::RandomState>;
 
 /// Uses per key since the last flush, counted per thread (a request locks only its own thread's map).
 #[derive(Debug, Default)]
@@ -270,7 +278,7 @@ impl UsageCounter {
     /// Takes everything counted so far, one entry per key (the caller writes it, and puts it back if the write
     /// fails).
     pub(crate) fn drain(&self) -> Vec<ApiKeyUsage> {
-        let mut all = KeyUses::new();
+        let mut all = KeyUses::default();
         for pending in self.pending.iter() {
             for (key_id, (uses, at)) in lock(pending).drain() {
                 add_uses(&mut all, key_id, uses, at);

@@ -881,7 +881,9 @@ impl Accounts {
         let digest = self.api_key_hasher.digest(key);
         let verified = match self.local_keys.get(&digest) {
             Some(verified) => verified,
-            None => self.shared_key(digest).await?,
+            // Boxed: the look-up's state (the cache's and the store's futures) would otherwise be part of every
+            // request's future, moved and allocated with it even when this thread already has the key.
+            None => Box::pin(self.shared_key(digest)).await?,
         };
         let record = &verified.record;
         // The hash matched by equality in the index; compare again in constant time so no code path depends on
@@ -900,7 +902,7 @@ impl Accounts {
             return Err(AccountError::ApiKeyInactive);
         }
         self.key_usage.record(record.key.id, now);
-        Ok(KeyPrincipal::new(verified, ip))
+        Ok(KeyPrincipal::new(verified, ip, now))
     }
 
     /// A key from the shared cache (or the store), and this thread's copy of it.

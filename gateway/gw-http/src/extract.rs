@@ -213,7 +213,8 @@ impl FromRequestParts<AppState> for Caller {
         let key = match (bearer, api_key) {
             (_, Some(key)) => key,
             (Some(token), None) if token.starts_with("gwk_") => token,
-            _ => return Auth::from_request_parts(parts, state).await.map(|Auth(p)| Caller::User(p)),
+            // Boxed, so a signed-in user's look-up does not size every key request's future.
+            _ => return Box::pin(Auth::from_request_parts(parts, state)).await.map(|Auth(p)| Caller::User(p)),
         };
         let ip = client_ip(parts, &state.settings.trusted_proxies);
         let principal = state.accounts.authenticate_key(key, ip).await?;
@@ -245,7 +246,8 @@ impl FromRequestParts<AppState> for Caller {
                 retry_after: decision.retry_after.unwrap_or(std::time::Duration::from_secs(1)),
             });
         }
-        state.metering.record(principal.subscription_id, principal.instance_id, gw_metering::Event::ApiCall);
+        let call = gw_metering::Event::ApiCall;
+        state.metering.record_at(principal.subscription_id, principal.instance_id, call, principal.verified_at);
         Ok(Caller::Key(principal))
     }
 }

@@ -16,22 +16,48 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 #[derive(Debug, Clone, Default)]
 pub struct RateLimitSlot(pub std::sync::Arc<std::sync::OnceLock<(&'static str, gw_ratelimit::Decision)>>);
 
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
 /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers) of the deciding policy (`per-key` or
 /// `per-subscription`, whichever is tighter or refused): its quota over a 60 s window, what remains now, and
 /// seconds until it is fully restored.
 fn rate_limit_headers(response: &mut Response, (name, decision): &(&'static str, gw_ratelimit::Decision)) {
     use std::fmt::Write as _;
+    if let Some(policy) = policy_value(name, decision.quota.per_minute) {
+        response.headers_mut().insert(RATELIMIT_POLICY, policy);
+    }
     let reset = decision.reset_after.as_secs_f64().ceil() as u64;
     // On every key request: written straight into the header's buffer (no intermediate `format!` string).
-    let mut policy = String::with_capacity(48);
-    let _ = write!(policy, "\"{name}\";q={};w=60", decision.quota.per_minute);
     let mut state = String::with_capacity(48);
     let _ = write!(state, "\"{name}\";r={};t={reset}", decision.remaining);
-    for (header, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
-        if let Ok(value) = HeaderValue::from_maybe_shared(axum::body::Bytes::from(value)) {
-            response.headers_mut().insert(HeaderName::from_static(header), value);
-        }
+    if let Ok(value) = HeaderValue::from_maybe_shared(axum::body::Bytes::from(state)) {
+        response.headers_mut().insert(RATELIMIT, value);
     }
+}
+
+thread_local! {
+    /// `RateLimit-Policy` values this thread has written: a policy is a name and a quota, and a few of them answer
+    /// almost every request, so each is formatted once per thread instead of once per request.
+    static POLICIES: std::cell::RefCell<Vec<(&'static str, u32, HeaderValue)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Distinct policies a thread keeps before starting afresh.
+const POLICIES_PER_THREAD: usize = 64;
+
+fn policy_value(name: &'static str, per_minute: u32) -> Option<HeaderValue> {
+    POLICIES.with_borrow_mut(|known| {
+        if let Some((_, _, value)) = known.iter().find(|(n, q, _)| *q == per_minute && *n == name) {
+            return Some(value.clone());
+        }
+        let value = HeaderValue::from_str(&format!("\"{name}\";q={per_minute};w=60")).ok()?;
+        if known.len() >= POLICIES_PER_THREAD {
+            known.clear();
+        }
+        known.push((name, per_minute, value.clone()));
+        Some(value)
+    })
 }
 
 /// The id of the request being served: the client's `x-request-id` when it is sane, otherwise a new UUIDv7.
@@ -135,7 +161,19 @@ fn finish_problem(response: Response, path: &str, request_id: &str) -> Response 
 
 #[cfg(test)]
 mod tests {
-    use super::acceptable;
+    use super::{acceptable, policy_value};
+
+    #[test]
+    fn a_policy_is_formatted_once_per_thread_and_told_apart_by_name_and_quota() {
+        let key = policy_value("per-key", 600).expect("value");
+        assert_eq!(key, "\"per-key\";q=600;w=60");
+        assert_eq!(policy_value("per-key", 600).expect("value"), key);
+        assert_eq!(policy_value("per-key", 601).expect("value"), "\"per-key\";q=601;w=60");
+        assert_eq!(policy_value("per-subscription", 600).expect("value"), "\"per-subscription\";q=600;w=60");
+        for quota in 0..200 {
+            assert_eq!(policy_value("per-key", quota).expect("value"), format!("\"per-key\";q={quota};w=60").as_str());
+        }
+    }
 
     #[test]
     fn request_ids_must_be_short_visible_ascii() {

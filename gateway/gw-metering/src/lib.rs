@@ -65,9 +65,12 @@ type UsageKey = (SubscriptionId, InstanceId, UsageRecordType, UsagePeriod);
 
 #[derive(Debug, Default)]
 struct Pending {
-    stats: HashMap<(InstanceId, NaiveDate), StatCounts>,
-    usage: HashMap<UsageKey, (i64, Timestamp)>,
+    stats: HashMap<(InstanceId, NaiveDate), StatCounts, FastHash>,
+    usage: HashMap<UsageKey, (i64, Timestamp), FastHash>,
 }
+
+/// The keys are the gateway's own ids, not chosen by clients: a fast hash (seeded per process) is enough.
+type FastHash = foldhash::fast::RandomState;
 
 impl Pending {
     fn add(&mut self, subscription: SubscriptionId, instance: InstanceId, event: Event, count: i64, at: Timestamp) {

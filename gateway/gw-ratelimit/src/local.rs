@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -9,26 +10,51 @@ use std::time::Duration;
 use async_trait::async_trait;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::keyed::DashMapStateStore;
 use governor::{RateLimiter as Governor, clock::QuantaInstant};
 use gw_core::PerThread;
 
 use crate::{Decision, Quota, RateLimiter};
 
-/// Keys are held as a 64-bit keyed hash of their name (SipHash with this process's random key), so a decision
-/// allocates nothing; two names would share a limit only on a 64-bit collision.
-type Keyed = Governor<u64, DefaultKeyedStateStore<u64>, DefaultClock, StateInformationMiddleware>;
+/// Keys are held as a 64-bit hash of their name (foldhash with this process's random seed; the names are the
+/// gateway's own, `key:<uuid>` and `sub:<uuid>`, not chosen by clients), so a decision allocates nothing; two
+/// names would share a limit only on a 64-bit collision. The map uses that hash as is instead of hashing it again.
+type Keyed =
+    Governor<u64, DashMapStateStore<u64, BuildHasherDefault<PreHashed>>, DefaultClock, StateInformationMiddleware>;
+
+/// A `u64` key that is already a hash, used as its own hash.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys reach this hasher; fold anything else rather than ignore it.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+}
 
 /// One governor keyed limiter per distinct quota, created on first use.
 #[derive(Default)]
 pub struct LocalLimiter {
-    limiters: RwLock<HashMap<Quota, Arc<Keyed>>>,
+    limiters: RwLock<QuotaMap>,
     /// Each thread's view of `limiters` (which only grows), so a decision does not take the shared lock: its
     /// reader count is a cache line that both workers would write on every request.
-    by_thread: PerThread<RefCell<HashMap<Quota, Arc<Keyed>>>>,
+    by_thread: PerThread<RefCell<QuotaMap>>,
     clock: DefaultClock,
-    names: std::hash::RandomState,
+    names: foldhash::fast::RandomState,
 }
+
+type QuotaMap = HashMap<Quota, Arc<Keyed>, foldhash::fast::RandomState>;
 
 impl std::fmt::Debug for LocalLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,7 +88,9 @@ impl LocalLimiter {
             .unwrap_or_else(|p| p.into_inner())
             .entry(quota)
             .or_insert_with(|| {
-                Arc::new(Governor::keyed(governor_quota(quota)).with_middleware::<StateInformationMiddleware>())
+                let keyed =
+                    Governor::dashmap_with_clock_and_hasher(governor_quota(quota), self.clock.clone(), <_>::default());
+                Arc::new(keyed.with_middleware::<StateInformationMiddleware>())
             })
             .clone();
         known.borrow_mut().insert(quota, limiter.clone());
