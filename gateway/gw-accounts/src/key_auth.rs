@@ -364,6 +364,29 @@ mod tests {
     }
 
     #[test]
+    fn an_invalidation_on_one_thread_empties_another_threads_copies() {
+        let local = LocalKeys::default();
+        let digest = [3u8; 32];
+        let key = verified(Instant::now());
+        let (kept, invalidated) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(|| {
+                local.remember(digest, &key, local.generation());
+                let before = local.get(&digest).is_some();
+                kept.wait();
+                invalidated.wait();
+                (before, local.get(&digest).is_some())
+            });
+            kept.wait();
+            local.invalidate(); // as a revocation handled on this thread does
+            invalidated.wait();
+            let (before, after) = worker.join().expect("worker");
+            assert!(before, "the worker had its copy");
+            assert!(!after, "the revocation on another thread reached the worker's copy at once");
+        });
+    }
+
+    #[test]
     fn a_copy_expires_with_the_record_it_was_made_from() {
         let local = LocalKeys::default();
         let Some(long_ago) = Instant::now().checked_sub(KEY_CACHE_TTL + Duration::from_secs(1)) else {

@@ -82,9 +82,7 @@ impl Pending {
             Event::ApiCall => stat.api_calls += count,
         }
         if let Some(record_type) = event.usage_type() {
-            let entry = self.usage.entry((subscription, instance, record_type, at.period())).or_insert((0, at));
-            entry.0 += count;
-            entry.1 = entry.1.max(at);
+            self.add_usage((subscription, instance, record_type, at.period()), count, at);
         }
     }
 
@@ -102,10 +100,15 @@ impl Pending {
             entry.api_calls += counts.api_calls;
         }
         for (key, (count, at)) in other.usage {
-            let entry = self.usage.entry(key).or_insert((0, at));
-            entry.0 += count;
-            entry.1 = entry.1.max(at);
+            self.add_usage(key, count, at);
         }
+    }
+
+    /// Adds to a usage row's count and keeps its latest time.
+    fn add_usage(&mut self, key: UsageKey, count: i64, at: Timestamp) {
+        let entry = self.usage.entry(key).or_insert((0, at));
+        entry.0 += count;
+        entry.1 = entry.1.max(at);
     }
 }
 
