@@ -22,7 +22,7 @@ use utoipa::OpenApi;
 use utoipa_scalar::{Scalar, Servable};
 
 pub use error::{ApiError, ProblemType};
-pub use middleware::{REQUEST_ID_HEADER, RateLimitSlot, RequestId};
+pub use middleware::{MAX_HEADER_BYTES, MAX_URI_BYTES, REQUEST_ID_HEADER, RateLimitSlot, RequestId};
 pub use openapi::ApiDoc;
 pub use state::{AppContext, AppState, EdgeMetrics, HttpSettings, WebhookEdge};
 
@@ -217,6 +217,23 @@ mod tests {
 
         let within = Request::post("/echo").header(header::CONTENT_LENGTH, "3").body(Body::from("abc")).expect("req");
         assert_eq!(app().oneshot(within).await.expect("response").status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_head_is_a_414_or_431_problem() {
+        let long = format!("/echo?q={}", "x".repeat(super::MAX_URI_BYTES));
+        let response = app().oneshot(Request::post(long).body(Body::empty()).expect("req")).await.expect("resp");
+        assert_eq!(response.status(), StatusCode::URI_TOO_LONG);
+        assert_eq!(body_json(response).await["type"], "/problems/uri-too-long");
+
+        let mut request = Request::post("/echo").body(Body::empty()).expect("req");
+        for i in 0..9 {
+            let value = "v".repeat(8 * 1024).parse().expect("value");
+            request.headers_mut().insert(axum::http::HeaderName::try_from(format!("x-big-{i}")).expect("name"), value);
+        }
+        let response = app().oneshot(request).await.expect("resp");
+        assert_eq!(response.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(body_json(response).await["type"], "/problems/headers-too-large");
     }
 
     #[tokio::test]

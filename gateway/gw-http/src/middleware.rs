@@ -28,6 +28,31 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
     ApiError::Internal(format!("handler panicked: {message}")).into_response()
 }
 
+/// The longest path and query the edge reads. hyper's own limit is far higher (64 KiB) and answers without a body,
+/// so the edge's is the one clients meet.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header bytes (names, values and separators) the edge reads; below hyper's read buffer (the binary sets
+/// it to 1 MiB) for the same reason.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// A request head larger than the edge accepts: 414 or 431 as problem+json.
+fn head_too_large(request: &Request) -> Option<ApiError> {
+    let uri = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri > MAX_URI_BYTES {
+        return Some(ApiError::Problem(
+            &ProblemType::URI_TOO_LONG,
+            format!("the path and query have {uri} bytes; at most {MAX_URI_BYTES} are accepted"),
+        ));
+    }
+    let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    (headers > MAX_HEADER_BYTES).then(|| {
+        ApiError::Problem(
+            &ProblemType::HEADERS_TOO_LARGE,
+            format!("the headers have {headers} bytes; at most {MAX_HEADER_BYTES} are accepted"),
+        )
+    })
+}
+
 /// A declared body larger than the route accepts. A `Content-Length` hyper could not parse never gets here.
 fn declared_too_large(request: &Request, limits: Limits, route: Option<&str>) -> Option<ApiError> {
     let declared: u64 = request.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()?;
@@ -124,7 +149,8 @@ pub async fn request_context(State(limits): State<Limits>, mut request: Request,
     );
     async move {
         let started = std::time::Instant::now();
-        let response = match declared_too_large(&request, limits, route.as_deref()) {
+        let refused = head_too_large(&request).or_else(|| declared_too_large(&request, limits, route.as_deref()));
+        let response = match refused {
             Some(refused) => refused.into_response(),
             None => next.run(request).await,
         };
