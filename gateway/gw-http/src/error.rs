@@ -373,3 +373,29 @@ impl From<gw_sessions::InvalidField> for ApiError {
         ApiError::invalid(err.field, err.reason)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ProblemType;
+
+    /// The README's table is the problem types' reference for clients: it must list exactly the types the edge
+    /// can answer with.
+    #[test]
+    fn the_readme_lists_every_problem_type_and_no_other() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("### Problem types").expect("the README has a problem types section");
+        let table = &readme[start..];
+        let table = &table[..table.find("\n## ").unwrap_or(table.len())];
+        let mut listed: Vec<&str> = table
+            .split("`/problems/")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('`').map(|(slug, _)| slug))
+            .filter(|slug| !slug.contains('{'))
+            .collect();
+        listed.sort_unstable();
+        listed.dedup();
+        let mut known: Vec<&str> = ProblemType::ALL.iter().map(|p| p.slug).collect();
+        known.sort_unstable();
+        assert_eq!(listed, known);
+    }
+}
