@@ -73,3 +73,20 @@ impl Meter for DirectMeter {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gw_store::{Limit, StoreError};
+
+    #[test]
+    fn quota_refusals_are_told_from_outages() {
+        let at = Timestamp::now();
+        let exceeded = QuotaError::from_store(StoreError::LimitReached(Limit::MonthlyMessages { max: 3 }), at);
+        assert_eq!(exceeded.ok(), Some(QuotaError::Exceeded { limit: 3, resets_at: at.period().next().start() }));
+        let inactive = QuotaError::from_store(StoreError::Inactive { entity: "subscription" }, at);
+        assert_eq!(inactive.ok(), Some(QuotaError::Inactive));
+        let outage = QuotaError::from_store(StoreError::Unavailable("connection reset".into()), at);
+        assert!(matches!(outage, Err(StoreError::Unavailable(_))), "an outage stays an outage: {outage:?}");
+    }
+}
