@@ -53,6 +53,11 @@ impl Database {
         }
     }
 
+    /// The PostgreSQL test database behind this one (for fault injection: locks, terminated connections).
+    pub fn postgres(&self) -> Option<&PgTestDatabase> {
+        self.postgres.as_ref()
+    }
+
     pub async fn cleanup(self) {
         if let Some(postgres) = self.postgres {
             postgres.drop_database().await;
@@ -178,6 +183,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind: a crash) and waits until it is gone.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill -9");
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -53,6 +53,7 @@ on_both_backends!(
 );
 
 mod hardening;
+mod outages;
 mod plugins;
 
 /// A small client for one signed-in user.
