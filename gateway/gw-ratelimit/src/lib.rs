@@ -129,6 +129,13 @@ fn tightest(checks: &[(&str, Quota)], mut decide: impl FnMut(&str, Quota) -> Dec
     tightest.unwrap_or_else(no_limits)
 }
 
+/// How long a decision waits for Redis before it is made locally, unless configured otherwise. Redis answers in
+/// well under a millisecond, but on a small, busy machine the node's threads (or Redis's) can be off the CPU for
+/// tens of milliseconds: measured on 2 shared cores at a load average of 7-8, stalls of 20-100 ms several times a
+/// minute, which a 20 ms deadline turned into local decisions on a healthy Redis (`examples/fallback_probe.rs`).
+/// A refused or closed connection fails at once whatever this is; only a Redis that hangs costs the full wait.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// Redis first, the local limiter whenever Redis fails or is slow; never an error to the caller.
 pub struct FallbackLimiter {
     redis: RedisLimiter,
@@ -167,6 +174,14 @@ impl FallbackLimiter {
         if !self.degraded.swap(true, Ordering::Relaxed) {
             tracing::warn!(%err, "redis unavailable; rate limits fall back to this node's local limiter");
         }
+    }
+
+    /// Makes the first decision as fast as the rest: connects and loads the script (a node calls it at start-up,
+    /// before it serves). A failure is returned for the caller to report (see [`Self::mark_unreachable`]);
+    /// decisions then fall back until Redis answers.
+    pub async fn warm_up(&self, timeout: Duration) -> Result<(), LimiterError> {
+        self.redis.ping(timeout).await?;
+        self.redis.load_script(timeout).await
     }
 
     fn redis_answered(&self) {
@@ -221,9 +236,14 @@ impl RateLimiter for FallbackLimiter {
 pub type SharedLimiter = Arc<dyn RateLimiter>;
 
 /// A Redis connection made on first use and remade after a failure, with short timeouts: a decision waits for
-/// Redis only as long as the fallback's deadline anyway.
+/// Redis only as long as the fallback's deadline anyway. `TCP_NODELAY`, which redis-rs leaves off: decisions are
+/// small commands multiplexed on one connection, and Nagle's algorithm would hold a command back while an earlier
+/// one waits for its reply.
 fn lazy_connection(url: &str) -> Result<redis::aio::ConnectionManager, LimiterError> {
-    let client = redis::Client::open(url)?;
+    use redis::IntoConnectionInfo as _;
+    let info = url.into_connection_info()?;
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    let client = redis::Client::open(info.set_tcp_settings(tcp))?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(2)))
