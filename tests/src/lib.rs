@@ -180,6 +180,12 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// Kills the gateway with SIGKILL (`kill -9`: no shutdown, no draining, as a crash) and waits until it is gone.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("kill -9");
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("dies in time").expect("wait");
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running");
