@@ -185,9 +185,10 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// Kills the process with SIGKILL (no shutdown of any kind: a crash) and waits until it is gone.
+    /// Kills the gateway with SIGKILL (`kill -9`: no shutdown, no draining, as a crash) and waits until it is gone.
     pub async fn kill(mut self) {
-        self.child.kill().await.expect("kill -9");
+        self.child.start_kill().expect("kill -9");
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("dies in time").expect("wait");
     }
 
     /// Sends SIGTERM and waits for the exit status.

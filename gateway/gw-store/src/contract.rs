@@ -85,6 +85,7 @@ macro_rules! store_contract_tests {
             webhook_endpoints_are_disabled_by_410_and_by_failing_too_long,
             webhook_replay_and_secret_rotation,
             concurrent_webhook_claims_never_share_a_row,
+            webhook_leases_renew_only_their_own_rows,
         );
     };
     (@each $make:path; $($name:ident),+ $(,)?) => {
@@ -1675,6 +1676,7 @@ pub async fn webhook_outbox_enqueue_claim_complete(store: Arc<dyn Store>) {
     // A dispatcher that dies holding a claim loses it when the lease runs out; its late completion is refused.
     let taken_over = store.claim_webhook_deliveries(plus(retry_at, 61), plus(retry_at, 120), 10).await.expect("claim");
     assert_eq!(taken_over.len(), 1);
+    assert!(taken_over[0].taken_over && !again[0].taken_over, "a take-over is reported as one");
     let late = completion(&again[0], plus(retry_at, 62), 200, NextStep::Succeeded);
     assert_eq!(store.complete_webhook_deliveries(&[late], WINDOW).await.expect("late").stale, 1);
     let done = completion(&taken_over[0], plus(retry_at, 63), 204, NextStep::Succeeded);
@@ -1846,6 +1848,55 @@ pub async fn concurrent_webhook_claims_never_share_a_row(store: Arc<dyn Store>) 
     }
     let unique: std::collections::HashSet<_> = all.iter().collect();
     assert_eq!((all.len(), unique.len()), (200, 200), "every row claimed exactly once");
+}
+
+/// Short leases renewed by their owner: a renewal extends only rows still claimed under the caller's tokens, an
+/// expired lease is claimable (and the claim says it took the row over), a renewed one is not, and a renewal with an
+/// old token never takes a row back or extends the new owner's lease.
+pub async fn webhook_leases_renew_only_their_own_rows(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 2).await;
+    let inst = instance(&store, sub.id, "main").await;
+    endpoint(&store, inst.id, &["*"]).await;
+    let t0 = at(2026, 11, 5);
+    for _ in 0..3 {
+        store.enqueue_webhook_event(&event(inst.id, "message.received", t0)).await.expect("enqueue");
+    }
+    let ids = |claims: &[ClaimedDelivery]| -> std::collections::BTreeSet<_> { claims.iter().map(|c| c.id).collect() };
+    let first = store.claim_webhook_deliveries(t0, plus(t0, 5), 2).await.expect("claim");
+    let second = store.claim_webhook_deliveries(t0, plus(t0, 5), 10).await.expect("claim");
+    assert_eq!((first.len(), second.len()), (2, 1));
+    assert!(first.iter().chain(&second).all(|c| !c.taken_over), "pending rows are fresh claims, not take-overs");
+    assert_ne!(first[0].claim_token, second[0].claim_token);
+    assert!(store.renew_webhook_leases(&[], plus(t0, 10)).await.expect("renew").is_empty());
+
+    let renewed = store.renew_webhook_leases(&[first[0].claim_token], plus(t0, 10)).await.expect("renew");
+    assert_eq!(renewed.into_iter().collect::<std::collections::BTreeSet<_>>(), ids(&first), "exactly the own rows");
+
+    // At t0 + 6 the second claim's lease has run out and the first's was renewed to t0 + 10.
+    let t6 = plus(t0, 6);
+    let taken = store.claim_webhook_deliveries(t6, plus(t6, 5), 10).await.expect("claim");
+    assert_eq!(ids(&taken), ids(&second), "the expired lease is claimable, the renewed ones are not");
+    assert!(taken[0].taken_over, "the claim reports the take-over");
+    assert_ne!(taken[0].claim_token, second[0].claim_token);
+
+    // The old owner renews too late: nothing changes hands and the new owner's lease (to t0 + 11) is not extended.
+    let stale = store.renew_webhook_leases(&[second[0].claim_token], plus(t0, 600)).await.expect("renew");
+    assert!(stale.is_empty(), "a taken-over row is not renewed: {stale:?}");
+    let late = completion(&second[0], plus(t0, 7), 200, NextStep::Succeeded);
+    assert_eq!(store.complete_webhook_deliveries(&[late], WINDOW).await.expect("complete").stale, 1);
+
+    // At t0 + 12 both remaining leases have run out (t0 + 10 and t0 + 11): all three rows are taken over.
+    let t12 = plus(t0, 12);
+    let all = store.claim_webhook_deliveries(t12, plus(t12, 5), 10).await.expect("claim");
+    assert_eq!(all.len(), 3, "the stale renewal did not extend the new owner's lease");
+    assert!(all.iter().all(|c| c.taken_over));
+
+    // A completed row is no longer the claimer's to renew.
+    let done = completion(&all[0], t12, 200, NextStep::Succeeded);
+    assert_eq!(store.complete_webhook_deliveries(&[done], WINDOW).await.expect("complete").stale, 0);
+    let renewed = store.renew_webhook_leases(&[all[0].claim_token], plus(t12, 10)).await.expect("renew");
+    assert_eq!(renewed.into_iter().collect::<std::collections::BTreeSet<_>>(), ids(&all[1..]));
+    assert!(store.claim_webhook_deliveries(plus(t12, 9), plus(t12, 20), 10).await.expect("claim").is_empty());
 }
 
 // ---- plugins ---------------------------------------------------------------------------------------------------
