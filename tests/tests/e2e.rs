@@ -53,6 +53,7 @@ on_both_backends!(
 );
 
 mod plugins;
+mod secrets;
 
 /// A small client for one signed-in user.
 struct As<'a> {
@@ -541,7 +542,7 @@ async fn bad_input_is_refused_with_stable_problem_types_and_writes_nothing(datab
     let bearer = |token: &str| app.client.get(app.url("/v1/me")).bearer_auth(token.to_owned()).send();
     let malformed: Value = bearer("not-a-jwt").await.expect("send").json().await.expect("json");
     assert_eq!(problem_type(&malformed), "/problems/invalid-token");
-    // A token for another audience, correctly signed with the development key, is still refused.
+    // An unsigned token (`alg: none`) is refused.
     let alg_none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4In0.";
     let none: Value = bearer(alg_none).await.expect("send").json().await.expect("json");
     assert_eq!(problem_type(&none), "/problems/invalid-token");
@@ -659,21 +660,22 @@ async fn migrate_applies_and_exits() {
     database.cleanup().await;
 }
 
-/// Tokens minted with the server's (development) key but expired, or for another audience or issuer.
+/// Tokens minted with the server's (configured) key but expired, or for another audience or issuer.
 async fn expired_and_foreign_tokens_are_refused_with_their_own_types(database: &Database) {
     use gw_accounts::{JwtSettings, SigningKey, TokenIssuer};
     use gw_core::{Redacted, Timestamp, UserRole};
 
-    let app = TestApp::spawn(GATEWAY, database).await;
+    // The test knows the server's key because it configures it (the default is a generated one).
+    const JWT_SECRET: &str = "the-e2e-test-jwt-secret-of-enough-length";
+    let mut command = gateway_command(GATEWAY, &database.url, &database.dir);
+    command.env("GATEWAY_AUTH_JWT_SECRET", JWT_SECRET);
+    let app = TestApp::spawn_with(command).await;
     let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
     let (_, me) = operator.call(Method::GET, "/v1/me", None).await;
     let user_id = me["id"].as_str().expect("id").parse().expect("user id");
     let issuer = |audience: &str, issuer: &str| {
         TokenIssuer::new(JwtSettings {
-            active: SigningKey {
-                kid: "k1".into(),
-                secret: Redacted::new("development-only-jwt-secret-do-not-use-in-production".into()),
-            },
+            active: SigningKey { kid: "k1".into(), secret: Redacted::new(JWT_SECRET.into()) },
             previous: vec![],
             issuer: issuer.into(),
             audience: audience.into(),
