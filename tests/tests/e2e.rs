@@ -140,11 +140,38 @@ async fn serves_health_readiness_openapi_and_problems(database: &Database) {
     ] {
         assert!(paths.contains(&path), "{path} missing from the OpenAPI document: {paths:?}");
     }
-    let docs = app.client.get(app.url("/docs")).send().await.expect("docs");
-    assert_eq!(docs.status(), StatusCode::OK);
-    assert!(docs.text().await.expect("html").contains("openapi"), "the docs page loads the document");
+    docs_are_served_from_the_binary(&app).await;
     let described = app.client.get(app.url("/problems/instance-limit-reached")).send().await.expect("problem doc");
     assert_eq!(described.status(), StatusCode::OK);
+}
+
+/// `/docs` works offline: the page names no other origin, and the UI script it loads is the vendored bundle, served
+/// by the gateway itself with a long-lived cache header.
+async fn docs_are_served_from_the_binary(app: &TestApp) {
+    let docs = app.client.get(app.url("/docs")).send().await.expect("docs");
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert_eq!(docs.headers()["content-type"], "text/html; charset=utf-8");
+    let policy = docs.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
+    assert!(policy.starts_with("default-src 'self';") && !policy.contains("http"), "{policy}");
+    let page = docs.text().await.expect("html");
+    assert!(page.contains("url: 'openapi.json'"), "the page loads this server's document: {page}");
+    for external in ["http:", "https:", "//"] {
+        assert!(!page.contains(external), "the page names another origin ({external}): {page}");
+    }
+    let scripts: Vec<&str> = page.split("<script src=\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+    assert_eq!(scripts.len(), 1, "{page}");
+    let script = app.client.get(app.url(&format!("/{}", scripts[0]))).send().await.expect("script");
+    assert_eq!(script.status(), StatusCode::OK, "{}", scripts[0]);
+    assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(script.headers()["cache-control"], "public, max-age=31536000, immutable");
+    let served = script.bytes().await.expect("bundle");
+    let vendored_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../gw-http/assets/scalar/standalone.js");
+    let vendored = std::fs::read(vendored_path).expect("the vendored bundle");
+    assert!(
+        served.as_ref() == vendored.as_slice(),
+        "the served script is the vendored bundle ({} bytes)",
+        served.len()
+    );
 }
 
 async fn first_run_creates_the_operator_once(database: &Database) {
