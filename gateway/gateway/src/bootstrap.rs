@@ -24,7 +24,8 @@ pub enum BootstrapError {
     Hash(String),
 }
 
-/// A generated secret file that cannot be used. The operator must look at it: the gateway never overwrites one.
+/// The secrets cannot be taken from the data directory. A file that exists is never overwritten: the operator must
+/// look at it.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error("cannot create the secrets directory {}: {source}", .path.display())]
