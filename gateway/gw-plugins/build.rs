@@ -155,7 +155,7 @@ fn check_target_installed() {
         if !sysroot.join("lib/rustlib/wasm32-wasip2").exists() {
             panic!(
                 "the wasm32-wasip2 target is not installed; plugins are built from source for it.\n\
-                 Install it with: rustup target add wasm32-wasip2   (.ci/run does this)"
+                 Install what rust-toolchain.toml lists with: rustup toolchain install   (.ci/run does this)"
             );
         }
     }

@@ -56,6 +56,7 @@ on_both_backends!(
 mod hardening;
 mod outages;
 mod plugins;
+mod secrets;
 
 /// A small client for one signed-in user.
 struct As<'a> {
@@ -142,11 +143,38 @@ async fn serves_health_readiness_openapi_and_problems(database: &Database) {
     ] {
         assert!(paths.contains(&path), "{path} missing from the OpenAPI document: {paths:?}");
     }
-    let docs = app.client.get(app.url("/docs")).send().await.expect("docs");
-    assert_eq!(docs.status(), StatusCode::OK);
-    assert!(docs.text().await.expect("html").contains("openapi"), "the docs page loads the document");
+    docs_are_served_from_the_binary(&app).await;
     let described = app.client.get(app.url("/problems/instance-limit-reached")).send().await.expect("problem doc");
     assert_eq!(described.status(), StatusCode::OK);
+}
+
+/// `/docs` works offline: the page names no other origin, and the UI script it loads is the vendored bundle, served
+/// by the gateway itself with a long-lived cache header.
+async fn docs_are_served_from_the_binary(app: &TestApp) {
+    let docs = app.client.get(app.url("/docs")).send().await.expect("docs");
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert_eq!(docs.headers()["content-type"], "text/html; charset=utf-8");
+    let policy = docs.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
+    assert!(policy.starts_with("default-src 'self';") && !policy.contains("http"), "{policy}");
+    let page = docs.text().await.expect("html");
+    assert!(page.contains("url: 'openapi.json'"), "the page loads this server's document: {page}");
+    for external in ["http:", "https:", "//"] {
+        assert!(!page.contains(external), "the page names another origin ({external}): {page}");
+    }
+    let scripts: Vec<&str> = page.split("<script src=\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+    assert_eq!(scripts.len(), 1, "{page}");
+    let script = app.client.get(app.url(&format!("/{}", scripts[0]))).send().await.expect("script");
+    assert_eq!(script.status(), StatusCode::OK, "{}", scripts[0]);
+    assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(script.headers()["cache-control"], "public, max-age=31536000, immutable");
+    let served = script.bytes().await.expect("bundle");
+    let vendored_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../gw-http/assets/scalar/standalone.js");
+    let vendored = std::fs::read(vendored_path).expect("the vendored bundle");
+    assert!(
+        served.as_ref() == vendored.as_slice(),
+        "the served script is the vendored bundle ({} bytes)",
+        served.len()
+    );
 }
 
 async fn first_run_creates_the_operator_once(database: &Database) {
@@ -544,7 +572,7 @@ async fn bad_input_is_refused_with_stable_problem_types_and_writes_nothing(datab
     let bearer = |token: &str| app.client.get(app.url("/v1/me")).bearer_auth(token.to_owned()).send();
     let malformed: Value = bearer("not-a-jwt").await.expect("send").json().await.expect("json");
     assert_eq!(problem_type(&malformed), "/problems/invalid-token");
-    // A token for another audience, correctly signed with the development key, is still refused.
+    // An unsigned token (`alg: none`) is refused.
     let alg_none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4In0.";
     let none: Value = bearer(alg_none).await.expect("send").json().await.expect("json");
     assert_eq!(problem_type(&none), "/problems/invalid-token");
@@ -662,21 +690,22 @@ async fn migrate_applies_and_exits() {
     database.cleanup().await;
 }
 
-/// Tokens minted with the server's (development) key but expired, or for another audience or issuer.
+/// Tokens minted with the server's (configured) key but expired, or for another audience or issuer.
 async fn expired_and_foreign_tokens_are_refused_with_their_own_types(database: &Database) {
     use gw_accounts::{JwtSettings, SigningKey, TokenIssuer};
     use gw_core::{Redacted, Timestamp, UserRole};
 
-    let app = TestApp::spawn(GATEWAY, database).await;
+    // The test knows the server's key because it configures it (the default is a generated one).
+    const JWT_SECRET: &str = "the-e2e-test-jwt-secret-of-enough-length";
+    let mut command = gateway_command(GATEWAY, &database.url, &database.dir);
+    command.env("GATEWAY_AUTH_JWT_SECRET", JWT_SECRET);
+    let app = TestApp::spawn_with(command).await;
     let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
     let (_, me) = operator.call(Method::GET, "/v1/me", None).await;
     let user_id = me["id"].as_str().expect("id").parse().expect("user id");
     let issuer = |audience: &str, issuer: &str| {
         TokenIssuer::new(JwtSettings {
-            active: SigningKey {
-                kid: "k1".into(),
-                secret: Redacted::new("development-only-jwt-secret-do-not-use-in-production".into()),
-            },
+            active: SigningKey { kid: "k1".into(), secret: Redacted::new(JWT_SECRET.into()) },
             previous: vec![],
             issuer: issuer.into(),
             audience: audience.into(),

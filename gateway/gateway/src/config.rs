@@ -18,8 +18,17 @@ use serde::{Deserialize, Serialize};
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Not configured: generated on first run and kept with the data (development), or refused (production).
+    pub fn is_unset(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -29,12 +38,15 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The signing key used when none is configured. Public (it is in this file), so production refuses it.
-const DEVELOPMENT_JWT_SECRET: &str = "development-only-jwt-secret-do-not-use-in-production";
-/// The API key pepper used when none is configured; public, so production refuses it.
-const DEVELOPMENT_API_KEY_PEPPER: &str = "development-only-api-key-pepper-do-not-use-in-production";
-/// The session encryption key used when none is configured (base64 of a public phrase); production refuses it.
-const DEVELOPMENT_SESSION_KEY: &str = "ZGV2ZWxvcG1lbnQtb25seS1zZXNzaW9uLWtleS0zMmI=";
+/// The defaults earlier versions used when a secret was not configured. They are public (they are in this file and
+/// in every copy of it), so anyone can sign tokens or read sessions with them. Nothing uses them any more (an
+/// unconfigured secret is generated on first run), but an operator may have copied one into a configuration: such a
+/// value is refused in production and on any non-loopback address, and warned about on loopback.
+const PUBLIC_DEVELOPMENT_SECRETS: [(&str, &str); 3] = [
+    ("auth.jwt_secret", "development-only-jwt-secret-do-not-use-in-production"),
+    ("auth.api_key_pepper", "development-only-api-key-pepper-do-not-use-in-production"),
+    ("sessions.encryption_key", "ZGV2ZWxvcG1lbnQtb25seS1zZXNzaW9uLWtleS0zMmI="),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,6 +70,9 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub mode: Mode,
+    /// Where the gateway keeps its own files (generated secrets, the plugin cache); empty: the SQLite file's
+    /// directory, else `./data`.
+    pub data_dir: String,
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub log: LogSettings,
@@ -169,7 +184,8 @@ pub struct WhatsAppSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSettings {
-    /// 32 bytes, base64: encrypts WhatsApp session state at rest. Changing it logs every instance out.
+    /// 32 bytes, base64: encrypts WhatsApp session state at rest. Changing it logs every instance out. Unset:
+    /// generated on first run and kept in the data directory.
     pub encryption_key: Secret,
     /// The simulated WhatsApp network and its control API (`/v1/sandbox/…`).
     pub sandbox: bool,
@@ -229,7 +245,8 @@ pub struct JwtKeySetting {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
-    /// HMAC-SHA256 key for access tokens, at least 32 bytes.
+    /// HMAC-SHA256 key for access tokens, at least 32 bytes. Unset: generated on first run and kept in the data
+    /// directory.
     pub jwt_secret: Secret,
     pub jwt_key_id: String,
     /// Keys still accepted while being rotated out.
@@ -242,7 +259,8 @@ pub struct AuthSettings {
     pub login_max_failures_per_email: usize,
     pub login_max_failures_per_ip: usize,
     pub login_failure_window_secs: u64,
-    /// Secret mixed into API key hashes (HMAC-SHA256), at least 32 bytes. Changing it invalidates every key.
+    /// Secret mixed into API key hashes (HMAC-SHA256), at least 32 bytes. Changing it invalidates every key. Unset:
+    /// generated on first run and kept in the data directory.
     pub api_key_pepper: Secret,
 }
 
@@ -250,6 +268,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             mode: Mode::Development,
+            data_dir: String::new(),
             server: ServerSettings {
                 listen: "127.0.0.1:8080".into(),
                 request_timeout_secs: 30,
@@ -260,7 +279,7 @@ impl Default for Settings {
             log: LogSettings { format: LogFormat::Auto, level: "info".into() },
             admin: AdminSettings { email: "admin@gateway.local".into(), password: None },
             auth: AuthSettings {
-                jwt_secret: Secret(DEVELOPMENT_JWT_SECRET.into()),
+                jwt_secret: Secret::default(),
                 jwt_key_id: "k1".into(),
                 jwt_previous_keys: Vec::new(),
                 jwt_issuer: "gateway".into(),
@@ -271,10 +290,10 @@ impl Default for Settings {
                 login_max_failures_per_email: 5,
                 login_max_failures_per_ip: 50,
                 login_failure_window_secs: 15 * 60,
-                api_key_pepper: Secret(DEVELOPMENT_API_KEY_PEPPER.into()),
+                api_key_pepper: Secret::default(),
             },
             sessions: SessionSettings {
-                encryption_key: Secret(DEVELOPMENT_SESSION_KEY.into()),
+                encryption_key: Secret::default(),
                 sandbox: true,
                 backoff_initial_ms: 1000,
                 backoff_max_secs: 300,
@@ -389,28 +408,7 @@ impl Settings {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("not a valid filter: {e}")))?;
         Email::parse(&self.admin.email).map_err(|e| invalid("admin.email", e.to_string()))?;
-        if self.auth.jwt_secret.expose().len() < gw_accounts::jwt::MIN_KEY_BYTES {
-            return Err(invalid(
-                "auth.jwt_secret",
-                format!("must be at least {} bytes", gw_accounts::jwt::MIN_KEY_BYTES),
-            ));
-        }
-        if self.mode == Mode::Production && self.auth.jwt_secret.expose() == DEVELOPMENT_JWT_SECRET {
-            return Err(invalid(
-                "auth.jwt_secret",
-                "must be set in production mode: the development default is public",
-            ));
-        }
-        if self.auth.api_key_pepper.expose().len() < 32 {
-            return Err(invalid("auth.api_key_pepper", "must be at least 32 bytes"));
-        }
-        if self.mode == Mode::Production && self.auth.api_key_pepper.expose() == DEVELOPMENT_API_KEY_PEPPER {
-            return Err(invalid(
-                "auth.api_key_pepper",
-                "must be set in production mode: the development default is public",
-            ));
-        }
-        self.session_key()?;
+        self.validate_secrets()?;
         self.whatsapp()?;
         self.egress()?;
         let hooks = &self.webhooks;
@@ -428,12 +426,6 @@ impl Settings {
         }
         if hooks.response_capture_bytes > 1024 {
             return Err(invalid("webhooks.response_capture_bytes", "at most 1024"));
-        }
-        if self.mode == Mode::Production && self.sessions.encryption_key.expose() == DEVELOPMENT_SESSION_KEY {
-            return Err(invalid(
-                "sessions.encryption_key",
-                "must be set in production mode: the development default is public",
-            ));
         }
         if self.sessions.backoff_initial_ms == 0 || self.sessions.backoff_max_secs == 0 {
             return Err(invalid("sessions.backoff_initial_ms", "backoff delays must be positive"));
@@ -468,6 +460,84 @@ impl Settings {
             return Err(ConfigError::Invalid { key: "tiers", message: format!("{field} is out of range") });
         }
         Ok(())
+    }
+
+    /// The three secrets: each, when set, must be long enough, and must not be a public development value where
+    /// others can reach the gateway. Unset is allowed in development only: the secret is then generated on first
+    /// run (`bootstrap::ensure_secrets`). Production refuses unset secrets because a generated one belongs to one
+    /// node, and nodes sharing a database must share their secrets.
+    fn validate_secrets(&self) -> Result<(), ConfigError> {
+        let min = gw_accounts::jwt::MIN_KEY_BYTES;
+        let jwt = self.auth.jwt_secret.expose();
+        if !jwt.is_empty() && jwt.len() < min {
+            return Err(invalid("auth.jwt_secret", format!("must be at least {min} bytes")));
+        }
+        let pepper = self.auth.api_key_pepper.expose();
+        if !pepper.is_empty() && pepper.len() < 32 {
+            return Err(invalid("auth.api_key_pepper", "must be at least 32 bytes"));
+        }
+        if !self.sessions.encryption_key.is_unset() {
+            self.session_key()?;
+        }
+        for (key, secret) in self.secrets() {
+            if self.mode == Mode::Production && secret.is_unset() {
+                return Err(invalid(
+                    key,
+                    "must be set in production mode (nodes sharing a database must share it; generate one with \
+                     `openssl rand -base64 32`)",
+                ));
+            }
+        }
+        let exposed = !self.listen_addr()?.ip().is_loopback();
+        if let Some(key) = self.public_development_secrets().first()
+            && (exposed || self.mode == Mode::Production)
+        {
+            let reason = if exposed {
+                format!("refused on the non-loopback address {}", self.server.listen)
+            } else {
+                "refused in production mode".to_owned()
+            };
+            return Err(invalid(
+                key,
+                format!(
+                    "is the public development default of earlier versions (anyone can use it), {reason}; unset it \
+                     to have a secret generated, or set your own"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configured secrets that are public development values (allowed on loopback only, with a warning).
+    pub fn public_development_secrets(&self) -> Vec<&'static str> {
+        self.secrets()
+            .into_iter()
+            .filter(|(key, secret)| {
+                PUBLIC_DEVELOPMENT_SECRETS
+                    .iter()
+                    .any(|(public_key, value)| public_key == key && secret.expose() == *value)
+            })
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// The secrets the gateway generates when they are not configured, by configuration key.
+    pub fn secrets(&self) -> [(&'static str, &Secret); 3] {
+        [
+            ("auth.jwt_secret", &self.auth.jwt_secret),
+            ("auth.api_key_pepper", &self.auth.api_key_pepper),
+            ("sessions.encryption_key", &self.sessions.encryption_key),
+        ]
+    }
+
+    /// Mutable access to the secret configured under `key` (one of [`Settings::secrets`]' keys).
+    pub fn secret_mut(&mut self, key: &str) -> Option<&mut Secret> {
+        match key {
+            "auth.jwt_secret" => Some(&mut self.auth.jwt_secret),
+            "auth.api_key_pepper" => Some(&mut self.auth.api_key_pepper),
+            "sessions.encryption_key" => Some(&mut self.sessions.encryption_key),
+            _ => None,
+        }
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
@@ -543,6 +613,14 @@ impl Settings {
         if !self.plugins.cache_dir.is_empty() {
             return self.plugins.cache_dir.clone().into();
         }
+        self.data_dir().join("plugin-cache")
+    }
+
+    /// The gateway's own files: `data_dir`, else the SQLite file's directory, else `./data`.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        if !self.data_dir.is_empty() {
+            return self.data_dir.clone().into();
+        }
         let sqlite_dir = self
             .database
             .url
@@ -551,7 +629,7 @@ impl Settings {
             .filter(|path| !path.contains(":memory:"))
             .and_then(|path| Path::new(path).parent().map(Path::to_path_buf))
             .filter(|dir| !dir.as_os_str().is_empty());
-        sqlite_dir.unwrap_or_else(|| "./data".into()).join("plugin-cache")
+        sqlite_dir.unwrap_or_else(|| "./data".into())
     }
 
     /// The 32-byte session encryption key.
@@ -748,21 +826,79 @@ mod tests {
     }
 
     #[test]
-    fn production_refuses_the_public_development_key() {
+    fn production_requires_every_secret() {
         Jail::expect_with(|jail| {
             jail.clear_env();
             jail.set_env("GATEWAY_MODE", "production");
-            assert!(load_err(jail, None).starts_with("auth.jwt_secret:"));
+            let err = load_err(jail, None);
+            assert!(err.starts_with("auth.jwt_secret: must be set in production mode"), "{err}");
             jail.set_env("GATEWAY_AUTH_JWT_SECRET", "x".repeat(16));
             assert!(load_err(jail, None).contains("at least 32 bytes"));
             jail.set_env("GATEWAY_AUTH_JWT_SECRET", "a-real-production-secret-of-enough-length");
-            assert!(load_err(jail, None).starts_with("auth.api_key_pepper:"));
+            assert!(load_err(jail, None).starts_with("auth.api_key_pepper: must be set"));
             jail.set_env("GATEWAY_AUTH_API_KEY_PEPPER", "a-real-production-pepper-of-enough-length");
-            assert!(load_err(jail, None).starts_with("sessions.encryption_key:"));
+            assert!(load_err(jail, None).starts_with("sessions.encryption_key: must be set"));
             jail.set_env("GATEWAY_SESSIONS_ENCRYPTION_KEY", "dG9vIHNob3J0");
             assert!(load_err(jail, None).contains("exactly 32 bytes"));
             jail.set_env("GATEWAY_SESSIONS_ENCRYPTION_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
             assert_eq!(Settings::load(None).expect("load").mode, Mode::Production);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn development_leaves_unset_secrets_to_be_generated_even_off_loopback() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("GATEWAY_SERVER_LISTEN", "0.0.0.0:8080");
+            let settings = Settings::load(None).expect("unset secrets are generated, so any address is safe");
+            assert!(settings.secrets().iter().all(|(_, secret)| secret.is_unset()));
+            assert!(settings.public_development_secrets().is_empty());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn public_development_values_are_refused_off_loopback_and_in_production() {
+        for (key, value) in PUBLIC_DEVELOPMENT_SECRETS {
+            let variable = format!("GATEWAY_{}", key.replace('.', "_").to_uppercase());
+            Jail::expect_with(|jail| {
+                jail.clear_env();
+                jail.set_env(&variable, value);
+                let settings = Settings::load(None).expect("allowed on loopback");
+                assert_eq!(settings.public_development_secrets(), vec![key]);
+                jail.set_env("GATEWAY_SERVER_LISTEN", "0.0.0.0:8080");
+                let err = load_err(jail, None);
+                assert!(err.starts_with(&format!("{key}: is the public development default")), "{err}");
+                assert!(err.contains("non-loopback address 0.0.0.0:8080"), "{err}");
+                jail.set_env("GATEWAY_SERVER_LISTEN", "[::1]:8080");
+                Settings::load(None).expect("IPv6 loopback is loopback");
+                jail.set_env("GATEWAY_SERVER_LISTEN", "127.0.0.1:8080");
+                jail.set_env("GATEWAY_MODE", "production");
+                jail.set_env("GATEWAY_AUTH_JWT_SECRET", "a-real-production-secret-of-enough-length");
+                jail.set_env("GATEWAY_AUTH_API_KEY_PEPPER", "a-real-production-pepper-of-enough-length");
+                jail.set_env("GATEWAY_SESSIONS_ENCRYPTION_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
+                jail.set_env(&variable, value);
+                let err = load_err(jail, None);
+                assert!(err.starts_with(key) && err.contains("refused in production mode"), "{err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn the_data_dir_is_configured_or_beside_the_sqlite_file() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            assert_eq!(Settings::load(None).expect("defaults").data_dir(), Path::new("./data"));
+            jail.set_env("GATEWAY_DATABASE_URL", "postgres://gateway@db/gateway");
+            assert_eq!(Settings::load(None).expect("load").data_dir(), Path::new("./data"));
+            jail.set_env("GATEWAY_DATABASE_URL", "sqlite:///var/lib/gw/db.sqlite");
+            assert_eq!(Settings::load(None).expect("load").data_dir(), Path::new("/var/lib/gw"));
+            jail.set_env("GATEWAY_DATA_DIR", "/srv/gateway");
+            let settings = Settings::load(None).expect("load");
+            assert_eq!(settings.data_dir(), Path::new("/srv/gateway"));
+            assert_eq!(settings.plugin_cache_dir(), Path::new("/srv/gateway/plugin-cache"));
             Ok(())
         });
     }
@@ -810,9 +946,10 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.clear_env();
             jail.set_env("GATEWAY_ADMIN_PASSWORD", "correct horse battery staple");
+            jail.set_env("GATEWAY_AUTH_JWT_SECRET", "a-jwt-secret-that-must-never-be-printed");
             let settings = Settings::load(None).expect("load");
             let printed = format!("{settings:?}");
-            assert!(!printed.contains("correct horse") && !printed.contains(DEVELOPMENT_JWT_SECRET), "{printed}");
+            assert!(!printed.contains("correct horse") && !printed.contains("never-be-printed"), "{printed}");
             Ok(())
         });
     }

@@ -108,9 +108,45 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fills the secrets that are not configured from the data directory (generating them on first run) and says what
+/// it did. Configured secrets are used as they are.
+fn secrets(settings: &mut Settings, backend: &str, existing_install: bool) -> anyhow::Result<()> {
+    let report = bootstrap::ensure_secrets(settings).context("cannot set up the gateway's secrets")?;
+    let dir = report.dir.display();
+    if !report.generated.is_empty() {
+        tracing::info!(dir = %dir, keys = ?report.generated, "generated secrets (kept with the data, mode 0600)");
+        if existing_install {
+            // Earlier versions used public defaults for unset secrets; what was made with them stops working.
+            tracing::warn!(
+                keys = ?report.generated,
+                "generated new secrets for an existing installation: tokens must be signed in again; with a new \
+                 auth.api_key_pepper every API key must be re-created, and with a new sessions.encryption_key every \
+                 WhatsApp instance must be paired again"
+            );
+        }
+        if backend == "postgres" {
+            tracing::warn!(
+                dir = %dir,
+                "these generated secrets belong to this node: every node sharing the database must use the same \
+                 ones (copy the files or configure them; production mode requires them configured)"
+            );
+        }
+    }
+    if !report.loaded.is_empty() {
+        tracing::info!(dir = %dir, keys = ?report.loaded, "loaded the secrets generated on first run");
+    }
+    for key in settings.public_development_secrets() {
+        tracing::warn!(key, "configured with a public development value: anyone can use it; allowed on loopback only");
+    }
+    Ok(())
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = gw_store_sql::open(&settings.database.url, &open_options(&settings, true)).await?;
     tracing::info!(database = %gw_store_sql::redact_url(&settings.database.url), backend = store.backend(), "store ready");
+    let mut settings = settings;
+    let existing_install = store.count_active_admins().await? > 0;
+    secrets(&mut settings, store.backend(), existing_install)?;
 
     if let Some((email, password)) = bootstrap::ensure_operator(store.as_ref(), &settings.admin).await? {
         // Printed once, to the terminal, outside the log stream: it is never stored anywhere in clear.

@@ -19,7 +19,6 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
-use utoipa_scalar::{Scalar, Servable};
 
 pub use error::{ApiError, ProblemType};
 pub use middleware::{MAX_HEADER_BYTES, MAX_URI_BYTES, REQUEST_ID_HEADER, RateLimitSlot, RequestId};
@@ -28,7 +27,8 @@ pub use state::{AppContext, AppState, EdgeMetrics, HttpSettings, WebhookEdge};
 
 use crate::error::ProblemType as P;
 use crate::routes::{
-    api_keys, audit, auth, health, instances, plugins, problems, sandbox, sessions, subscriptions, usage, webhooks,
+    api_keys, audit, auth, docs, health, instances, plugins, problems, sandbox, sessions, subscriptions, usage,
+    webhooks,
 };
 
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
@@ -65,7 +65,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi_json))
-        .merge(Scalar::with_url("/docs", ApiDoc::openapi()))
+        .route("/docs", get(docs::page))
+        .route(docs::SCRIPT_PATH, get(docs::script))
         .route("/problems/{slug}", get(problems::describe))
         .route("/v1/auth/login", post(auth::login))
         .route("/v1/auth/refresh", post(auth::refresh))

@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod docs;
 pub mod health;
 pub mod instances;
 pub mod plugins;
