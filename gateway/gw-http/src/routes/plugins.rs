@@ -362,7 +362,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = PluginDto),
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = PluginDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
@@ -374,7 +374,7 @@ pub async fn get(
 
 /// Deletes the plugin with its versions, bindings, logs and stored data; bound instances stop running it.
 #[utoipa::path(delete, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 204),
+    params(("id" = uuid::Uuid, Path)), responses((status = 204),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -474,7 +474,7 @@ fn multipart_error(err: axum::extract::multipart::MultipartError, max: u64) -> A
 /// `file` field. It is checked, compiled (cached by SHA-256) and tried under the tier's limits before it is
 /// stored. The plugin's first version becomes active; later ones wait for `…/activate`.
 #[utoipa::path(post, path = "/v1/plugins/{id}/versions", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     request_body(content = String, content_type = "application/wasm", description = "the component's bytes"),
     responses(
     (status = 201, body = PluginVersionDto),
@@ -519,7 +519,7 @@ pub async fn upload(
 
 /// The plugin's versions, newest first.
 #[utoipa::path(get, path = "/v1/plugins/{id}/versions", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = Vec<PluginVersionDto>)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Vec<PluginVersionDto>)))]
 pub async fn list_versions(
     State(state): State<AppState>,
     caller: Caller,
@@ -533,7 +533,7 @@ pub async fn list_versions(
 /// Makes a version the active one (an earlier one: a rollback), without a restart. Events already running finish
 /// on the version they started with; the next ones run this one.
 #[utoipa::path(post, path = "/v1/plugins/{id}/versions/{version}/activate", tag = "plugins",
-    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("version" = i32, Path)),
+    security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("version" = i32, Path)),
     responses((status = 200, body = PluginDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn activate(
@@ -569,7 +569,7 @@ async fn version_id(
 
 /// Binds a plugin of the instance's subscription to the instance.
 #[utoipa::path(post, path = "/v1/instances/{id}/plugins", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), request_body = BindPluginRequest, responses(
+    params(("id" = uuid::Uuid, Path)), request_body = BindPluginRequest, responses(
     (status = 201, body = PluginBindingDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json"),
     (status = 409, body = ProblemBody, content_type = "application/problem+json"),
@@ -604,7 +604,7 @@ pub async fn bind(
 
 /// The instance's bindings in chain order, with their error counts.
 #[utoipa::path(get, path = "/v1/instances/{id}/plugins", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = Vec<PluginBindingDto>)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Vec<PluginBindingDto>)))]
 pub async fn list_bindings(
     State(state): State<AppState>,
     caller: Caller,
@@ -617,7 +617,7 @@ pub async fn list_bindings(
 
 /// One binding: its settings, error count and last error (kind, message, time).
 #[utoipa::path(get, path = "/v1/instances/{id}/plugins/{binding_id}", tag = "plugins",
-    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("binding_id" = String, Path)),
+    security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("binding_id" = uuid::Uuid, Path)),
     responses((status = 200, body = PluginBindingDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_binding(
@@ -632,7 +632,7 @@ pub async fn get_binding(
 /// Changes a binding: pin or unpin a version, move it (reorder), switch direction, config, enabled or failure
 /// policy, or reset its error count.
 #[utoipa::path(patch, path = "/v1/instances/{id}/plugins/{binding_id}", tag = "plugins",
-    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("binding_id" = String, Path)),
+    security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("binding_id" = uuid::Uuid, Path)),
     request_body = UpdateBindingRequest, responses((status = 200, body = PluginBindingDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn update_binding(
@@ -668,7 +668,7 @@ pub async fn update_binding(
 }
 
 #[utoipa::path(delete, path = "/v1/instances/{id}/plugins/{binding_id}", tag = "plugins",
-    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("binding_id" = String, Path)),
+    security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("binding_id" = uuid::Uuid, Path)),
     responses((status = 204), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn unbind(
     State(state): State<AppState>,
@@ -685,7 +685,7 @@ pub async fn unbind(
 /// rate-limits lines per call).
 #[utoipa::path(get, path = "/v1/instances/{id}/plugins/{binding_id}/logs", tag = "plugins",
     security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("binding_id" = String, Path), PageQuery),
+    params(("id" = uuid::Uuid, Path), ("binding_id" = uuid::Uuid, Path), PageQuery),
     responses((status = 200, body = PageDto<PluginLogDto>),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn logs(

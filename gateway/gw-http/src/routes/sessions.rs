@@ -90,7 +90,7 @@ impl From<Instance> for ConnectionDto {
 
 /// Starts connecting: a new instance shows a QR code (`GET …/qr`), a paired one reconnects. Idempotent.
 #[utoipa::path(post, path = "/v1/instances/{id}/connect", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 202, body = ConnectionDto),
+    params(("id" = uuid::Uuid, Path)), responses((status = 202, body = ConnectionDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn connect(
     State(state): State<AppState>,
@@ -104,7 +104,7 @@ pub async fn connect(
 
 /// Drops the connection and connects again at once (also takes back a `replaced` or `banned` session).
 #[utoipa::path(post, path = "/v1/instances/{id}/restart", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 202, body = ConnectionDto)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 202, body = ConnectionDto)))]
 pub async fn restart(
     State(state): State<AppState>,
     caller: Caller,
@@ -117,7 +117,7 @@ pub async fn restart(
 
 /// Logs out on WhatsApp's side and forgets the session; the next connect needs a new pairing.
 #[utoipa::path(post, path = "/v1/instances/{id}/logout", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = ConnectionDto)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = ConnectionDto)))]
 pub async fn logout(
     State(state): State<AppState>,
     caller: Caller,
@@ -148,7 +148,7 @@ async fn current_qr(state: &AppState, caller: &Caller, id: InstanceId) -> Result
 
 /// The QR code to scan while the instance is `qr`.
 #[utoipa::path(get, path = "/v1/instances/{id}/qr", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = QrDto),
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = QrDto),
     (status = 409, description = "not-pairing", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn qr(
     State(state): State<AppState>,
@@ -161,7 +161,7 @@ pub async fn qr(
 
 /// The QR code as a PNG image.
 #[utoipa::path(get, path = "/v1/instances/{id}/qr.png", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, content_type = "image/png", description = "the QR code"),
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, content_type = "image/png", description = "the QR code"),
     (status = 409, description = "not-pairing", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn qr_png(
     State(state): State<AppState>,
@@ -187,7 +187,7 @@ pub struct PairCodeDto {
 
 /// Asks for a pairing code instead of a QR code, while the instance is waiting to be paired.
 #[utoipa::path(post, path = "/v1/instances/{id}/pair-code", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), request_body = PairCodeRequest, responses((status = 200, body = PairCodeDto),
+    params(("id" = uuid::Uuid, Path)), request_body = PairCodeRequest, responses((status = 200, body = PairCodeDto),
     (status = 409, body = ProblemBody, content_type = "application/problem+json"),
     (status = 422, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn pair_code(
@@ -358,7 +358,7 @@ fn to_send_request(body: SendMessageRequest, idempotency: Option<Idempotency>) -
 /// header, a retried request returns the first result instead of sending twice. Messages leave in order, at the
 /// instance's pace (`settings.send_interval_ms`, `settings.typing_delay_ms`).
 #[utoipa::path(post, path = "/v1/instances/{id}/messages", tag = "messages", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = SendMessageRequest, responses(
+    params(("id" = uuid::Uuid, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = SendMessageRequest, responses(
     (status = 202, body = MessageDto),
     (status = 409, description = "instance-not-connected", body = ProblemBody, content_type = "application/problem+json"),
     (status = 413, description = "media-too-large", body = ProblemBody, content_type = "application/problem+json"),
@@ -398,7 +398,7 @@ pub struct MessageListQuery {
 
 /// The instance's messages, oldest first, optionally of one chat.
 #[utoipa::path(get, path = "/v1/instances/{id}/messages", tag = "messages", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), MessageListQuery), responses((status = 200, body = PageDto<MessageDto>)))]
+    params(("id" = uuid::Uuid, Path), MessageListQuery), responses((status = 200, body = PageDto<MessageDto>)))]
 pub async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,
@@ -414,7 +414,7 @@ pub async fn list_messages(
 
 /// One message and its status.
 #[utoipa::path(get, path = "/v1/instances/{id}/messages/{message_id}", tag = "messages", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("message_id" = String, Path)), responses((status = 200, body = MessageDto),
+    params(("id" = uuid::Uuid, Path), ("message_id" = uuid::Uuid, Path)), responses((status = 200, body = MessageDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_message(
     State(state): State<AppState>,
@@ -433,7 +433,7 @@ pub struct MarkReadRequest {
 
 /// Marks messages of a chat as read (blue ticks for the sender).
 #[utoipa::path(post, path = "/v1/instances/{id}/chats/{chat}/read", tag = "messages", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("chat" = String, Path)), request_body = MarkReadRequest, responses((status = 204)))]
+    params(("id" = uuid::Uuid, Path), ("chat" = String, Path)), request_body = MarkReadRequest, responses((status = 204)))]
 pub async fn mark_read(
     State(state): State<AppState>,
     caller: Caller,
@@ -458,7 +458,7 @@ pub struct PresenceRequest {
 
 /// Shows "typing…" (or another presence) in a chat.
 #[utoipa::path(post, path = "/v1/instances/{id}/chats/{chat}/presence", tag = "messages", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("chat" = String, Path)), request_body = PresenceRequest, responses((status = 204)))]
+    params(("id" = uuid::Uuid, Path), ("chat" = String, Path)), request_body = PresenceRequest, responses((status = 204)))]
 pub async fn presence(
     State(state): State<AppState>,
     caller: Caller,
@@ -520,7 +520,7 @@ pub struct ContactListQuery {
 
 /// The instance's contacts, paged and searchable.
 #[utoipa::path(get, path = "/v1/instances/{id}/contacts", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ContactListQuery), responses((status = 200, body = PageDto<ContactDto>)))]
+    params(("id" = uuid::Uuid, Path), ContactListQuery), responses((status = 200, body = PageDto<ContactDto>)))]
 pub async fn list_contacts(
     State(state): State<AppState>,
     caller: Caller,
@@ -536,7 +536,7 @@ pub async fn list_contacts(
 
 /// One contact.
 #[utoipa::path(get, path = "/v1/instances/{id}/contacts/{contact_id}", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("contact_id" = String, Path)), responses((status = 200, body = ContactDto)))]
+    params(("id" = uuid::Uuid, Path), ("contact_id" = uuid::Uuid, Path)), responses((status = 200, body = ContactDto)))]
 pub async fn get_contact(
     State(state): State<AppState>,
     caller: Caller,
@@ -566,7 +566,7 @@ async fn set_blocked(
 
 /// Blocks the contact on WhatsApp.
 #[utoipa::path(post, path = "/v1/instances/{id}/contacts/{contact_id}/block", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("contact_id" = String, Path)), responses((status = 200, body = ContactDto)))]
+    params(("id" = uuid::Uuid, Path), ("contact_id" = uuid::Uuid, Path)), responses((status = 200, body = ContactDto)))]
 pub async fn block(
     State(state): State<AppState>,
     caller: Caller,
@@ -577,7 +577,7 @@ pub async fn block(
 
 /// Unblocks the contact on WhatsApp.
 #[utoipa::path(post, path = "/v1/instances/{id}/contacts/{contact_id}/unblock", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("contact_id" = String, Path)), responses((status = 200, body = ContactDto)))]
+    params(("id" = uuid::Uuid, Path), ("contact_id" = uuid::Uuid, Path)), responses((status = 200, body = ContactDto)))]
 pub async fn unblock(
     State(state): State<AppState>,
     caller: Caller,
@@ -596,7 +596,7 @@ pub struct GroupDto {
 
 /// The groups the instance's account belongs to. Send to one with `to: "<group jid>"`.
 #[utoipa::path(get, path = "/v1/instances/{id}/groups", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = Vec<GroupDto>)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Vec<GroupDto>)))]
 pub async fn groups(
     State(state): State<AppState>,
     caller: Caller,
@@ -616,7 +616,7 @@ pub async fn groups(
 /// The instance's events as Server-Sent Events (`event:` is the event type, `id:` its stable id, `data:` the JSON
 /// envelope). Live only: events before the connection are not replayed (webhooks are the durable channel).
 #[utoipa::path(get, path = "/v1/instances/{id}/events", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, content_type = "text/event-stream", description = "event stream")))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, content_type = "text/event-stream", description = "event stream")))]
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,

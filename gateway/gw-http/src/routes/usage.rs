@@ -140,7 +140,7 @@ async fn readable_instance(state: &AppState, caller: &Caller, id: InstanceId) ->
 
 /// A subscription's usage records of one month, with its quota when the month is the current one.
 #[utoipa::path(get, path = "/v1/subscriptions/{id}/usage", tag = "usage", security(("bearer" = [])),
-    params(("id" = String, Path), PeriodQuery), responses(
+    params(("id" = uuid::Uuid, Path), PeriodQuery), responses(
     (status = 200, body = SubscriptionUsageDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json"),
     (status = 422, body = ProblemBody, content_type = "application/problem+json"),
@@ -172,7 +172,7 @@ pub async fn subscription_usage(
 
 /// One instance's usage records of one month.
 #[utoipa::path(get, path = "/v1/instances/{id}/usage", tag = "usage", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), PeriodQuery), responses(
+    params(("id" = uuid::Uuid, Path), PeriodQuery), responses(
     (status = 200, body = InstanceUsageDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json"),
 ))]
@@ -195,7 +195,7 @@ pub async fn instance_usage(
 
 /// One instance's daily message statistics over a date range.
 #[utoipa::path(get, path = "/v1/instances/{id}/stats", tag = "usage", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), RangeQuery), responses(
+    params(("id" = uuid::Uuid, Path), RangeQuery), responses(
     (status = 200, body = InstanceStatsDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json"),
     (status = 422, body = ProblemBody, content_type = "application/problem+json"),
