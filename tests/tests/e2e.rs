@@ -52,6 +52,7 @@ on_both_backends!(
     quota_usage_and_daily_stats,
 );
 
+mod openapi_fuzz;
 mod plugins;
 
 /// A small client for one signed-in user.

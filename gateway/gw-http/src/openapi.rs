@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr, Required};
+use utoipa::{IntoResponses, Modify, OpenApi};
 
 use crate::error::{FieldProblem, ProblemBody};
 
@@ -132,6 +132,34 @@ const UNAVAILABLE: Shared = Shared {
     description: "`unavailable`: a dependency (the database) is unreachable; retry after `Retry-After` seconds",
 };
 
+fn problem(description: &str) -> RefOr<Response> {
+    RefOr::T(ResponseBuilder::new().description(description).content(PROBLEM_JSON, problem_content()).build())
+}
+
+/// The problems of an operation that needs the instance's live WhatsApp connection (or the sandbox's state).
+pub(crate) struct NotConnected;
+
+impl IntoResponses for NotConnected {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([(
+            "409".to_owned(),
+            problem(
+                "`instance-not-connected` (the detail names the status: connect or pair it first) or `not-pairing` \
+                 (no QR code or pairing code is waiting)",
+            ),
+        )])
+    }
+}
+
+/// The problem of an operation that asks WhatsApp (through the instance's driver) to do something.
+pub(crate) struct DriverFailure;
+
+impl IntoResponses for DriverFailure {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([("502".to_owned(), problem("`driver-error`: WhatsApp refused or failed the command"))])
+    }
+}
+
 fn problem_content() -> Content {
     Content::new(Some(RefOr::Ref(Ref::from_schema_name("Problem"))))
 }
@@ -219,6 +247,29 @@ impl Traits {
     }
 }
 
+/// A body declared `Option<T>` is one the client may leave out, not one it may send as JSON `null` (the server
+/// reads an empty body as the defaults and refuses `null`): document `T`, not required.
+fn optional_body(operation: &mut Operation) {
+    let Some(body) = operation.request_body.as_mut() else { return };
+    let is_null = |schema: &RefOr<Schema>| {
+        matches!(schema, RefOr::T(Schema::Object(object)) if object.schema_type == SchemaType::Type(Type::Null))
+    };
+    let mut optional = false;
+    for content in body.content.values_mut() {
+        if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema
+            && one_of.items.len() == 2
+            && let Some(inner) = one_of.items.iter().find(|s| !is_null(s))
+            && one_of.items.iter().any(is_null)
+        {
+            content.schema = Some(inner.clone());
+            optional = true;
+        }
+    }
+    if optional {
+        body.required = Some(Required::False);
+    }
+}
+
 fn operations_mut(item: &mut utoipa::openapi::path::PathItem) -> impl Iterator<Item = &mut Operation> {
     [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head]
         .into_iter()
@@ -231,13 +282,20 @@ pub(crate) fn complete(document: &mut Document) {
     let mut used: BTreeMap<&'static str, &'static Shared> = BTreeMap::new();
     for (path, item) in document.paths.paths.iter_mut() {
         for operation in operations_mut(item) {
+            optional_body(operation);
             for shared in Traits::of(path, operation).problems() {
-                if !operation.responses.responses.contains_key(shared.status) {
-                    operation
-                        .responses
-                        .responses
-                        .insert(shared.status.to_owned(), RefOr::Ref(Ref::from_response_name(shared.name)));
-                    used.insert(shared.name, shared);
+                let responses = &mut operation.responses.responses;
+                match responses.get_mut(shared.status) {
+                    // The handler's own description is more precise; it still gets the shared headers.
+                    Some(RefOr::T(own)) if !own.description.is_empty() => {
+                        for (name, header) in shared_response(shared).headers {
+                            own.headers.entry(name).or_insert(header);
+                        }
+                    }
+                    _ => {
+                        responses.insert(shared.status.to_owned(), RefOr::Ref(Ref::from_response_name(shared.name)));
+                        used.insert(shared.name, shared);
+                    }
                 }
             }
         }
@@ -326,6 +384,17 @@ mod tests {
                     assert_eq!(schema, "#/components/schemas/Problem", "{name} {status} is not problem+json");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn rotation_bodies_are_optional_objects() {
+        let doc = document();
+        for path in ["/v1/instances/{id}/api-keys/{key_id}/rotate", "/v1/instances/{id}/webhooks/{webhook_id}/rotate-secret"] {
+            let body = &doc["paths"][path]["post"]["requestBody"];
+            assert_eq!(body["required"], false, "{path}: {body}");
+            let schema = &body["content"]["application/json"]["schema"];
+            assert!(schema["$ref"].is_string(), "{path}: the body, when sent, is an object: {schema}");
         }
     }
 

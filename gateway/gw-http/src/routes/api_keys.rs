@@ -71,7 +71,7 @@ pub async fn revoke(
 
 /// Issues a successor key (shown once) and keeps the old one valid for a grace period (default 24 h, at most 7 d).
 #[utoipa::path(post, path = "/v1/instances/{id}/api-keys/{key_id}/rotate", tag = "api-keys", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path), ("key_id" = uuid::Uuid, Path)), request_body = RotateApiKeyRequest,
+    params(("id" = uuid::Uuid, Path), ("key_id" = uuid::Uuid, Path)), request_body = Option<RotateApiKeyRequest>,
     responses((status = 201, body = RotatedApiKeyDto)))]
 pub async fn rotate(
     State(state): State<AppState>,

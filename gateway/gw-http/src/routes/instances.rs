@@ -13,6 +13,7 @@ use crate::state::AppState;
 /// Creates an instance, taking one of the subscription's instance slots atomically.
 #[utoipa::path(post, path = "/v1/instances", tag = "instances", security(("bearer" = [])),
     request_body = CreateInstanceRequest, responses(
+    (status = 404, description = "not-found: no such subscription (`subscription_id`)", body = ProblemBody, content_type = "application/problem+json"),
     (status = 201, body = InstanceDto),
     (status = 403, body = ProblemBody, content_type = "application/problem+json"),
     (status = 409, description = "conflict (name taken) or instance-limit-reached", body = ProblemBody, content_type = "application/problem+json"),

@@ -98,7 +98,7 @@ pub struct InboundDto {
 
 /// Delivers a message from a simulated contact to the instance, and answers once the gateway stored it.
 #[utoipa::path(post, path = "/v1/sandbox/instances/{id}/inbound", tag = "sandbox", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path)), request_body = InboundRequest, responses((status = 202, body = InboundDto)))]
+    params(("id" = uuid::Uuid, Path)), request_body = InboundRequest, responses((status = 202, body = InboundDto), crate::openapi::NotConnected))]
 pub async fn inbound(
     State(state): State<AppState>,
     caller: Caller,
@@ -120,7 +120,7 @@ pub async fn inbound(
 
 /// Simulates a network blip: the connection drops and the engine reconnects by itself.
 #[utoipa::path(post, path = "/v1/sandbox/instances/{id}/drop", tag = "sandbox", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path)), responses((status = 204)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 204), crate::openapi::NotConnected))]
 pub async fn drop_connection(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,7 +133,7 @@ pub async fn drop_connection(
 
 /// Simulates the phone removing this linked device: the instance ends `logged_out`.
 #[utoipa::path(post, path = "/v1/sandbox/instances/{id}/unlink", tag = "sandbox", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path)), responses((status = 204)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 204), crate::openapi::NotConnected))]
 pub async fn unlink(
     State(state): State<AppState>,
     caller: Caller,
@@ -146,7 +146,7 @@ pub async fn unlink(
 
 /// Simulates the same session opened elsewhere: the instance ends `replaced`.
 #[utoipa::path(post, path = "/v1/sandbox/instances/{id}/replace", tag = "sandbox", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path)), responses((status = 204)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 204), crate::openapi::NotConnected))]
 pub async fn replace(
     State(state): State<AppState>,
     caller: Caller,

@@ -25,16 +25,20 @@ const MAX_GRACE_SECS: i64 = 7 * 24 * 3600;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhookRequest {
-    /// `https://…` (`http://` only where the operator allows it); at most 2048 characters.
+    /// `https://…` (`http://` only where the operator allows it).
+    #[schema(max_length = 2048)]
     pub url: String,
     /// Event types to receive, or `["*"]` (the default) for all of them.
+    #[schema(value_type = Option<Vec<crate::dto::WebhookEventName>>, min_items = 1, max_items = 32)]
     pub events: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhookRequest {
+    #[schema(max_length = 2048)]
     pub url: Option<String>,
+    #[schema(value_type = Option<Vec<crate::dto::WebhookEventName>>, min_items = 1, max_items = 32)]
     pub events: Option<Vec<String>>,
     /// `true` re-enables an endpoint the gateway disabled (and clears `disabled_reason`).
     pub is_active: Option<bool>,
@@ -43,7 +47,8 @@ pub struct UpdateWebhookRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateWebhookSecretRequest {
-    /// How long the old secret keeps signing beside the new one; default 24 h, at most 7 days.
+    /// How long the old secret keeps signing beside the new one, in seconds; default 24 h, at most 7 days.
+    #[schema(minimum = 0, maximum = 604_800)]
     pub grace_period_secs: Option<i64>,
 }
 
@@ -202,7 +207,7 @@ pub async fn delete(
 /// Issues a new secret (shown once); the old one keeps signing beside it for the grace period.
 #[utoipa::path(post, path = "/v1/instances/{id}/webhooks/{webhook_id}/rotate-secret", tag = "webhooks",
     security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("webhook_id" = uuid::Uuid, Path)),
-    request_body = RotateWebhookSecretRequest, responses((status = 201, body = WebhookWithSecretDto)))]
+    request_body = Option<RotateWebhookSecretRequest>, responses((status = 201, body = WebhookWithSecretDto)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
