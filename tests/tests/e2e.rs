@@ -52,6 +52,7 @@ on_both_backends!(
     quota_usage_and_daily_stats,
 );
 
+mod hardening;
 mod openapi_fuzz;
 mod plugins;
 

@@ -149,8 +149,10 @@ struct Rows {
     subscription: String,
     member: String,
     instance: String,
-    /// Logged out, restarted, unlinked, deactivated by the fuzzer.
+    /// Logged out, restarted, unlinked by the fuzzer.
     spare_instance: String,
+    /// Renamed and deactivated by the fuzzer.
+    patched_instance: String,
     /// Deleted by the fuzzer.
     doomed_instance: String,
     key_id: String,
@@ -200,6 +202,7 @@ impl Rows {
         let (instance, _) = paired_instance(&owner, "main").await;
         let (spare_instance, _) = paired_instance(&owner, "spare").await;
         let doomed_instance = id(owner.call(Method::POST, "/v1/instances", Some(json!({"name": "doomed"}))).await);
+        let patched_instance = id(owner.call(Method::POST, "/v1/instances", Some(json!({"name": "patched"}))).await);
 
         let keys = format!("/v1/instances/{instance}/api-keys");
         let new_key = async |name: &str| {
@@ -251,6 +254,7 @@ impl Rows {
             member,
             instance,
             spare_instance,
+            patched_instance,
             doomed_instance,
             key_id,
             revoked_key_id,
@@ -271,8 +275,8 @@ impl Rows {
     fn value(&self, method: &Method, path: &str, name: &str) -> Option<String> {
         let destroys_instance = (*method == Method::DELETE && path == "/v1/instances/{id}")
             .then_some(&self.doomed_instance);
-        let disables_instance = (*method == Method::PATCH && path == "/v1/instances/{id}")
-            || path.ends_with("/logout")
+        let patches_instance = *method == Method::PATCH && path == "/v1/instances/{id}";
+        let disables_instance = path.ends_with("/logout")
             || path.ends_with("/restart")
             || path.ends_with("/pair-code")
             || path.starts_with("/v1/sandbox/instances/{id}/") && !path.ends_with("/inbound");
@@ -285,6 +289,7 @@ impl Rows {
             "id" if path.starts_with("/v1/plugins/") => &self.plugin,
             "id" => match destroys_instance {
                 Some(doomed) => doomed,
+                None if patches_instance => &self.patched_instance,
                 None if disables_instance => &self.spare_instance,
                 None => &self.instance,
             },

@@ -53,7 +53,7 @@ async fn create_plugin(owner: &As<'_>, name: &str) -> String {
 }
 
 /// A plugin with `guest` uploaded as its first (active) version.
-async fn plugin_with(owner: &As<'_>, name: &str, guest_name: &str) -> String {
+pub(super) async fn plugin_with(owner: &As<'_>, name: &str, guest_name: &str) -> String {
     let pid = create_plugin(owner, name).await;
     let (status, body) = upload(owner, &pid, guest(guest_name), false).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");

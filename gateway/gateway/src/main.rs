@@ -6,6 +6,7 @@ mod config;
 mod edge;
 mod media;
 mod plugin_run;
+mod serve;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -14,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use gw_accounts::{Accounts, PasswordHasherService};
 use gw_store_sql::OpenOptions;
@@ -203,19 +203,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let addr = settings.listen_addr()?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr().context("cannot read the bound address")?;
-    // axum does not set TCP_NODELAY; without it small pipelined responses wait on Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(%err, "cannot set TCP_NODELAY");
-        }
-    });
     tracing::info!(%bound, "listening");
     println!("gateway listening on http://{bound}");
 
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    serve::serve(listener, app, shutdown_signal()).await;
     // Instances disconnect cleanly; their sessions stay valid for the next start.
     engine.shutdown().await;
     // Attempts in flight finish and are recorded; what is still queued stays in the outbox for the next start.

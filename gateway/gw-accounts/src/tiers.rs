@@ -44,7 +44,8 @@ impl TierLimits {
         }
     }
 
-    /// The first limit that is negative (or zero where zero makes no sense), by name.
+    /// The first limit that is negative (or zero where zero makes no sense), or beyond what the host can honour, by
+    /// name.
     pub fn invalid_field(&self) -> Option<&'static str> {
         [
             ("max_instances", self.max_instances >= 0),
@@ -52,9 +53,9 @@ impl TierLimits {
             ("api_rate_limit_per_minute", self.api_rate_limit_per_minute > 0),
             ("requests_per_minute", self.requests_per_minute > 0),
             ("plugin_max_count", self.plugin_max_count >= 0),
-            ("plugin_max_module_bytes", self.plugin_max_module_bytes > 0),
+            ("plugin_max_module_bytes", (1..=MAX_PLUGIN_MODULE_BYTES).contains(&self.plugin_max_module_bytes)),
             ("plugin_fuel", self.plugin_fuel > 0),
-            ("plugin_memory_bytes", self.plugin_memory_bytes > 0),
+            ("plugin_memory_bytes", (1..=MAX_PLUGIN_MEMORY_BYTES).contains(&self.plugin_memory_bytes)),
         ]
         .into_iter()
         .find_map(|(name, ok)| (!ok).then_some(name))
@@ -62,6 +63,11 @@ impl TierLimits {
 }
 
 const MIB: i64 = 1024 * 1024;
+
+/// A 32-bit WebAssembly guest cannot address more.
+pub const MAX_PLUGIN_MEMORY_BYTES: i64 = 4 * 1024 * MIB;
+/// The largest upload the edge reads at all.
+pub const MAX_PLUGIN_MODULE_BYTES: i64 = 64 * MIB;
 
 /// The default limits of every tier; configurable per deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,5 +161,11 @@ mod tests {
         let mut catalog = TierCatalog::default();
         catalog.pro.api_rate_limit_per_minute = 0;
         assert_eq!(catalog.invalid_field().as_deref(), Some("pro.api_rate_limit_per_minute"));
+        let mut catalog = TierCatalog::default();
+        catalog.free.plugin_memory_bytes = i64::MAX;
+        assert_eq!(catalog.invalid_field().as_deref(), Some("free.plugin_memory_bytes"), "beyond a 32-bit guest");
+        catalog.free.plugin_memory_bytes = MAX_PLUGIN_MEMORY_BYTES;
+        catalog.free.plugin_max_module_bytes = MAX_PLUGIN_MODULE_BYTES + 1;
+        assert_eq!(catalog.invalid_field().as_deref(), Some("free.plugin_max_module_bytes"));
     }
 }

@@ -45,6 +45,8 @@ problem_types! {
     MALFORMED_JSON = ("malformed-json", 400, "Malformed JSON", "The body is not valid JSON.");
     UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", 415, "Unsupported media type", "The body must be `application/json`.");
     PAYLOAD_TOO_LARGE = ("payload-too-large", 413, "Payload too large", "The body is larger than the server accepts.");
+    URI_TOO_LONG = ("uri-too-long", 414, "URI too long", "The request's path and query are longer than the server accepts (8 KiB).");
+    HEADERS_TOO_LARGE = ("headers-too-large", 431, "Request headers too large", "The request's headers are larger than the server accepts (64 KiB in all).");
     BAD_REQUEST = ("bad-request", 400, "Bad request", "The request's path or query is not acceptable.");
     INVALID_CURSOR = ("invalid-cursor", 400, "Invalid cursor", "The pagination cursor was not issued by this API.");
     UNAUTHENTICATED = ("unauthenticated", 401, "Authentication required", "Send `Authorization: Bearer <access token>`.");
@@ -101,7 +103,9 @@ impl ProblemType {
             405 => &Self::METHOD_NOT_ALLOWED,
             408 => &Self::TIMEOUT,
             413 => &Self::PAYLOAD_TOO_LARGE,
+            414 => &Self::URI_TOO_LONG,
             415 => &Self::UNSUPPORTED_MEDIA_TYPE,
+            431 => &Self::HEADERS_TOO_LARGE,
             503 => &Self::UNAVAILABLE,
             s if s < 500 => &Self::BAD_REQUEST,
             _ => &Self::INTERNAL,
@@ -368,5 +372,31 @@ impl From<gw_sessions::EngineError> for ApiError {
 impl From<gw_sessions::InvalidField> for ApiError {
     fn from(err: gw_sessions::InvalidField) -> Self {
         ApiError::invalid(err.field, err.reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProblemType;
+
+    /// The README's table is the problem types' reference for clients: it must list exactly the types the edge
+    /// can answer with.
+    #[test]
+    fn the_readme_lists_every_problem_type_and_no_other() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("### Problem types").expect("the README has a problem types section");
+        let table = &readme[start..];
+        let table = &table[..table.find("\n## ").unwrap_or(table.len())];
+        let mut listed: Vec<&str> = table
+            .split("`/problems/")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('`').map(|(slug, _)| slug))
+            .filter(|slug| !slug.contains('{'))
+            .collect();
+        listed.sort_unstable();
+        listed.dedup();
+        let mut known: Vec<&str> = ProblemType::ALL.iter().map(|p| p.slug).collect();
+        known.sort_unstable();
+        assert_eq!(listed, known);
     }
 }

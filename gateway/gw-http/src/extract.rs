@@ -14,10 +14,77 @@ use utoipa::IntoParams;
 use crate::error::{ApiError, ProblemType};
 use crate::state::AppState;
 
-/// `axum::Json` with problem+json rejections.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` with problem+json rejections, and without the NUL character: PostgreSQL can store U+0000 neither in
+/// `text` nor in `jsonb`, so a string carrying one would fail at the database (a 500) on one backend and be kept on
+/// the other. It is refused here, for every body, with a 422 naming the field.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(request.headers()) {
+            return Err(ApiError::Problem(
+                &ProblemType::UNSUPPORTED_MEDIA_TYPE,
+                "expected a body with content type application/json".into(),
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::Problem(&ProblemType::PAYLOAD_TOO_LARGE, rejection.body_text())
+            } else {
+                ApiError::bad_request(rejection.body_text())
+            }
+        })?;
+        if let Some(field) = field_with_nul(&bytes) {
+            return Err(ApiError::invalid(&field, "must not contain the NUL character (U+0000)"));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(Json(value))
+    }
+}
+
+/// `application/json` or any `application/*+json`, as axum's own `Json` accepts.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The path of the first string (or object key) in a JSON body that contains U+0000, if any. JSON can carry the
+/// character only as the escape `\u0000`, so bodies without one (all but hostile ones) are not parsed twice.
+pub(crate) fn field_with_nul(body: &[u8]) -> Option<String> {
+    let escaped = body.windows(6).enumerate().any(|(at, window)| {
+        window == br"\u0000" && body[..at].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0
+    });
+    if !escaped {
+        return None;
+    }
+    // Malformed JSON is left to the real parse, which reports it.
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    fn find(value: &serde_json::Value, path: &str) -> Option<String> {
+        let here = || if path.is_empty() { "body".to_owned() } else { path.to_owned() };
+        match value {
+            serde_json::Value::String(s) if s.contains('\0') => Some(here()),
+            serde_json::Value::Array(items) => {
+                items.iter().enumerate().find_map(|(i, item)| find(item, &format!("{}[{i}]", here())))
+            }
+            serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+                let at = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                if key.contains('\0') { Some(at) } else { find(item, &at) }
+            }),
+            _ => None,
+        }
+    }
+    find(&value, "")
+}
 
 impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
     fn into_response(self) -> axum::response::Response {
@@ -156,6 +223,26 @@ impl FromRequestParts<AppState> for Auth {
             ),
         );
         Ok(Auth(principal))
+    }
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::field_with_nul;
+
+    #[test]
+    fn a_nul_anywhere_in_a_body_is_found_with_its_path() {
+        assert_eq!(field_with_nul(br#"{"name":"a\u0000b"}"#).as_deref(), Some("name"));
+        assert_eq!(field_with_nul(br#"{"config":{"x":[1,"\u0000"]}}"#).as_deref(), Some("config.x[1]"));
+        assert_eq!(field_with_nul(br#"{"k\u0000":1}"#).as_deref(), Some("k\u{0}"));
+        assert_eq!(field_with_nul(br#""\u0000""#).as_deref(), Some("body"));
+    }
+
+    #[test]
+    fn an_escaped_backslash_before_u0000_is_plain_text() {
+        assert_eq!(field_with_nul(br#"{"name":"C:\\u0000"}"#), None);
+        assert_eq!(field_with_nul(br#"{"name":"plain"}"#), None);
+        assert_eq!(field_with_nul(br#"{"name":"\\\u0000"}"#).as_deref(), Some("name"));
     }
 }
 

@@ -1,13 +1,69 @@
 //! The request middleware: request id, the request's tracing span, and finishing problem+json bodies.
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use crate::error::{Problem, ProblemBody, ProblemType};
+use crate::error::{ApiError, Problem, ProblemBody, ProblemType};
+
+/// What the request middleware needs to refuse an oversized body before reading it.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The body limit of a (method, route template), given the configured default.
+    pub body_limit: fn(&Method, Option<&str>, usize) -> usize,
+    pub default_body_bytes: usize,
+}
+
+/// A handler that panicked: a 500 problem with the request id (the request middleware finishes it), never a
+/// dropped connection. The panic message is logged, never sent.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    ApiError::Internal(format!("handler panicked: {message}")).into_response()
+}
+
+/// The longest path and query the edge reads. hyper's own limit is far higher (64 KiB) and answers without a body,
+/// so the edge's is the one clients meet.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header bytes (names, values and separators) the edge reads; below hyper's read buffer (the binary sets
+/// it to 1 MiB) for the same reason.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// A request head larger than the edge accepts: 414 or 431 as problem+json.
+fn head_too_large(request: &Request) -> Option<ApiError> {
+    let uri = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri > MAX_URI_BYTES {
+        return Some(ApiError::Problem(
+            &ProblemType::URI_TOO_LONG,
+            format!("the path and query have {uri} bytes; at most {MAX_URI_BYTES} are accepted"),
+        ));
+    }
+    let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    (headers > MAX_HEADER_BYTES).then(|| {
+        ApiError::Problem(
+            &ProblemType::HEADERS_TOO_LARGE,
+            format!("the headers have {headers} bytes; at most {MAX_HEADER_BYTES} are accepted"),
+        )
+    })
+}
+
+/// A declared body larger than the route accepts. A `Content-Length` hyper could not parse never gets here.
+fn declared_too_large(request: &Request, limits: Limits, route: Option<&str>) -> Option<ApiError> {
+    let declared: u64 = request.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()?;
+    let limit = (limits.body_limit)(request.method(), route, limits.default_body_bytes);
+    (declared > limit as u64).then(|| {
+        ApiError::Problem(
+            &ProblemType::PAYLOAD_TOO_LARGE,
+            format!("this endpoint accepts bodies of at most {limit} bytes; the request declares {declared}"),
+        )
+    })
+}
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -69,7 +125,7 @@ fn acceptable(id: &str) -> bool {
 }
 
 /// Assigns the request id, runs the request inside its span, echoes the id, and writes problem bodies.
-pub async fn request_context(mut request: Request, next: Next) -> Response {
+pub async fn request_context(State(limits): State<Limits>, mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get(&REQUEST_ID_HEADER)
@@ -93,8 +149,17 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
     );
     async move {
         let started = std::time::Instant::now();
-        let response = next.run(request).await;
+        let refused = head_too_large(&request).or_else(|| declared_too_large(&request, limits, route.as_deref()));
+        let response = match refused {
+            Some(refused) => refused.into_response(),
+            None => next.run(request).await,
+        };
         let mut response = finish_problem(response, &path, &id);
+        // API responses are tenants' data and sometimes secrets (tokens, keys, signing secrets): no cache may keep
+        // them. A route that may be cached (the docs' assets) says so itself.
+        if !response.headers().contains_key(header::CACHE_CONTROL) {
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
         if let Some(decision) = rate_limit.0.get() {
             rate_limit_headers(&mut response, decision);
         }

@@ -98,6 +98,13 @@ const NOT_FOUND: Shared = Shared {
     name: "NotFound",
     description: "`not-found`: no such resource, or not the caller's (a malformed id is reported the same way)",
 };
+const CONFLICT: Shared = Shared {
+    status: "409",
+    name: "Conflict",
+    description: "The write conflicts with the resource's state: `conflict` (a unique value is taken; `key` names it), \
+                  `inactive` (the subscription or instance is deactivated), `in-use`, `instance-limit-reached`, \
+                  `plugin-limit-reached`",
+};
 const TIMEOUT: Shared =
     Shared { status: "408", name: "Timeout", description: "`timeout`: the request took longer than the server allows" };
 const PAYLOAD_TOO_LARGE: Shared = Shared {
@@ -120,6 +127,13 @@ const TOO_MANY_REQUESTS: Shared = Shared {
     name: "TooManyRequests",
     description: "`rate-limited`: the API key's or its subscription's requests-per-minute limit is reached; retry \
                   after `Retry-After` seconds",
+};
+const URI_TOO_LONG: Shared =
+    Shared { status: "414", name: "UriTooLong", description: "`uri-too-long`: the request's URI is too long" };
+const HEADERS_TOO_LARGE: Shared = Shared {
+    status: "431",
+    name: "HeadersTooLarge",
+    description: "`headers-too-large`: the request's headers are too large",
 };
 const INTERNAL: Shared = Shared {
     status: "500",
@@ -189,6 +203,8 @@ fn shared_response(shared: &Shared) -> Response {
 /// What an operation is, as far as the problems it can answer with are concerned.
 struct Traits {
     signed_in: bool,
+    /// Not a read: the store may refuse the write.
+    writes: bool,
     api_key: bool,
     body: bool,
     json_body: bool,
@@ -198,7 +214,7 @@ struct Traits {
 }
 
 impl Traits {
-    fn of(path: &str, operation: &Operation) -> Self {
+    fn of(path: &str, method: &str, operation: &Operation) -> Self {
         // A security requirement names its scheme as its only key; serialising it is the public way to read it.
         let schemes: Vec<String> = operation
             .security
@@ -212,6 +228,7 @@ impl Traits {
         let content = operation.request_body.iter().flat_map(|body| body.content.keys());
         Self {
             signed_in: !schemes.is_empty(),
+            writes: method != "get",
             api_key: schemes.iter().any(|s| s == "api_key"),
             body: operation.request_body.is_some(),
             json_body: content.clone().any(|c| c == "application/json"),
@@ -223,12 +240,16 @@ impl Traits {
 
     /// The shared problems this operation can answer with.
     fn problems(&self) -> Vec<&'static Shared> {
-        let mut problems = vec![&BAD_REQUEST, &TIMEOUT, &INTERNAL, &UNAVAILABLE];
+        // What the edge answers before any handler runs, and what any handler may meet.
+        let mut problems = vec![&BAD_REQUEST, &TIMEOUT, &URI_TOO_LONG, &HEADERS_TOO_LARGE, &INTERNAL, &UNAVAILABLE];
         if self.signed_in {
             problems.extend([&UNAUTHORIZED, &FORBIDDEN]);
         }
         if self.api_key {
             problems.push(&TOO_MANY_REQUESTS);
+        }
+        if self.signed_in && self.writes {
+            problems.push(&CONFLICT);
         }
         // Ids in the path name rows that may not exist; the sandbox answers 404 when it is switched off.
         if self.path_ids || self.sandbox {
@@ -270,10 +291,17 @@ fn optional_body(operation: &mut Operation) {
     }
 }
 
-fn operations_mut(item: &mut utoipa::openapi::path::PathItem) -> impl Iterator<Item = &mut Operation> {
-    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head]
-        .into_iter()
-        .filter_map(Option::as_mut)
+fn operations_mut(item: &mut utoipa::openapi::path::PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+    [
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("patch", &mut item.patch),
+        ("head", &mut item.head),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| operation.as_mut().map(|o| (method, o)))
 }
 
 /// Adds to every operation the shared problem responses it can answer with (as references to
@@ -281,9 +309,9 @@ fn operations_mut(item: &mut utoipa::openapi::path::PathItem) -> impl Iterator<I
 pub(crate) fn complete(document: &mut Document) {
     let mut used: BTreeMap<&'static str, &'static Shared> = BTreeMap::new();
     for (path, item) in document.paths.paths.iter_mut() {
-        for operation in operations_mut(item) {
+        for (method, operation) in operations_mut(item) {
             optional_body(operation);
-            for shared in Traits::of(path, operation).problems() {
+            for shared in Traits::of(path, method, operation).problems() {
                 let responses = &mut operation.responses.responses;
                 match responses.get_mut(shared.status) {
                     // The handler's own description is more precise; it still gets the shared headers.
@@ -350,7 +378,7 @@ mod tests {
             let responses = operation["responses"].as_object().expect("responses");
             let has = |status: &str| responses.contains_key(status);
             let name = format!("{method} {path}");
-            for status in ["400", "408", "500", "503"] {
+            for status in ["400", "408", "414", "431", "500", "503"] {
                 assert!(has(status), "{name} lacks {status}");
             }
             let signed_in = operation["security"].as_array().is_some_and(|s| !s.is_empty());

@@ -614,14 +614,18 @@ macro_rules! impl_plugin_store {
                 let position = match new.position {
                     Some(position) => position,
                     None => {
-                        let (next,): (i32,) = sqlx::query_as(
-                            "SELECT COALESCE(MAX(position) + 1, 0) FROM plugin_bindings WHERE instance_id = $1",
-                        )
-                        .bind(new.instance_id.as_uuid())
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(db_err("plugin binding"))?;
-                        next
+                        // The sum is taken here, not in SQL: `MAX(position) + 1` at `i32::MAX` overflows (an error
+                        // on PostgreSQL, a 64-bit value on SQLite that no longer decodes as `i32`).
+                        let (last,): (Option<i32>,) =
+                            sqlx::query_as("SELECT MAX(position) FROM plugin_bindings WHERE instance_id = $1")
+                                .bind(new.instance_id.as_uuid())
+                                .fetch_one(&mut *tx)
+                                .await
+                                .map_err(db_err("plugin binding"))?;
+                        match last {
+                            None => 0,
+                            Some(last) => last.saturating_add(1),
+                        }
                     }
                 };
                 let binding: PluginBinding = sqlx::query_as::<_, PluginBindingRow>(concat!(

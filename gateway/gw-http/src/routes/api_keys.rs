@@ -86,7 +86,9 @@ pub async fn rotate(
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", e.to_string()))?
     };
     let grace_secs = request.grace_period_secs.unwrap_or(24 * 3600);
-    let grace = chrono::Duration::seconds(grace_secs);
+    // `Duration::seconds` panics past ±i64::MAX milliseconds; the service checks the range.
+    let grace = chrono::Duration::try_seconds(grace_secs)
+        .ok_or_else(|| ApiError::invalid("grace_period_secs", "must be between 0 and 604800 seconds"))?;
     let rotated = state.accounts.rotate_api_key(&by, instance_id, key_id, grace).await?;
     Ok((
         StatusCode::CREATED,

@@ -202,7 +202,8 @@ pub struct BindPluginRequest {
     pub plugin_id: String,
     /// Pin a version number; omitted, the binding follows the plugin's active version.
     pub version: Option<i32>,
-    /// Lower runs first; omitted, after the instance's last binding.
+    /// Lower runs first (0 to 1,000,000); omitted, after the instance's last binding.
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub position: Option<i32>,
     /// Default `both`.
     pub direction: Option<BindingDirection>,
@@ -291,6 +292,17 @@ async fn invalidate_plugin(state: &AppState, plugin: PluginId) -> Result<(), Api
     if state.plugins.is_some() {
         let instances = state.store.plugin_instances(plugin).await?;
         invalidate(state, instances);
+    }
+    Ok(())
+}
+
+/// Highest position a client may give a binding. Positions only order the chain, so a bound costs nothing, and it
+/// keeps "after the last binding" (`MAX + 1`) inside `i32`.
+pub const MAX_BINDING_POSITION: i32 = 1_000_000;
+
+fn validate_position(position: Option<i32>) -> Result<(), ApiError> {
+    if position.is_some_and(|p| !(0..=MAX_BINDING_POSITION).contains(&p)) {
+        return Err(ApiError::invalid("position", format!("must be between 0 and {MAX_BINDING_POSITION}")));
     }
     Ok(())
 }
@@ -611,6 +623,7 @@ pub async fn bind(
 ) -> Result<(StatusCode, Json<PluginBindingDto>), ApiError> {
     let instance = instance_for(&state, &caller, instance_id, Action::ManagePlugins, SCOPE).await?;
     let plugin_id: PluginId = body.plugin_id.parse().map_err(|_| ApiError::not_found("plugin"))?;
+    validate_position(body.position)?;
     validate_config(&body.config)?;
     let pinned = match body.version {
         Some(v) => Some(version_id(&state, instance.subscription_id, plugin_id, v).await?),
@@ -671,6 +684,7 @@ pub async fn update_binding(
     Json(body): Json<UpdateBindingRequest>,
 ) -> Result<Json<PluginBindingDto>, ApiError> {
     let instance = instance_for(&state, &caller, instance_id, Action::ManagePlugins, SCOPE).await?;
+    validate_position(body.position)?;
     if let Some(config) = &body.config {
         validate_config(config)?;
     }

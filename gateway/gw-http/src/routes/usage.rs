@@ -112,15 +112,26 @@ pub struct RangeQuery {
 
 const MAX_RANGE_DAYS: i64 = 366;
 
+/// A calendar date of the Gregorian era (years 1 to 9999): chrono parses far wider years (±262,143), whose
+/// arithmetic overflows, and no statistic exists outside this range anyway.
+fn parse_date(field: &str, raw: &str) -> Result<NaiveDate, ApiError> {
+    use chrono::Datelike;
+    let date =
+        NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| ApiError::invalid(field, "expected YYYY-MM-DD"))?;
+    if !(1..=9999).contains(&date.year()) {
+        return Err(ApiError::invalid(field, "the year must be between 0001 and 9999"));
+    }
+    Ok(date)
+}
+
 impl RangeQuery {
     fn range(&self) -> Result<(NaiveDate, NaiveDate), ApiError> {
-        let date = |field: &str, raw: &str| {
-            NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| ApiError::invalid(field, "expected YYYY-MM-DD"))
-        };
-        let to = self.to.as_deref().map(|raw| date("to", raw)).transpose()?.unwrap_or_else(|| Timestamp::now().date());
+        let to =
+            self.to.as_deref().map(|raw| parse_date("to", raw)).transpose()?.unwrap_or_else(|| Timestamp::now().date());
         let from = match self.from.as_deref() {
-            Some(raw) => date("from", raw)?,
-            None => to - chrono::Duration::days(29),
+            Some(raw) => parse_date("from", raw)?,
+            // Cannot underflow: `to` is at least year 1 (`parse_date`).
+            None => to.checked_sub_days(chrono::Days::new(29)).unwrap_or(to),
         };
         if from > to {
             return Err(ApiError::invalid("from", "must not be after to"));
@@ -210,8 +221,9 @@ pub async fn instance_stats(
     Path(id): Path<InstanceId>,
     Query(query): Query<RangeQuery>,
 ) -> Result<Json<InstanceStatsDto>, ApiError> {
-    let (from, to) = query.range()?;
+    // Visibility first: another tenant's instance is 404 whatever the query says.
     readable_instance(&state, &caller, id).await?;
+    let (from, to) = query.range()?;
     let days = state.store.list_message_stats(id, from, to).await?;
     Ok(Json(InstanceStatsDto {
         instance_id: id.to_string(),
