@@ -62,7 +62,8 @@ impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut Document) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
-        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
     }
 }
 
@@ -179,10 +180,7 @@ fn problem_content() -> Content {
 }
 
 fn header(description: &str) -> utoipa::openapi::header::Header {
-    HeaderBuilder::new()
-        .schema(ObjectBuilder::new().schema_type(Type::String))
-        .description(Some(description))
-        .build()
+    HeaderBuilder::new().schema(ObjectBuilder::new().schema_type(Type::String)).description(Some(description)).build()
 }
 
 fn shared_response(shared: &Shared) -> Response {
@@ -272,9 +270,7 @@ impl Traits {
 /// reads an empty body as the defaults and refuses `null`): document `T`, not required.
 fn optional_body(operation: &mut Operation) {
     let Some(body) = operation.request_body.as_mut() else { return };
-    let is_null = |schema: &RefOr<Schema>| {
-        matches!(schema, RefOr::T(Schema::Object(object)) if object.schema_type == SchemaType::Type(Type::Null))
-    };
+    let is_null = |schema: &RefOr<Schema>| matches!(schema, RefOr::T(Schema::Object(object)) if object.schema_type == SchemaType::Type(Type::Null));
     let mut optional = false;
     for content in body.content.values_mut() {
         if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema
@@ -418,7 +414,9 @@ mod tests {
     #[test]
     fn rotation_bodies_are_optional_objects() {
         let doc = document();
-        for path in ["/v1/instances/{id}/api-keys/{key_id}/rotate", "/v1/instances/{id}/webhooks/{webhook_id}/rotate-secret"] {
+        for path in
+            ["/v1/instances/{id}/api-keys/{key_id}/rotate", "/v1/instances/{id}/webhooks/{webhook_id}/rotate-secret"]
+        {
             let body = &doc["paths"][path]["post"]["requestBody"];
             assert_eq!(body["required"], false, "{path}: {body}");
             let schema = &body["content"]["application/json"]["schema"];

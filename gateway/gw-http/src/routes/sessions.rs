@@ -707,7 +707,12 @@ mod tests {
                 to: "+15550001111".into(),
                 kind: Some(kind.into()),
                 text: Some("hi".into()),
-                media: Some(MediaBody { data: Some("aGk=".into()), url: None, mime_type: Some("image/png".into()), file_name: None }),
+                media: Some(MediaBody {
+                    data: Some("aGk=".into()),
+                    url: None,
+                    mime_type: Some("image/png".into()),
+                    file_name: None,
+                }),
                 location: Some(LocationBody { latitude: 0.0, longitude: 0.0, name: None, address: None }),
                 contact: Some(ContactCardBody { display_name: "A".into(), vcard: "BEGIN:VCARD".into() }),
                 reaction: Some(ReactionBody { message_id: "X".into(), emoji: "+".into() }),
