@@ -308,6 +308,10 @@ fn validate_position(position: Option<i32>) -> Result<(), ApiError> {
 }
 
 fn validate_config(config: &Value) -> Result<(), ApiError> {
+    // A plugin reads its config as an object (`{}` when the binding has none), and the document says so.
+    if !config.is_object() {
+        return Err(ApiError::invalid("config", "must be a JSON object"));
+    }
     if serde_json::to_vec(config).map(|v| v.len()).unwrap_or(usize::MAX) > MAX_CONFIG_BYTES {
         return Err(ApiError::invalid("config", format!("at most {MAX_CONFIG_BYTES} bytes of JSON")));
     }
@@ -740,4 +744,20 @@ pub async fn logs(
     instance_for(&state, &caller, instance_id, Action::ReadPlugins, SCOPE).await?;
     let page = state.store.list_plugin_logs(instance_id, binding_id, query.page_request()?).await?;
     Ok(Json(PageDto::from_page(page, Into::into)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::validate_config;
+
+    /// The fuzzer bound a plugin with `"config": [[], {}]`, which the document (an object) does not allow.
+    #[test]
+    fn a_binding_config_is_an_object() {
+        assert!(validate_config(&json!({"rules": []})).is_ok());
+        for refused in [json!([[], {}]), json!("text"), json!(1), json!(null), json!(true)] {
+            assert!(validate_config(&refused).is_err(), "{refused} must be refused");
+        }
+    }
 }
