@@ -53,6 +53,11 @@ impl Database {
         }
     }
 
+    /// The PostgreSQL test database behind this one (for fault injection: locks, terminated connections).
+    pub fn postgres(&self) -> Option<&PgTestDatabase> {
+        self.postgres.as_ref()
+    }
+
     pub async fn cleanup(self) {
         if let Some(postgres) = self.postgres {
             postgres.drop_database().await;
@@ -178,6 +183,12 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Kills the gateway with SIGKILL (`kill -9`: no shutdown, no draining, as a crash) and waits until it is gone.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("kill -9");
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("dies in time").expect("wait");
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -49,11 +49,13 @@ on_both_backends!(
     a_whatsapp_instance_that_cannot_connect_backs_off_with_a_clear_error,
     media_by_url_is_fetched_under_the_egress_rules,
     webhooks_deliver_signed_events_retry_replay_and_rotate,
+    a_killed_nodes_webhook_deliveries_go_out_within_the_lease,
     quota_usage_and_daily_stats,
 );
 
 mod hardening;
 mod openapi_fuzz;
+mod outages;
 mod plugins;
 
 /// A small client for one signed-in user.
@@ -1656,6 +1658,108 @@ async fn webhooks_deliver_signed_events_retry_replay_and_rotate(database: &Datab
     assert!(metric(&text, "gateway_webhook_attempts_total{outcome=\"failure\"}").is_some_and(|v| v >= 1.0), "{text}");
     assert!(metric(&text, "gateway_webhook_latency_seconds_count").is_some_and(|v| v >= 3.0), "{text}");
     assert_eq!(metric(&text, "gateway_ratelimit_redis_degraded{backend=\"local\"}"), Some(0.0), "{text}");
+    app.terminate().await;
+}
+
+/// A receiver that holds the first request open (so the delivery is in flight when its node dies) and answers
+/// every later one 200 at once, recording each request's `webhook-id`.
+async fn stalling_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (tx, seen) = tokio::sync::mpsc::unbounded_channel();
+    let first = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let (tx, first) = (tx.clone(), first.clone());
+            async move {
+                let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let _ = tx.send(id);
+                if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+/// A node killed with SIGKILL while a webhook delivery is in flight: the next node sends it again (same
+/// `webhook-id`) once the short lease runs out, within a deadline derived from the configured lease (the hold
+/// used to be 40 s), and logs and counts what it recovered.
+async fn a_killed_nodes_webhook_deliveries_go_out_within_the_lease(database: &Database) {
+    const LEASE_MS: u64 = 2_000;
+    let lease = std::time::Duration::from_millis(LEASE_MS);
+    let (url, mut seen) = stalling_receiver().await;
+    let metrics_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        probe.local_addr().expect("addr").port()
+    };
+    let command = || {
+        let mut command = gateway_command(GATEWAY, &database.url, &database.dir);
+        command
+            .env("GATEWAY_WEBHOOKS_ALLOW_HTTP", "true")
+            .env("GATEWAY_WEBHOOKS_ALLOW_PRIVATE_CIDRS", "[\"127.0.0.0/8\"]")
+            .env("GATEWAY_WEBHOOKS_POLL_INTERVAL_MS", "100")
+            .env("GATEWAY_WEBHOOKS_LEASE_MS", LEASE_MS.to_string())
+            .env("GATEWAY_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"));
+        command
+    };
+    let app = TestApp::spawn_with(command()).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (_, owner_email, _) = tenant(&operator, "Leases").await;
+    let owner = As::login(&app, &owner_email, "a long enough password").await;
+    let (iid, _) = paired_instance(&owner, "leased").await;
+    let (status, created) = owner
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{iid}/webhooks"),
+            Some(json!({"url": url, "events": ["message.received"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, injected) = owner
+        .call(
+            Method::POST,
+            &format!("/v1/sandbox/instances/{iid}/inbound"),
+            Some(json!({"from": "+15550003333", "text": "in flight when the node dies"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{injected}");
+    let in_flight = tokio::time::timeout(std::time::Duration::from_secs(10), seen.recv())
+        .await
+        .expect("the first attempt within 10 s")
+        .expect("receiver open");
+    app.kill().await;
+    let killed_at = tokio::time::Instant::now();
+
+    let app = TestApp::spawn_with(command()).await;
+    // The lease runs out at most one lease after the kill; the new node claims within its poll interval of that
+    // (or of being ready, if it started later); two seconds cover a slow machine. The old hold was 40 s.
+    let deadline = std::cmp::max(killed_at + lease, tokio::time::Instant::now())
+        + std::time::Duration::from_millis(100)
+        + std::time::Duration::from_secs(2);
+    let again = tokio::time::timeout_at(deadline, seen.recv())
+        .await
+        .unwrap_or_else(|_| {
+            panic!("not sent again within {:?} of the kill\n{}", deadline - killed_at, app.stderr.text())
+        })
+        .expect("receiver open");
+    assert_eq!(again, in_flight, "the same delivery, with its webhook-id");
+    let log = eventually("the take-over logged", || async {
+        let text = app.stderr.text();
+        text.contains("took over webhook deliveries whose lease had run out").then_some(text)
+    })
+    .await;
+    assert!(log.contains("\"recovered\":1"), "{log}");
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    eventually("the recovery counted in /metrics", || async {
+        let text = app.client.get(&metrics_url).send().await.ok()?.text().await.ok()?;
+        (metric(&text, "gateway_webhook_deliveries_recovered_total") == Some(1.0)).then_some(())
+    })
+    .await;
     app.terminate().await;
 }
 

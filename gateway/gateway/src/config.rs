@@ -115,6 +115,10 @@ pub struct WebhookSettings {
     pub response_capture_bytes: usize,
     /// How often an idle dispatcher looks for work other nodes queued.
     pub poll_interval_ms: u64,
+    /// How long a claimed delivery stays with its dispatcher without renewal. The dispatcher renews the leases it
+    /// holds every third of this while attempts run, so this is how late a crashed node's deliveries are sent by
+    /// another node, not a limit on an attempt. 1000 to 600000.
+    pub lease_ms: u64,
 }
 
 impl Default for WebhookSettings {
@@ -132,6 +136,7 @@ impl Default for WebhookSettings {
             auto_disable_after_secs: defaults.auto_disable_after.as_secs(),
             response_capture_bytes: 1024,
             poll_interval_ms: 1_000,
+            lease_ms: defaults.lease.as_millis() as u64,
         }
     }
 }
@@ -281,7 +286,11 @@ impl Default for Settings {
             webhooks: WebhookSettings::default(),
             plugins: PluginSettings { enabled: true, cache_dir: String::new(), timeout_ms: 50 },
             tiers: TierCatalog::default(),
-            redis: RedisSettings { url: Secret::default(), timeout_ms: 20, key_prefix: "gw:".into() },
+            redis: RedisSettings {
+                url: Secret::default(),
+                timeout_ms: gw_ratelimit::DEFAULT_REDIS_TIMEOUT.as_millis() as u64,
+                key_prefix: "gw:".into(),
+            },
             metrics: MetricsSettings { listen: String::new() },
         }
     }
@@ -413,6 +422,9 @@ impl Settings {
         }
         if hooks.max_in_flight == 0 || hooks.max_in_flight_per_endpoint == 0 {
             return Err(invalid("webhooks.max_in_flight", "must be at least 1"));
+        }
+        if !(1_000..=600_000).contains(&hooks.lease_ms) {
+            return Err(invalid("webhooks.lease_ms", "must be between 1000 and 600000"));
         }
         if hooks.response_capture_bytes > 1024 {
             return Err(invalid("webhooks.response_capture_bytes", "at most 1024"));
@@ -596,15 +608,14 @@ impl Settings {
 
     pub fn dispatcher(&self) -> gw_webhooks::DispatcherConfig {
         let hooks = &self.webhooks;
-        let timeout = Duration::from_millis(hooks.timeout_ms + hooks.connect_timeout_ms);
         gw_webhooks::DispatcherConfig {
             schedule: hooks.schedule_ms.iter().map(|ms| Duration::from_millis(*ms)).collect(),
             auto_disable_after: Duration::from_secs(hooks.auto_disable_after_secs),
             max_in_flight: hooks.max_in_flight,
             max_in_flight_per_endpoint: hooks.max_in_flight_per_endpoint,
             poll_interval: Duration::from_millis(hooks.poll_interval_ms),
-            // A live dispatcher finishes an attempt well within its lease.
-            lease: (timeout * 2).max(Duration::from_secs(30)),
+            // Renewed while attempts run, so it need not outlast the attempt timeout.
+            lease: Duration::from_millis(hooks.lease_ms),
             ..gw_webhooks::DispatcherConfig::default()
         }
     }
@@ -770,6 +781,26 @@ mod tests {
             assert_eq!(settings.metrics_addr().expect("addr"), Some("127.0.0.1:9100".parse().expect("addr")));
             jail.set_env("GATEWAY_REDIS_URL", "http://127.0.0.1:6379");
             assert!(load_err(jail, None).starts_with("redis.url:"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_webhook_lease_is_short_configurable_and_validated() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let settings = Settings::load(None).expect("defaults");
+            assert_eq!(settings.webhooks.lease_ms, 5_000);
+            assert_eq!(settings.dispatcher().lease, Duration::from_secs(5), "not tied to the attempt timeouts");
+            jail.set_env("GATEWAY_WEBHOOKS_LEASE_MS", "2500");
+            assert_eq!(Settings::load(None).expect("load").dispatcher().lease, Duration::from_millis(2500));
+            for bad in ["999", "600001", "0"] {
+                jail.set_env("GATEWAY_WEBHOOKS_LEASE_MS", bad);
+                assert!(load_err(jail, None).starts_with("webhooks.lease_ms:"), "{bad}");
+            }
+            jail.set_env("GATEWAY_WEBHOOKS_LEASE_MS", "soon");
+            let err = load_err(jail, None);
+            assert!(err.contains("webhooks.lease_ms") && err.contains("GATEWAY_WEBHOOKS_LEASE_MS"), "{err}");
             Ok(())
         });
     }

@@ -139,7 +139,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let metering = Arc::new(gw_metering::Metering::new(store.clone()));
     let flusher = metering.clone().spawn_flusher(Duration::from_secs(2), stopped.clone());
     let cipher = Arc::new(gw_sessions::SessionCipher::new(&settings.session_key()?));
-    let meter = Arc::new(gw_metering::EngineMeter::new(metering.clone(), store.clone()));
+    let meter = Arc::new(gw_metering::EngineMeter::new(metering.clone()));
     let mut engine = gw_sessions::Engine::builder(store.clone(), meter, cipher).config(settings.engine());
     let sandbox = settings.sessions.sandbox.then(gw_sessions::sandbox::SandboxNetwork::new);
     if let Some(network) = &sandbox {

@@ -915,7 +915,7 @@ impl Accounts {
                 .key_cache
                 .try_get_with(digest.to_vec(), self.load_key(&gw_core::ApiKeyHash::from_bytes(digest.to_vec())))
                 .await
-                .map_err(|err| AccountError::Internal(format!("API key look-up failed: {err}")))?,
+                .map_err(|err| shared_load_error(&err))?,
         };
         match cached {
             CachedKey::Found(verified) => Ok(self.local_keys.remember(digest, &verified, generation)),
@@ -990,4 +990,15 @@ impl Accounts {
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq as _;
     a.ct_eq(b).into()
+}
+
+/// The cache shares one look-up's error among its waiters (`Arc`), so the error cannot be moved out: an outage is
+/// rebuilt as an outage (the edge's 503, retry later), anything else is internal.
+fn shared_load_error(err: &std::sync::Arc<StoreError>) -> AccountError {
+    match err.as_ref() {
+        StoreError::Unavailable(cause) => {
+            AccountError::Store(StoreError::Unavailable(format!("API key look-up: {cause}").into()))
+        }
+        other => AccountError::Internal(format!("API key look-up failed: {other}: {other:?}")),
+    }
 }

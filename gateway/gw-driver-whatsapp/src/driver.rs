@@ -26,7 +26,7 @@ use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
 use whatsapp_rust::types::events::{Event, EventHandler};
 use whatsapp_rust::waproto::whatsapp as wa;
-use whatsapp_rust::{ChatStateType, InboundDurabilityHook, SendError, TokioRuntime, UploadOptions};
+use whatsapp_rust::{ChatStateType, InboundDurabilityHook, SendError, SendOptions, TokioRuntime, UploadOptions};
 
 use crate::backend::GatewayBackend;
 use crate::crypto::{CryptoError, StateCipher};
@@ -621,7 +621,10 @@ impl Connection for WhatsAppConnection {
         let chat = recipient(&message.chat_jid)?;
         self.ready()?;
         let built = self.build_message(&message, &chat).await?;
-        let sent = self.client.send_message(chat, built).await.map_err(send_error)?;
+        // The engine's id, not one whatsapp-rust would generate per call: a message sent again after a crash
+        // carries the same id, and WhatsApp drops the copy at the recipient.
+        let options = SendOptions::default().with_message_id(message.wa_message_id.clone());
+        let sent = self.client.send_message_with_options(chat, built, options).await.map_err(send_error)?;
         Ok(SentMessage { wa_message_id: sent.message_id, timestamp: Timestamp::now() })
     }
 

@@ -94,6 +94,7 @@ async fn closed_port_reports_disconnected_promptly_and_closes() {
 
     // Commands on a connection that never opened fail cleanly.
     let message = OutgoingMessage {
+        wa_message_id: gw_sessions::new_wa_message_id(),
         chat_jid: "5511987650001@s.whatsapp.net".into(),
         content: OutgoingContent::Text { body: "hi".into() },
         quoted_message_id: None,

@@ -356,7 +356,6 @@ impl From<gw_sessions::EngineError> for ApiError {
                 ApiError::QuotaExceeded { detail, retry_after: wait }
             }
             EngineError::Quota(QuotaError::Inactive) => ApiError::Problem(&ProblemType::INACTIVE, detail),
-            EngineError::Quota(QuotaError::Unavailable(cause)) => ApiError::Unavailable(cause),
             EngineError::IdempotencyKeyReused => ApiError::Problem(&ProblemType::IDEMPOTENCY_KEY_REUSED, detail),
             EngineError::NoDriver(_) => ApiError::Problem(&ProblemType::DRIVER_UNAVAILABLE, detail),
             EngineError::Driver(gw_sessions::DriverError::NotConnected) => {

@@ -6,8 +6,9 @@
 //!   everything counted so far and writes it as two batched upserts; a failed write puts the counts back for the
 //!   next flush, so nothing counted is lost. [`Metering::spawn_flusher`] flushes every few seconds and once more
 //!   when told to stop (graceful shutdown).
-//! - [`EngineMeter`] is the session engine's [`gw_sessions::Meter`] over it: quota reservations stay the store's
-//!   single atomic statement (correct across nodes), counts go to the counters.
+//! - [`EngineMeter`] is the session engine's [`gw_sessions::Meter`] over it: counts go to the counters. The monthly
+//!   quota is not counted here: the store charges it in the transaction that stores each outbound message, so it
+//!   is exact across nodes and equals what was accepted.
 //!
 //! Architecture invariant: no HTTP and no SQL here; this crate talks to the `gw-store` traits only.
 
@@ -18,8 +19,8 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use gw_core::{InstanceId, PerThread, SubscriptionId, Timestamp, UsagePeriod, UsageRecordType};
-use gw_sessions::{Meter, Metered, QuotaError};
-use gw_store::{Limit, MessageStatDelta, Store, StoreError, UsageDelta};
+use gw_sessions::{Meter, Metered};
+use gw_store::{MessageStatDelta, Store, StoreError, UsageDelta};
 
 /// One countable thing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,33 +332,20 @@ impl Metering {
     }
 }
 
-/// The session engine's [`Meter`]: reservations through the store's atomic statement, counts in memory.
+/// The session engine's [`Meter`]: counts in memory. (The monthly quota is charged by the store in the transaction
+/// that stores each message, not here.)
 #[derive(Debug, Clone)]
 pub struct EngineMeter {
     metering: Arc<Metering>,
-    store: Arc<dyn Store>,
 }
 
 impl EngineMeter {
-    pub fn new(metering: Arc<Metering>, store: Arc<dyn Store>) -> Self {
-        Self { metering, store }
+    pub fn new(metering: Arc<Metering>) -> Self {
+        Self { metering }
     }
 }
 
-#[async_trait::async_trait]
 impl Meter for EngineMeter {
-    async fn reserve_messages(&self, subscription: SubscriptionId, count: u32) -> Result<(), QuotaError> {
-        let now = Timestamp::now();
-        match self.store.reserve_messages(subscription, i64::from(count), now).await {
-            Ok(_) => Ok(()),
-            Err(StoreError::LimitReached(Limit::MonthlyMessages { max })) => {
-                Err(QuotaError::Exceeded { limit: max, resets_at: now.period().next().start() })
-            }
-            Err(StoreError::Inactive { .. }) => Err(QuotaError::Inactive),
-            Err(err) => Err(QuotaError::Unavailable(err.to_string())),
-        }
-    }
-
     fn record(&self, subscription: SubscriptionId, instance: InstanceId, event: Metered) {
         self.metering.record(subscription, instance, event.into());
     }

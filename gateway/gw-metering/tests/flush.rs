@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gw_core::{InstanceId, LimitOverrides, SubscriptionId, Tier, Timestamp, UsageRecordType};
-use gw_metering::{EngineMeter, Event, Metering};
-use gw_sessions::{Meter, QuotaError};
+use gw_metering::{Event, Metering};
 use gw_store::{Actor, NewInstance, NewSubscription, Scope, Store, UsageFilter};
 use gw_store_sql::testing::PgTestDatabase;
 use gw_store_sql::{OpenOptions, PgStore};
@@ -133,18 +132,6 @@ async fn flushes_accumulate_and_deleted_instances_do_not_block(store: Arc<dyn St
     assert_eq!(metering.flush().await.expect("nothing left"), gw_metering::Flushed::default());
 }
 
-/// The engine's meter reserves through the store's atomic statement and maps an exhausted quota to the time the
-/// next month starts.
-async fn the_engine_meter_refuses_over_quota_with_the_reset_time(store: Arc<dyn Store>) {
-    let (sub, _, _) = tenant(&store, 3).await;
-    let meter = EngineMeter::new(Arc::new(Metering::new(store.clone())), store.clone());
-    meter.reserve_messages(sub, 2).await.expect("within quota");
-    meter.reserve_messages(sub, 1).await.expect("exactly the quota");
-    let refused = meter.reserve_messages(sub, 1).await.expect_err("over quota");
-    assert_eq!(refused, QuotaError::Exceeded { limit: 3, resets_at: Timestamp::now().period().next().start() });
-    assert_eq!(store.get_subscription(sub).await.expect("sub").messages_used, 3);
-}
-
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -179,8 +166,4 @@ macro_rules! on_both_backends {
     };
 }
 
-on_both_backends!(
-    a_burst_then_shutdown_leaves_exact_counts,
-    flushes_accumulate_and_deleted_instances_do_not_block,
-    the_engine_meter_refuses_over_quota_with_the_reset_time,
-);
+on_both_backends!(a_burst_then_shutdown_leaves_exact_counts, flushes_accumulate_and_deleted_instances_do_not_block,);

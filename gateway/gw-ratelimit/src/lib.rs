@@ -5,7 +5,9 @@
 //! - [`RedisLimiter`]: cluster-wide, one `EVALSHA` round trip per decision; the script reads the theoretical arrival
 //!   time, decides, and writes it back with an expiry, using Redis `TIME` so nodes' clocks do not matter.
 //! - [`FallbackLimiter`]: Redis when it answers within a deadline, the local limiter when it does not; it logs once
-//!   per outage, counts fallback decisions, and goes back to Redis by itself when Redis answers again.
+//!   per outage, counts fallback decisions, and goes back to Redis by itself when Redis answers again. While Redis
+//!   fails, one decision at a time asks it and the rest are local at once, so a hung Redis does not make every
+//!   request wait out the deadline.
 //!
 //! - [`pubsub`]: a reconnecting Redis publish/subscribe channel, which the binary uses to tell every node to drop
 //!   cached API keys.
@@ -129,13 +131,39 @@ fn tightest(checks: &[(&str, Quota)], mut decide: impl FnMut(&str, Quota) -> Dec
     tightest.unwrap_or_else(no_limits)
 }
 
+/// How long a decision waits for Redis before it is made locally, unless configured otherwise. Redis answers in
+/// well under a millisecond, but on a small, busy machine the node's threads (or Redis's) can be off the CPU for
+/// tens of milliseconds: measured on 2 shared cores at a load average of 7-8, stalls of 20-100 ms several times a
+/// minute, which a 20 ms deadline turned into local decisions on a healthy Redis (`examples/fallback_probe.rs`).
+/// A refused or closed connection fails at once whatever this is; a Redis that hangs costs the full wait, and then
+/// only to one decision at a time (the others are made locally at once while Redis is failing).
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// Redis first, the local limiter whenever Redis fails or is slow; never an error to the caller.
 pub struct FallbackLimiter {
     redis: RedisLimiter,
     local: LocalLimiter,
     timeout: Duration,
     degraded: AtomicBool,
+    /// Whether a decision is asking Redis while it is degraded (see [`Probe`]).
+    probing: AtomicBool,
     fallback_decisions: AtomicU64,
+}
+
+/// The one decision allowed to ask a failing Redis at a time; frees the slot when dropped, also when the decision's
+/// future is (a cancelled request), so the limiter can never stop probing.
+struct Probe<'a>(&'a AtomicBool);
+
+impl<'a> Probe<'a> {
+    fn start(slot: &'a AtomicBool) -> Option<Self> {
+        slot.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).ok().map(|_| Probe(slot))
+    }
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for FallbackLimiter {
@@ -146,7 +174,14 @@ impl std::fmt::Debug for FallbackLimiter {
 
 impl FallbackLimiter {
     pub fn new(redis: RedisLimiter, local: LocalLimiter, timeout: Duration) -> Self {
-        Self { redis, local, timeout, degraded: AtomicBool::new(false), fallback_decisions: AtomicU64::new(0) }
+        Self {
+            redis,
+            local,
+            timeout,
+            degraded: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
+            fallback_decisions: AtomicU64::new(0),
+        }
     }
 
     /// Whether the last decision had to be made locally.
@@ -169,6 +204,14 @@ impl FallbackLimiter {
         }
     }
 
+    /// Makes the first decision as fast as the rest: connects and loads the script (a node calls it at start-up,
+    /// before it serves). A failure is returned for the caller to report (see [`Self::mark_unreachable`]);
+    /// decisions then fall back until Redis answers.
+    pub async fn warm_up(&self, timeout: Duration) -> Result<(), LimiterError> {
+        self.redis.ping(timeout).await?;
+        self.redis.load_script(timeout).await
+    }
+
     fn redis_answered(&self) {
         if self.degraded.swap(false, Ordering::Relaxed) {
             tracing::info!("redis answers again; rate limits are cluster-wide once more");
@@ -188,6 +231,20 @@ impl RateLimiter for FallbackLimiter {
     }
 
     async fn check_all(&self, checks: &[(&str, Quota)]) -> (usize, Decision) {
+        // While Redis is failing, one decision at a time asks it (the probe that notices its return) and the others
+        // are made locally at once: a Redis that hangs costs one deadline per probe, not one per request, which is
+        // what lets the deadline be long enough for a busy machine's stalls.
+        let _probe = if self.is_degraded() {
+            match Probe::start(&self.probing) {
+                Some(probe) => Some(probe),
+                None => {
+                    self.fallback_decisions.fetch_add(1, Ordering::Relaxed);
+                    return self.local.check_all(checks).await;
+                }
+            }
+        } else {
+            None
+        };
         let outcome = match tokio::time::timeout(self.timeout, self.redis.try_check_all(checks)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(LimiterError::Timeout(self.timeout)),
@@ -221,9 +278,14 @@ impl RateLimiter for FallbackLimiter {
 pub type SharedLimiter = Arc<dyn RateLimiter>;
 
 /// A Redis connection made on first use and remade after a failure, with short timeouts: a decision waits for
-/// Redis only as long as the fallback's deadline anyway.
+/// Redis only as long as the fallback's deadline anyway. `TCP_NODELAY`, which redis-rs leaves off: decisions are
+/// small commands multiplexed on one connection, and Nagle's algorithm would hold a command back while an earlier
+/// one waits for its reply.
 fn lazy_connection(url: &str) -> Result<redis::aio::ConnectionManager, LimiterError> {
-    let client = redis::Client::open(url)?;
+    use redis::IntoConnectionInfo as _;
+    let info = url.into_connection_info()?;
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    let client = redis::Client::open(info.set_tcp_settings(tcp))?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(2)))

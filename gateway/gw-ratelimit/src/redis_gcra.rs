@@ -84,6 +84,16 @@ impl RedisLimiter {
         crate::ping(&self.connection, timeout).await
     }
 
+    /// Loads the script into Redis's script cache (`SCRIPT LOAD`), so the first decision is one `EVALSHA` rather
+    /// than `EVALSHA`, `NOSCRIPT`, `SCRIPT LOAD` and `EVALSHA` again, and connects if not yet connected.
+    pub async fn load_script(&self, timeout: Duration) -> Result<(), LimiterError> {
+        let mut connection = self.connection.clone();
+        match tokio::time::timeout(timeout, self.script.load_async(&mut connection)).await {
+            Ok(loaded) => loaded.map(|_| ()).map_err(LimiterError::from),
+            Err(_) => Err(LimiterError::Timeout(timeout)),
+        }
+    }
+
     /// One decision, or why Redis could not make it.
     pub async fn try_check(&self, key: &str, quota: Quota) -> Result<Decision, LimiterError> {
         self.try_check_all(&[(key, quota)]).await.map(|(_, decision)| decision)

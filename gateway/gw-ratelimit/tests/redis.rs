@@ -210,3 +210,114 @@ async fn key_and_subscription_limits_are_decided_together_all_or_nothing() {
     let (_, alone) = limiter.try_check_all(&[("key-a", roomy)]).await.expect("decision");
     assert_eq!(alone.remaining, 7, "two charged before, this one now; the refused one was not");
 }
+
+/// On a healthy Redis, light load never falls back: the limiter wired as the binary wires it (a lazy connection,
+/// warmed up at start, the default deadline) makes 20 s of decisions at 50 a second, a few at once, and every one
+/// is Redis's. With the old 20 ms deadline a busy 2-core machine's scheduling stalls (20-100 ms) moved some of them
+/// to local limits. A count, not a timing: it fails only if a decision falls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn light_load_on_a_healthy_redis_never_falls_back() {
+    if limiter(&prefix()).await.is_none() {
+        return;
+    }
+    let lazy = RedisLimiter::connect_lazy(&redis_url(), prefix()).expect("a well-formed url");
+    let fallback = Arc::new(FallbackLimiter::new(lazy, LocalLimiter::new(), gw_ratelimit::DEFAULT_REDIS_TIMEOUT));
+    fallback.warm_up(Duration::from_secs(2)).await.expect("Redis answers");
+    let quota = Quota::per_minute(60_000).with_burst(100);
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    let mut decisions = tokio::task::JoinSet::new();
+    for n in 0..1000u32 {
+        ticker.tick().await;
+        let fallback = fallback.clone();
+        decisions.spawn(async move {
+            let key = format!("key-{}", n % 10);
+            fallback.check_all(&[(key.as_str(), quota), ("subscription", quota)]).await.1.allowed
+        });
+    }
+    let mut allowed = 0;
+    while let Some(decision) = decisions.join_next().await {
+        allowed += u32::from(decision.expect("decision"));
+    }
+    assert_eq!(fallback.fallback_decisions(), 0, "decisions made locally on a healthy Redis");
+    assert!(!fallback.is_degraded());
+    assert_eq!(allowed, 1000, "all within the quota");
+}
+
+/// A proxy in front of Redis that can start swallowing what clients send (a Redis that hangs: the connection stays
+/// open and nothing is answered), counting the rate-limit scripts it is sent.
+struct HangingProxy {
+    addr: std::net::SocketAddr,
+    hang: Arc<std::sync::atomic::AtomicBool>,
+    scripts: Arc<AtomicU32>,
+}
+
+impl HangingProxy {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("addr");
+        let (hang, scripts) = (Arc::new(std::sync::atomic::AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
+        let upstream = redis_url().trim_start_matches("redis://").trim_end_matches('/').to_owned();
+        let (hanging, counted) = (hang.clone(), scripts.clone());
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let (hang, scripts, upstream) = (hanging.clone(), counted.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    let (mut from_client, mut to_client) = inbound.into_split();
+                    let (mut from_redis, mut to_redis) = outbound.into_split();
+                    tokio::spawn(async move { tokio::io::copy(&mut from_redis, &mut to_client).await });
+                    let (mut buffer, mut seen) = (vec![0u8; 64 * 1024], Vec::new());
+                    loop {
+                        let read = match from_client.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => read,
+                        };
+                        // Counted over everything received, so a command split across reads counts once.
+                        seen.extend_from_slice(&buffer[..read]);
+                        let total = seen.windows(7).filter(|w| w == b"EVALSHA").count() as u32;
+                        scripts.fetch_max(total, Ordering::SeqCst);
+                        if !hang.load(Ordering::SeqCst) && to_redis.write_all(&buffer[..read]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, hang, scripts }
+    }
+}
+
+/// While Redis hangs, one decision at a time asks it and the others are made locally at once, so an outage does
+/// not make every request wait out the deadline: 20 concurrent decisions send one script to the hung Redis (20
+/// without the probe slot). Counted at the proxy, not timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_is_asked_by_one_decision_at_a_time() {
+    if limiter(&prefix()).await.is_none() {
+        return;
+    }
+    let proxy = HangingProxy::start().await;
+    let redis = RedisLimiter::connect(&format!("redis://{}", proxy.addr), prefix()).await.expect("connect");
+    let fallback = Arc::new(FallbackLimiter::new(redis, LocalLimiter::new(), Duration::from_secs(1)));
+    fallback.warm_up(Duration::from_secs(2)).await.expect("warm up through the proxy");
+    let quota = Quota::per_minute(6000).with_burst(100);
+    assert!(fallback.check("key", quota).await.allowed);
+    assert_eq!((fallback.fallback_decisions(), proxy.scripts.load(Ordering::SeqCst)), (0, 1), "decided by Redis");
+
+    proxy.hang.store(true, Ordering::SeqCst);
+    assert!(fallback.check("key", quota).await.allowed, "decided locally once the deadline passed");
+    assert!(fallback.is_degraded());
+    let before = proxy.scripts.load(Ordering::SeqCst);
+    assert_eq!(before, 2, "the timed-out script reached the proxy");
+    let decisions: Vec<_> = (0..20)
+        .map(|_| {
+            let fallback = fallback.clone();
+            tokio::spawn(async move { fallback.check("key", quota).await.allowed })
+        })
+        .collect();
+    for decision in decisions {
+        assert!(decision.await.expect("decision"), "limited locally, within the burst");
+    }
+    assert_eq!(fallback.fallback_decisions(), 21);
+    assert_eq!(proxy.scripts.load(Ordering::SeqCst) - before, 1, "only the probe was sent to the hung Redis");
+}

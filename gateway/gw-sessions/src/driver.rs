@@ -100,16 +100,35 @@ pub enum OutgoingContent {
 /// One message to send. `chat_jid` is a full JID (`…@s.whatsapp.net`, `…@lid`, `…@g.us`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutgoingMessage {
+    /// The WhatsApp id the engine chose when it accepted the message. A driver sends under this id on every
+    /// attempt, never one of its own: WhatsApp drops a second message with an id the recipient already has, so a
+    /// message sent again after a crash (sent, but not yet recorded as sent) does not arrive twice.
+    pub wa_message_id: String,
     pub chat_jid: String,
     pub content: OutgoingContent,
     /// WhatsApp id of a message to quote.
     pub quoted_message_id: Option<String>,
 }
 
+/// A fresh WhatsApp message id in WhatsApp Web's shape (`3EB0` and 18 upper-case hex digits, 72 random bits), the
+/// shape whatsapp-rust generates itself; chosen once per accepted message.
+pub fn new_wa_message_id() -> String {
+    use rand::Rng;
+    use std::fmt::Write;
+    let bytes: [u8; 9] = rand::rng().random();
+    let mut id = String::with_capacity(22);
+    id.push_str("3EB0");
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(id, "{b:02X}");
+    }
+    id
+}
+
 /// WhatsApp accepted the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentMessage {
-    /// WhatsApp's id of the sent message; receipts refer to it.
+    /// The id the message went under (the one it was given); receipts refer to it.
     pub wa_message_id: String,
     pub timestamp: Timestamp,
 }
@@ -251,4 +270,15 @@ pub enum DriverEvent {
         name: Option<String>,
         notify: Option<String>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn message_ids_have_whatsapp_webs_shape_and_differ() {
+        let (a, b) = (super::new_wa_message_id(), super::new_wa_message_id());
+        assert_eq!(a.len(), 22);
+        assert!(a.starts_with("3EB0") && a[4..].bytes().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c)));
+        assert_ne!(a, b);
+    }
 }

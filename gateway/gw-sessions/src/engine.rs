@@ -317,8 +317,8 @@ impl Engine {
         self.lock_sessions().len()
     }
 
-    /// Accepts a send into the instance's outbox: validates, reserves quota, runs the outbound pipeline, queues.
-    /// A refused send writes nothing.
+    /// Accepts a send into the instance's outbox: validates, runs the outbound pipeline, then stores the message
+    /// and charges the quota in one transaction. A refused send writes nothing and costs nothing.
     pub async fn send(&self, instance: &Instance, request: SendRequest) -> Result<Accepted, EngineError> {
         send_message(&self.inner, instance, request, Origin::Api).await
     }
@@ -433,8 +433,6 @@ pub(crate) async fn send_message(
         }
         _ => None,
     };
-    inner.meter.reserve_messages(instance.subscription_id, 1).await?;
-
     let id = MessageId::new();
     let event = MessageEvent {
         direction: Direction::Outbound,
@@ -457,9 +455,15 @@ pub(crate) async fn send_message(
         }
     };
     let (content, media) = content_json(&request.content, text.as_deref(), media_info.as_ref());
+    let at = Timestamp::now();
     let new = NewOutboundMessage {
         id,
         instance_id: instance.id,
+        // The quota is charged by the insert's own transaction (dropped messages and plugin replies included, as
+        // every stored outbound row is): a send that fails or is abandoned before it is stored costs nothing, and
+        // a replayed Idempotency-Key costs nothing again.
+        charge_to: instance.subscription_id,
+        wa_message_id: crate::driver::new_wa_message_id(),
         chat_jid,
         kind: request.kind(),
         content,
@@ -470,9 +474,13 @@ pub(crate) async fn send_message(
         request_hash: request.idempotency.as_ref().map(|i| i.request_hash.clone()),
         origin: origin_label(origin),
         dropped_reason: dropped_reason.clone(),
-        at: Timestamp::now(),
+        at,
     };
-    let accepted = match inner.store.enqueue_message(new).await? {
+    let enqueued = inner.store.enqueue_message(new).await.map_err(|err| match QuotaError::from_store(err, at) {
+        Ok(refused) => EngineError::Quota(refused),
+        Err(other) => EngineError::Store(other),
+    })?;
+    let accepted = match enqueued {
         Enqueued::Created(message) => Accepted { message, replayed: false },
         Enqueued::Replayed(message) => Accepted { message, replayed: true },
         Enqueued::KeyReused => return Err(EngineError::IdempotencyKeyReused),

@@ -1,4 +1,6 @@
-//! What the engine tells metering: quota reservations before a send is accepted, and counts of what happened.
+//! What the engine tells metering: counts of what happened. The monthly quota is not metering's business any more:
+//! the store charges it in the transaction that stores the message (`MessageStore::enqueue_message`), so the
+//! quota counts exactly the messages that were accepted.
 
 use gw_core::{InstanceId, SubscriptionId, Timestamp};
 
@@ -10,28 +12,38 @@ pub enum Metered {
     MessageFailed,
 }
 
-/// Why a reservation was refused.
+/// Why a send was refused by the monthly quota.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuotaError {
     #[error("the monthly message quota of {limit} is used up until {resets_at}")]
     Exceeded { limit: i64, resets_at: Timestamp },
     #[error("the subscription is not active")]
     Inactive,
-    #[error("quota could not be checked: {0}")]
-    Unavailable(String),
 }
 
-/// Quota and counters, as the session engine needs them. Implemented over the metering service by the binary.
-#[async_trait::async_trait]
+impl QuotaError {
+    /// The quota refusal a store error stands for, if it is one (`at` is when the send was accepted); any other
+    /// store error is returned as it is, so an outage stays an outage.
+    pub fn from_store(err: gw_store::StoreError, at: Timestamp) -> Result<Self, gw_store::StoreError> {
+        use gw_store::{Limit, StoreError};
+        match err {
+            StoreError::LimitReached(Limit::MonthlyMessages { max }) => {
+                Ok(QuotaError::Exceeded { limit: max, resets_at: at.period().next().start() })
+            }
+            StoreError::Inactive { entity: "subscription" } => Ok(QuotaError::Inactive),
+            other => Err(other),
+        }
+    }
+}
+
+/// Counters, as the session engine needs them. Implemented over the metering service by the binary.
 pub trait Meter: Send + Sync + std::fmt::Debug {
-    /// Reserves `count` messages of the subscription's monthly quota, atomically across nodes.
-    async fn reserve_messages(&self, subscription: SubscriptionId, count: u32) -> Result<(), QuotaError>;
     /// Counts one event; never blocks on I/O.
     fn record(&self, subscription: SubscriptionId, instance: InstanceId, event: Metered);
 }
 
-/// A [`Meter`] straight over the store: one reservation and one statistics write per event. Correct on any number
-/// of nodes, but it writes on every message; the metering service batches instead.
+/// A [`Meter`] straight over the store: one statistics write per event. It writes on every message; the metering
+/// service batches instead.
 #[derive(Debug)]
 pub struct DirectMeter {
     store: std::sync::Arc<dyn gw_store::Store>,
@@ -43,20 +55,7 @@ impl DirectMeter {
     }
 }
 
-#[async_trait::async_trait]
 impl Meter for DirectMeter {
-    async fn reserve_messages(&self, subscription: SubscriptionId, count: u32) -> Result<(), QuotaError> {
-        use gw_store::{Limit, StoreError};
-        match self.store.reserve_messages(subscription, i64::from(count), Timestamp::now()).await {
-            Ok(_) => Ok(()),
-            Err(StoreError::LimitReached(Limit::MonthlyMessages { max })) => {
-                Err(QuotaError::Exceeded { limit: max, resets_at: Timestamp::now().period().next().start() })
-            }
-            Err(StoreError::Inactive { .. }) => Err(QuotaError::Inactive),
-            Err(e) => Err(QuotaError::Unavailable(e.to_string())),
-        }
-    }
-
     fn record(&self, _subscription: SubscriptionId, instance: InstanceId, event: Metered) {
         let delta = gw_store::MessageStatDelta {
             instance_id: instance,
@@ -72,5 +71,22 @@ impl Meter for DirectMeter {
                 tracing::warn!(%instance, error = %e, "message statistics not recorded");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gw_store::{Limit, StoreError};
+
+    #[test]
+    fn quota_refusals_are_told_from_outages() {
+        let at = Timestamp::now();
+        let exceeded = QuotaError::from_store(StoreError::LimitReached(Limit::MonthlyMessages { max: 3 }), at);
+        assert_eq!(exceeded.ok(), Some(QuotaError::Exceeded { limit: 3, resets_at: at.period().next().start() }));
+        let inactive = QuotaError::from_store(StoreError::Inactive { entity: "subscription" }, at);
+        assert_eq!(inactive.ok(), Some(QuotaError::Inactive));
+        let outage = QuotaError::from_store(StoreError::Unavailable("connection reset".into()), at);
+        assert!(matches!(outage, Err(StoreError::Unavailable(_))), "an outage stays an outage: {outage:?}");
     }
 }

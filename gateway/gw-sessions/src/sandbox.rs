@@ -5,10 +5,13 @@
 //! node can message each other; any other number is a simulated external contact that accepts every message.
 //! Receipts flow as on WhatsApp: `delivered` once the recipient's gateway stored the message (for external
 //! contacts at once), `read` when the recipient marks it read. Messages to an offline account wait for it.
+//! As on WhatsApp, a recipient gets a message id from a sender once: a second send under the same id (a retry
+//! after a crash) is not delivered again, only acknowledged. What each recipient got is kept (bounded) and can be
+//! read with [`SandboxNetwork::received`].
 //! The network lives in memory: a restart forgets it, but each instance's credentials (its number) live in the
 //! session store, so a restarted node resumes its instances without a new pairing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use gw_core::{InstanceId, MessageKind, Timestamp};
@@ -23,6 +26,46 @@ use crate::{
 
 /// How long a sandbox QR code is shown before it would be replaced.
 const QR_TTL_SECONDS: i64 = 60;
+
+/// How many received messages the network remembers per recipient (for de-duplication and [`SandboxNetwork::
+/// received`]); older ones are forgotten, like a real de-duplication window.
+const INBOX_CAPACITY: usize = 4096;
+
+/// A message as a recipient on the sandbox network got it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxDelivery {
+    /// The sender's JID.
+    pub from: String,
+    pub wa_message_id: String,
+    pub kind: MessageKind,
+    pub text: Option<String>,
+}
+
+/// What one recipient (a sandbox account or a simulated external contact) has received, oldest first.
+#[derive(Debug, Default)]
+struct Inbox {
+    deliveries: VecDeque<SandboxDelivery>,
+    /// `(sender, id)` of every remembered delivery, and whether its recipient acknowledged it.
+    seen: HashMap<(String, String), bool>,
+}
+
+impl Inbox {
+    /// Records a delivery; `false` (and nothing recorded) if this sender's id was delivered before.
+    fn accept(&mut self, delivery: SandboxDelivery) -> bool {
+        let key = (delivery.from.clone(), delivery.wa_message_id.clone());
+        if self.seen.contains_key(&key) {
+            return false;
+        }
+        if self.deliveries.len() >= INBOX_CAPACITY
+            && let Some(old) = self.deliveries.pop_front()
+        {
+            self.seen.remove(&(old.from, old.wa_message_id));
+        }
+        self.seen.insert(key, false);
+        self.deliveries.push_back(delivery);
+        true
+    }
+}
 
 /// What the sandbox keeps in the session store: enough to come back as the same account.
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,6 +84,9 @@ pub enum SandboxError {
     NotConnected,
     #[error("the pairing could not be saved: {0}")]
     Vault(String),
+    /// The session store could not be reached to save the pairing; retrying later may succeed.
+    #[error("the pairing could not be saved now: {0}")]
+    Unavailable(String),
 }
 
 #[derive(Debug)]
@@ -80,6 +126,8 @@ struct NetState {
     /// Who sent each message, so read receipts find their way back.
     senders: HashMap<String, String>,
     groups: HashMap<String, Group>,
+    /// What each recipient received, by recipient JID.
+    inboxes: HashMap<String, Inbox>,
 }
 
 impl NetState {
@@ -136,7 +184,10 @@ impl SandboxNetwork {
         };
         let credentials = SandboxCredentials { jid: jid.clone(), display_name: display_name.clone() };
         let bytes = serde_json::to_vec(&credentials).map_err(|e| SandboxError::Vault(e.to_string()))?;
-        vault.save(&bytes).await.map_err(|e| SandboxError::Vault(e.to_string()))?;
+        vault.save(&bytes).await.map_err(|e| match e {
+            DriverError::Transient(cause) => SandboxError::Unavailable(cause),
+            other => SandboxError::Vault(other.to_string()),
+        })?;
         let mut state = self.lock();
         let Some(pairing) = state.pairing.remove(&instance_id) else { return Err(SandboxError::NotPairing) };
         let _ = pairing.events.send(DriverEvent::PairSuccess {
@@ -166,6 +217,12 @@ impl SandboxNetwork {
     /// The pairing code the instance asked for, as the phone would show it (for demos of code pairing).
     pub fn pair_code(&self, instance_id: InstanceId) -> Option<String> {
         self.lock().pairing.get(&instance_id).and_then(|p| p.pair_code.clone())
+    }
+
+    /// What `jid` (a sandbox account or an external contact) has received from senders on this network, oldest
+    /// first; a message sent again under the same id appears once.
+    pub fn received(&self, jid: &str) -> Vec<SandboxDelivery> {
+        self.lock().inboxes.get(jid).map(|inbox| inbox.deliveries.iter().cloned().collect()).unwrap_or_default()
     }
 
     /// The number the instance is paired with on this network.
@@ -370,7 +427,10 @@ impl Connection for SandboxConnection {
         let network = self.network.clone();
         let mut state = self.network.lock();
         let me = self.me(&state)?;
-        let id = wa_id();
+        let id = message.wa_message_id.clone();
+        if id.is_empty() {
+            return Err(DriverError::Other("a message id is required".into()));
+        }
         let now = Timestamp::now();
         state.senders.insert(id.clone(), me.clone());
         let recipients: Vec<(String, String)> = match state.groups.get(&message.chat_jid) {
@@ -383,14 +443,35 @@ impl Connection for SandboxConnection {
             None => vec![(message.chat_jid.clone(), me.clone())],
         };
         let (kind, text, media) = message_parts(&message.content);
-        let mut external = false;
+        let mut external_receipt = false;
         for (recipient, chat_jid) in recipients {
-            let Some(account) = state.accounts.get(&recipient) else {
-                external = true;
-                continue;
-            };
-            if account.blocked.contains(&me) {
+            let account = state.accounts.get(&recipient);
+            if account.is_some_and(|a| a.blocked.contains(&me)) {
                 // As on WhatsApp: the sender sees "sent", never "delivered".
+                continue;
+            }
+            let is_account = account.is_some();
+            let delivery = SandboxDelivery { from: me.clone(), wa_message_id: id.clone(), kind, text: text.clone() };
+            let inbox = state.inboxes.entry(recipient.clone()).or_default();
+            if !inbox.accept(delivery) {
+                // Already delivered under this id: WhatsApp drops the copy. The recipient acknowledges it again
+                // if it had acknowledged the first, so a "delivered" lost in the sender's crash still arrives.
+                let acked = inbox.seen.get(&(me.clone(), id.clone())).copied().unwrap_or(false);
+                if !is_account {
+                    external_receipt = true;
+                } else if acked {
+                    let receipt = DriverEvent::Receipt {
+                        chat_jid: recipient.clone(),
+                        wa_message_ids: vec![id.clone()],
+                        kind: ReceiptKind::Delivered,
+                        at: now,
+                    };
+                    state.deliver(&me, receipt);
+                }
+                continue;
+            }
+            if !is_account {
+                external_receipt = true;
                 continue;
             }
             let (ack, acked) = InboundAck::new();
@@ -414,16 +495,21 @@ impl Connection for SandboxConnection {
             tokio::spawn(async move {
                 if acked.await.is_ok() {
                     let receipt = DriverEvent::Receipt {
-                        chat_jid: chat,
-                        wa_message_ids: vec![wa],
+                        chat_jid: chat.clone(),
+                        wa_message_ids: vec![wa.clone()],
                         kind: ReceiptKind::Delivered,
                         at: Timestamp::now(),
                     };
-                    network.lock().deliver(&sender, receipt);
+                    let mut state = network.lock();
+                    if let Some(seen) = state.inboxes.get_mut(&chat).and_then(|i| i.seen.get_mut(&(sender.clone(), wa)))
+                    {
+                        *seen = true;
+                    }
+                    state.deliver(&sender, receipt);
                 }
             });
         }
-        if external {
+        if external_receipt {
             // A simulated external contact's phone is always reachable.
             let receipt = DriverEvent::Receipt {
                 chat_jid: message.chat_jid.clone(),

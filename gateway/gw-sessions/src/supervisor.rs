@@ -609,19 +609,23 @@ async fn outbox_worker(inner: Arc<Inner>, instance: Instance, connection: Arc<dy
                     continue;
                 }
             };
+            let wa_message_id = outgoing.wa_message_id.clone();
             match connection.send(outgoing).await {
                 Ok(sent) => {
                     failures = 0;
                     last_sent = Some(tokio::time::Instant::now());
+                    if sent.wa_message_id != wa_message_id {
+                        tracing::warn!(instance = %instance.id, "the driver sent under another id than the one given");
+                    }
                     let mut early = shared.early_receipts.lock().await;
-                    match inner.store.mark_message_sent(id, &sent.wa_message_id, sent.timestamp).await {
+                    match inner.store.mark_message_sent(id, sent.timestamp).await {
                         Ok(message) => {
-                            let receipt = early.remove(&sent.wa_message_id);
+                            let receipt = early.remove(&wa_message_id);
                             drop(early);
                             inner.meter.record(instance.subscription_id, instance.id, Metered::MessageSent);
                             inner.publish_logged(&instance, EventType::MessageSent, message_json(&message)).await;
                             if let Some((status, at)) = receipt {
-                                let ids = [sent.wa_message_id.clone()];
+                                let ids = [wa_message_id];
                                 if let Ok(changed) = inner.store.apply_receipt(instance.id, &ids, status, at).await {
                                     for message in changed {
                                         let data = message_json(&message);
@@ -688,7 +692,12 @@ fn to_outgoing(queued: &QueuedMessage) -> Result<OutgoingMessage, String> {
         },
         MessageKind::Other => return Err(malformed()),
     };
+    // Every accepted outbound message has its id from the moment it was stored (migration 0008 gave one to those
+    // queued before); sending without it would let a retry arrive twice.
+    let wa_message_id =
+        message.wa_message_id.clone().ok_or_else(|| format!("stored {} message has no WhatsApp id", message.kind))?;
     Ok(OutgoingMessage {
+        wa_message_id,
         chat_jid: message.chat_jid.clone(),
         content: body,
         quoted_message_id: message.quoted_message_id.clone(),

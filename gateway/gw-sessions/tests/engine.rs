@@ -504,6 +504,126 @@ async fn logging_out_an_instance_that_never_paired_parks_it(store: Arc<dyn Store
     node.engine.shutdown().await;
 }
 
+/// The sandbox driver, except that its connections "crash" right after putting a message on the wire: `send`
+/// delivers through the sandbox network, signals, and never returns, as a process killed before it recorded the
+/// send would. The network (WhatsApp) lives on; the gateway restarts and sends the queued row again.
+#[derive(Debug)]
+struct CrashAfterSend {
+    inner: SandboxDriver,
+    on_the_wire: Arc<tokio::sync::Notify>,
+}
+
+#[derive(Debug)]
+struct CrashingConnection {
+    inner: Box<dyn gw_sessions::Connection>,
+    on_the_wire: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl gw_sessions::Driver for CrashAfterSend {
+    async fn connect(
+        &self,
+        request: gw_sessions::ConnectRequest,
+        vault: Arc<dyn gw_sessions::AuthVault>,
+    ) -> Result<(Box<dyn gw_sessions::Connection>, gw_sessions::DriverEvents), gw_sessions::DriverError> {
+        let (inner, events) = self.inner.connect(request, vault).await?;
+        Ok((Box::new(CrashingConnection { inner, on_the_wire: self.on_the_wire.clone() }), events))
+    }
+}
+
+#[async_trait::async_trait]
+impl gw_sessions::Connection for CrashingConnection {
+    async fn send(
+        &self,
+        message: gw_sessions::OutgoingMessage,
+    ) -> Result<gw_sessions::SentMessage, gw_sessions::DriverError> {
+        self.inner.send(message).await?;
+        self.on_the_wire.notify_one();
+        std::future::pending().await
+    }
+    async fn mark_read(&self, chat_jid: &str, ids: &[String]) -> Result<(), gw_sessions::DriverError> {
+        self.inner.mark_read(chat_jid, ids).await
+    }
+    async fn send_presence(&self, jid: &str, presence: gw_sessions::Presence) -> Result<(), gw_sessions::DriverError> {
+        self.inner.send_presence(jid, presence).await
+    }
+    async fn set_blocked(&self, jid: &str, blocked: bool) -> Result<(), gw_sessions::DriverError> {
+        self.inner.set_blocked(jid, blocked).await
+    }
+    async fn groups(&self) -> Result<Vec<gw_sessions::GroupInfo>, gw_sessions::DriverError> {
+        self.inner.groups().await
+    }
+    async fn request_pair_code(&self, phone: &str) -> Result<String, gw_sessions::DriverError> {
+        self.inner.request_pair_code(phone).await
+    }
+    async fn logout(&self) -> Result<(), gw_sessions::DriverError> {
+        self.inner.logout().await
+    }
+    async fn disconnect(&self) {
+        self.inner.disconnect().await;
+    }
+}
+
+/// A message sent on the wire but not yet recorded as sent when the gateway died is sent again after the restart
+/// under the id it was given when accepted, so the recipient gets it once; the stored id never changes.
+async fn a_message_resent_after_a_crash_reaches_the_recipient_once(store: Arc<dyn Store>) {
+    let network = SandboxNetwork::new();
+    let on_the_wire = Arc::new(tokio::sync::Notify::new());
+    let crashing =
+        Arc::new(CrashAfterSend { inner: SandboxDriver::new(network.clone()), on_the_wire: on_the_wire.clone() });
+    let engine = Engine::builder(
+        store.clone(),
+        Arc::new(DirectMeter::new(store.clone())),
+        Arc::new(SessionCipher::new(&[9; 32])),
+    )
+    .driver(DriverKind::Sandbox, crashing)
+    .build();
+    let mut first = Node { events: engine.subscribe(), engine, network: network.clone() };
+    let sub = tenant(&store, 100).await;
+    let inst = new_instance(&store, &sub, "crashy").await;
+    let inst = first.paired(&store, &inst, "Crashy").await;
+
+    let recipient = "15550007777@s.whatsapp.net";
+    let accepted = first.engine.send(&inst, text("+1 555 000 7777", "only once")).await.expect("send");
+    let wa_id = accepted.message.wa_message_id.clone().expect("the id is chosen when the message is accepted");
+    tokio::time::timeout(WAIT, on_the_wire.notified()).await.expect("the message went out on the wire");
+    let seen = network.received(recipient);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].wa_message_id, wa_id);
+    let row = store.get_message(inst.id, accepted.message.id).await.expect("message");
+    assert_eq!(row.status, MessageStatus::Queued, "the crash window: sent on the wire, not recorded as sent");
+    first.engine.shutdown().await;
+
+    // The restarted gateway resumes the instance and its outbox sends the queued message again.
+    let mut second = node(store.clone(), network.clone());
+    assert_eq!(second.engine.resume_all().await.expect("resume"), 1);
+    second
+        .expect(&inst, "the resent message recorded as sent", |e| {
+            e.event_type == EventType::MessageSent && e.data["id"] == json!(accepted.message.id)
+        })
+        .await;
+    let after = second.engine.send(&inst, text("+1 555 000 7777", "and then this")).await.expect("send");
+    second
+        .expect(&inst, "the next message sent", |e| {
+            e.event_type == EventType::MessageSent && e.data["id"] == json!(after.message.id)
+        })
+        .await;
+    let texts: Vec<_> = network.received(recipient).into_iter().map(|d| (d.wa_message_id, d.text)).collect();
+    assert_eq!(
+        texts,
+        [
+            (wa_id.clone(), Some("only once".to_owned())),
+            (after.message.wa_message_id.clone().expect("id"), Some("and then this".to_owned()))
+        ],
+        "the recipient got the first message once"
+    );
+    let row = store.get_message(inst.id, accepted.message.id).await.expect("message");
+    assert!(matches!(row.status, MessageStatus::Sent | MessageStatus::Delivered), "{:?}", row.status);
+    assert_eq!(row.wa_message_id.as_deref(), Some(wa_id.as_str()), "the stored id never changes");
+    assert_eq!(store.get_subscription(sub.id).await.expect("sub").messages_used, 2, "each accepted message paid once");
+    second.engine.shutdown().await;
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -549,4 +669,5 @@ on_both_backends!(
     inbound_from_a_lid_keeps_one_contact,
     media_by_url_is_fetched_before_the_send_is_accepted,
     logging_out_an_instance_that_never_paired_parks_it,
+    a_message_resent_after_a_crash_reaches_the_recipient_once,
 );

@@ -91,10 +91,12 @@ macro_rules! impl_message_store {
         impl MessageStore for $store {
             async fn enqueue_message(&self, new: NewOutboundMessage) -> StoreResult<Enqueued> {
                 let mut tx = self.begin_write().await?;
+                // The row first, then the charge: on PostgreSQL the subscription's row lock (which serialises
+                // every send of the tenant) is then held only from the charge to the commit.
                 let inserted = sqlx::query_as::<_, MessageRow>(concat!(
                     "INSERT INTO messages (id, instance_id, direction, chat_jid, wa_message_id, kind, content, text, \
                      quoted_message_id, media, status, failure_reason, idempotency_key, request_hash, origin, \
-                     created_at, updated_at) VALUES ($1, $2, 'outbound', $3, NULL, $4, $5, $6, $7, $8, \
+                     created_at, updated_at) VALUES ($1, $2, 'outbound', $3, $14, $4, $5, $6, $7, $8, \
                      CASE WHEN $13 IS NULL THEN 'queued' ELSE 'dropped' END, $13, $9, $10, $11, \
                      $12, $12) ON CONFLICT (instance_id, idempotency_key) WHERE idempotency_key IS NOT NULL \
                      DO NOTHING RETURNING ",
@@ -113,13 +115,30 @@ macro_rules! impl_message_store {
                 .bind(&new.origin)
                 .bind(new.at.as_datetime())
                 .bind(new.dropped_reason.as_deref())
+                .bind(&new.wa_message_id)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_err_fk("message", OnForeignKey::MissingParent("instance")))?;
                 let outcome = match inserted {
-                    Some(row) => Enqueued::Created(row.try_into()?),
+                    Some(row) => {
+                        // One unit of the monthly quota, in the transaction that stores the row: a send that
+                        // fails or is abandoned after this point (a timeout, a crash) rolls both back.
+                        let granted: Option<(i64, i64)> = sqlx::query_as(crate::store_impl::RESERVE_MESSAGES)
+                            .bind(new.charge_to.as_uuid())
+                            .bind(1_i64)
+                            .bind(new.at.period().start().as_datetime())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(db_err("subscription"))?;
+                        if granted.is_none() {
+                            tx.rollback().await.map_err(db_err("message"))?;
+                            return Err(self.refused_reservation(new.charge_to, false).await);
+                        }
+                        Enqueued::Created(row.try_into()?)
+                    }
                     None => {
-                        // The key was used before: same request -> the first result; another request -> refused.
+                        // The key was used before (and charged then): same request -> the first result; another
+                        // request -> refused. Neither charges again.
                         let (hash, row): (Option<Vec<u8>>, MessageRow) = {
                             let hash: (Option<Vec<u8>>,) = sqlx::query_as(
                                 "SELECT request_hash FROM messages WHERE instance_id = $1 AND idempotency_key = $2",
@@ -194,19 +213,13 @@ macro_rules! impl_message_store {
                     .collect()
             }
 
-            async fn mark_message_sent(
-                &self,
-                id: MessageId,
-                wa_message_id: &str,
-                at: Timestamp,
-            ) -> StoreResult<Message> {
+            async fn mark_message_sent(&self, id: MessageId, at: Timestamp) -> StoreResult<Message> {
                 sqlx::query_as::<_, MessageRow>(concat!(
-                    "UPDATE messages SET status = 'sent', wa_message_id = $2, media = NULL, sent_at = $3, \
-                     updated_at = $3 WHERE id = $1 AND status = 'queued' RETURNING ",
+                    "UPDATE messages SET status = 'sent', media = NULL, sent_at = $2, updated_at = $2 \
+                     WHERE id = $1 AND status = 'queued' RETURNING ",
                     message_columns!()
                 ))
                 .bind(id.as_uuid())
-                .bind(wa_message_id)
                 .bind(at.as_datetime())
                 .fetch_optional(&self.pool)
                 .await

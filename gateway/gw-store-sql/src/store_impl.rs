@@ -6,6 +6,17 @@
 //! booleans compared as `col` / `TRUE`, timestamps always bound from Rust (never the database's clock, whose SQLite
 //! text format differs), and `lower(..) LIKE` for case-insensitive search.
 
+/// Takes `$2` messages of subscription `$1`'s monthly allowance, in one statement: a reservation in a new month
+/// (`$3` is the current period's start) starts the counter afresh and records when, so the rollover is right on
+/// whichever node sees the month's first message. Matches no row when the subscription is inactive or the
+/// allowance would be exceeded. Used alone (`reserve_messages`) and inside the outbox insert's transaction.
+pub(crate) const RESERVE_MESSAGES: &str = "UPDATE subscriptions SET \
+     messages_used = CASE WHEN last_usage_reset < $3 THEN $2 ELSE messages_used + $2 END, \
+     last_usage_reset = CASE WHEN last_usage_reset < $3 THEN $3 ELSE last_usage_reset END \
+     WHERE id = $1 AND is_active \
+     AND (CASE WHEN last_usage_reset < $3 THEN 0 ELSE messages_used END) + $2 <= monthly_messages \
+     RETURNING messages_used, monthly_messages";
+
 /// Escapes `%`, `_` and `\` so user text matches literally inside a `LIKE … ESCAPE '\'` pattern.
 pub(crate) fn like_pattern(term: &str) -> String {
     let mut pattern = String::with_capacity(term.len() + 2);
@@ -101,7 +112,7 @@ macro_rules! impl_store {
             }
 
             /// Why a reservation statement matched no row: no such subscription, an inactive one, or the limit.
-            async fn refused_reservation(&self, id: SubscriptionId, instances: bool) -> StoreError {
+            pub(crate) async fn refused_reservation(&self, id: SubscriptionId, instances: bool) -> StoreError {
                 let subscription = match self.get_subscription(id).await {
                     Ok(subscription) => subscription,
                     Err(err) => return err,
@@ -277,16 +288,7 @@ macro_rules! impl_store {
                     return Err(StoreError::Backend(format!("message reservation of {count}: must be positive").into()));
                 }
                 let period = now.period();
-                // One statement: a reservation in a new month starts the counter afresh (and records when),
-                // so the rollover is right on whichever node sees the month's first message.
-                let granted: Option<(i64, i64)> = sqlx::query_as(
-                    "UPDATE subscriptions SET \
-                     messages_used = CASE WHEN last_usage_reset < $3 THEN $2 ELSE messages_used + $2 END, \
-                     last_usage_reset = CASE WHEN last_usage_reset < $3 THEN $3 ELSE last_usage_reset END \
-                     WHERE id = $1 AND is_active \
-                     AND (CASE WHEN last_usage_reset < $3 THEN 0 ELSE messages_used END) + $2 <= monthly_messages \
-                     RETURNING messages_used, monthly_messages",
-                )
+                let granted: Option<(i64, i64)> = sqlx::query_as(crate::store_impl::RESERVE_MESSAGES)
                 .bind(id.as_uuid())
                 .bind(count)
                 .bind(period.start().as_datetime())

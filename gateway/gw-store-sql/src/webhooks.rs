@@ -55,6 +55,7 @@ pub(crate) struct ClaimRow {
     pub(crate) event_type: String,
     pub(crate) payload: String,
     pub(crate) attempts: i32,
+    pub(crate) claim_token: Uuid,
     pub(crate) url: String,
     pub(crate) secret: String,
     pub(crate) previous_secret: Option<String>,
@@ -197,10 +198,13 @@ macro_rules! impl_webhook_delivery_store {
                 lease_until: Timestamp,
                 limit: u32,
             ) -> StoreResult<Vec<ClaimedDelivery>> {
-                let token = Uuid::now_v7();
+                // Two tokens for one claim: rows taken over from an expired lease get the second, so the caller
+                // learns which work it recovered without another query (SET sees the row as it was).
+                let (token, takeover_token) = (Uuid::now_v7(), Uuid::now_v7());
                 let mut tx = self.begin_write().await?;
                 let claimed = sqlx::query(concat!(
-                    "UPDATE webhook_deliveries SET status = 'delivering', lease_until = $2, claim_token = $3 \
+                    "UPDATE webhook_deliveries SET status = 'delivering', lease_until = $2, \
+                     claim_token = CASE WHEN status = 'delivering' THEN $5 ELSE $3 END \
                      WHERE id IN (SELECT d.id FROM webhook_deliveries d JOIN webhook_configs c ON c.id = d.config_id \
                      WHERE c.is_active AND ((d.status = 'pending' AND d.next_attempt_at <= $1) \
                      OR (d.status = 'delivering' AND d.lease_until <= $1)) ORDER BY d.next_attempt_at, d.id LIMIT $4",
@@ -211,6 +215,7 @@ macro_rules! impl_webhook_delivery_store {
                 .bind(lease_until.as_datetime())
                 .bind(token)
                 .bind(i64::from(limit))
+                .bind(takeover_token)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("webhook delivery"))?;
@@ -219,13 +224,15 @@ macro_rules! impl_webhook_delivery_store {
                     return Ok(Vec::new());
                 }
                 let rows = sqlx::query_as::<_, ClaimRow>(
-                    "SELECT d.id, d.config_id, d.instance_id, d.event_id, d.event_type, d.payload, d.attempts, c.url, \
-                     c.secret, CASE WHEN c.previous_secret_expires_at > $2 THEN c.previous_secret END AS previous_secret \
+                    "SELECT d.id, d.config_id, d.instance_id, d.event_id, d.event_type, d.payload, d.attempts, \
+                     d.claim_token, c.url, c.secret, \
+                     CASE WHEN c.previous_secret_expires_at > $2 THEN c.previous_secret END AS previous_secret \
                      FROM webhook_deliveries d JOIN webhook_configs c ON c.id = d.config_id \
-                     WHERE d.claim_token = $1 ORDER BY d.next_attempt_at, d.id",
+                     WHERE d.claim_token = $1 OR d.claim_token = $3 ORDER BY d.next_attempt_at, d.id",
                 )
                 .bind(token)
                 .bind(now.as_datetime())
+                .bind(takeover_token)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_err("webhook delivery"))?;
@@ -240,12 +247,36 @@ macro_rules! impl_webhook_delivery_store {
                         event_type: row.event_type,
                         payload: row.payload,
                         attempts: row.attempts,
-                        claim_token: token,
+                        claim_token: row.claim_token,
+                        taken_over: row.claim_token == takeover_token,
                         url: row.url,
                         secret: Redacted::new(row.secret),
                         previous_secret: row.previous_secret.map(Redacted::new),
                     })
                     .collect())
+            }
+
+            async fn renew_webhook_leases(
+                &self,
+                claim_tokens: &[Uuid],
+                lease_until: Timestamp,
+            ) -> StoreResult<Vec<WebhookDeliveryId>> {
+                let mut renewed = Vec::new();
+                if claim_tokens.is_empty() {
+                    return Ok(renewed);
+                }
+                let mut tx = self.begin_write().await?;
+                for tokens in claim_tokens.chunks(crate::webhooks::RENEWAL_CHUNK) {
+                    let mut renewal = sqlx::query_as::<_, (Uuid,)>(sqlx::AssertSqlSafe(crate::webhooks::renewal_sql(tokens.len())))
+                        .bind(lease_until.as_datetime());
+                    for token in tokens {
+                        renewal = renewal.bind(*token);
+                    }
+                    let ids = renewal.fetch_all(&mut *tx).await.map_err(db_err("webhook delivery"))?;
+                    renewed.extend(ids.into_iter().map(|(id,)| WebhookDeliveryId::from(id)));
+                }
+                tx.commit().await.map_err(db_err("webhook delivery"))?;
+                Ok(renewed)
             }
 
             async fn complete_webhook_deliveries(
@@ -527,6 +558,21 @@ macro_rules! impl_webhook_delivery_store {
     };
 }
 pub(crate) use impl_webhook_delivery_store;
+
+/// Claim tokens per renewal statement: far below both backends' limits on bound parameters (SQLite 32766,
+/// PostgreSQL 65535); a dispatcher holds one token per claim round trip, at most its `max_in_flight` of them.
+pub(crate) const RENEWAL_CHUNK: usize = 500;
+
+/// The renewal for `tokens` claim tokens (`$2` …): one indexed `UPDATE` (`webhook_deliveries_claim_idx`) that
+/// touches only rows still delivering under those tokens. Same text on both backends.
+pub(crate) fn renewal_sql(tokens: usize) -> String {
+    let placeholders: Vec<String> = (2..tokens + 2).map(|n| format!("${n}")).collect();
+    format!(
+        "UPDATE webhook_deliveries SET lease_until = $1 WHERE status = 'delivering' AND claim_token IN ({}) \
+         RETURNING id",
+        placeholders.join(", ")
+    )
+}
 
 /// One endpoint's outcomes within a batch of completions, in the order they are recorded.
 #[derive(Default)]

@@ -68,6 +68,8 @@ macro_rules! store_contract_tests {
             refresh_tokens_rotate_once_and_reuse_revokes_the_family,
             concurrent_refresh_rotations_have_one_winner,
             outbox_is_idempotent_and_ordered,
+            concurrent_enqueues_charge_exactly_what_is_stored,
+            dropped_messages_are_charged_and_inactive_subscriptions_store_nothing,
             receipts_only_move_messages_forward,
             inbound_redelivery_is_recognised,
             contacts_merge_lid_and_phone_number,
@@ -83,6 +85,7 @@ macro_rules! store_contract_tests {
             webhook_endpoints_are_disabled_by_410_and_by_failing_too_long,
             webhook_replay_and_secret_rotation,
             concurrent_webhook_claims_never_share_a_row,
+            webhook_leases_renew_only_their_own_rows,
         );
     };
     (@each $make:path; $($name:ident),+ $(,)?) => {
@@ -1323,10 +1326,17 @@ pub async fn concurrent_refresh_rotations_have_one_winner(store: Arc<dyn Store>)
     assert_eq!(rotated, 1);
 }
 
-fn outbound(instance_id: InstanceId, chat: &str, text: &str, key: Option<&str>, hash: &[u8]) -> NewOutboundMessage {
+/// A fresh WhatsApp-style id for an outbound message.
+fn wa_id() -> String {
+    format!("3EB0{}", &uuid::Uuid::now_v7().simple().to_string().to_uppercase()[14..32])
+}
+
+fn outbound(inst: &gw_core::Instance, chat: &str, text: &str, key: Option<&str>, hash: &[u8]) -> NewOutboundMessage {
     NewOutboundMessage {
         id: gw_core::MessageId::new(),
-        instance_id,
+        instance_id: inst.id,
+        charge_to: inst.subscription_id,
+        wa_message_id: wa_id(),
         chat_jid: chat.into(),
         kind: gw_core::MessageKind::Text,
         content: json!({}),
@@ -1345,12 +1355,12 @@ pub async fn outbox_is_idempotent_and_ordered(store: Arc<dyn Store>) {
     let sub = subscription(&store, 5).await;
     let inst = instance(&store, sub.id, "outbox").await;
     let chat = "15550001@s.whatsapp.net";
-    let first = match store.enqueue_message(outbound(inst.id, chat, "one", Some("k1"), b"h1")).await.expect("enqueue") {
+    let first = match store.enqueue_message(outbound(&inst, chat, "one", Some("k1"), b"h1")).await.expect("enqueue") {
         Enqueued::Created(m) => m,
         other => panic!("expected a new message, got {other:?}"),
     };
     assert_eq!(first.status, gw_core::MessageStatus::Queued);
-    match store.enqueue_message(outbound(inst.id, chat, "one", Some("k1"), b"h1")).await.expect("replay") {
+    match store.enqueue_message(outbound(&inst, chat, "one", Some("k1"), b"h1")).await.expect("replay") {
         Enqueued::Replayed(m) => assert_eq!(m.id, first.id),
         other => panic!("expected the first result, got {other:?}"),
     }
@@ -1358,23 +1368,21 @@ pub async fn outbox_is_idempotent_and_ordered(store: Arc<dyn Store>) {
     assert_eq!((found.id, hash.as_deref()), (first.id, Some(&b"h1"[..])));
     assert_eq!(store.find_idempotent_message(inst.id, "k2").await.expect("find"), None);
     assert_eq!(
-        store.enqueue_message(outbound(inst.id, chat, "other", Some("k1"), b"h2")).await.expect("reuse"),
+        store.enqueue_message(outbound(&inst, chat, "other", Some("k1"), b"h2")).await.expect("reuse"),
         Enqueued::KeyReused
     );
     for text in ["two", "three"] {
-        store.enqueue_message(outbound(inst.id, chat, text, None, b"")).await.expect("enqueue");
+        store.enqueue_message(outbound(&inst, chat, text, None, b"")).await.expect("enqueue");
     }
     let queued = store.queued_messages(inst.id, 10).await.expect("queued");
     let texts: Vec<_> = queued.iter().map(|q| q.message.text.clone().unwrap_or_default()).collect();
     assert_eq!(texts, ["one", "two", "three"]);
 
-    let sent = store.mark_message_sent(first.id, "WA1", Timestamp::now()).await.expect("sent");
+    assert!(first.wa_message_id.as_deref().is_some_and(|id| id.starts_with("3EB0")), "the id is set when queued");
+    let sent = store.mark_message_sent(first.id, Timestamp::now()).await.expect("sent");
     assert_eq!(sent.status, gw_core::MessageStatus::Sent);
-    assert_eq!(sent.wa_message_id.as_deref(), Some("WA1"));
-    assert!(matches!(
-        store.mark_message_sent(first.id, "WA1", Timestamp::now()).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert_eq!(sent.wa_message_id, first.wa_message_id, "sending keeps the id given at acceptance");
+    assert!(matches!(store.mark_message_sent(first.id, Timestamp::now()).await, Err(StoreError::NotFound { .. })));
     let failed =
         store.mark_message_failed(queued[1].message.id, "no such user", Timestamp::now()).await.expect("failed");
     assert_eq!(failed.failure_reason.as_deref(), Some("no such user"));
@@ -1384,16 +1392,105 @@ pub async fn outbox_is_idempotent_and_ordered(store: Arc<dyn Store>) {
     assert!(page.next.is_some());
 }
 
+async fn subscription_with_quota(store: &Arc<dyn Store>, monthly_messages: i64) -> gw_core::Subscription {
+    store
+        .create_subscription(
+            NewSubscription {
+                name: "Quota".into(),
+                tier: Tier::Starter,
+                max_instances: 5,
+                monthly_messages,
+                limit_overrides: Default::default(),
+            },
+            &Actor::system(),
+        )
+        .await
+        .expect("create subscription")
+}
+
+/// The quota counts exactly the stored outbound rows: the charge is taken in the insert's transaction, so of many
+/// concurrent sends against a small quota exactly `quota` are stored and `messages_used` equals them, and a replay
+/// (or a reused key) charges nothing, even when the quota is used up.
+pub async fn concurrent_enqueues_charge_exactly_what_is_stored(store: Arc<dyn Store>) {
+    const QUOTA: i64 = 7;
+    let sub = subscription_with_quota(&store, QUOTA).await;
+    let inst = instance(&store, sub.id, "quota").await;
+    let chat = "15550009@s.whatsapp.net";
+    let attempts = (0..40).map(|n| {
+        let store = store.clone();
+        let new = outbound(&inst, chat, &format!("m{n}"), Some(&format!("key-{n}")), b"h");
+        tokio::spawn(async move { store.enqueue_message(new).await })
+    });
+    let mut created = Vec::new();
+    for result in futures::future::join_all(attempts).await {
+        match result.expect("task") {
+            Ok(Enqueued::Created(message)) => created.push(message),
+            Err(StoreError::LimitReached(Limit::MonthlyMessages { max: QUOTA })) => {}
+            other => panic!("unexpected outcome: {other:?}"),
+        }
+    }
+    assert_eq!(created.len(), QUOTA as usize);
+    let stored = store.list_messages(inst.id, None, PageRequest::first(100)).await.expect("list");
+    assert_eq!(stored.items.len(), QUOTA as usize, "a refused send stores nothing");
+    assert_eq!(store.get_subscription(sub.id).await.expect("read").messages_used, QUOTA);
+
+    // The quota is used up, yet a replay is answered (it was paid for) and charges nothing; a reused key neither.
+    let first = &created[0];
+    let key = first.idempotency_key.clone().expect("keyed");
+    let replay = NewOutboundMessage { text: first.text.clone(), ..outbound(&inst, chat, "", Some(&key), b"h") };
+    match store.enqueue_message(replay).await.expect("replay") {
+        Enqueued::Replayed(message) => {
+            assert_eq!((message.id, &message.wa_message_id), (first.id, &first.wa_message_id), "the first result")
+        }
+        other => panic!("expected the first result, got {other:?}"),
+    }
+    let reused = store.enqueue_message(outbound(&inst, chat, "other", Some(&key), b"other")).await.expect("reused");
+    assert_eq!(reused, Enqueued::KeyReused);
+    assert_eq!(store.get_subscription(sub.id).await.expect("read").messages_used, QUOTA);
+}
+
+/// A message the pipeline dropped is stored as `dropped` and charged like any accepted message (its row and its
+/// charge are one transaction); an inactive subscription stores and charges nothing.
+pub async fn dropped_messages_are_charged_and_inactive_subscriptions_store_nothing(store: Arc<dyn Store>) {
+    let sub = subscription_with_quota(&store, 10).await;
+    let inst = instance(&store, sub.id, "dropped").await;
+    let dropped = NewOutboundMessage {
+        dropped_reason: Some("opt-out: the recipient opted out".into()),
+        ..outbound(&inst, "15550010@s.whatsapp.net", "hi", None, b"")
+    };
+    let Enqueued::Created(message) = store.enqueue_message(dropped).await.expect("enqueue") else {
+        panic!("expected a new message")
+    };
+    assert_eq!(message.status, gw_core::MessageStatus::Dropped);
+    assert_eq!(store.get_subscription(sub.id).await.expect("read").messages_used, 1);
+    assert!(store.queued_messages(inst.id, 10).await.expect("queued").is_empty(), "a dropped message is never sent");
+
+    store
+        .update_subscription(sub.id, SubscriptionPatch { is_active: Some(false), ..Default::default() }, &actor())
+        .await
+        .expect("deactivate");
+    let refused = store.enqueue_message(outbound(&inst, "15550010@s.whatsapp.net", "again", None, b"")).await;
+    assert!(matches!(refused, Err(StoreError::Inactive { entity: "subscription" })), "{refused:?}");
+    let stored = store.list_messages(inst.id, None, PageRequest::first(10)).await.expect("list");
+    assert_eq!(stored.items.len(), 1);
+    assert_eq!(store.get_subscription(sub.id).await.expect("read").messages_used, 1);
+}
+
 pub async fn receipts_only_move_messages_forward(store: Arc<dyn Store>) {
     let sub = subscription(&store, 5).await;
     let inst = instance(&store, sub.id, "receipts").await;
     let Enqueued::Created(m) =
-        store.enqueue_message(outbound(inst.id, "15550002@s.whatsapp.net", "hi", None, b"")).await.expect("enqueue")
+        store.enqueue_message(outbound(&inst, "15550002@s.whatsapp.net", "hi", None, b"")).await.expect("enqueue")
     else {
         panic!("expected a new message")
     };
-    store.mark_message_sent(m.id, "WA2", Timestamp::now()).await.expect("sent");
-    let ids = vec!["WA2".to_owned()];
+    let queued_receipt = store
+        .apply_receipt(inst.id, &[m.wa_message_id.clone().expect("id")], gw_core::MessageStatus::Read, Timestamp::now())
+        .await
+        .expect("early receipt");
+    assert!(queued_receipt.is_empty(), "a receipt does not move a message that has not been sent yet");
+    store.mark_message_sent(m.id, Timestamp::now()).await.expect("sent");
+    let ids = vec![m.wa_message_id.clone().expect("id")];
     let read = store.apply_receipt(inst.id, &ids, gw_core::MessageStatus::Read, Timestamp::now()).await.expect("read");
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].status, gw_core::MessageStatus::Read);
@@ -1579,6 +1676,7 @@ pub async fn webhook_outbox_enqueue_claim_complete(store: Arc<dyn Store>) {
     // A dispatcher that dies holding a claim loses it when the lease runs out; its late completion is refused.
     let taken_over = store.claim_webhook_deliveries(plus(retry_at, 61), plus(retry_at, 120), 10).await.expect("claim");
     assert_eq!(taken_over.len(), 1);
+    assert!(taken_over[0].taken_over && !again[0].taken_over, "a take-over is reported as one");
     let late = completion(&again[0], plus(retry_at, 62), 200, NextStep::Succeeded);
     assert_eq!(store.complete_webhook_deliveries(&[late], WINDOW).await.expect("late").stale, 1);
     let done = completion(&taken_over[0], plus(retry_at, 63), 204, NextStep::Succeeded);
@@ -1750,6 +1848,55 @@ pub async fn concurrent_webhook_claims_never_share_a_row(store: Arc<dyn Store>) 
     }
     let unique: std::collections::HashSet<_> = all.iter().collect();
     assert_eq!((all.len(), unique.len()), (200, 200), "every row claimed exactly once");
+}
+
+/// Short leases renewed by their owner: a renewal extends only rows still claimed under the caller's tokens, an
+/// expired lease is claimable (and the claim says it took the row over), a renewed one is not, and a renewal with an
+/// old token never takes a row back or extends the new owner's lease.
+pub async fn webhook_leases_renew_only_their_own_rows(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 2).await;
+    let inst = instance(&store, sub.id, "main").await;
+    endpoint(&store, inst.id, &["*"]).await;
+    let t0 = at(2026, 11, 5);
+    for _ in 0..3 {
+        store.enqueue_webhook_event(&event(inst.id, "message.received", t0)).await.expect("enqueue");
+    }
+    let ids = |claims: &[ClaimedDelivery]| -> std::collections::BTreeSet<_> { claims.iter().map(|c| c.id).collect() };
+    let first = store.claim_webhook_deliveries(t0, plus(t0, 5), 2).await.expect("claim");
+    let second = store.claim_webhook_deliveries(t0, plus(t0, 5), 10).await.expect("claim");
+    assert_eq!((first.len(), second.len()), (2, 1));
+    assert!(first.iter().chain(&second).all(|c| !c.taken_over), "pending rows are fresh claims, not take-overs");
+    assert_ne!(first[0].claim_token, second[0].claim_token);
+    assert!(store.renew_webhook_leases(&[], plus(t0, 10)).await.expect("renew").is_empty());
+
+    let renewed = store.renew_webhook_leases(&[first[0].claim_token], plus(t0, 10)).await.expect("renew");
+    assert_eq!(renewed.into_iter().collect::<std::collections::BTreeSet<_>>(), ids(&first), "exactly the own rows");
+
+    // At t0 + 6 the second claim's lease has run out and the first's was renewed to t0 + 10.
+    let t6 = plus(t0, 6);
+    let taken = store.claim_webhook_deliveries(t6, plus(t6, 5), 10).await.expect("claim");
+    assert_eq!(ids(&taken), ids(&second), "the expired lease is claimable, the renewed ones are not");
+    assert!(taken[0].taken_over, "the claim reports the take-over");
+    assert_ne!(taken[0].claim_token, second[0].claim_token);
+
+    // The old owner renews too late: nothing changes hands and the new owner's lease (to t0 + 11) is not extended.
+    let stale = store.renew_webhook_leases(&[second[0].claim_token], plus(t0, 600)).await.expect("renew");
+    assert!(stale.is_empty(), "a taken-over row is not renewed: {stale:?}");
+    let late = completion(&second[0], plus(t0, 7), 200, NextStep::Succeeded);
+    assert_eq!(store.complete_webhook_deliveries(&[late], WINDOW).await.expect("complete").stale, 1);
+
+    // At t0 + 12 both remaining leases have run out (t0 + 10 and t0 + 11): all three rows are taken over.
+    let t12 = plus(t0, 12);
+    let all = store.claim_webhook_deliveries(t12, plus(t12, 5), 10).await.expect("claim");
+    assert_eq!(all.len(), 3, "the stale renewal did not extend the new owner's lease");
+    assert!(all.iter().all(|c| c.taken_over));
+
+    // A completed row is no longer the claimer's to renew.
+    let done = completion(&all[0], t12, 200, NextStep::Succeeded);
+    assert_eq!(store.complete_webhook_deliveries(&[done], WINDOW).await.expect("complete").stale, 0);
+    let renewed = store.renew_webhook_leases(&[all[0].claim_token], plus(t12, 10)).await.expect("renew");
+    assert_eq!(renewed.into_iter().collect::<std::collections::BTreeSet<_>>(), ids(&all[1..]));
+    assert!(store.claim_webhook_deliveries(plus(t12, 9), plus(t12, 20), 10).await.expect("claim").is_empty());
 }
 
 // ---- plugins ---------------------------------------------------------------------------------------------------

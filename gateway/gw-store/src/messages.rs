@@ -1,16 +1,22 @@
 //! Messages: the durable per-instance outbox and the inbound log.
 
 use async_trait::async_trait;
-use gw_core::{InstanceId, Message, MessageId, MessageKind, MessageStatus, Timestamp};
+use gw_core::{InstanceId, Message, MessageId, MessageKind, MessageStatus, SubscriptionId, Timestamp};
 
 use crate::{Page, PageRequest, StoreResult};
 
-/// An outbound message to queue. The row and the idempotency record are one row, written in one statement: a
-/// refused send leaves nothing behind.
+/// An outbound message to queue. The row and the idempotency record are one row, and the row and its charge to the
+/// monthly quota are one transaction: a refused or failed send leaves nothing behind and costs nothing, and what
+/// the quota counts is exactly what was stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewOutboundMessage {
     pub id: MessageId,
     pub instance_id: InstanceId,
+    /// The subscription whose monthly quota pays for the message (one unit, taken only when the row is created).
+    pub charge_to: SubscriptionId,
+    /// WhatsApp's id for the message, chosen once when it is accepted and used by every send attempt, so a message
+    /// sent again after a crash is recognised by WhatsApp (and the sandbox) as the same message.
+    pub wa_message_id: String,
     pub chat_jid: String,
     pub kind: MessageKind,
     pub content: serde_json::Value,
@@ -70,6 +76,9 @@ pub struct RecordedInbound {
 
 #[async_trait]
 pub trait MessageStore: Send + Sync {
+    /// Stores the message and takes one unit of `charge_to`'s monthly quota, in one transaction. A replay of an
+    /// idempotency key charges nothing; an exhausted quota is [`crate::StoreError::LimitReached`] (an inactive
+    /// subscription [`crate::StoreError::Inactive`]) and stores nothing.
     async fn enqueue_message(&self, new: NewOutboundMessage) -> StoreResult<Enqueued>;
     /// The message first sent with this idempotency key, and the hash of that request.
     async fn find_idempotent_message(
@@ -79,8 +88,8 @@ pub trait MessageStore: Send + Sync {
     ) -> StoreResult<Option<(Message, Option<Vec<u8>>)>>;
     /// The instance's queued messages, oldest first: the order they must leave in.
     async fn queued_messages(&self, instance_id: InstanceId, limit: u32) -> StoreResult<Vec<QueuedMessage>>;
-    /// The message left: record WhatsApp's id and drop the media bytes.
-    async fn mark_message_sent(&self, id: MessageId, wa_message_id: &str, at: Timestamp) -> StoreResult<Message>;
+    /// The message left (under the WhatsApp id it was given when accepted): drop the media bytes.
+    async fn mark_message_sent(&self, id: MessageId, at: Timestamp) -> StoreResult<Message>;
     async fn mark_message_failed(&self, id: MessageId, reason: &str, at: Timestamp) -> StoreResult<Message>;
     /// Moves the instance's outbound messages with these WhatsApp ids forward to `status` (never backwards);
     /// returns the messages that changed.

@@ -3,9 +3,11 @@
 //!
 //! Life of a delivery: `pending` (due at `next_attempt_at`) -> `delivering` (claimed under a lease by one
 //! dispatcher) -> `succeeded`, back to `pending` with a later `next_attempt_at`, or `dead`. A dispatcher that dies
-//! while delivering loses its lease; once `lease_until` passes, any dispatcher may claim the row again. Completion
-//! is fenced by the claim token, so a dispatcher whose lease ran out cannot overwrite the result of the one that
-//! took over.
+//! while delivering loses its lease; once `lease_until` passes, any dispatcher may claim the row again. Leases are
+//! short and the owner renews them while it works ([`WebhookDeliveryStore::renew_webhook_leases`]), so a live
+//! dispatcher keeps its rows however long an attempt takes and a dead one's rows are free again within one lease.
+//! Completion and renewal are fenced by the claim token, so a dispatcher whose lease ran out can neither overwrite
+//! the result of the one that took over nor take the row back.
 
 use std::fmt;
 use std::str::FromStr;
@@ -118,8 +120,12 @@ pub struct ClaimedDelivery {
     pub payload: String,
     /// Attempts made before this one.
     pub attempts: i32,
-    /// Fences the completion: only the holder of the current claim may complete it.
+    /// Fences the completion and the lease's renewals: only the holder of the current claim may complete or
+    /// renew it.
     pub claim_token: Uuid,
+    /// The row was still `delivering` under an earlier claim whose lease had run out (its dispatcher died or
+    /// stalled): this claim took it over.
+    pub taken_over: bool,
     pub url: String,
     pub secret: Redacted<String>,
     /// The secret replaced by the last rotation, while its grace period lasts.
@@ -184,6 +190,17 @@ pub trait WebhookDeliveryStore: Send + Sync {
         lease_until: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
+
+    /// Extends to `lease_until` the lease of every delivery still claimed under one of `claim_tokens` (still
+    /// `delivering` with that token), in one statement per few hundred tokens, and returns the ids renewed. A row
+    /// that another dispatcher took over carries that dispatcher's token and is left alone, so a renewal never takes
+    /// a row back; the caller learns which of its rows it lost from the ids missing in the answer. An expired lease
+    /// that nobody took over yet is renewed (the claim is still the caller's).
+    async fn renew_webhook_leases(
+        &self,
+        claim_tokens: &[Uuid],
+        lease_until: Timestamp,
+    ) -> StoreResult<Vec<WebhookDeliveryId>>;
 
     /// Records attempts and their consequences in one transaction: the attempt log, the delivery's next state,
     /// the endpoint's counters and failure run; disables endpoints that answered 410 or have failed without a

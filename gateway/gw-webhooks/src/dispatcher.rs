@@ -1,17 +1,18 @@
 //! The delivery side: claim due rows, sign, send, record, retry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gw_core::{EventSink, EventType, GatewayEvent, Timestamp, WebhookConfig, WebhookConfigId};
+use gw_core::{EventSink, EventType, GatewayEvent, Timestamp, WebhookConfig, WebhookConfigId, WebhookDeliveryId};
 use gw_egress::{CapturedResponse, EgressError, GuardedClient};
 use gw_store::{ClaimedDelivery, DeliveryCompletion, DisabledEndpoint, NextStep, RESPONSE_EXCERPT_MAX, Store};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use rand::Rng as _;
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument as _;
+use uuid::Uuid;
 
 use crate::metrics::Metrics;
 use crate::signing::{SigningSecret, signature_header};
@@ -31,12 +32,27 @@ pub struct DispatcherConfig {
     pub auto_disable_after: Duration,
     /// Deliveries claimed per round trip to the store.
     pub batch_size: u32,
-    /// How long a claim is exclusive; longer than the slowest attempt, so a live dispatcher never loses one.
+    /// How long a claim is exclusive unless renewed. The dispatcher renews the leases of all the rows it holds in
+    /// one statement every [`DispatcherConfig::renew_interval`] (a third of the lease), for as long as their
+    /// attempts run, so an attempt may outlive the lease and its timeout; the lease only bounds how long a dead
+    /// dispatcher's deliveries wait before another dispatcher takes them over.
     pub lease: Duration,
     pub max_in_flight: usize,
     pub max_in_flight_per_endpoint: usize,
     /// How often an idle dispatcher looks for work another node enqueued (its own node wakes it at once).
     pub poll_interval: Duration,
+}
+
+/// Short, so a crashed node's deliveries are late by seconds; long enough that a renewal (one write every 1.7 s)
+/// has two more chances before the lease runs out if the store is briefly slow.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
+
+impl DispatcherConfig {
+    /// How often held leases are renewed: a third of the lease, so two renewals may fail or be late before a row
+    /// is lost.
+    pub fn renew_interval(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(10))
+    }
 }
 
 impl Default for DispatcherConfig {
@@ -52,7 +68,7 @@ impl Default for DispatcherConfig {
             max_retry_after: Duration::from_secs(24 * 3600),
             auto_disable_after: Duration::from_secs(5 * 24 * 3600),
             batch_size: 256,
-            lease: Duration::from_secs(120),
+            lease: DEFAULT_LEASE,
             max_in_flight: 512,
             max_in_flight_per_endpoint: 32,
             poll_interval: Duration::from_secs(1),
@@ -79,6 +95,59 @@ struct Inner {
     /// Where `webhook.disabled` events go besides the instance's other endpoints (the live event bus).
     notifier: Option<Arc<dyn EventSink>>,
     endpoints: Mutex<HashMap<WebhookConfigId, Arc<Semaphore>>>,
+    /// The rows this dispatcher has claimed and not yet recorded: what it renews.
+    leases: Mutex<Leases>,
+}
+
+/// The claims a dispatcher holds. Rows enter when claimed and leave when their result has been recorded (or could
+/// not be, so that their lease runs out and they are retried) or when a renewal shows another dispatcher took
+/// them over.
+#[derive(Debug, Default)]
+struct Leases {
+    held: HashMap<WebhookDeliveryId, Uuid>,
+    /// Held rows whose result is being recorded right now: a renewal may miss them because the recording
+    /// committed first, which is not a loss.
+    recording: HashSet<WebhookDeliveryId>,
+}
+
+impl Leases {
+    fn hold(&mut self, claimed: &[ClaimedDelivery]) {
+        self.held.extend(claimed.iter().map(|c| (c.id, c.claim_token)));
+    }
+
+    fn tokens(&self) -> Vec<Uuid> {
+        let tokens: HashSet<Uuid> = self.held.values().copied().collect();
+        tokens.into_iter().collect()
+    }
+
+    fn recording(&mut self, batch: &[DeliveryCompletion]) {
+        self.recording.extend(batch.iter().map(|c| c.id));
+    }
+
+    fn release(&mut self, batch: &[DeliveryCompletion]) {
+        for done in batch {
+            self.recording.remove(&done.id);
+            self.held.remove(&done.id);
+        }
+    }
+
+    /// After a renewal of `tokens` that extended `renewed`: the rows under those tokens that were not extended and
+    /// are not being recorded were taken over by another dispatcher. They are forgotten (no longer renewed) and
+    /// returned.
+    fn lost(&mut self, tokens: &[Uuid], renewed: &[WebhookDeliveryId]) -> Vec<WebhookDeliveryId> {
+        let tokens: HashSet<&Uuid> = tokens.iter().collect();
+        let renewed: HashSet<&WebhookDeliveryId> = renewed.iter().collect();
+        let lost: Vec<WebhookDeliveryId> = self
+            .held
+            .iter()
+            .filter(|(id, token)| tokens.contains(token) && !renewed.contains(id) && !self.recording.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &lost {
+            self.held.remove(id);
+        }
+        lost
+    }
 }
 
 /// Sends the outbox. Clone it to share; [`Dispatcher::spawn`] starts the worker.
@@ -109,7 +178,8 @@ impl DispatcherHandle {
         }
     }
 
-    /// Ends the worker at once, as a crash would: claimed deliveries stay claimed until their lease runs out.
+    /// Ends the worker at once, as a crash would: claimed deliveries are no longer renewed and stay claimed until
+    /// their lease runs out.
     pub fn abort(self) {
         self.task.abort();
     }
@@ -140,6 +210,7 @@ impl Dispatcher {
                 metrics: Arc::new(Metrics::default()),
                 notifier: None,
                 endpoints: Mutex::new(HashMap::new()),
+                leases: Mutex::new(Leases::default()),
             }),
         }
     }
@@ -235,7 +306,11 @@ async fn run(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
     let (done_tx, done_rx) = mpsc::channel::<DeliveryCompletion>(inner.config.max_in_flight.max(1) * 2);
     // Attempts and the completer live in this set, so aborting the worker (a crash) ends them too.
     let mut tasks = JoinSet::new();
-    tasks.spawn(complete(inner.clone(), done_rx));
+    let (completer_alive, completer_gone) = oneshot::channel::<()>();
+    tasks.spawn(complete(inner.clone(), done_rx, completer_alive));
+    // Renews until the completer has recorded the last result, so draining at shutdown keeps its leases too.
+    tasks.spawn(renew(inner.clone(), completer_gone));
+    tracing::info!(lease = ?inner.config.lease, renew_every = ?inner.config.renew_interval(), "webhook dispatcher started");
     let freed = Arc::new(Notify::new());
     loop {
         while tasks.try_join_next().is_some() {}
@@ -263,6 +338,14 @@ async fn run(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
                 }
             }
         };
+        inner.lock_leases().hold(&claimed);
+        let recovered = claimed.iter().filter(|c| c.taken_over).count();
+        if recovered > 0 {
+            inner.metrics.recovered(recovered);
+            // After a crash this is the first thing a restarted (or any other) node says about the dead node's work.
+            tracing::warn!(recovered, lease = ?inner.config.lease,
+                "took over webhook deliveries whose lease had run out (their dispatcher stopped or stalled); sending them again");
+        }
         if claimed.is_empty() {
             let wait = idle_wait(&inner).await;
             tokio::select! {
@@ -311,8 +394,41 @@ async fn idle_wait(inner: &Inner) -> Duration {
     }
 }
 
-/// Records results in batches: one transaction for whatever has finished since the last one.
-async fn complete(inner: Arc<Inner>, mut done: mpsc::Receiver<DeliveryCompletion>) {
+/// Renews the leases of every row this dispatcher holds, in one store call per interval, until `completer_gone`
+/// says nothing more will be recorded. A row another dispatcher took over is not renewed (the store checks the
+/// claim token); it is forgotten here, and its attempt's result will be refused as stale when recorded.
+async fn renew(inner: Arc<Inner>, mut completer_gone: oneshot::Receiver<()>) {
+    let every = inner.config.renew_interval();
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut completer_gone => return,
+            _ = ticks.tick() => {}
+        }
+        let tokens = inner.lock_leases().tokens();
+        if tokens.is_empty() {
+            continue;
+        }
+        let until = later(Timestamp::now(), inner.config.lease);
+        match inner.store.renew_webhook_leases(&tokens, until).await {
+            Ok(renewed) => {
+                let lost = inner.lock_leases().lost(&tokens, &renewed);
+                if !lost.is_empty() {
+                    inner.metrics.leases_lost(lost.len());
+                    tracing::warn!(lost = lost.len(), first = %lost[0],
+                        "webhook deliveries were taken over by another dispatcher (a lease ran out); their results here will be dropped as stale");
+                }
+            }
+            // Two more renewals fit in the lease; after that the rows are sent again elsewhere (at-least-once).
+            Err(e) => tracing::warn!(error = %e, claims = tokens.len(), "renewing webhook leases failed"),
+        }
+    }
+}
+
+/// Records results in batches: one transaction for whatever has finished since the last one. Drops
+/// `_alive` when done, which ends the renewals.
+async fn complete(inner: Arc<Inner>, mut done: mpsc::Receiver<DeliveryCompletion>, _alive: oneshot::Sender<()>) {
     let window = seconds(inner.config.auto_disable_after);
     while let Some(first) = done.recv().await {
         let mut batch = vec![first];
@@ -323,7 +439,12 @@ async fn complete(inner: Arc<Inner>, mut done: mpsc::Receiver<DeliveryCompletion
             }
         }
         let dead = batch.iter().filter(|c| matches!(c.next, NextStep::Dead | NextStep::Gone)).count();
-        match inner.store.complete_webhook_deliveries(&batch, window).await {
+        inner.lock_leases().recording(&batch);
+        let recorded = inner.store.complete_webhook_deliveries(&batch, window).await;
+        // Recorded: nothing left to renew. Not recorded: stop renewing, so the lease runs out and the rows are
+        // claimed and sent again (at-least-once) rather than held for as long as this node lives.
+        inner.lock_leases().release(&batch);
+        match recorded {
             Ok(report) => {
                 for _ in 0..dead {
                     inner.metrics.dead();
@@ -343,6 +464,10 @@ async fn complete(inner: Arc<Inner>, mut done: mpsc::Receiver<DeliveryCompletion
 }
 
 impl Inner {
+    fn lock_leases(&self) -> std::sync::MutexGuard<'_, Leases> {
+        self.leases.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn endpoint_gate(&self, id: WebhookConfigId) -> Arc<Semaphore> {
         let mut gates = self.endpoints.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if gates.len() > 10_000 {

@@ -17,6 +17,8 @@ pub struct Metrics {
     latency_micros_sum: AtomicU64,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     queue_depth: AtomicI64,
+    recovered: AtomicU64,
+    leases_lost: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -28,6 +30,10 @@ pub struct MetricsSnapshot {
     pub dead: u64,
     pub disabled: u64,
     pub queue_depth: i64,
+    /// Deliveries this dispatcher took over because their lease had run out (their dispatcher died or stalled).
+    pub recovered: u64,
+    /// Deliveries this dispatcher held whose lease ran out and another dispatcher took over before a renewal.
+    pub leases_lost: u64,
 }
 
 impl Metrics {
@@ -51,6 +57,14 @@ impl Metrics {
         self.disabled.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn recovered(&self, count: usize) {
+        self.recovered.fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn leases_lost(&self, count: usize) {
+        self.leases_lost.fetch_add(count as u64, Ordering::Relaxed);
+    }
+
     pub(crate) fn set_queue_depth(&self, depth: i64) {
         self.queue_depth.store(depth, Ordering::Relaxed);
     }
@@ -63,6 +77,8 @@ impl Metrics {
             dead: self.dead.load(Ordering::Relaxed),
             disabled: self.disabled.load(Ordering::Relaxed),
             queue_depth: self.queue_depth.load(Ordering::Relaxed),
+            recovered: self.recovered.load(Ordering::Relaxed),
+            leases_lost: self.leases_lost.load(Ordering::Relaxed),
         }
     }
 
@@ -77,6 +93,10 @@ impl Metrics {
         let _ = writeln!(out, "gateway_webhook_dead_letters_total {}", s.dead);
         let _ = writeln!(out, "# TYPE gateway_webhook_endpoints_disabled_total counter");
         let _ = writeln!(out, "gateway_webhook_endpoints_disabled_total {}", s.disabled);
+        let _ = writeln!(out, "# TYPE gateway_webhook_deliveries_recovered_total counter");
+        let _ = writeln!(out, "gateway_webhook_deliveries_recovered_total {}", s.recovered);
+        let _ = writeln!(out, "# TYPE gateway_webhook_leases_lost_total counter");
+        let _ = writeln!(out, "gateway_webhook_leases_lost_total {}", s.leases_lost);
         let _ = writeln!(out, "# TYPE gateway_webhook_queue_depth gauge");
         let _ = writeln!(out, "gateway_webhook_queue_depth {}", s.queue_depth);
         let _ = writeln!(out, "# TYPE gateway_webhook_latency_seconds histogram");

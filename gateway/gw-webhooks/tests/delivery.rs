@@ -493,6 +493,102 @@ async fn a_restart_mid_schedule_loses_nothing(store: Arc<dyn Store>) {
     handle.stop().await;
 }
 
+/// The owner renews its lease while an attempt runs, so an attempt four leases long is neither taken over by
+/// another dispatcher on the same database nor sent twice. Without renewal the other dispatcher (or the owner's own
+/// next claim) takes the row once the lease runs out and the receiver gets a second request.
+async fn a_slow_attempt_keeps_its_lease_while_the_node_lives(store: Arc<dyn Store>) {
+    let mut receiver = Receiver::start().await;
+    let lease = Duration::from_millis(600);
+    receiver.then(Answer::Slow(lease * 4));
+    let instance = tenant(&store).await;
+    let (config, _) = endpoint(&store, &instance, &receiver.url()).await;
+    let short = DispatcherConfig { lease, ..fast() };
+    let patient = EgressPolicy { total_timeout: Duration::from_secs(10), ..loopback_policy() };
+    let owner = dispatcher(&store, short.clone(), patient.clone());
+    let owner_handle = owner.spawn();
+    let event = message(&instance, "slow");
+    owner.sink().publish(&event).await.expect("durable");
+    receiver.next().await;
+    // Another node, polling every 100 ms, ready to take over anything whose lease runs out.
+    let other = dispatcher(&store, short, patient);
+    let other_handle = other.spawn();
+
+    let done =
+        wait_for_delivery(&store, &config, "the slow attempt recorded", |d| d.status == DeliveryStatus::Succeeded)
+            .await;
+    assert_eq!((done.event_id, done.attempts), (event.id, 1), "one attempt, recorded by its owner");
+    assert_eq!(done.attempt_log[0].response_excerpt.as_deref(), Some("late"), "the slow answer was the one recorded");
+    assert!(receiver.nothing_yet(), "nobody took the row over and sent it again");
+    assert_eq!((owner.metrics().snapshot().leases_lost, other.metrics().snapshot().recovered), (0, 0));
+    other_handle.stop().await;
+    owner_handle.stop().await;
+}
+
+/// A dispatcher crashes (its task aborted) with deliveries in flight; a second one sends them all again once
+/// their lease runs out: not before, and within about a lease (the deadline is derived from the configured lease),
+/// and it counts them as recovered.
+async fn a_crashed_dispatchers_deliveries_are_taken_over_within_the_lease(store: Arc<dyn Store>) {
+    const EVENTS: usize = 5;
+    let mut receiver = Receiver::start().await;
+    for _ in 0..EVENTS {
+        receiver.then(Answer::Slow(Duration::from_secs(120)));
+    }
+    let instance = tenant(&store).await;
+    let (config, _) = endpoint(&store, &instance, &receiver.url()).await;
+    let leased = DispatcherConfig { lease: Duration::from_secs(1), ..fast() };
+    let crashing = dispatcher(
+        &store,
+        leased.clone(),
+        EgressPolicy { total_timeout: Duration::from_secs(300), ..loopback_policy() },
+    );
+    let handle = crashing.spawn();
+    let mut sent = std::collections::BTreeSet::new();
+    for n in 0..EVENTS {
+        let event = message(&instance, &format!("in flight {n}"));
+        crashing.sink().publish(&event).await.expect("durable");
+        sent.insert(event.id.to_string());
+    }
+    for _ in 0..EVENTS {
+        receiver.next().await;
+    }
+    handle.abort();
+    let crashed_at = tokio::time::Instant::now();
+
+    let survivor = dispatcher(&store, leased.clone(), loopback_policy());
+    let survivor_handle = survivor.spawn();
+    // The leases run out at most one lease after the crash (they were renewed up to a third of a lease before it);
+    // the survivor looks again within its poll interval; one more lease covers a slow machine. The old hold was
+    // 40 s.
+    let deadline = crashed_at + leased.lease * 2 + leased.poll_interval + Duration::from_secs(1);
+    let mut redelivered = std::collections::BTreeSet::new();
+    while redelivered.len() < EVENTS {
+        let got = tokio::time::timeout_at(deadline, receiver.seen.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("only {} of {EVENTS} redelivered within {:?}", redelivered.len(), deadline - crashed_at)
+            })
+            .expect("receiver open");
+        redelivered.insert(header(&got, "webhook-id").to_owned());
+    }
+    let took = crashed_at.elapsed();
+    assert!(took >= leased.lease / 2, "taken over after {took:?}, before the lease could have run out");
+    assert_eq!(redelivered, sent, "every delivery the crashed dispatcher held, with its own webhook-id");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page =
+            store.list_webhook_deliveries(config.instance_id, config.id, PageRequest::first(10)).await.expect("list");
+        let done = page.items.iter().filter(|d| d.status == DeliveryStatus::Succeeded).count();
+        if done == EVENTS {
+            assert!(page.items.iter().all(|d| d.attempts == 1), "one recorded attempt each: {:?}", page.items);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {done} of {EVENTS} redeliveries recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(survivor.metrics().snapshot().recovered, EVENTS as u64, "counted as recovered");
+    survivor_handle.stop().await;
+}
+
 // ---- backends ----------------------------------------------------------------------------------------------------
 
 async fn sqlite() -> (Arc<dyn Store>, std::path::PathBuf) {
@@ -537,4 +633,6 @@ on_both_backends!(
     replay_one_and_a_range,
     ssrf_refusals_send_nothing,
     a_restart_mid_schedule_loses_nothing,
+    a_slow_attempt_keeps_its_lease_while_the_node_lives,
+    a_crashed_dispatchers_deliveries_are_taken_over_within_the_lease,
 );

@@ -41,6 +41,7 @@ impl From<SandboxError> for ApiError {
             SandboxError::NotPairing => ApiError::Problem(&ProblemType::NOT_PAIRING, err.to_string()),
             SandboxError::NotConnected => ApiError::Problem(&ProblemType::INSTANCE_NOT_CONNECTED, err.to_string()),
             SandboxError::Vault(cause) => ApiError::Internal(cause),
+            SandboxError::Unavailable(cause) => ApiError::Unavailable(cause),
         }
     }
 }
