@@ -54,6 +54,7 @@ on_both_backends!(
 );
 
 mod hardening;
+mod openapi_fuzz;
 mod outages;
 mod plugins;
 mod secrets;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{InstanceId, PluginBindingId, PluginId, PluginVersionId, SubscriptionId, Timestamp};
 
 /// Which message events a binding sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BindingDirection {
     Inbound,
@@ -26,7 +26,7 @@ impl BindingDirection {
 }
 
 /// What a chain does with a message when a plugin fails (trap, timeout, limit hit, invalid verdict).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailurePolicy {
     /// Skip the failed plugin; the message goes on to the next one.

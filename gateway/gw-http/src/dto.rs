@@ -21,13 +21,102 @@ impl<T> PageDto<T> {
     }
 }
 
-fn ts(t: Timestamp) -> String {
-    t.to_string()
+/// An instant as the API writes it: RFC 3339 in UTC with exactly six fractional digits
+/// (`2026-01-31T12:00:00.123456Z`), the precision both databases keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time(pub Timestamp);
+
+impl Serialize for Time {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // `Timestamp`'s Display is the fixed-width form; its serde form (chrono's) drops trailing zero digits.
+        serializer.collect_str(&self.0)
+    }
 }
 
-fn opt_ts(t: Option<Timestamp>) -> Option<String> {
-    t.map(ts)
+impl From<Timestamp> for Time {
+    fn from(t: Timestamp) -> Self {
+        Self(t)
+    }
 }
+
+impl utoipa::PartialSchema for Time {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("RFC 3339, UTC, microseconds"))
+            .examples([serde_json::json!("2026-01-31T12:00:00.123456Z")])
+            .into()
+    }
+}
+
+impl ToSchema for Time {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+}
+
+pub(crate) fn ts(t: Timestamp) -> Time {
+    Time(t)
+}
+
+pub(crate) fn opt_ts(t: Option<Timestamp>) -> Option<Time> {
+    t.map(Time)
+}
+
+/// The schema of a scope an API key may hold: the server's own list (`gw_accounts::api_keys::SCOPES`).
+#[derive(Debug)]
+pub struct Scope;
+
+impl utoipa::PartialSchema for Scope {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(gw_accounts::api_keys::SCOPES.iter().copied()))
+            .into()
+    }
+}
+
+impl ToSchema for Scope {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ApiKeyScope".into()
+    }
+}
+
+/// The role of a subscription's user: any role but the platform's `admin`.
+#[derive(Debug)]
+pub struct TenantRole;
+
+impl utoipa::PartialSchema for TenantRole {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let roles = gw_core::UserRole::ALL.iter().filter(|r| **r != gw_core::UserRole::Admin).map(|r| r.as_str());
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(roles))
+            .into()
+    }
+}
+
+impl ToSchema for TenantRole {}
+
+/// An event type a webhook may subscribe to (`*` for all): the server's own list, less the test event.
+#[derive(Debug)]
+pub struct WebhookEventName;
+
+impl utoipa::PartialSchema for WebhookEventName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let names = std::iter::once("*").chain(
+            gw_core::EventType::ALL.iter().filter(|e| **e != gw_core::EventType::WebhookTest).map(|e| e.as_str()),
+        );
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(names))
+            .into()
+    }
+}
+
+impl ToSchema for WebhookEventName {}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -52,7 +141,7 @@ pub struct SessionDto {
     pub expires_in: i64,
     /// Shown once; store it safely. Each use returns a new one and consumes the old.
     pub refresh_token: String,
-    pub refresh_expires_at: String,
+    pub refresh_expires_at: Time,
     pub user: UserDto,
 }
 
@@ -76,13 +165,13 @@ pub struct UserDto {
     pub id: String,
     pub email: String,
     pub name: String,
-    #[schema(example = "owner")]
+    #[schema(value_type = gw_core::UserRole, example = "owner")]
     pub role: String,
     pub subscription_id: Option<String>,
     pub is_active: bool,
-    pub created_at: String,
-    pub updated_at: String,
-    pub last_login_at: Option<String>,
+    pub created_at: Time,
+    pub updated_at: Time,
+    pub last_login_at: Option<Time>,
 }
 
 impl From<User> for UserDto {
@@ -105,14 +194,22 @@ impl From<User> for UserDto {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverridesDto {
+    #[schema(minimum = 0)]
     pub max_instances: Option<i32>,
+    #[schema(minimum = 0)]
     pub monthly_messages: Option<i64>,
+    #[schema(minimum = 1)]
     pub api_rate_limit_per_minute: Option<i32>,
     /// Requests per minute of all the subscription's API keys together.
+    #[schema(minimum = 1)]
     pub requests_per_minute: Option<i32>,
+    #[schema(minimum = 0)]
     pub plugin_max_count: Option<i32>,
+    #[schema(minimum = 1)]
     pub plugin_max_module_bytes: Option<i64>,
+    #[schema(minimum = 1)]
     pub plugin_fuel: Option<i64>,
+    #[schema(minimum = 1)]
     pub plugin_memory_bytes: Option<i64>,
 }
 
@@ -178,14 +275,14 @@ impl From<TierLimits> for LimitsDto {
 pub struct SubscriptionDto {
     pub id: String,
     pub name: String,
-    #[schema(example = "starter")]
+    #[schema(value_type = gw_core::Tier, example = "starter")]
     pub tier: String,
     pub is_active: bool,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Time,
+    pub updated_at: Time,
     pub current_instances: i32,
     pub messages_used: i64,
-    pub last_usage_reset: String,
+    pub last_usage_reset: Time,
     pub limit_overrides: LimitOverridesDto,
     pub limits: LimitsDto,
 }
@@ -211,9 +308,9 @@ impl SubscriptionDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscriptionRequest {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
-    /// `free`, `starter`, `pro` or `enterprise`.
-    #[schema(example = "starter")]
+    #[schema(value_type = gw_core::Tier, example = "starter")]
     pub tier: String,
     #[serde(default)]
     pub limit_overrides: LimitOverridesDto,
@@ -222,7 +319,9 @@ pub struct CreateSubscriptionRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSubscriptionRequest {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
+    #[schema(value_type = Option<gw_core::Tier>)]
     pub tier: Option<String>,
     /// Replaces every override at once.
     pub limit_overrides: Option<LimitOverridesDto>,
@@ -234,16 +333,19 @@ pub struct UpdateSubscriptionRequest {
 pub struct CreateUserRequest {
     pub email: String,
     /// At least 12 and at most 128 characters, at least 5 distinct ones, not containing the email.
+    #[schema(min_length = 12, max_length = 128)]
     pub password: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
-    /// `owner` or `member`.
-    #[schema(example = "owner")]
+    #[schema(value_type = TenantRole, example = "owner")]
     pub role: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetPasswordRequest {
+    /// At least 12 and at most 128 characters, at least 5 distinct ones, not containing the user's email.
+    #[schema(min_length = 12, max_length = 128)]
     pub password: String,
 }
 
@@ -253,22 +355,23 @@ pub struct InstanceDto {
     pub name: String,
     pub subscription_id: String,
     pub created_by_id: Option<String>,
-    #[schema(example = "sandbox")]
+    #[schema(value_type = gw_core::DriverKind, example = "sandbox")]
     pub driver: String,
-    #[schema(example = "created")]
+    #[schema(value_type = gw_core::InstanceStatus, example = "created")]
     pub status: String,
     pub phone: Option<String>,
     pub display_name: Option<String>,
+    #[schema(value_type = Object)]
     pub settings: Value,
     pub is_active: bool,
-    pub created_at: String,
-    pub updated_at: String,
-    pub last_connected_at: Option<String>,
-    pub last_disconnected_at: Option<String>,
-    pub qr_code_expiry: Option<String>,
+    pub created_at: Time,
+    pub updated_at: Time,
+    pub last_connected_at: Option<Time>,
+    pub last_disconnected_at: Option<Time>,
+    pub qr_code_expiry: Option<Time>,
     pub connection_attempts: i32,
     pub last_error: Option<String>,
-    pub last_error_at: Option<String>,
+    pub last_error_at: Option<Time>,
 }
 
 impl From<Instance> for InstanceDto {
@@ -299,19 +402,26 @@ impl From<Instance> for InstanceDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInstanceRequest {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
-    /// `sandbox` (default) or `whatsapp`.
+    /// Default `sandbox`.
+    #[schema(value_type = Option<gw_core::DriverKind>)]
     pub driver: Option<String>,
     /// A JSON object of per-instance settings (at most 16 KiB).
+    #[schema(value_type = Option<Object>)]
     pub settings: Option<Value>,
     /// Operators only: the subscription to create the instance in.
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub subscription_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateInstanceRequest {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: Option<String>,
+    /// Replaces the settings: a JSON object (at most 16 KiB).
+    #[schema(value_type = Option<Object>)]
     pub settings: Option<Value>,
     pub is_active: Option<bool>,
 }
@@ -327,7 +437,7 @@ pub struct AuditEntryDto {
     pub user_id: Option<String>,
     pub api_key_id: Option<String>,
     pub ip_address: Option<String>,
-    pub timestamp: String,
+    pub timestamp: Time,
 }
 
 impl From<AuditLogEntry> for AuditEntryDto {
@@ -352,14 +462,13 @@ pub struct ApiKeyDto {
     pub id: String,
     pub instance_id: String,
     pub name: String,
-    /// Scopes: `messages:send`, `messages:read`, `contacts:read`, `contacts:write`, `webhooks:write`,
-    /// `instance:manage`.
+    #[schema(value_type = Vec<Scope>)]
     pub permissions: Vec<String>,
     pub is_active: bool,
-    pub created_at: String,
-    pub updated_at: String,
-    pub expires_at: Option<String>,
-    pub last_used_at: Option<String>,
+    pub created_at: Time,
+    pub updated_at: Time,
+    pub expires_at: Option<Time>,
+    pub last_used_at: Option<Time>,
     pub usage_count: i64,
     /// Requests per minute; `null` takes the tier's default.
     pub rate_limit: Option<i32>,
@@ -386,12 +495,16 @@ impl From<gw_core::ApiKey> for ApiKeyDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
+    /// At least one scope.
+    #[schema(value_type = Vec<Scope>, min_items = 1)]
     pub permissions: Vec<String>,
     /// RFC 3339; must be in the future.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Requests per minute, 1 to 1,000,000; omitted takes the tier's default.
+    /// Requests per minute; omitted takes the tier's default.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub rate_limit: Option<i32>,
 }
 
@@ -405,7 +518,8 @@ pub struct CreatedApiKeyDto {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateApiKeyRequest {
-    /// How long the old key stays valid, 0 to 604800 seconds (default 86400).
+    /// How long the old key stays valid, in seconds (default 86400, at most 7 days).
+    #[schema(minimum = 0, maximum = 604_800)]
     pub grace_period_secs: Option<i64>,
 }
 
@@ -423,15 +537,15 @@ pub struct RotatedApiKeyDto {
 pub struct InstanceStatusDto {
     pub id: String,
     pub name: String,
-    #[schema(example = "connected")]
+    #[schema(value_type = gw_core::InstanceStatus, example = "connected")]
     pub status: String,
     pub phone: Option<String>,
     pub display_name: Option<String>,
-    pub last_connected_at: Option<String>,
-    pub last_disconnected_at: Option<String>,
+    pub last_connected_at: Option<Time>,
+    pub last_disconnected_at: Option<Time>,
     pub connection_attempts: i32,
     pub last_error: Option<String>,
-    pub last_error_at: Option<String>,
+    pub last_error_at: Option<Time>,
 }
 
 impl From<Instance> for InstanceStatusDto {
@@ -458,21 +572,22 @@ pub struct WebhookDto {
     pub instance_id: String,
     pub url: String,
     /// Subscribed event types, or `["*"]`.
+    #[schema(value_type = Vec<WebhookEventName>)]
     pub events: Vec<String>,
     pub is_active: bool,
     /// Why the gateway disabled it (410 Gone, failing too long); `null` while active.
     pub disabled_reason: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Time,
+    pub updated_at: Time,
     pub total_sent: i64,
     pub total_failed: i64,
-    pub last_sent_at: Option<String>,
-    pub last_failed_at: Option<String>,
+    pub last_sent_at: Option<Time>,
+    pub last_failed_at: Option<Time>,
     pub last_error: Option<String>,
     /// Start of the current run of failures; `null` after a success.
-    pub failing_since: Option<String>,
+    pub failing_since: Option<Time>,
     /// Until when the previous secret (before the last rotation) also signs deliveries.
-    pub previous_secret_expires_at: Option<String>,
+    pub previous_secret_expires_at: Option<Time>,
 }
 
 impl From<gw_core::WebhookConfig> for WebhookDto {
@@ -501,7 +616,7 @@ impl From<gw_core::WebhookConfig> for WebhookDto {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookAttemptDto {
     pub attempt: i32,
-    pub at: String,
+    pub at: Time,
     /// The receiver's status; `null` when no response came (timeout, refused address, connection error).
     pub status_code: Option<u16>,
     pub latency_ms: i64,
@@ -517,13 +632,14 @@ pub struct WebhookDeliveryDto {
     pub webhook_id: String,
     /// The `webhook-id` header: the same on every attempt and replay.
     pub event_id: String,
+    #[schema(value_type = gw_core::EventType)]
     pub event_type: String,
     /// `pending`, `delivering`, `succeeded` or `dead`.
     pub status: String,
     pub attempts: i32,
-    pub next_attempt_at: String,
-    pub created_at: String,
-    pub last_attempt_at: Option<String>,
+    pub next_attempt_at: Time,
+    pub created_at: Time,
+    pub last_attempt_at: Option<Time>,
     /// The body sent (the Standard Webhooks envelope).
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,

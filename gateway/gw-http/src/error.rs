@@ -120,8 +120,9 @@ pub struct FieldProblem {
     pub message: String,
 }
 
-/// The RFC 9457 body.
+/// The RFC 9457 body of every error.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Problem)]
 pub struct ProblemBody {
     /// A stable URI reference naming the problem type, e.g. `/problems/not-found`.
     #[serde(rename = "type")]

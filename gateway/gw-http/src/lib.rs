@@ -13,12 +13,18 @@ mod qr_png;
 mod routes;
 mod state;
 
+use std::sync::Arc;
+
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 pub use error::{ApiError, ProblemType};
 pub use middleware::{MAX_HEADER_BYTES, MAX_URI_BYTES, REQUEST_ID_HEADER, RateLimitSlot, RequestId};
@@ -31,9 +37,13 @@ use crate::routes::{
     webhooks,
 };
 
-async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(ApiDoc::openapi())
+async fn openapi_json(State(document): State<Arc<OpenApiJson>>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document.0.clone()).into_response()
 }
+
+/// The document, serialised once when the router is built.
+#[derive(Debug)]
+struct OpenApiJson(Bytes);
 
 async fn route_not_found() -> ApiError {
     ApiError::Problem(&P::ROUTE_NOT_FOUND, "no endpoint at this path".into())
@@ -45,6 +55,86 @@ async fn method_not_allowed() -> ApiError {
 
 /// Media up to 16 MiB arrives base64-encoded in JSON (4/3 of the bytes) with room for the other fields.
 const MAX_SEND_BODY_BYTES: usize = 24 * 1024 * 1024;
+
+/// Every documented endpoint: the router and the OpenAPI document are built from this one declaration (each
+/// handler's `#[utoipa::path]` gives both its route and its operation), so neither can list a route the other
+/// lacks. Handlers of one path share a `routes!` call; a handler needing its own layer gets a call of its own.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::BaseDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(problems::describe))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(subscriptions::create, subscriptions::list))
+        .routes(routes!(subscriptions::get, subscriptions::update))
+        .routes(routes!(subscriptions::activate))
+        .routes(routes!(subscriptions::deactivate))
+        .routes(routes!(subscriptions::create_user, subscriptions::list_users))
+        .routes(routes!(subscriptions::activate_user))
+        .routes(routes!(subscriptions::deactivate_user))
+        .routes(routes!(subscriptions::reset_password))
+        .routes(routes!(instances::create, instances::list))
+        .routes(routes!(instances::get, instances::update, instances::delete))
+        .routes(routes!(instances::status))
+        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(api_keys::get, api_keys::delete))
+        .routes(routes!(api_keys::revoke))
+        .routes(routes!(api_keys::rotate))
+        .routes(routes!(audit::list))
+        .routes(routes!(usage::subscription_usage))
+        .routes(routes!(usage::instance_usage))
+        .routes(routes!(usage::instance_stats))
+        .routes(routes!(usage::key_self))
+        .routes(routes!(sessions::connect))
+        .routes(routes!(sessions::restart))
+        .routes(routes!(sessions::logout))
+        .routes(routes!(sessions::qr))
+        .routes(routes!(sessions::qr_png))
+        .routes(routes!(sessions::pair_code))
+        .routes(routes!(sessions::send).layer(DefaultBodyLimit::max(MAX_SEND_BODY_BYTES)))
+        .routes(routes!(sessions::list_messages))
+        .routes(routes!(sessions::get_message))
+        .routes(routes!(sessions::mark_read))
+        .routes(routes!(sessions::presence))
+        .routes(routes!(sessions::list_contacts))
+        .routes(routes!(sessions::get_contact))
+        .routes(routes!(sessions::block))
+        .routes(routes!(sessions::unblock))
+        .routes(routes!(sessions::groups))
+        .routes(routes!(sessions::events))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::replay_range))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::delivery))
+        .routes(routes!(webhooks::replay))
+        .routes(routes!(plugins::create, plugins::list))
+        .routes(routes!(plugins::get, plugins::delete))
+        .routes(routes!(plugins::upload).layer(DefaultBodyLimit::max(plugins::MAX_PLUGIN_UPLOAD_BYTES)))
+        .routes(routes!(plugins::list_versions))
+        .routes(routes!(plugins::activate))
+        .routes(routes!(plugins::bind, plugins::list_bindings))
+        .routes(routes!(plugins::get_binding, plugins::update_binding, plugins::unbind))
+        .routes(routes!(plugins::logs))
+        .routes(routes!(sandbox::scan))
+        .routes(routes!(sandbox::inbound))
+        .routes(routes!(sandbox::drop_connection))
+        .routes(routes!(sandbox::unlink))
+        .routes(routes!(sandbox::replace))
+        .routes(routes!(sandbox::create_group))
+}
+
+/// The API's routes (without state or the outer layers) and its complete OpenAPI document.
+pub(crate) fn routes_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut document) = api_routes().split_for_parts();
+    openapi::complete(&mut document);
+    (routes, document)
+}
 
 /// The body limit of a route: the two that take large bodies, otherwise the configured default. The request
 /// middleware refuses a declared `Content-Length` above it at once (a 413 before any byte of the body is read,
@@ -61,88 +151,14 @@ fn body_limit(method: &axum::http::Method, route: Option<&str>, default: usize) 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
-    let routes = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/openapi.json", get(openapi_json))
+    let (routes, document) = routes_and_document();
+    let json = serde_json::to_vec(&document).unwrap_or_default();
+    let document_route =
+        Router::new().route("/openapi.json", get(openapi_json)).with_state(Arc::new(OpenApiJson(json.into())));
+    let routes = routes
+        .merge(document_route)
         .route("/docs", get(docs::page))
         .route(docs::SCRIPT_PATH, get(docs::script))
-        .route("/problems/{slug}", get(problems::describe))
-        .route("/v1/auth/login", post(auth::login))
-        .route("/v1/auth/refresh", post(auth::refresh))
-        .route("/v1/auth/logout", post(auth::logout))
-        .route("/v1/me", get(auth::me))
-        .route("/v1/subscriptions", post(subscriptions::create).get(subscriptions::list))
-        .route("/v1/subscriptions/{id}", get(subscriptions::get).patch(subscriptions::update))
-        .route("/v1/subscriptions/{id}/activate", post(subscriptions::activate))
-        .route("/v1/subscriptions/{id}/deactivate", post(subscriptions::deactivate))
-        .route("/v1/subscriptions/{id}/users", post(subscriptions::create_user).get(subscriptions::list_users))
-        .route("/v1/users/{id}/activate", post(subscriptions::activate_user))
-        .route("/v1/users/{id}/deactivate", post(subscriptions::deactivate_user))
-        .route("/v1/users/{id}/password", post(subscriptions::reset_password))
-        .route("/v1/instances", post(instances::create).get(instances::list))
-        .route("/v1/instances/{id}", get(instances::get).patch(instances::update).delete(instances::delete))
-        .route("/v1/instances/{id}/status", get(instances::status))
-        .route("/v1/instances/{id}/api-keys", post(api_keys::create).get(api_keys::list))
-        .route("/v1/instances/{id}/api-keys/{key_id}", get(api_keys::get).delete(api_keys::delete))
-        .route("/v1/instances/{id}/api-keys/{key_id}/revoke", post(api_keys::revoke))
-        .route("/v1/instances/{id}/api-keys/{key_id}/rotate", post(api_keys::rotate))
-        .route("/v1/audit-log", get(audit::list))
-        .route("/v1/subscriptions/{id}/usage", get(usage::subscription_usage))
-        .route("/v1/instances/{id}/usage", get(usage::instance_usage))
-        .route("/v1/instances/{id}/stats", get(usage::instance_stats))
-        .route("/v1/key", get(usage::key_self))
-        .route("/v1/instances/{id}/connect", post(sessions::connect))
-        .route("/v1/instances/{id}/restart", post(sessions::restart))
-        .route("/v1/instances/{id}/logout", post(sessions::logout))
-        .route("/v1/instances/{id}/qr", get(sessions::qr))
-        .route("/v1/instances/{id}/qr.png", get(sessions::qr_png))
-        .route("/v1/instances/{id}/pair-code", post(sessions::pair_code))
-        .route(
-            "/v1/instances/{id}/messages",
-            post(sessions::send).layer(DefaultBodyLimit::max(MAX_SEND_BODY_BYTES)).get(sessions::list_messages),
-        )
-        .route("/v1/instances/{id}/messages/{message_id}", get(sessions::get_message))
-        .route("/v1/instances/{id}/chats/{chat}/read", post(sessions::mark_read))
-        .route("/v1/instances/{id}/chats/{chat}/presence", post(sessions::presence))
-        .route("/v1/instances/{id}/contacts", get(sessions::list_contacts))
-        .route("/v1/instances/{id}/contacts/{contact_id}", get(sessions::get_contact))
-        .route("/v1/instances/{id}/contacts/{contact_id}/block", post(sessions::block))
-        .route("/v1/instances/{id}/contacts/{contact_id}/unblock", post(sessions::unblock))
-        .route("/v1/instances/{id}/groups", get(sessions::groups))
-        .route("/v1/instances/{id}/events", get(sessions::events))
-        .route("/v1/instances/{id}/webhooks", post(webhooks::create).get(webhooks::list))
-        .route(
-            "/v1/instances/{id}/webhooks/{webhook_id}",
-            get(webhooks::get).patch(webhooks::update).delete(webhooks::delete),
-        )
-        .route("/v1/instances/{id}/webhooks/{webhook_id}/rotate-secret", post(webhooks::rotate_secret))
-        .route("/v1/instances/{id}/webhooks/{webhook_id}/test", post(webhooks::test))
-        .route("/v1/instances/{id}/webhooks/{webhook_id}/replay", post(webhooks::replay_range))
-        .route("/v1/instances/{id}/webhooks/{webhook_id}/deliveries", get(webhooks::deliveries))
-        .route("/v1/instances/{id}/webhooks/{webhook_id}/deliveries/{delivery_id}", get(webhooks::delivery))
-        .route("/v1/instances/{id}/webhooks/{webhook_id}/deliveries/{delivery_id}/replay", post(webhooks::replay))
-        .route("/v1/plugins", post(plugins::create).get(plugins::list))
-        .route("/v1/plugins/{id}", get(plugins::get).delete(plugins::delete))
-        .route(
-            "/v1/plugins/{id}/versions",
-            post(plugins::upload)
-                .layer(DefaultBodyLimit::max(plugins::MAX_PLUGIN_UPLOAD_BYTES))
-                .get(plugins::list_versions),
-        )
-        .route("/v1/plugins/{id}/versions/{version}/activate", post(plugins::activate))
-        .route("/v1/instances/{id}/plugins", post(plugins::bind).get(plugins::list_bindings))
-        .route(
-            "/v1/instances/{id}/plugins/{binding_id}",
-            get(plugins::get_binding).patch(plugins::update_binding).delete(plugins::unbind),
-        )
-        .route("/v1/instances/{id}/plugins/{binding_id}/logs", get(plugins::logs))
-        .route("/v1/sandbox/instances/{id}/scan", post(sandbox::scan))
-        .route("/v1/sandbox/instances/{id}/inbound", post(sandbox::inbound))
-        .route("/v1/sandbox/instances/{id}/drop", post(sandbox::drop_connection))
-        .route("/v1/sandbox/instances/{id}/unlink", post(sandbox::unlink))
-        .route("/v1/sandbox/instances/{id}/replace", post(sandbox::replace))
-        .route("/v1/sandbox/groups", post(sandbox::create_group))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed);
     with_edge_layers(routes, &settings).with_state(state)

@@ -12,7 +12,7 @@ use crate::state::AppState;
 
 /// Creates an API key for the instance. The response carries the full key; it is never shown again.
 #[utoipa::path(post, path = "/v1/instances/{id}/api-keys", tag = "api-keys", security(("bearer" = [])),
-    params(("id" = String, Path)), request_body = CreateApiKeyRequest, responses(
+    params(("id" = uuid::Uuid, Path)), request_body = CreateApiKeyRequest, responses(
     (status = 201, body = CreatedApiKeyDto),
     (status = 403, body = ProblemBody, content_type = "application/problem+json"),
     (status = 404, body = ProblemBody, content_type = "application/problem+json"),
@@ -36,7 +36,7 @@ pub async fn create(
 
 /// Lists the instance's keys, without secrets.
 #[utoipa::path(get, path = "/v1/instances/{id}/api-keys", tag = "api-keys", security(("bearer" = [])),
-    params(("id" = String, Path), PageQuery), responses((status = 200, body = PageDto<ApiKeyDto>)))]
+    params(("id" = uuid::Uuid, Path), PageQuery), responses((status = 200, body = PageDto<ApiKeyDto>)))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(by): Auth,
@@ -49,7 +49,7 @@ pub async fn list(
 
 /// Reads one key, without its secret.
 #[utoipa::path(get, path = "/v1/instances/{id}/api-keys/{key_id}", tag = "api-keys", security(("bearer" = [])),
-    params(("id" = String, Path), ("key_id" = String, Path)), responses((status = 200, body = ApiKeyDto)))]
+    params(("id" = uuid::Uuid, Path), ("key_id" = uuid::Uuid, Path)), responses((status = 200, body = ApiKeyDto)))]
 pub async fn get(
     State(state): State<AppState>,
     Auth(by): Auth,
@@ -60,7 +60,7 @@ pub async fn get(
 
 /// Revokes a key at once.
 #[utoipa::path(post, path = "/v1/instances/{id}/api-keys/{key_id}/revoke", tag = "api-keys", security(("bearer" = [])),
-    params(("id" = String, Path), ("key_id" = String, Path)), responses((status = 200, body = ApiKeyDto)))]
+    params(("id" = uuid::Uuid, Path), ("key_id" = uuid::Uuid, Path)), responses((status = 200, body = ApiKeyDto)))]
 pub async fn revoke(
     State(state): State<AppState>,
     Auth(by): Auth,
@@ -71,7 +71,7 @@ pub async fn revoke(
 
 /// Issues a successor key (shown once) and keeps the old one valid for a grace period (default 24 h, at most 7 d).
 #[utoipa::path(post, path = "/v1/instances/{id}/api-keys/{key_id}/rotate", tag = "api-keys", security(("bearer" = [])),
-    params(("id" = String, Path), ("key_id" = String, Path)), request_body = RotateApiKeyRequest,
+    params(("id" = uuid::Uuid, Path), ("key_id" = uuid::Uuid, Path)), request_body = Option<RotateApiKeyRequest>,
     responses((status = 201, body = RotatedApiKeyDto)))]
 pub async fn rotate(
     State(state): State<AppState>,
@@ -102,7 +102,7 @@ pub async fn rotate(
 
 /// Deletes a key.
 #[utoipa::path(delete, path = "/v1/instances/{id}/api-keys/{key_id}", tag = "api-keys", security(("bearer" = [])),
-    params(("id" = String, Path), ("key_id" = String, Path)), responses((status = 204)))]
+    params(("id" = uuid::Uuid, Path), ("key_id" = uuid::Uuid, Path)), responses((status = 204)))]
 pub async fn delete(
     State(state): State<AppState>,
     Auth(by): Auth,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::dto::{AuditEntryDto, PageDto};
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemBody};
 use crate::extract::{Auth, Json, PageQuery, Query};
 use crate::state::AppState;
 
@@ -38,7 +38,8 @@ pub struct AuditQuery {
 
 /// Audit rows, newest first, with filters and cursor pagination.
 #[utoipa::path(get, path = "/v1/audit-log", tag = "audit", security(("bearer" = [])), params(AuditQuery),
-    responses((status = 200, body = PageDto<AuditEntryDto>)))]
+    responses(
+    (status = 404, description = "not-found: no such subscription (`subscription_id`)", body = ProblemBody, content_type = "application/problem+json"),(status = 200, body = PageDto<AuditEntryDto>)))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(by): Auth,

@@ -13,6 +13,7 @@ use crate::state::AppState;
 /// Creates an instance, taking one of the subscription's instance slots atomically.
 #[utoipa::path(post, path = "/v1/instances", tag = "instances", security(("bearer" = [])),
     request_body = CreateInstanceRequest, responses(
+    (status = 404, description = "not-found: no such subscription (`subscription_id`)", body = ProblemBody, content_type = "application/problem+json"),
     (status = 201, body = InstanceDto),
     (status = 403, body = ProblemBody, content_type = "application/problem+json"),
     (status = 409, description = "conflict (name taken) or instance-limit-reached", body = ProblemBody, content_type = "application/problem+json"),
@@ -61,7 +62,7 @@ pub async fn list(
 
 /// Reads an instance.
 #[utoipa::path(get, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = InstanceDto), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = InstanceDto), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Auth(by): Auth,
@@ -73,7 +74,7 @@ pub async fn get(
 
 /// Renames an instance, replaces its settings, or (de)activates it. Owners only.
 #[utoipa::path(patch, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
-    params(("id" = String, Path)), request_body = UpdateInstanceRequest,
+    params(("id" = uuid::Uuid, Path)), request_body = UpdateInstanceRequest,
     responses((status = 200, body = InstanceDto), (status = 403, body = ProblemBody, content_type = "application/problem+json"), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn update(
     State(state): State<AppState>,
@@ -93,7 +94,7 @@ pub async fn update(
 
 /// Deletes an instance with its keys, contacts, webhooks and session, and frees its slot. Owners only.
 #[utoipa::path(delete, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 204), (status = 403, body = ProblemBody, content_type = "application/problem+json"), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 204), (status = 403, body = ProblemBody, content_type = "application/problem+json"), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     Auth(by): Auth,
@@ -109,7 +110,7 @@ pub async fn delete(
 /// The instance's connection state. For users (any role) and for any active API key of this instance; a key of
 /// another instance gets 404.
 #[utoipa::path(get, path = "/v1/instances/{id}/status", tag = "instances", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses(
+    params(("id" = uuid::Uuid, Path)), responses(
     (status = 200, body = InstanceStatusDto, description = "With RateLimit-Policy and RateLimit headers for API keys"),
     (status = 401, body = ProblemBody, content_type = "application/problem+json"),
     (status = 404, body = ProblemBody, content_type = "application/problem+json"),

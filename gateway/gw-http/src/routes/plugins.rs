@@ -49,8 +49,8 @@ pub struct PluginDto {
     pub active_version: Option<i32>,
     /// The highest version uploaded so far (0 before the first upload).
     pub latest_version: i32,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: crate::dto::Time,
+    pub updated_at: crate::dto::Time,
 }
 
 impl From<Plugin> for PluginDto {
@@ -62,8 +62,8 @@ impl From<Plugin> for PluginDto {
             description: p.description,
             active_version: p.active_version,
             latest_version: p.latest_version,
-            created_at: p.created_at.to_string(),
-            updated_at: p.updated_at.to_string(),
+            created_at: p.created_at.into(),
+            updated_at: p.updated_at.into(),
         }
     }
 }
@@ -77,7 +77,7 @@ pub struct PluginVersionDto {
     pub sha256: String,
     pub size_bytes: i64,
     pub uploaded_by: Option<String>,
-    pub created_at: String,
+    pub created_at: crate::dto::Time,
     /// Whether this is the plugin's active version.
     pub active: bool,
 }
@@ -90,7 +90,7 @@ fn version_dto(v: PluginVersion, active: Option<i32>) -> PluginVersionDto {
         sha256: v.sha256,
         size_bytes: v.size_bytes,
         uploaded_by: v.uploaded_by.map(|u| u.to_string()),
-        created_at: v.created_at.to_string(),
+        created_at: v.created_at.into(),
         active: active == Some(v.version),
     }
 }
@@ -105,20 +105,22 @@ pub struct PluginBindingDto {
     /// Lower runs first.
     pub position: i32,
     /// `inbound`, `outbound` or `both`.
+    #[schema(value_type = gw_core::BindingDirection)]
     pub direction: String,
     #[schema(value_type = Object)]
     pub config: Value,
     pub enabled: bool,
     /// `fail_open` (a failing plugin is skipped) or `fail_closed` (its message is dropped).
+    #[schema(value_type = gw_core::FailurePolicy)]
     pub failure_policy: String,
     /// Calls that trapped, timed out or hit a limit.
     pub error_count: i64,
     pub last_error: Option<String>,
     /// `trap`, `timeout`, `fuel_exhausted`, `memory_limit`, `invalid_verdict` or `load_failed`.
     pub last_error_kind: Option<String>,
-    pub last_error_at: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub last_error_at: Option<crate::dto::Time>,
+    pub created_at: crate::dto::Time,
+    pub updated_at: crate::dto::Time,
 }
 
 fn direction_name(d: BindingDirection) -> &'static str {
@@ -151,9 +153,9 @@ impl From<PluginBinding> for PluginBindingDto {
             error_count: b.error_count,
             last_error: b.last_error,
             last_error_kind: b.last_error_kind,
-            last_error_at: b.last_error_at.map(|t| t.to_string()),
-            created_at: b.created_at.to_string(),
-            updated_at: b.updated_at.to_string(),
+            last_error_at: b.last_error_at.map(crate::dto::Time),
+            created_at: b.created_at.into(),
+            updated_at: b.updated_at.into(),
         }
     }
 }
@@ -163,12 +165,12 @@ pub struct PluginLogDto {
     /// `trace`, `debug`, `info`, `warn` or `error`.
     pub level: String,
     pub message: String,
-    pub at: String,
+    pub at: crate::dto::Time,
 }
 
 impl From<PluginLogEntry> for PluginLogDto {
     fn from(l: PluginLogEntry) -> Self {
-        Self { level: l.level, message: l.message, at: l.at.to_string() }
+        Self { level: l.level, message: l.message, at: l.at.into() }
     }
 }
 
@@ -176,9 +178,12 @@ impl From<PluginLogEntry> for PluginLogDto {
 #[serde(deny_unknown_fields)]
 pub struct CreatePluginRequest {
     /// Unique within the subscription; 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
     /// Operators name the subscription; tenants may omit it (their own).
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub subscription_id: Option<String>,
 }
 
@@ -193,6 +198,7 @@ fn default_true() -> bool {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindPluginRequest {
+    #[schema(value_type = uuid::Uuid)]
     pub plugin_id: String,
     /// Pin a version number; omitted, the binding follows the plugin's active version.
     pub version: Option<i32>,
@@ -200,7 +206,6 @@ pub struct BindPluginRequest {
     #[schema(minimum = 0, maximum = 1_000_000)]
     pub position: Option<i32>,
     /// Default `both`.
-    #[schema(value_type = Option<String>)]
     pub direction: Option<BindingDirection>,
     /// Handed to the plugin with every message. Default `{}`.
     #[serde(default = "default_config")]
@@ -209,7 +214,6 @@ pub struct BindPluginRequest {
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// Default `fail_open`.
-    #[schema(value_type = Option<String>)]
     pub failure_policy: Option<FailurePolicy>,
 }
 
@@ -230,12 +234,10 @@ pub struct UpdateBindingRequest {
     #[schema(value_type = Option<i32>)]
     pub version: Option<Option<i32>>,
     pub position: Option<i32>,
-    #[schema(value_type = Option<String>)]
     pub direction: Option<BindingDirection>,
     #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
     pub enabled: Option<bool>,
-    #[schema(value_type = Option<String>)]
     pub failure_policy: Option<FailurePolicy>,
     /// Clears `error_count` and the last error.
     #[serde(default)]
@@ -306,6 +308,10 @@ fn validate_position(position: Option<i32>) -> Result<(), ApiError> {
 }
 
 fn validate_config(config: &Value) -> Result<(), ApiError> {
+    // A plugin reads its config as an object (`{}` when the binding has none), and the document says so.
+    if !config.is_object() {
+        return Err(ApiError::invalid("config", "must be a JSON object"));
+    }
     if serde_json::to_vec(config).map(|v| v.len()).unwrap_or(usize::MAX) > MAX_CONFIG_BYTES {
         return Err(ApiError::invalid("config", format!("at most {MAX_CONFIG_BYTES} bytes of JSON")));
     }
@@ -317,6 +323,7 @@ fn validate_config(config: &Value) -> Result<(), ApiError> {
 /// Creates a named plugin; upload its code as versions. Refused beyond the tier's `plugin_max_count`.
 #[utoipa::path(post, path = "/v1/plugins", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
     request_body = CreatePluginRequest, responses(
+    (status = 404, description = "not-found: no such subscription (`subscription_id`)", body = ProblemBody, content_type = "application/problem+json"),
     (status = 201, body = PluginDto),
     (status = 409, body = ProblemBody, content_type = "application/problem+json"),
     (status = 422, body = ProblemBody, content_type = "application/problem+json"),
@@ -374,7 +381,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = PluginDto),
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = PluginDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
@@ -386,7 +393,7 @@ pub async fn get(
 
 /// Deletes the plugin with its versions, bindings, logs and stored data; bound instances stop running it.
 #[utoipa::path(delete, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 204),
+    params(("id" = uuid::Uuid, Path)), responses((status = 204),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -482,13 +489,39 @@ fn multipart_error(err: axum::extract::multipart::MultipartError, max: u64) -> A
     if err.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large(max) } else { ApiError::bad_request(err.body_text()) }
 }
 
+/// A WebAssembly component's bytes.
+#[derive(Debug)]
+pub struct ComponentBytes;
+
+impl utoipa::PartialSchema for ComponentBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::schema::SchemaFormat::KnownFormat(
+                utoipa::openapi::schema::KnownFormat::Binary,
+            )))
+            .into()
+    }
+}
+
+impl ToSchema for ComponentBytes {}
+
+/// An upload as a form (it only describes the form in the document; the handler reads the form itself).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    pub file: ComponentBytes,
+}
+
 /// Uploads a new version: a WebAssembly component of the plugin world, as `application/wasm` or a multipart
 /// `file` field. It is checked, compiled (cached by SHA-256) and tried under the tier's limits before it is
 /// stored. The plugin's first version becomes active; later ones wait for `…/activate`.
 #[utoipa::path(post, path = "/v1/plugins/{id}/versions", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)),
-    request_body(content = String, content_type = "application/wasm", description = "the component's bytes"),
+    params(("id" = uuid::Uuid, Path)),
+    request_body(description = "the component's bytes, raw or as the `file` field of a form",
+        content((ComponentBytes = "application/wasm"), (ComponentBytes = "application/octet-stream"), (UploadForm = "multipart/form-data"))),
     responses(
+    (status = 415, description = "unsupported-media-type: not one of the three content types", body = ProblemBody, content_type = "application/problem+json"),
     (status = 201, body = PluginVersionDto),
     (status = 413, body = ProblemBody, content_type = "application/problem+json"),
     (status = 422, body = ProblemBody, content_type = "application/problem+json"),
@@ -531,7 +564,7 @@ pub async fn upload(
 
 /// The plugin's versions, newest first.
 #[utoipa::path(get, path = "/v1/plugins/{id}/versions", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = Vec<PluginVersionDto>)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Vec<PluginVersionDto>)))]
 pub async fn list_versions(
     State(state): State<AppState>,
     caller: Caller,
@@ -545,7 +578,7 @@ pub async fn list_versions(
 /// Makes a version the active one (an earlier one: a rollback), without a restart. Events already running finish
 /// on the version they started with; the next ones run this one.
 #[utoipa::path(post, path = "/v1/plugins/{id}/versions/{version}/activate", tag = "plugins",
-    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("version" = i32, Path)),
+    security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("version" = i32, Path)),
     responses((status = 200, body = PluginDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn activate(
@@ -581,7 +614,7 @@ async fn version_id(
 
 /// Binds a plugin of the instance's subscription to the instance.
 #[utoipa::path(post, path = "/v1/instances/{id}/plugins", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), request_body = BindPluginRequest, responses(
+    params(("id" = uuid::Uuid, Path)), request_body = BindPluginRequest, responses(
     (status = 201, body = PluginBindingDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json"),
     (status = 409, body = ProblemBody, content_type = "application/problem+json"),
@@ -617,7 +650,7 @@ pub async fn bind(
 
 /// The instance's bindings in chain order, with their error counts.
 #[utoipa::path(get, path = "/v1/instances/{id}/plugins", tag = "plugins", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = Vec<PluginBindingDto>)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Vec<PluginBindingDto>)))]
 pub async fn list_bindings(
     State(state): State<AppState>,
     caller: Caller,
@@ -630,7 +663,7 @@ pub async fn list_bindings(
 
 /// One binding: its settings, error count and last error (kind, message, time).
 #[utoipa::path(get, path = "/v1/instances/{id}/plugins/{binding_id}", tag = "plugins",
-    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("binding_id" = String, Path)),
+    security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("binding_id" = uuid::Uuid, Path)),
     responses((status = 200, body = PluginBindingDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_binding(
@@ -645,7 +678,7 @@ pub async fn get_binding(
 /// Changes a binding: pin or unpin a version, move it (reorder), switch direction, config, enabled or failure
 /// policy, or reset its error count.
 #[utoipa::path(patch, path = "/v1/instances/{id}/plugins/{binding_id}", tag = "plugins",
-    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("binding_id" = String, Path)),
+    security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("binding_id" = uuid::Uuid, Path)),
     request_body = UpdateBindingRequest, responses((status = 200, body = PluginBindingDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn update_binding(
@@ -682,7 +715,7 @@ pub async fn update_binding(
 }
 
 #[utoipa::path(delete, path = "/v1/instances/{id}/plugins/{binding_id}", tag = "plugins",
-    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("binding_id" = String, Path)),
+    security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("binding_id" = uuid::Uuid, Path)),
     responses((status = 204), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn unbind(
     State(state): State<AppState>,
@@ -699,7 +732,7 @@ pub async fn unbind(
 /// rate-limits lines per call).
 #[utoipa::path(get, path = "/v1/instances/{id}/plugins/{binding_id}/logs", tag = "plugins",
     security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("binding_id" = String, Path), PageQuery),
+    params(("id" = uuid::Uuid, Path), ("binding_id" = uuid::Uuid, Path), PageQuery),
     responses((status = 200, body = PageDto<PluginLogDto>),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn logs(
@@ -711,4 +744,20 @@ pub async fn logs(
     instance_for(&state, &caller, instance_id, Action::ReadPlugins, SCOPE).await?;
     let page = state.store.list_plugin_logs(instance_id, binding_id, query.page_request()?).await?;
     Ok(Json(PageDto::from_page(page, Into::into)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::validate_config;
+
+    /// The fuzzer bound a plugin with `"config": [[], {}]`, which the document (an object) does not allow.
+    #[test]
+    fn a_binding_config_is_an_object() {
+        assert!(validate_config(&json!({"rules": []})).is_ok());
+        for refused in [json!([[], {}]), json!("text"), json!(1), json!(null), json!(true)] {
+            assert!(validate_config(&refused).is_err(), "{refused} must be refused");
+        }
+    }
 }

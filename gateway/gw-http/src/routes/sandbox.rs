@@ -61,7 +61,7 @@ pub struct ScanDto {
 /// Plays the phone scanning the instance's QR code (or typing its pairing code). The instance gets a `+1 555`
 /// number and connects.
 #[utoipa::path(post, path = "/v1/sandbox/instances/{id}/scan", tag = "sandbox", security(("bearer" = [])),
-    params(("id" = String, Path)), request_body = ScanRequest, responses((status = 200, body = ScanDto),
+    params(("id" = uuid::Uuid, Path)), request_body = ScanRequest, responses((status = 200, body = ScanDto),
     (status = 409, description = "not-pairing", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn scan(
     State(state): State<AppState>,
@@ -99,7 +99,7 @@ pub struct InboundDto {
 
 /// Delivers a message from a simulated contact to the instance, and answers once the gateway stored it.
 #[utoipa::path(post, path = "/v1/sandbox/instances/{id}/inbound", tag = "sandbox", security(("bearer" = [])),
-    params(("id" = String, Path)), request_body = InboundRequest, responses((status = 202, body = InboundDto)))]
+    params(("id" = uuid::Uuid, Path)), request_body = InboundRequest, responses((status = 202, body = InboundDto), crate::openapi::NotConnected))]
 pub async fn inbound(
     State(state): State<AppState>,
     caller: Caller,
@@ -121,7 +121,7 @@ pub async fn inbound(
 
 /// Simulates a network blip: the connection drops and the engine reconnects by itself.
 #[utoipa::path(post, path = "/v1/sandbox/instances/{id}/drop", tag = "sandbox", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 204)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 204), crate::openapi::NotConnected))]
 pub async fn drop_connection(
     State(state): State<AppState>,
     caller: Caller,
@@ -134,7 +134,7 @@ pub async fn drop_connection(
 
 /// Simulates the phone removing this linked device: the instance ends `logged_out`.
 #[utoipa::path(post, path = "/v1/sandbox/instances/{id}/unlink", tag = "sandbox", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 204)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 204), crate::openapi::NotConnected))]
 pub async fn unlink(
     State(state): State<AppState>,
     caller: Caller,
@@ -147,7 +147,7 @@ pub async fn unlink(
 
 /// Simulates the same session opened elsewhere: the instance ends `replaced`.
 #[utoipa::path(post, path = "/v1/sandbox/instances/{id}/replace", tag = "sandbox", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 204)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 204), crate::openapi::NotConnected))]
 pub async fn replace(
     State(state): State<AppState>,
     caller: Caller,

@@ -58,16 +58,17 @@ pub(crate) async fn instance_for(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectionDto {
     pub id: String,
+    #[schema(value_type = gw_core::InstanceStatus)]
     pub status: String,
     pub phone: Option<String>,
     pub display_name: Option<String>,
     pub qr_code: Option<String>,
-    pub qr_code_expiry: Option<String>,
+    pub qr_code_expiry: Option<crate::dto::Time>,
     pub connection_attempts: i32,
     pub last_error: Option<String>,
-    pub last_error_at: Option<String>,
-    pub last_connected_at: Option<String>,
-    pub last_disconnected_at: Option<String>,
+    pub last_error_at: Option<crate::dto::Time>,
+    pub last_connected_at: Option<crate::dto::Time>,
+    pub last_disconnected_at: Option<crate::dto::Time>,
 }
 
 impl From<Instance> for ConnectionDto {
@@ -78,19 +79,19 @@ impl From<Instance> for ConnectionDto {
             phone: i.phone,
             display_name: i.display_name,
             qr_code: i.qr_code,
-            qr_code_expiry: i.qr_code_expiry.map(|t| t.to_string()),
+            qr_code_expiry: i.qr_code_expiry.map(crate::dto::Time),
             connection_attempts: i.connection_attempts,
             last_error: i.last_error,
-            last_error_at: i.last_error_at.map(|t| t.to_string()),
-            last_connected_at: i.last_connected_at.map(|t| t.to_string()),
-            last_disconnected_at: i.last_disconnected_at.map(|t| t.to_string()),
+            last_error_at: i.last_error_at.map(crate::dto::Time),
+            last_connected_at: i.last_connected_at.map(crate::dto::Time),
+            last_disconnected_at: i.last_disconnected_at.map(crate::dto::Time),
         }
     }
 }
 
 /// Starts connecting: a new instance shows a QR code (`GET …/qr`), a paired one reconnects. Idempotent.
 #[utoipa::path(post, path = "/v1/instances/{id}/connect", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 202, body = ConnectionDto),
+    params(("id" = uuid::Uuid, Path)), responses((status = 202, body = ConnectionDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn connect(
     State(state): State<AppState>,
@@ -104,7 +105,7 @@ pub async fn connect(
 
 /// Drops the connection and connects again at once (also takes back a `replaced` or `banned` session).
 #[utoipa::path(post, path = "/v1/instances/{id}/restart", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 202, body = ConnectionDto)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 202, body = ConnectionDto)))]
 pub async fn restart(
     State(state): State<AppState>,
     caller: Caller,
@@ -117,7 +118,7 @@ pub async fn restart(
 
 /// Logs out on WhatsApp's side and forgets the session; the next connect needs a new pairing.
 #[utoipa::path(post, path = "/v1/instances/{id}/logout", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = ConnectionDto)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = ConnectionDto), crate::openapi::NotConnected, crate::openapi::DriverFailure))]
 pub async fn logout(
     State(state): State<AppState>,
     caller: Caller,
@@ -132,13 +133,17 @@ pub async fn logout(
 pub struct QrDto {
     /// The raw QR payload; render it yourself or fetch `…/qr.png`.
     pub qr: String,
-    pub expires_at: Option<String>,
+    pub expires_at: Option<crate::dto::Time>,
 }
 
-async fn current_qr(state: &AppState, caller: &Caller, id: InstanceId) -> Result<(String, Option<String>), ApiError> {
+async fn current_qr(
+    state: &AppState,
+    caller: &Caller,
+    id: InstanceId,
+) -> Result<(String, Option<crate::dto::Time>), ApiError> {
     let instance = instance_for(state, caller, id, Action::ReadInstances, "instance:manage").await?;
     match (instance.status, instance.qr_code) {
-        (gw_core::InstanceStatus::Qr, Some(qr)) => Ok((qr, instance.qr_code_expiry.map(|t| t.to_string()))),
+        (gw_core::InstanceStatus::Qr, Some(qr)) => Ok((qr, instance.qr_code_expiry.map(crate::dto::Time))),
         (status, _) => Err(ApiError::Problem(
             &ProblemType::NOT_PAIRING,
             format!("the instance is {status}; there is no QR code to scan"),
@@ -148,7 +153,7 @@ async fn current_qr(state: &AppState, caller: &Caller, id: InstanceId) -> Result
 
 /// The QR code to scan while the instance is `qr`.
 #[utoipa::path(get, path = "/v1/instances/{id}/qr", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = QrDto),
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = QrDto),
     (status = 409, description = "not-pairing", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn qr(
     State(state): State<AppState>,
@@ -161,7 +166,7 @@ pub async fn qr(
 
 /// The QR code as a PNG image.
 #[utoipa::path(get, path = "/v1/instances/{id}/qr.png", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, content_type = "image/png", description = "the QR code"),
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, content_type = "image/png", description = "the QR code"),
     (status = 409, description = "not-pairing", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn qr_png(
     State(state): State<AppState>,
@@ -187,9 +192,9 @@ pub struct PairCodeDto {
 
 /// Asks for a pairing code instead of a QR code, while the instance is waiting to be paired.
 #[utoipa::path(post, path = "/v1/instances/{id}/pair-code", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), request_body = PairCodeRequest, responses((status = 200, body = PairCodeDto),
+    params(("id" = uuid::Uuid, Path)), request_body = PairCodeRequest, responses((status = 200, body = PairCodeDto),
     (status = 409, body = ProblemBody, content_type = "application/problem+json"),
-    (status = 422, body = ProblemBody, content_type = "application/problem+json")))]
+    (status = 422, body = ProblemBody, content_type = "application/problem+json"), crate::openapi::DriverFailure))]
 pub async fn pair_code(
     State(state): State<AppState>,
     caller: Caller,
@@ -235,13 +240,50 @@ pub struct ReactionBody {
     pub emoji: String,
 }
 
+/// The kinds of message the API sends (`type` of a send).
+pub const SEND_KINDS: [&str; 8] = ["text", "image", "video", "audio", "document", "location", "contact", "reaction"];
+
+/// The schema of a send's `type`.
+#[derive(Debug)]
+pub struct SendKind;
+
+impl utoipa::PartialSchema for SendKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(SEND_KINDS))
+            .into()
+    }
+}
+
+impl ToSchema for SendKind {}
+
+/// The presences a chat can be shown (`gw_sessions::Presence`'s spellings).
+pub const PRESENCES: [&str; 5] = ["composing", "recording", "paused", "available", "unavailable"];
+
+/// The schema of a presence.
+#[derive(Debug)]
+pub struct PresenceName;
+
+impl utoipa::PartialSchema for PresenceName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(PRESENCES))
+            .into()
+    }
+}
+
+impl ToSchema for PresenceName {}
+
 /// A message to send. `type` says which other member carries it.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct SendMessageRequest {
     /// A phone number in international format (`+1 555 0100`) or a JID (`…@s.whatsapp.net`, `…@lid`, `…@g.us`).
     pub to: String,
-    /// `text` (default), `image`, `video`, `audio`, `document`, `location`, `contact` or `reaction`.
+    /// Default `text`; the member of the same name carries the content (`text` also captions media).
     #[serde(rename = "type")]
+    #[schema(value_type = Option<SendKind>)]
     pub kind: Option<String>,
     /// The text, or a media caption.
     pub text: Option<String>,
@@ -257,22 +299,25 @@ pub struct SendMessageRequest {
 pub struct MessageDto {
     pub id: String,
     pub wa_message_id: Option<String>,
+    #[schema(value_type = gw_core::Direction)]
     pub direction: String,
     pub chat_jid: String,
     pub from: Option<String>,
     #[serde(rename = "type")]
+    #[schema(value_type = gw_core::MessageKind)]
     pub kind: String,
     pub text: Option<String>,
     pub content: Value,
     pub quoted_message_id: Option<String>,
     /// queued, sent, delivered, read, failed (outbound); received, dropped (inbound).
+    #[schema(value_type = gw_core::MessageStatus)]
     pub status: String,
     pub failure_reason: Option<String>,
     pub origin: String,
-    pub created_at: String,
-    pub sent_at: Option<String>,
-    pub delivered_at: Option<String>,
-    pub read_at: Option<String>,
+    pub created_at: crate::dto::Time,
+    pub sent_at: Option<crate::dto::Time>,
+    pub delivered_at: Option<crate::dto::Time>,
+    pub read_at: Option<crate::dto::Time>,
 }
 
 impl From<gw_core::Message> for MessageDto {
@@ -290,10 +335,10 @@ impl From<gw_core::Message> for MessageDto {
             status: m.status.to_string(),
             failure_reason: m.failure_reason,
             origin: m.origin,
-            created_at: m.created_at.to_string(),
-            sent_at: m.sent_at.map(|t| t.to_string()),
-            delivered_at: m.delivered_at.map(|t| t.to_string()),
-            read_at: m.read_at.map(|t| t.to_string()),
+            created_at: m.created_at.into(),
+            sent_at: m.sent_at.map(crate::dto::Time),
+            delivered_at: m.delivered_at.map(crate::dto::Time),
+            read_at: m.read_at.map(crate::dto::Time),
         }
     }
 }
@@ -358,13 +403,14 @@ fn to_send_request(body: SendMessageRequest, idempotency: Option<Idempotency>) -
 /// header, a retried request returns the first result instead of sending twice. Messages leave in order, at the
 /// instance's pace (`settings.send_interval_ms`, `settings.typing_delay_ms`).
 #[utoipa::path(post, path = "/v1/instances/{id}/messages", tag = "messages", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = SendMessageRequest, responses(
+    params(("id" = uuid::Uuid, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = SendMessageRequest, responses(
     (status = 202, body = MessageDto),
     (status = 409, description = "instance-not-connected", body = ProblemBody, content_type = "application/problem+json"),
     (status = 413, description = "media-too-large", body = ProblemBody, content_type = "application/problem+json"),
     (status = 415, description = "unsupported-media", body = ProblemBody, content_type = "application/problem+json"),
     (status = 422, description = "validation or idempotency-key-reused", body = ProblemBody, content_type = "application/problem+json"),
     (status = 429, description = "rate-limited or quota-exceeded", body = ProblemBody, content_type = "application/problem+json"),
+    crate::openapi::DriverFailure,
 ))]
 pub async fn send(
     State(state): State<AppState>,
@@ -398,7 +444,7 @@ pub struct MessageListQuery {
 
 /// The instance's messages, oldest first, optionally of one chat.
 #[utoipa::path(get, path = "/v1/instances/{id}/messages", tag = "messages", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), MessageListQuery), responses((status = 200, body = PageDto<MessageDto>)))]
+    params(("id" = uuid::Uuid, Path), MessageListQuery), responses((status = 200, body = PageDto<MessageDto>)))]
 pub async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,
@@ -414,7 +460,7 @@ pub async fn list_messages(
 
 /// One message and its status.
 #[utoipa::path(get, path = "/v1/instances/{id}/messages/{message_id}", tag = "messages", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("message_id" = String, Path)), responses((status = 200, body = MessageDto),
+    params(("id" = uuid::Uuid, Path), ("message_id" = uuid::Uuid, Path)), responses((status = 200, body = MessageDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_message(
     State(state): State<AppState>,
@@ -428,12 +474,13 @@ pub async fn get_message(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct MarkReadRequest {
     /// WhatsApp ids of the chat's messages to mark read.
+    #[schema(min_items = 1, max_items = 100)]
     pub message_ids: Vec<String>,
 }
 
 /// Marks messages of a chat as read (blue ticks for the sender).
 #[utoipa::path(post, path = "/v1/instances/{id}/chats/{chat}/read", tag = "messages", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("chat" = String, Path)), request_body = MarkReadRequest, responses((status = 204)))]
+    params(("id" = uuid::Uuid, Path), ("chat" = String, Path)), request_body = MarkReadRequest, responses((status = 204), crate::openapi::NotConnected, crate::openapi::DriverFailure))]
 pub async fn mark_read(
     State(state): State<AppState>,
     caller: Caller,
@@ -452,13 +499,14 @@ pub async fn mark_read(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PresenceRequest {
-    /// `composing` (typing), `recording`, `paused`, `available` or `unavailable`.
+    /// `composing` is "typing…".
+    #[schema(value_type = PresenceName)]
     pub presence: String,
 }
 
 /// Shows "typing…" (or another presence) in a chat.
 #[utoipa::path(post, path = "/v1/instances/{id}/chats/{chat}/presence", tag = "messages", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("chat" = String, Path)), request_body = PresenceRequest, responses((status = 204)))]
+    params(("id" = uuid::Uuid, Path), ("chat" = String, Path)), request_body = PresenceRequest, responses((status = 204), crate::openapi::NotConnected, crate::openapi::DriverFailure))]
 pub async fn presence(
     State(state): State<AppState>,
     caller: Caller,
@@ -486,7 +534,7 @@ pub struct ContactDto {
     pub is_blocked: bool,
     pub is_group: bool,
     pub group_admin: bool,
-    pub last_message_at: Option<String>,
+    pub last_message_at: Option<crate::dto::Time>,
     pub profile_picture_url: Option<String>,
     pub status: Option<String>,
 }
@@ -503,7 +551,7 @@ impl From<gw_core::Contact> for ContactDto {
             is_blocked: c.is_blocked,
             is_group: c.is_group,
             group_admin: c.group_admin,
-            last_message_at: c.last_message_at.map(|t| t.to_string()),
+            last_message_at: c.last_message_at.map(crate::dto::Time),
             profile_picture_url: c.profile_picture_url,
             status: c.status,
         }
@@ -520,7 +568,7 @@ pub struct ContactListQuery {
 
 /// The instance's contacts, paged and searchable.
 #[utoipa::path(get, path = "/v1/instances/{id}/contacts", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ContactListQuery), responses((status = 200, body = PageDto<ContactDto>)))]
+    params(("id" = uuid::Uuid, Path), ContactListQuery), responses((status = 200, body = PageDto<ContactDto>)))]
 pub async fn list_contacts(
     State(state): State<AppState>,
     caller: Caller,
@@ -536,7 +584,7 @@ pub async fn list_contacts(
 
 /// One contact.
 #[utoipa::path(get, path = "/v1/instances/{id}/contacts/{contact_id}", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("contact_id" = String, Path)), responses((status = 200, body = ContactDto)))]
+    params(("id" = uuid::Uuid, Path), ("contact_id" = uuid::Uuid, Path)), responses((status = 200, body = ContactDto)))]
 pub async fn get_contact(
     State(state): State<AppState>,
     caller: Caller,
@@ -566,7 +614,7 @@ async fn set_blocked(
 
 /// Blocks the contact on WhatsApp.
 #[utoipa::path(post, path = "/v1/instances/{id}/contacts/{contact_id}/block", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("contact_id" = String, Path)), responses((status = 200, body = ContactDto)))]
+    params(("id" = uuid::Uuid, Path), ("contact_id" = uuid::Uuid, Path)), responses((status = 200, body = ContactDto), crate::openapi::NotConnected, crate::openapi::DriverFailure))]
 pub async fn block(
     State(state): State<AppState>,
     caller: Caller,
@@ -577,7 +625,7 @@ pub async fn block(
 
 /// Unblocks the contact on WhatsApp.
 #[utoipa::path(post, path = "/v1/instances/{id}/contacts/{contact_id}/unblock", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("contact_id" = String, Path)), responses((status = 200, body = ContactDto)))]
+    params(("id" = uuid::Uuid, Path), ("contact_id" = uuid::Uuid, Path)), responses((status = 200, body = ContactDto), crate::openapi::NotConnected, crate::openapi::DriverFailure))]
 pub async fn unblock(
     State(state): State<AppState>,
     caller: Caller,
@@ -596,7 +644,7 @@ pub struct GroupDto {
 
 /// The groups the instance's account belongs to. Send to one with `to: "<group jid>"`.
 #[utoipa::path(get, path = "/v1/instances/{id}/groups", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = Vec<GroupDto>)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Vec<GroupDto>), crate::openapi::NotConnected, crate::openapi::DriverFailure))]
 pub async fn groups(
     State(state): State<AppState>,
     caller: Caller,
@@ -616,7 +664,7 @@ pub async fn groups(
 /// The instance's events as Server-Sent Events (`event:` is the event type, `id:` its stable id, `data:` the JSON
 /// envelope). Live only: events before the connection are not replayed (webhooks are the durable channel).
 #[utoipa::path(get, path = "/v1/instances/{id}/events", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, content_type = "text/event-stream", description = "event stream")))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, content_type = "text/event-stream", description = "event stream")))]
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
@@ -642,4 +690,35 @@ pub async fn events(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented spellings are the ones the server parses.
+    #[test]
+    fn documented_presences_and_send_kinds_are_accepted() {
+        for name in PRESENCES {
+            assert!(serde_json::from_value::<Presence>(Value::String(name.into())).is_ok(), "{name}");
+        }
+        for kind in SEND_KINDS {
+            let body = SendMessageRequest {
+                to: "+15550001111".into(),
+                kind: Some(kind.into()),
+                text: Some("hi".into()),
+                media: Some(MediaBody {
+                    data: Some("aGk=".into()),
+                    url: None,
+                    mime_type: Some("image/png".into()),
+                    file_name: None,
+                }),
+                location: Some(LocationBody { latitude: 0.0, longitude: 0.0, name: None, address: None }),
+                contact: Some(ContactCardBody { display_name: "A".into(), vcard: "BEGIN:VCARD".into() }),
+                reaction: Some(ReactionBody { message_id: "X".into(), emoji: "+".into() }),
+                quoted_message_id: None,
+            };
+            assert!(to_send_request(body, None).is_ok(), "{kind}");
+        }
+    }
 }

@@ -56,7 +56,7 @@ pub async fn list(
 
 /// Reads a subscription: operators any, owners their own.
 #[utoipa::path(get, path = "/v1/subscriptions/{id}", tag = "subscriptions", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = SubscriptionDto), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = SubscriptionDto), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Auth(by): Auth,
@@ -69,7 +69,7 @@ pub async fn get(
 /// Renames, re-tiers, re-limits, activates or deactivates a subscription. Deactivation stops its users, keys and
 /// instances at once; nothing is deleted. Operators only.
 #[utoipa::path(patch, path = "/v1/subscriptions/{id}", tag = "subscriptions", security(("bearer" = [])),
-    params(("id" = String, Path)), request_body = UpdateSubscriptionRequest,
+    params(("id" = uuid::Uuid, Path)), request_body = UpdateSubscriptionRequest,
     responses((status = 200, body = SubscriptionDto), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn update(
     State(state): State<AppState>,
@@ -100,7 +100,7 @@ async fn set_active(
 
 /// Activates a subscription. Operators only.
 #[utoipa::path(post, path = "/v1/subscriptions/{id}/activate", tag = "subscriptions", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = SubscriptionDto)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = SubscriptionDto)))]
 pub async fn activate(
     State(state): State<AppState>,
     Auth(by): Auth,
@@ -111,7 +111,7 @@ pub async fn activate(
 
 /// Deactivates a subscription: its users, keys and instances stop working at once. Operators only.
 #[utoipa::path(post, path = "/v1/subscriptions/{id}/deactivate", tag = "subscriptions", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = SubscriptionDto)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = SubscriptionDto)))]
 pub async fn deactivate(
     State(state): State<AppState>,
     Auth(by): Auth,
@@ -122,7 +122,7 @@ pub async fn deactivate(
 
 /// Creates a user (`owner` or `member`) in a subscription. Operators only.
 #[utoipa::path(post, path = "/v1/subscriptions/{id}/users", tag = "users", security(("bearer" = [])),
-    params(("id" = String, Path)), request_body = CreateUserRequest, responses(
+    params(("id" = uuid::Uuid, Path)), request_body = CreateUserRequest, responses(
     (status = 201, body = UserDto),
     (status = 409, body = ProblemBody, content_type = "application/problem+json"),
     (status = 422, body = ProblemBody, content_type = "application/problem+json"),
@@ -144,7 +144,7 @@ pub async fn create_user(
 
 /// Lists a subscription's users: operators any, owners their own.
 #[utoipa::path(get, path = "/v1/subscriptions/{id}/users", tag = "users", security(("bearer" = [])),
-    params(("id" = String, Path), PageQuery), responses((status = 200, body = PageDto<UserDto>)))]
+    params(("id" = uuid::Uuid, Path), PageQuery), responses((status = 200, body = PageDto<UserDto>)))]
 pub async fn list_users(
     State(state): State<AppState>,
     Auth(by): Auth,
@@ -157,7 +157,7 @@ pub async fn list_users(
 
 /// Deactivates a user and ends all their sessions. Operators only.
 #[utoipa::path(post, path = "/v1/users/{id}/deactivate", tag = "users", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = UserDto)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = UserDto)))]
 pub async fn deactivate_user(
     State(state): State<AppState>,
     Auth(by): Auth,
@@ -168,7 +168,7 @@ pub async fn deactivate_user(
 
 /// Reactivates a user. Operators only.
 #[utoipa::path(post, path = "/v1/users/{id}/activate", tag = "users", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = UserDto)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = UserDto)))]
 pub async fn activate_user(
     State(state): State<AppState>,
     Auth(by): Auth,
@@ -179,7 +179,7 @@ pub async fn activate_user(
 
 /// Sets a user's password (subject to the policy) and ends all their sessions. Operators only.
 #[utoipa::path(post, path = "/v1/users/{id}/password", tag = "users", security(("bearer" = [])),
-    params(("id" = String, Path)), request_body = ResetPasswordRequest, responses((status = 200, body = UserDto)))]
+    params(("id" = uuid::Uuid, Path)), request_body = ResetPasswordRequest, responses((status = 200, body = UserDto)))]
 pub async fn reset_password(
     State(state): State<AppState>,
     Auth(by): Auth,

@@ -35,10 +35,10 @@ impl PeriodQuery {
 pub struct UsageRecordDto {
     /// `null` for usage of instances since deleted.
     pub instance_id: Option<String>,
-    #[schema(example = "messages_sent")]
+    #[schema(value_type = gw_core::UsageRecordType, example = "messages_sent")]
     pub record_type: String,
     pub count: i64,
-    pub updated_at: String,
+    pub updated_at: crate::dto::Time,
 }
 
 impl From<UsageRecord> for UsageRecordDto {
@@ -47,7 +47,7 @@ impl From<UsageRecord> for UsageRecordDto {
             instance_id: r.instance_id.map(|id| id.to_string()),
             record_type: r.record_type.to_string(),
             count: r.count,
-            updated_at: r.record_date.to_string(),
+            updated_at: r.record_date.into(),
         }
     }
 }
@@ -58,7 +58,7 @@ pub struct QuotaDto {
     pub messages_used: i64,
     pub monthly_messages: i64,
     /// Start of the next period (UTC), when the quota resets.
-    pub resets_at: String,
+    pub resets_at: crate::dto::Time,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -81,7 +81,7 @@ pub struct InstanceUsageDto {
 /// One instance's day.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DailyStatDto {
-    #[schema(example = "2026-11-29")]
+    #[schema(format = Date, example = "2026-11-29")]
     pub date: String,
     pub messages_sent: i64,
     pub messages_received: i64,
@@ -92,7 +92,9 @@ pub struct DailyStatDto {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InstanceStatsDto {
     pub instance_id: String,
+    #[schema(format = Date)]
     pub from: String,
+    #[schema(format = Date)]
     pub to: String,
     /// Days with any activity, oldest first.
     pub days: Vec<DailyStatDto>,
@@ -102,7 +104,9 @@ pub struct InstanceStatsDto {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct RangeQuery {
+    #[param(format = Date)]
     pub from: Option<String>,
+    #[param(format = Date)]
     pub to: Option<String>,
 }
 
@@ -151,7 +155,7 @@ async fn readable_instance(state: &AppState, caller: &Caller, id: InstanceId) ->
 
 /// A subscription's usage records of one month, with its quota when the month is the current one.
 #[utoipa::path(get, path = "/v1/subscriptions/{id}/usage", tag = "usage", security(("bearer" = [])),
-    params(("id" = String, Path), PeriodQuery), responses(
+    params(("id" = uuid::Uuid, Path), PeriodQuery), responses(
     (status = 200, body = SubscriptionUsageDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json"),
     (status = 422, body = ProblemBody, content_type = "application/problem+json"),
@@ -171,7 +175,7 @@ pub async fn subscription_usage(
         // A counter last reset in an earlier month has not rolled over yet: nothing is used this month.
         messages_used: if subscription.last_usage_reset.period() == current { subscription.messages_used } else { 0 },
         monthly_messages: subscription.monthly_messages,
-        resets_at: current.next().start().to_string(),
+        resets_at: current.next().start().into(),
     });
     Ok(Json(SubscriptionUsageDto {
         subscription_id: id.to_string(),
@@ -183,7 +187,7 @@ pub async fn subscription_usage(
 
 /// One instance's usage records of one month.
 #[utoipa::path(get, path = "/v1/instances/{id}/usage", tag = "usage", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), PeriodQuery), responses(
+    params(("id" = uuid::Uuid, Path), PeriodQuery), responses(
     (status = 200, body = InstanceUsageDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json"),
 ))]
@@ -206,7 +210,7 @@ pub async fn instance_usage(
 
 /// One instance's daily message statistics over a date range.
 #[utoipa::path(get, path = "/v1/instances/{id}/stats", tag = "usage", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), RangeQuery), responses(
+    params(("id" = uuid::Uuid, Path), RangeQuery), responses(
     (status = 200, body = InstanceStatsDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json"),
     (status = 422, body = ProblemBody, content_type = "application/problem+json"),

@@ -25,16 +25,20 @@ const MAX_GRACE_SECS: i64 = 7 * 24 * 3600;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhookRequest {
-    /// `https://…` (`http://` only where the operator allows it); at most 2048 characters.
+    /// `https://…` (`http://` only where the operator allows it).
+    #[schema(max_length = 2048)]
     pub url: String,
     /// Event types to receive, or `["*"]` (the default) for all of them.
+    #[schema(value_type = Option<Vec<crate::dto::WebhookEventName>>, min_items = 1, max_items = 32)]
     pub events: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhookRequest {
+    #[schema(max_length = 2048)]
     pub url: Option<String>,
+    #[schema(value_type = Option<Vec<crate::dto::WebhookEventName>>, min_items = 1, max_items = 32)]
     pub events: Option<Vec<String>>,
     /// `true` re-enables an endpoint the gateway disabled (and clears `disabled_reason`).
     pub is_active: Option<bool>,
@@ -43,7 +47,8 @@ pub struct UpdateWebhookRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateWebhookSecretRequest {
-    /// How long the old secret keeps signing beside the new one; default 24 h, at most 7 days.
+    /// How long the old secret keeps signing beside the new one, in seconds; default 24 h, at most 7 days.
+    #[schema(minimum = 0, maximum = 604_800)]
     pub grace_period_secs: Option<i64>,
 }
 
@@ -113,7 +118,7 @@ fn check_events(events: &[String]) -> Result<(), ApiError> {
 
 /// Adds an endpoint. The response carries its signing secret, which is never shown again.
 #[utoipa::path(post, path = "/v1/instances/{id}/webhooks", tag = "webhooks", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), request_body = CreateWebhookRequest, responses(
+    params(("id" = uuid::Uuid, Path)), request_body = CreateWebhookRequest, responses(
     (status = 201, body = WebhookWithSecretDto),
     (status = 404, body = ProblemBody, content_type = "application/problem+json"),
     (status = 422, body = ProblemBody, content_type = "application/problem+json"),
@@ -136,7 +141,7 @@ pub async fn create(
 
 /// The instance's endpoints, without secrets.
 #[utoipa::path(get, path = "/v1/instances/{id}/webhooks", tag = "webhooks", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = PageDto<WebhookDto>)))]
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = PageDto<WebhookDto>)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -149,7 +154,7 @@ pub async fn list(
 
 /// One endpoint with its counters, without its secret.
 #[utoipa::path(get, path = "/v1/instances/{id}/webhooks/{webhook_id}", tag = "webhooks",
-    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("webhook_id" = String, Path)),
+    security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("webhook_id" = uuid::Uuid, Path)),
     responses((status = 200, body = WebhookDto)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -162,7 +167,7 @@ pub async fn get(
 
 /// Changes the URL, the events, or re-enables / disables the endpoint.
 #[utoipa::path(patch, path = "/v1/instances/{id}/webhooks/{webhook_id}", tag = "webhooks",
-    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("webhook_id" = String, Path)),
+    security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("webhook_id" = uuid::Uuid, Path)),
     request_body = UpdateWebhookRequest, responses((status = 200, body = WebhookDto)))]
 pub async fn update(
     State(state): State<AppState>,
@@ -187,7 +192,7 @@ pub async fn update(
 
 /// Deletes the endpoint and its delivery log.
 #[utoipa::path(delete, path = "/v1/instances/{id}/webhooks/{webhook_id}", tag = "webhooks",
-    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("webhook_id" = String, Path)),
+    security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("webhook_id" = uuid::Uuid, Path)),
     responses((status = 204)))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -201,8 +206,8 @@ pub async fn delete(
 
 /// Issues a new secret (shown once); the old one keeps signing beside it for the grace period.
 #[utoipa::path(post, path = "/v1/instances/{id}/webhooks/{webhook_id}/rotate-secret", tag = "webhooks",
-    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("webhook_id" = String, Path)),
-    request_body = RotateWebhookSecretRequest, responses((status = 201, body = WebhookWithSecretDto)))]
+    security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("webhook_id" = uuid::Uuid, Path)),
+    request_body = Option<RotateWebhookSecretRequest>, responses((status = 201, body = WebhookWithSecretDto)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -228,7 +233,7 @@ pub async fn rotate_secret(
 
 /// Sends a signed `webhook.test` event to the endpoint now and reports the outcome (nothing is stored).
 #[utoipa::path(post, path = "/v1/instances/{id}/webhooks/{webhook_id}/test", tag = "webhooks",
-    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("webhook_id" = String, Path)),
+    security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("webhook_id" = uuid::Uuid, Path)),
     responses((status = 200, body = TestFireDto),
     (status = 503, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn test(
@@ -254,7 +259,7 @@ pub async fn test(
 /// The endpoint's deliveries, newest first, each with its attempts (status code, latency, error, response start).
 #[utoipa::path(get, path = "/v1/instances/{id}/webhooks/{webhook_id}/deliveries", tag = "webhooks",
     security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("webhook_id" = String, Path), PageQuery),
+    params(("id" = uuid::Uuid, Path), ("webhook_id" = uuid::Uuid, Path), PageQuery),
     responses((status = 200, body = PageDto<WebhookDeliveryDto>)))]
 pub async fn deliveries(
     State(state): State<AppState>,
@@ -271,7 +276,7 @@ pub async fn deliveries(
 /// One delivery with its attempts.
 #[utoipa::path(get, path = "/v1/instances/{id}/webhooks/{webhook_id}/deliveries/{delivery_id}", tag = "webhooks",
     security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("webhook_id" = String, Path), ("delivery_id" = String, Path)),
+    params(("id" = uuid::Uuid, Path), ("webhook_id" = uuid::Uuid, Path), ("delivery_id" = uuid::Uuid, Path)),
     responses((status = 200, body = WebhookDeliveryDto)))]
 pub async fn delivery(
     State(state): State<AppState>,
@@ -285,7 +290,7 @@ pub async fn delivery(
 /// Sends one delivery again (same `webhook-id`), whatever its state.
 #[utoipa::path(post, path = "/v1/instances/{id}/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
     tag = "webhooks", security(("bearer" = []), ("api_key" = [])),
-    params(("id" = String, Path), ("webhook_id" = String, Path), ("delivery_id" = String, Path)),
+    params(("id" = uuid::Uuid, Path), ("webhook_id" = uuid::Uuid, Path), ("delivery_id" = uuid::Uuid, Path)),
     responses((status = 202, body = WebhookDeliveryDto)))]
 pub async fn replay(
     State(state): State<AppState>,
@@ -303,7 +308,7 @@ pub async fn replay(
 
 /// Sends again every finished delivery (succeeded or dead) created in `[from, to)`.
 #[utoipa::path(post, path = "/v1/instances/{id}/webhooks/{webhook_id}/replay", tag = "webhooks",
-    security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("webhook_id" = String, Path)),
+    security(("bearer" = []), ("api_key" = [])), params(("id" = uuid::Uuid, Path), ("webhook_id" = uuid::Uuid, Path)),
     request_body = ReplayRangeRequest, responses((status = 202, body = ReplayedDto)))]
 pub async fn replay_range(
     State(state): State<AppState>,
