@@ -14,6 +14,32 @@ on_both_backends!(
     every_documented_request_body_survives_extreme_values,
 );
 
+/// A tenant "Acme" with its owner signed in, an instance and an API key of it.
+struct Tenant<'a> {
+    owner: As<'a>,
+    sid: String,
+    iid: String,
+    kid: String,
+}
+
+impl<'a> Tenant<'a> {
+    async fn create(app: &'a TestApp, operator: &As<'_>) -> Self {
+        let (sid, owner_email, _) = tenant(operator, "Acme").await;
+        let owner = As::login(app, &owner_email, "a long enough password").await;
+        let (_, instance) = owner.call(Method::POST, "/v1/instances", Some(json!({"name": "support"}))).await;
+        let iid = instance["id"].as_str().expect("id").to_owned();
+        let (_, key) = owner
+            .call(
+                Method::POST,
+                &format!("/v1/instances/{iid}/api-keys"),
+                Some(json!({"name": "k", "permissions": ["messages:read"]})),
+            )
+            .await;
+        let kid = key["api_key"]["id"].as_str().expect("key id").to_owned();
+        Self { owner, sid, iid, kid }
+    }
+}
+
 /// The field a 422 names (`errors[0].field`).
 fn invalid_field(body: &Value) -> &str {
     body["errors"][0]["field"].as_str().unwrap_or("<no field>")
@@ -22,20 +48,10 @@ fn invalid_field(body: &Value) -> &str {
 async fn extreme_numbers_and_dates_are_refused_naming_the_field(database: &Database) {
     let app = TestApp::spawn(GATEWAY, database).await;
     let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
-    let (_, owner_email, _) = tenant(&operator, "Acme").await;
-    let owner = As::login(&app, &owner_email, "a long enough password").await;
-    let (_, instance) = owner.call(Method::POST, "/v1/instances", Some(json!({"name": "support"}))).await;
-    let iid = instance["id"].as_str().expect("id").to_owned();
+    let Tenant { owner, iid, kid, .. } = Tenant::create(&app, &operator).await;
+    let kid = kid.as_str();
 
     // Key rotation: `TimeDelta::seconds` used to panic past ±9,223,372,036,854,775 s and drop the connection.
-    let (_, key) = owner
-        .call(
-            Method::POST,
-            &format!("/v1/instances/{iid}/api-keys"),
-            Some(json!({"name": "k", "permissions": ["messages:read"]})),
-        )
-        .await;
-    let kid = key["api_key"]["id"].as_str().expect("key id");
     for grace in [i64::MAX, i64::MIN, 9_223_372_036_854_776, -1, 604_801] {
         let (status, body) = owner
             .call(
@@ -210,18 +226,7 @@ fn resolve<'a>(document: &'a Value, schema: &'a Value) -> &'a Value {
 async fn every_documented_request_body_survives_extreme_values(database: &Database) {
     let app = TestApp::spawn(GATEWAY, database).await;
     let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
-    let (sid, owner_email, _) = tenant(&operator, "Acme").await;
-    let owner = As::login(&app, &owner_email, "a long enough password").await;
-    let (_, instance) = owner.call(Method::POST, "/v1/instances", Some(json!({"name": "support"}))).await;
-    let iid = instance["id"].as_str().expect("id").to_owned();
-    let (_, key) = owner
-        .call(
-            Method::POST,
-            &format!("/v1/instances/{iid}/api-keys"),
-            Some(json!({"name": "k", "permissions": ["messages:read"]})),
-        )
-        .await;
-    let kid = key["api_key"]["id"].as_str().expect("key id").to_owned();
+    let Tenant { owner, sid, iid, kid } = Tenant::create(&app, &operator).await;
     let (_, hook) = owner
         .call(
             Method::POST,

@@ -16,15 +16,7 @@ use serde_json::{Value, json};
 use super::{As, GATEWAY, eventually, paired_instance, problem_type};
 
 /// Every scope, so that an API key reaches every operation that takes one.
-const SCOPES: [&str; 7] = [
-    "messages:send",
-    "messages:read",
-    "contacts:read",
-    "contacts:write",
-    "webhooks:write",
-    "instance:manage",
-    "plugins:write",
-];
+const SCOPES: &[&str] = gw_accounts::api_keys::SCOPES;
 /// The schemathesis run stays well under the three minutes the suite allows it.
 const FUZZ_SECONDS: u32 = 100;
 const EXAMPLES_PER_OPERATION: u32 = 25;
