@@ -31,6 +31,7 @@ const GUESTS: &[&str] = &[
     "hostile_huge_reply",
     "hostile_trap",
     "hostile_forbidden_import",
+    "hostile_contract_probe",
 ];
 
 fn main() {

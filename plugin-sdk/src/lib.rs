@@ -75,7 +75,8 @@ impl Verdict {
         Self::pass().with_reply(text)
     }
 
-    /// Also send `text` to the event's chat (through the same outbound path, limits and quota as an API send).
+    /// Also send `text` to the event's chat (through the same outbound path, limits and quota as an API send). A
+    /// reply is a text message: 1 to 4,096 characters, not blank; at most 5 per verdict (see the README's limits).
     pub fn with_reply(mut self, text: impl Into<String>) -> Self {
         self.replies.push(Reply { text: text.into() });
         self
@@ -131,7 +132,8 @@ pub mod kv {
         kv::get(key).and_then(|bytes| String::from_utf8(bytes).ok())
     }
 
-    /// Fails when the host refuses the write (value too large, too many keys).
+    /// `Err(reason)` when the write would break a limit (key over 256 bytes, value over 4,096 bytes, 1,000 keys,
+    /// 16 writes per call); the plugin goes on.
     pub fn set(key: &str, value: &[u8]) -> Result<(), String> {
         kv::set(key, value)
     }

@@ -12,6 +12,7 @@ on_both_backends!(
     plugins_answer_rewrite_and_opt_out_on_the_sandbox,
     failing_plugins_follow_their_policy_and_versions_swap_without_restart,
     plugin_endpoints_are_tenant_isolated,
+    plugin_contract_limits_are_the_send_paths_and_refusals_are_recorded_on_the_binding,
 );
 
 fn guest(name: &str) -> Vec<u8> {
@@ -476,4 +477,79 @@ async fn plugin_endpoints_are_tenant_isolated(database: &Database) {
     }
     let (_, still) = ann.call(Method::GET, &format!("/v1/instances/{iid}/plugins/{bid}"), None).await;
     assert_eq!(still["enabled"], true, "nothing changed");
+}
+
+/// The binding as the tenant sees it, once `check` holds.
+async fn binding_when(owner: &As<'_>, iid: &str, binding: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    eventually(what, || async {
+        let (_, b) = owner.call(Method::GET, &format!("/v1/instances/{iid}/plugins/{binding}"), None).await;
+        check(&b).then_some(b)
+    })
+    .await
+}
+
+async fn plugin_contract_limits_are_the_send_paths_and_refusals_are_recorded_on_the_binding(database: &Database) {
+    let app = TestApp::spawn(GATEWAY, database).await;
+    let operator = As::login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (sid, owner_email, _) = tenant(&operator, "Probe").await;
+    let owner = As::login(&app, &owner_email, "a long enough password").await;
+    let (iid, _) = paired_instance(&owner, "probe").await;
+    let pid = plugin_with(&owner, "probe", "hostile_contract_probe").await;
+    let binding =
+        bind(&owner, &iid, json!({"plugin_id": pid, "direction": "inbound", "failure_policy": "fail_open"})).await;
+    let from = "+1 555 019 0042";
+
+    // Over WhatsApp's 4,096 characters: an error on the binding (not a line in the server log), and the message
+    // itself is handled per the policy (fail-open: received).
+    let received = inbound(&owner, &iid, from, "reply 5000").await;
+    assert_eq!(received["status"], "received", "{received}");
+    let failed = binding_when(&owner, &iid, &binding, "the refused reply recorded", |b| b["error_count"] == 1).await;
+    assert_eq!(failed["last_error_kind"], "invalid_verdict", "{failed}");
+    assert!(
+        failed["last_error"].as_str().is_some_and(|e| e.contains("5000 characters; at most 4096")),
+        "the error says why: {failed}"
+    );
+
+    // At the limit, the reply is sent.
+    inbound(&owner, &iid, from, "reply 4096").await;
+    eventually("the 4,096-character reply", || async {
+        outbound_texts(&owner, &iid).await.into_iter().find(|(_, text, origin)| {
+            text.chars().count() == 4096 && text.chars().all(|c| c == 'x') && origin == "plugin_reply:1"
+        })
+    })
+    .await;
+
+    // kv::set past the key and value size limits returns `err` to the plugin, which goes on (and says so).
+    inbound(&owner, &iid, from, "kv 2").await;
+    let (_, text, _) = eventually("the kv probe's answer", || async {
+        outbound_texts(&owner, &iid).await.into_iter().find(|(_, text, _)| text.starts_with("key="))
+    })
+    .await;
+    assert_eq!(
+        text,
+        "key=err(key longer than 256 bytes) value=err(value of 4097 bytes; at most 4096 allowed) fill=[ok,ok]"
+    );
+
+    // A reply the send path refuses for another reason (the monthly quota is used up) is recorded on the binding.
+    let (_, sub) = operator.call(Method::GET, &format!("/v1/subscriptions/{sid}"), None).await;
+    let used = sub["messages_used"].as_i64().expect("messages_used");
+    let (status, body) = operator
+        .call(
+            Method::PATCH,
+            &format!("/v1/subscriptions/{sid}"),
+            Some(json!({"limit_overrides": {"monthly_messages": used}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    inbound(&owner, &iid, from, "reply 10").await;
+    let refused = binding_when(&owner, &iid, &binding, "the quota refusal recorded", |b| b["error_count"] == 2).await;
+    assert_eq!(refused["last_error_kind"], "reply_refused", "{refused}");
+    assert!(refused["last_error"].as_str().is_some_and(|e| e.starts_with("a reply was not sent")), "{refused}");
+    assert_eq!(messages_used(&owner, &sid).await, used, "nothing was charged for it");
+
+    // A plugin that calls exit: a trap with a clean message, no wasm backtrace.
+    inbound(&owner, &iid, from, "exit 1").await;
+    let exited = binding_when(&owner, &iid, &binding, "the exit recorded", |b| b["error_count"] == 3).await;
+    assert_eq!(exited["last_error_kind"], "trap", "{exited}");
+    assert_eq!(exited["last_error"], "trapped: the plugin called exit(1) instead of returning a verdict", "{exited}");
 }

@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate does no I/O and knows no storage, HTTP or WebAssembly types. Every other
 //! crate speaks in these types; the edge and the store translate them to JSON and SQL at their own borders.
 
+mod contract;
 mod entities;
 mod enums;
 mod events;
@@ -14,6 +15,12 @@ mod plugins;
 mod time;
 mod values;
 
+pub use contract::{
+    MAX_CAPTION_CHARS, MAX_TEXT_CHARS, PLUGIN_FAILURE_KINDS, PLUGIN_KV_MAX_KEY_BYTES, PLUGIN_KV_MAX_KEYS,
+    PLUGIN_KV_MAX_VALUE_BYTES, PLUGIN_KV_MAX_WRITES_PER_CALL, PLUGIN_MAX_DROP_REASON_BYTES, PLUGIN_MAX_LOG_LINE_BYTES,
+    PLUGIN_MAX_LOG_LINES_PER_CALL, PLUGIN_MAX_REPLIES, PLUGIN_MAX_REPLY_CHARS, REPLY_REFUSED_KIND, TextRefused,
+    check_modified_text, check_text_body,
+};
 pub use entities::{
     ApiKey, AuditLogEntry, Contact, Instance, LimitOverrides, Message, MessageStat, RefreshToken, SessionData,
     Subscription, UsageRecord, User, WebhookConfig,
@@ -33,8 +40,8 @@ pub use pipeline::{
     Disposition, MediaInfo, MessageEvent, MessagePipeline, Origin, PassThrough, PipelineOutcome, Reply,
 };
 pub use plugins::{
-    BindingDirection, BindingFailure, BoundPlugin, CatalogError, FailurePolicy, PluginCatalog, PluginLimits,
-    PluginLogRecord, PluginRejection, PluginRuntime, PreparedComponent,
+    BindingDirection, BindingFailure, BoundPlugin, CatalogError, FailurePolicy, KvSetError, PluginCatalog,
+    PluginLimits, PluginLogRecord, PluginRejection, PluginRuntime, PreparedComponent,
 };
 pub use time::{Timestamp, UsagePeriod};
 pub use values::{ApiKeyHash, Email, EmailError, PasswordHash, Redacted};

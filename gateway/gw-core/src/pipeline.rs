@@ -55,6 +55,8 @@ pub struct Reply {
     pub text: String,
     /// WhatsApp message id to quote, if any.
     pub quoted_message_id: Option<String>,
+    /// The binding whose plugin asked for it: a reply the send path refuses is recorded on it.
+    pub binding_id: Option<crate::PluginBindingId>,
 }
 
 /// What the pipeline decided about one message.

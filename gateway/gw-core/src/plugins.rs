@@ -68,7 +68,7 @@ pub struct BoundPlugin {
 /// Why one plugin call failed, recorded on its binding and visible to the tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindingFailure {
-    /// Stable kind: `trap`, `timeout`, `fuel_exhausted`, `memory_limit`, `invalid_verdict`, `load_failed`.
+    /// Stable kind, one of [`crate::PLUGIN_FAILURE_KINDS`].
     pub kind: String,
     pub message: String,
     pub at: Timestamp,
@@ -89,6 +89,18 @@ pub struct PluginLogRecord {
 #[error("plugin catalog: {0}")]
 pub struct CatalogError(pub String);
 
+/// Why a key-value write did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvSetError {
+    /// The write breaks a limit of the contract (key or value size, keys per instance): the plugin gets this as
+    /// the `err` of `kv::set`, as the WIT promises, and goes on.
+    #[error("{0}")]
+    Refused(String),
+    /// The store failed: the call fails (`host_error`).
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
 /// Where the plugin host finds chains, components and plugin state. Implemented over the store; the host caches
 /// chains and compiled components itself and is told to forget an instance's chain through
 /// [`PluginRuntime::invalidate`].
@@ -104,13 +116,8 @@ pub trait PluginCatalog: Send + Sync + std::fmt::Debug {
     async fn append_logs(&self, logs: Vec<PluginLogRecord>) -> Result<(), CatalogError>;
     /// The plugin's private key-value store, per (plugin, instance).
     async fn kv_get(&self, plugin: PluginId, instance: InstanceId, key: &str) -> Result<Option<Vec<u8>>, CatalogError>;
-    async fn kv_set(
-        &self,
-        plugin: PluginId,
-        instance: InstanceId,
-        key: &str,
-        value: Vec<u8>,
-    ) -> Result<(), CatalogError>;
+    async fn kv_set(&self, plugin: PluginId, instance: InstanceId, key: &str, value: Vec<u8>)
+    -> Result<(), KvSetError>;
     async fn kv_delete(&self, plugin: PluginId, instance: InstanceId, key: &str) -> Result<(), CatalogError>;
 }
 

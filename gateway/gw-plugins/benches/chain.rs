@@ -60,7 +60,7 @@ impl PluginCatalog for Catalog {
     async fn kv_get(&self, _: PluginId, _: InstanceId, _: &str) -> Result<Option<Vec<u8>>, CatalogError> {
         Ok(None)
     }
-    async fn kv_set(&self, _: PluginId, _: InstanceId, _: &str, _: Vec<u8>) -> Result<(), CatalogError> {
+    async fn kv_set(&self, _: PluginId, _: InstanceId, _: &str, _: Vec<u8>) -> Result<(), gw_core::KvSetError> {
         Ok(())
     }
     async fn kv_delete(&self, _: PluginId, _: InstanceId, _: &str) -> Result<(), CatalogError> {

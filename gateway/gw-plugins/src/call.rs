@@ -27,16 +27,12 @@ pub use gateway::plugin::types::{
     Reply as WitReply, Verdict as WitVerdict,
 };
 
-/// Lines a single call may log; the rest are counted, not kept.
-pub const MAX_LOG_LINES_PER_CALL: usize = 50;
-/// Bytes of one log line.
-pub const MAX_LOG_LINE_BYTES: usize = 1024;
-/// Bytes of a KV key.
-pub const MAX_KV_KEY_BYTES: usize = 256;
-/// Bytes of a KV value.
-pub const MAX_KV_VALUE_BYTES: usize = 4096;
-/// KV writes (set or delete) a single call may make.
-pub const MAX_KV_WRITES_PER_CALL: u32 = 16;
+// The contract's limits live in gw-core, with the store's and the send path's (one source of truth).
+pub use gw_core::{
+    PLUGIN_KV_MAX_KEY_BYTES as MAX_KV_KEY_BYTES, PLUGIN_KV_MAX_VALUE_BYTES as MAX_KV_VALUE_BYTES,
+    PLUGIN_KV_MAX_WRITES_PER_CALL as MAX_KV_WRITES_PER_CALL, PLUGIN_MAX_LOG_LINE_BYTES as MAX_LOG_LINE_BYTES,
+    PLUGIN_MAX_LOG_LINES_PER_CALL as MAX_LOG_LINES_PER_CALL,
+};
 /// Bytes of stderr (panic messages) kept per call.
 pub const MAX_STDERR_BYTES: usize = 4096;
 /// Table elements an instance may grow to.
@@ -243,8 +239,17 @@ impl gateway::plugin::kv::Host for CallState {
             return Ok(Ok(()));
         }
         let (catalog, plugin, instance) = self.kv_target()?;
-        self.kv_bounded(catalog.kv_set(plugin, instance, &key, value)).await?;
-        Ok(Ok(()))
+        match tokio::time::timeout(self.remaining(), catalog.kv_set(plugin, instance, &key, value)).await {
+            Ok(Ok(())) => Ok(Ok(())),
+            // A limit only the store knows (keys per instance): the plugin's `err`, as the WIT says.
+            Ok(Err(gw_core::KvSetError::Refused(reason))) => Ok(Err(reason)),
+            Ok(Err(gw_core::KvSetError::Catalog(error))) => {
+                Err(self.fail_host(PluginError::Host(format!("key-value store: {error}"))))
+            }
+            Err(_) => {
+                Err(self.fail_host(PluginError::Host("key-value store did not answer before the deadline".into())))
+            }
+        }
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
@@ -358,6 +363,14 @@ fn classify(error: wasmtime::Error, state: &mut CallState, limits: &PluginLimits
     }
     if let Some(message) = state.limiter.refused.take() {
         return PluginError::MemoryLimit(message);
+    }
+    // `exit` (WASI) unwinds the call as an error carrying the code; there is no fault to show, so no backtrace.
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        let mut message = format!("the plugin called exit({}) instead of returning a verdict", exit.0);
+        if !panic_message.is_empty() {
+            message = format!("{message}; it wrote: {panic_message}");
+        }
+        return PluginError::Trap(truncate(message, 2048));
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => return PluginError::OutOfFuel { limit: limits.fuel },

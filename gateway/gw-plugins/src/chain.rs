@@ -29,14 +29,8 @@ use crate::{
     host::{PluginHost, wit_direction},
 };
 
-/// Replies one verdict may ask for.
-pub const MAX_REPLIES: usize = 5;
-/// Bytes of one reply's text.
-pub const MAX_REPLY_BYTES: usize = 16 * 1024;
-/// Bytes of a modified text.
-pub const MAX_TEXT_BYTES: usize = 64 * 1024;
-/// Bytes of a drop reason kept.
-const MAX_REASON_BYTES: usize = 512;
+// The verdict's limits are the contract's (gw-core), the same the send path applies to a reply.
+pub use gw_core::{PLUGIN_MAX_REPLIES as MAX_REPLIES, PLUGIN_MAX_REPLY_CHARS as MAX_REPLY_CHARS};
 
 /// A binding ready to run.
 struct LoadedBinding {
@@ -221,32 +215,24 @@ fn to_wit(event: &MessageEvent, config: &str) -> WitEvent {
     }
 }
 
-/// Checks a verdict against the host's bounds: a plugin cannot make the gateway send a flood.
-pub(crate) fn validate(verdict: &WitVerdict) -> Result<(), PluginError> {
+/// Checks a verdict against the contract's limits (gw-core), the same the send path applies: a plugin cannot make
+/// the gateway send a flood, and a reply accepted here is not refused later for its text.
+pub(crate) fn validate(event: &WitEvent, verdict: &WitVerdict) -> Result<(), PluginError> {
     if verdict.replies.len() > MAX_REPLIES {
         return Err(PluginError::InvalidVerdict(format!(
             "{} replies; at most {MAX_REPLIES} are allowed",
             verdict.replies.len()
         )));
     }
-    for reply in &verdict.replies {
-        if reply.text.is_empty() {
-            return Err(PluginError::InvalidVerdict("an empty reply".into()));
-        }
-        if reply.text.len() > MAX_REPLY_BYTES {
-            return Err(PluginError::InvalidVerdict(format!(
-                "a reply of {} bytes; at most {MAX_REPLY_BYTES} are allowed",
-                reply.text.len()
-            )));
-        }
+    for (i, reply) in verdict.replies.iter().enumerate() {
+        gw_core::check_text_body(&reply.text)
+            .map_err(|refused| PluginError::InvalidVerdict(format!("reply {}: {refused}", i + 1)))?;
     }
-    if let WitAction::Modify(text) = &verdict.action
-        && text.len() > MAX_TEXT_BYTES
-    {
-        return Err(PluginError::InvalidVerdict(format!(
-            "a modified text of {} bytes; at most {MAX_TEXT_BYTES} are allowed",
-            text.len()
-        )));
+    if let WitAction::Modify(text) = &verdict.action {
+        // An unknown kind is held to the stricter (caption) limit.
+        let kind = event.kind.parse().unwrap_or(gw_core::MessageKind::Image);
+        gw_core::check_modified_text(kind, text)
+            .map_err(|refused| PluginError::InvalidVerdict(format!("modified text: {refused}")))?;
     }
     Ok(())
 }
@@ -278,7 +264,7 @@ async fn run_chain(host: &PluginHost, chain: &LoadedChain, mut event: MessageEve
                 };
                 let output = host.inner.call(compiled, &input).await;
                 keep_logs(host, bound, output.logs, output.logs_dropped, &mut logs);
-                output.result.and_then(|verdict| validate(&verdict).map(|()| verdict))
+                output.result.and_then(|verdict| validate(&input.event, &verdict).map(|()| verdict))
             }
         };
         let verdict = match result {
@@ -316,6 +302,7 @@ async fn run_chain(host: &PluginHost, chain: &LoadedChain, mut event: MessageEve
                     chat_jid: event.chat_jid.clone(),
                     text: reply.text,
                     quoted_message_id: None,
+                    binding_id: Some(bound.binding_id),
                 }));
             } else {
                 logs.push(PluginLogRecord {
@@ -336,7 +323,7 @@ async fn run_chain(host: &PluginHost, chain: &LoadedChain, mut event: MessageEve
                 return ChainRun {
                     outcome: PipelineOutcome {
                         disposition: Disposition::Drop {
-                            reason: truncate(reason, MAX_REASON_BYTES),
+                            reason: truncate(reason, gw_core::PLUGIN_MAX_DROP_REASON_BYTES),
                             by: Some(bound.plugin_name.clone()),
                         },
                         replies,

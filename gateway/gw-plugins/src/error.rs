@@ -47,3 +47,31 @@ pub(crate) fn truncate(mut text: String, max: usize) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kinds the host records are the contract's list (gw-core), which the docs state: `reply_refused` is
+    /// the send path's, every other one is the host's.
+    #[test]
+    fn the_host_records_exactly_the_contracts_failure_kinds() {
+        let mut host_kinds: Vec<&str> = [
+            PluginError::OutOfFuel { limit: 1 },
+            PluginError::Timeout { timeout_ms: 1 },
+            PluginError::MemoryLimit(String::new()),
+            PluginError::Trap(String::new()),
+            PluginError::InvalidVerdict(String::new()),
+            PluginError::Load(String::new()),
+            PluginError::Host(String::new()),
+        ]
+        .iter()
+        .map(PluginError::kind)
+        .collect();
+        host_kinds.sort_unstable();
+        let mut expected: Vec<&str> =
+            gw_core::PLUGIN_FAILURE_KINDS.iter().copied().filter(|k| *k != gw_core::REPLY_REFUSED_KIND).collect();
+        expected.sort_unstable();
+        assert_eq!(host_kinds, expected);
+    }
+}

@@ -164,7 +164,7 @@ impl PluginRuntime for PluginHost {
             let input = CallInput { event: sample_event("{}"), limits, kv: KvBackend::memory() };
             let output = self.call(&compiled, &input).await;
             match output.result {
-                Ok(verdict) => crate::chain::validate(&verdict)
+                Ok(verdict) => crate::chain::validate(&input.event, &verdict)
                     .map_err(|e| rejection("smoke_test_failed", format!("on a sample event: {e}")))?,
                 Err(error) => {
                     return Err(rejection(
@@ -232,8 +232,8 @@ impl PluginCatalog for NoCatalog {
         _: InstanceId,
         _: &str,
         _: Vec<u8>,
-    ) -> Result<(), gw_core::CatalogError> {
-        Err(gw_core::CatalogError("no key-value store in a standalone host".into()))
+    ) -> Result<(), gw_core::KvSetError> {
+        Err(gw_core::CatalogError("no key-value store in a standalone host".into()).into())
     }
     async fn kv_delete(&self, _: gw_core::PluginId, _: InstanceId, _: &str) -> Result<(), gw_core::CatalogError> {
         Ok(())

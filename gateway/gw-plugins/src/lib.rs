@@ -22,7 +22,7 @@ pub use call::{
     MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL, WitAction, WitDirection, WitEvent, WitMedia, WitOrigin, WitReply,
     WitVerdict, system_clock,
 };
-pub use chain::{MAX_REPLIES, MAX_REPLY_BYTES, MAX_TEXT_BYTES, PluginChain};
+pub use chain::{MAX_REPLIES, MAX_REPLY_CHARS, PluginChain};
 pub use engine::HostSettings;
 pub use error::PluginError;
 pub use host::{HostError, PluginHost, sample_event};

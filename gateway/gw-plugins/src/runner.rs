@@ -149,7 +149,7 @@ pub async fn run(
     let started = Instant::now();
     let output = host.call(&compiled, &input).await;
     let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let result = output.result.and_then(|verdict| validate(&verdict).map(|()| verdict));
+    let result = output.result.and_then(|verdict| validate(&input.event, &verdict).map(|()| verdict));
     let (verdict, error) = match result {
         Ok(verdict) => {
             let replies = verdict.replies.into_iter().map(|r| r.text).collect();

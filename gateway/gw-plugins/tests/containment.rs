@@ -244,3 +244,78 @@ async fn uploads_are_refused_with_a_clear_kind() {
         assert!(rejection.message.contains(kind), "{name}: {rejection}");
     }
 }
+
+/// A chain of one `hostile_contract_probe` binding under `policy` on a fresh instance.
+fn probe(policy: FailurePolicy) -> (Arc<MemoryCatalog>, InstanceId, gw_core::PluginBindingId) {
+    let catalog = Arc::new(MemoryCatalog::default());
+    let instance = InstanceId::new();
+    let bound = binding(&catalog, "hostile_contract_probe", 1, BindingDirection::Both, policy, json!({}));
+    let id = bound.binding_id;
+    catalog.set_chain(instance, vec![bound]);
+    (catalog, instance, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_over_the_send_paths_text_limit_is_an_error_on_the_binding_under_its_policy() {
+    // The limit is the send path's own (gw-core's `MAX_TEXT_CHARS`): a longer reply fails here, visibly, instead of
+    // being accepted by the chain and then dropped by the send path with only a server log line.
+    assert_eq!(gw_plugins::MAX_REPLY_CHARS, gw_core::MAX_TEXT_CHARS);
+    let (catalog, instance, id) = probe(FailurePolicy::FailOpen);
+    let chain = common::host(catalog.clone()).pipeline();
+    let outcome = chain.process(event(instance, Direction::Inbound, CHAT, "reply 5000")).await;
+    assert!(outcome.replies.is_empty(), "the reply is not sent");
+    assert!(
+        matches!(&outcome.disposition, Disposition::Deliver(e) if e.text.as_deref() == Some("reply 5000")),
+        "fail-open: the message itself goes on: {outcome:?}"
+    );
+    let failure = catalog.wait_failures(id, 1).await.remove(0);
+    assert_eq!(failure.kind, "invalid_verdict", "{failure:?}");
+    assert!(failure.message.contains("reply 1: 5000 characters; at most 4096"), "{}", failure.message);
+
+    // At the limit, the reply is sent.
+    let at_limit = chain.process(event(instance, Direction::Inbound, CHAT, "reply 4096")).await;
+    assert_eq!(at_limit.replies.len(), 1, "{at_limit:?}");
+    assert_eq!(at_limit.replies[0].text.chars().count(), gw_core::MAX_TEXT_CHARS);
+    assert_eq!(at_limit.replies[0].binding_id, Some(id), "a reply names its binding, for the send path's errors");
+
+    // Fail-closed: the message is dropped too.
+    let (catalog, instance, id) = probe(FailurePolicy::FailClosed);
+    let chain = common::host(catalog.clone()).pipeline();
+    let outcome = chain.process(event(instance, Direction::Inbound, CHAT, "reply 5000")).await;
+    assert!(outcome.replies.is_empty());
+    assert!(matches!(outcome.disposition, Disposition::Drop { .. }), "fail-closed drops it: {outcome:?}");
+    assert_eq!(catalog.wait_failures(id, 1).await[0].kind, "invalid_verdict");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_set_past_a_limit_returns_err_to_the_plugin_instead_of_failing_the_call() {
+    let (catalog, instance, id) = probe(FailurePolicy::FailClosed);
+    // The store refuses a third key (as the real store does past `PLUGIN_KV_MAX_KEYS`; its contract suite checks
+    // that the store catalog reports that as a refusal).
+    catalog.max_keys.store(2, std::sync::atomic::Ordering::SeqCst);
+    let chain = common::host(catalog.clone()).pipeline();
+    let outcome = chain.process(event(instance, Direction::Inbound, CHAT, "kv 3")).await;
+    assert!(matches!(outcome.disposition, Disposition::Deliver(_)), "the call did not fail: {outcome:?}");
+    assert_eq!(outcome.replies.len(), 1, "{outcome:?}");
+    assert_eq!(
+        outcome.replies[0].text,
+        "key=err(key longer than 256 bytes) value=err(value of 4097 bytes; at most 4096 allowed) \
+         fill=[ok,ok,err(keys limit reached (at most 2))]"
+    );
+    assert!(catalog.failures_of(id).is_empty(), "nothing is recorded as a failure: {:?}", catalog.failures_of(id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_calling_exit_is_a_trap_with_a_clean_message() {
+    let (catalog, instance, id) = probe(FailurePolicy::FailOpen);
+    let chain = common::host(catalog.clone()).pipeline();
+    // WASI 0.2's `exit` carries success or failure only: `exit(3)` reaches the host as a failure, code 1.
+    chain.process(event(instance, Direction::Inbound, CHAT, "exit 3")).await;
+    let failure = catalog.wait_failures(id, 1).await.remove(0);
+    assert_eq!(failure.kind, "trap", "{failure:?}");
+    assert_eq!(failure.message, "trapped: the plugin called exit(1) instead of returning a verdict");
+    // A successful exit is no verdict either.
+    chain.process(event(instance, Direction::Inbound, CHAT, "exit 0")).await;
+    let failure = catalog.wait_failures(id, 2).await.remove(1);
+    assert_eq!(failure.message, "trapped: the plugin called exit(0) instead of returning a verdict");
+}

@@ -541,7 +541,9 @@ async fn fetch_media(inner: &Inner, request: SendRequest) -> Result<SendRequest,
 }
 
 /// Sends a plugin's replies through the same path as an API send, one hop deeper. Beyond the configured depth
-/// replies are not sent: a reply cannot feed the chain that produced it forever.
+/// replies are not sent: a reply cannot feed the chain that produced it forever. A reply the send path refuses
+/// (quota exhausted, instance not connected, ...) is recorded as a `reply_refused` failure on the binding that
+/// asked for it, where the tenant sees it, not only in the server's log.
 pub(crate) async fn send_replies(inner: &Arc<Inner>, instance: &Instance, replies: Vec<Reply>, cause: Origin) {
     let depth = match cause {
         Origin::PluginReply { depth } => depth.saturating_add(1),
@@ -552,6 +554,7 @@ pub(crate) async fn send_replies(inner: &Arc<Inner>, instance: &Instance, replie
             tracing::warn!(instance = %instance.id, depth, "plugin reply not sent: reply depth limit reached");
             continue;
         }
+        let binding = reply.binding_id;
         let request = SendRequest {
             to: reply.chat_jid,
             content: SendContent::Text { body: reply.text },
@@ -560,7 +563,17 @@ pub(crate) async fn send_replies(inner: &Arc<Inner>, instance: &Instance, replie
         };
         let result = Box::pin(send_message(inner, instance, request, Origin::PluginReply { depth })).await.map(|_| ());
         if let Err(e) = result {
-            tracing::warn!(instance = %instance.id, error = %e, "plugin reply refused");
+            tracing::warn!(instance = %instance.id, binding = ?binding, error = %e, "plugin reply refused");
+            if let Some(binding) = binding {
+                let failure = gw_core::BindingFailure {
+                    kind: gw_core::REPLY_REFUSED_KIND.into(),
+                    message: format!("a reply was not sent: {e}"),
+                    at: Timestamp::now(),
+                };
+                if let Err(error) = inner.store.record_plugin_failure(binding, &failure).await {
+                    tracing::warn!(%binding, %error, "could not record a refused plugin reply");
+                }
+            }
         }
     }
 }

@@ -68,9 +68,9 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidField {
     InvalidField { field, reason: reason.into() }
 }
 
-/// WhatsApp's limit on a text message.
-pub const MAX_TEXT_CHARS: usize = 4096;
-pub const MAX_CAPTION_CHARS: usize = 1024;
+// WhatsApp's limits on a text and a caption, from the contract (gw-core) that plugin replies are checked
+// against too: a reply the plugin host accepts is never refused here for its text.
+pub use gw_core::{MAX_CAPTION_CHARS, MAX_TEXT_CHARS};
 /// The longest media URL accepted.
 pub const MAX_MEDIA_URL_CHARS: usize = 2048;
 
@@ -167,12 +167,12 @@ impl SendRequest {
     pub fn validate(&self) -> Result<(), InvalidField> {
         match &self.content {
             SendContent::Text { body } => {
-                if body.trim().is_empty() {
-                    return Err(invalid("text", "must not be empty"));
-                }
-                if body.chars().count() > MAX_TEXT_CHARS {
-                    return Err(invalid("text", format!("at most {MAX_TEXT_CHARS} characters")));
-                }
+                gw_core::check_text_body(body).map_err(|refused| match refused {
+                    gw_core::TextRefused::Empty => invalid("text", "must not be empty"),
+                    gw_core::TextRefused::TooLong { .. } => {
+                        invalid("text", format!("at most {MAX_TEXT_CHARS} characters"))
+                    }
+                })?;
             }
             SendContent::Media { caption, .. } => check_caption(caption.as_deref())?,
             SendContent::MediaUrl { caption, url, .. } => {

@@ -919,8 +919,11 @@ macro_rules! impl_plugin_store {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_err("plugin kv"))?;
-                if others >= PLUGIN_KV_MAX_KEYS {
-                    return Err(StoreError::LimitReached(Limit::PluginKv { what: "keys", max: PLUGIN_KV_MAX_KEYS }));
+                if others >= i64::from(PLUGIN_KV_MAX_KEYS) {
+                    return Err(StoreError::LimitReached(Limit::PluginKv {
+                        what: "keys",
+                        max: i64::from(PLUGIN_KV_MAX_KEYS),
+                    }));
                 }
                 sqlx::query(
                     "INSERT INTO plugin_kv (plugin_id, instance_id, key, value, updated_at) VALUES ($1, $2, $3, $4, $5) \

@@ -2328,4 +2328,16 @@ pub async fn store_catalog_adds_the_subscriptions_limits(store: Arc<dyn Store>) 
     assert!(catalog.chain(instance(&store, sub.id, "empty").await.id).await.expect("empty chain").is_empty());
     catalog.kv_set(p.id, inst.id, "k", b"v".to_vec()).await.expect("kv set");
     assert_eq!(catalog.kv_get(p.id, inst.id, "k").await.expect("kv get"), Some(b"v".to_vec()));
+
+    // A write past a limit of the contract is refused to the plugin (the WIT's `err`), not a failure of the store
+    // that would fail the call as `host_error`.
+    let refused = |result| matches!(result, Err(gw_core::KvSetError::Refused(_)));
+    assert!(refused(catalog.kv_set(p.id, inst.id, &"k".repeat(PLUGIN_KV_MAX_KEY_BYTES + 1), b"v".to_vec()).await));
+    assert!(refused(catalog.kv_set(p.id, inst.id, "big", vec![0; PLUGIN_KV_MAX_VALUE_BYTES + 1]).await));
+    for i in 1..PLUGIN_KV_MAX_KEYS {
+        catalog.kv_set(p.id, inst.id, &format!("fill-{i}"), b"v".to_vec()).await.expect("under the key limit");
+    }
+    let past = catalog.kv_set(p.id, inst.id, "one-too-many", b"v".to_vec()).await;
+    assert_eq!(past, Err(gw_core::KvSetError::Refused(format!("keys limit reached (at most {PLUGIN_KV_MAX_KEYS})"))));
+    catalog.kv_set(p.id, inst.id, "k", b"overwrite".to_vec()).await.expect("an existing key can still be written");
 }

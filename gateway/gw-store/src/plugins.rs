@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use gw_core::{
-    BindingDirection, BindingFailure, BoundPlugin, CatalogError, FailurePolicy, InstanceId, PluginBindingId,
-    PluginCatalog, PluginId, PluginLimits, PluginLogRecord, PluginVersionId, Subscription, SubscriptionId, Timestamp,
-    UserId,
+    BindingDirection, BindingFailure, BoundPlugin, CatalogError, FailurePolicy, InstanceId, KvSetError,
+    PluginBindingId, PluginCatalog, PluginId, PluginLimits, PluginLogRecord, PluginVersionId, Subscription,
+    SubscriptionId, Timestamp, UserId,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -18,12 +18,8 @@ use crate::{Actor, Page, PageRequest, Scope, StoreResult};
 
 /// Log lines kept per binding; older ones are trimmed as new ones arrive.
 pub const PLUGIN_LOG_KEEP: u32 = 500;
-/// Largest value a plugin may keep under one key of its key-value store.
-pub const PLUGIN_KV_MAX_VALUE_BYTES: usize = 64 * 1024;
-/// Longest key of a plugin's key-value store.
-pub const PLUGIN_KV_MAX_KEY_BYTES: usize = 256;
-/// Keys a plugin may keep per instance.
-pub const PLUGIN_KV_MAX_KEYS: i64 = 1_000;
+// The key-value limits are the plugin contract's (gw-core), the ones the host checks first.
+pub use gw_core::{PLUGIN_KV_MAX_KEY_BYTES, PLUGIN_KV_MAX_KEYS, PLUGIN_KV_MAX_VALUE_BYTES};
 
 /// A named plugin of a subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,8 +308,14 @@ impl PluginCatalog for StoreCatalog {
         instance: InstanceId,
         key: &str,
         value: Vec<u8>,
-    ) -> Result<(), CatalogError> {
-        self.store.plugin_kv_set(plugin, instance, key, &value).await.map_err(catalog_err)
+    ) -> Result<(), KvSetError> {
+        self.store.plugin_kv_set(plugin, instance, key, &value).await.map_err(|err| match err {
+            // A limit of the contract is the plugin's to handle (the WIT's `err`), not a failure of the host.
+            crate::StoreError::LimitReached(crate::Limit::PluginKv { what, max }) => {
+                KvSetError::Refused(format!("{what} limit reached (at most {max})"))
+            }
+            other => KvSetError::Catalog(catalog_err(other)),
+        })
     }
 
     async fn kv_delete(&self, plugin: PluginId, instance: InstanceId, key: &str) -> Result<(), CatalogError> {

@@ -26,6 +26,8 @@ pub struct MemoryCatalog {
     pub logs: Mutex<Vec<PluginLogRecord>>,
     pub kv: Mutex<HashMap<(PluginId, InstanceId, String), Vec<u8>>>,
     pub chain_loads: AtomicU64,
+    /// Keys per (plugin, instance) before `kv_set` is refused; 0 is no limit.
+    pub max_keys: AtomicU64,
     /// When set, `kv_get` announces itself and then waits for a permit: a test can hold an event in flight.
     pub kv_gate: Mutex<Option<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Semaphore>)>>,
     /// The same for `chain`, after it has read the chain: a test can race a load against an invalidation.
@@ -69,8 +71,16 @@ impl PluginCatalog for MemoryCatalog {
         instance: InstanceId,
         key: &str,
         value: Vec<u8>,
-    ) -> Result<(), CatalogError> {
-        self.kv.lock().unwrap().insert((plugin, instance, key.to_owned()), value);
+    ) -> Result<(), gw_core::KvSetError> {
+        let mut kv = self.kv.lock().unwrap();
+        let key = (plugin, instance, key.to_owned());
+        // The store's per-instance key limit (the store's contract suite checks the real one); a test sets it low.
+        let max_keys = self.max_keys.load(Ordering::SeqCst);
+        let others = kv.keys().filter(|k| k.0 == plugin && k.1 == instance && **k != key).count() as u64;
+        if max_keys > 0 && others >= max_keys {
+            return Err(gw_core::KvSetError::Refused(format!("keys limit reached (at most {max_keys})")));
+        }
+        kv.insert(key, value);
         Ok(())
     }
     async fn kv_delete(&self, plugin: PluginId, instance: InstanceId, key: &str) -> Result<(), CatalogError> {
