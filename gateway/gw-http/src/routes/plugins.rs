@@ -116,8 +116,9 @@ pub struct PluginBindingDto {
     /// Calls that trapped, timed out or hit a limit.
     pub error_count: i64,
     pub last_error: Option<String>,
-    /// One of `gw_core::PLUGIN_FAILURE_KINDS`: `trap`, `timeout`, `fuel_exhausted`, `memory_limit`, `invalid_verdict`,
-    /// `load_failed`, `host_error` or `reply_refused`.
+    // The kinds of `gw_core::PLUGIN_FAILURE_KINDS`.
+    /// `trap`, `timeout`, `fuel_exhausted`, `memory_limit`, `invalid_verdict`, `load_failed`, `host_error` or
+    /// `reply_refused`.
     pub last_error_kind: Option<String>,
     pub last_error_at: Option<crate::dto::Time>,
     pub created_at: crate::dto::Time,
