@@ -66,6 +66,7 @@ fn foreign_key_aware_kind(db: &dyn DatabaseError) -> ErrorKind {
 /// class 08 (connection exception), 57P01 `admin_shutdown` (`pg_terminate_backend`, a fast shutdown), 57P02
 /// `crash_shutdown`, 57P03 `cannot_connect_now` (starting up, shutting down, in recovery) and 53300
 /// `too_many_connections`.
+#[cfg(any(feature = "postgres", test))]
 fn postgres_unavailable(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }

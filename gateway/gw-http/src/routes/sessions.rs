@@ -243,38 +243,38 @@ pub struct ReactionBody {
 /// The kinds of message the API sends (`type` of a send).
 pub const SEND_KINDS: [&str; 8] = ["text", "image", "video", "audio", "document", "location", "contact", "reaction"];
 
-/// The schema of a send's `type`.
-#[derive(Debug)]
-pub struct SendKind;
+/// A schema that is a string out of a fixed list (the server parses these names itself).
+macro_rules! string_schema {
+    ($(#[$doc:meta])* $name:ident = $values:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name;
 
-impl utoipa::PartialSchema for SendKind {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .enum_values(Some(SEND_KINDS))
-            .into()
-    }
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some($values))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
 }
 
-impl ToSchema for SendKind {}
+string_schema!(
+    /// The schema of a send's `type`.
+    SendKind = SEND_KINDS
+);
 
 /// The presences a chat can be shown (`gw_sessions::Presence`'s spellings).
 pub const PRESENCES: [&str; 5] = ["composing", "recording", "paused", "available", "unavailable"];
 
-/// The schema of a presence.
-#[derive(Debug)]
-pub struct PresenceName;
-
-impl utoipa::PartialSchema for PresenceName {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .enum_values(Some(PRESENCES))
-            .into()
-    }
-}
-
-impl ToSchema for PresenceName {}
+string_schema!(
+    /// The schema of a presence.
+    PresenceName = PRESENCES
+);
 
 /// A message to send. `type` says which other member carries it.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
