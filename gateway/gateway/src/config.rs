@@ -189,6 +189,9 @@ pub struct SessionSettings {
     pub encryption_key: Secret,
     /// The simulated WhatsApp network and its control API (`/v1/sandbox/…`).
     pub sandbox: bool,
+    /// `host:port` of a shared simulated network (`gateway sandbox-network`) that several nodes dial, so they see
+    /// one network; empty: this node runs its own, in process.
+    pub sandbox_network: String,
     /// First reconnect delay in milliseconds; doubles per failure up to `backoff_max_secs`, with jitter.
     pub backoff_initial_ms: u64,
     pub backoff_max_secs: u64,
@@ -295,6 +298,7 @@ impl Default for Settings {
             sessions: SessionSettings {
                 encryption_key: Secret::default(),
                 sandbox: true,
+                sandbox_network: String::new(),
                 backoff_initial_ms: 1000,
                 backoff_max_secs: 300,
                 max_reply_depth: 1,
@@ -405,6 +409,7 @@ impl Settings {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
         }
         self.trusted_proxies()?;
+        self.sandbox_network()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("not a valid filter: {e}")))?;
         Email::parse(&self.admin.email).map_err(|e| invalid("admin.email", e.to_string()))?;
@@ -545,6 +550,18 @@ impl Settings {
             .listen
             .parse()
             .map_err(|_| invalid("server.listen", format!("{:?} is not an address:port", self.server.listen)))
+    }
+
+    /// The shared sandbox network to dial, if one is configured (`host:port`).
+    pub fn sandbox_network(&self) -> Result<Option<&str>, ConfigError> {
+        let addr = self.sessions.sandbox_network.trim();
+        if addr.is_empty() {
+            return Ok(None);
+        }
+        match addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Ok(Some(addr)),
+            _ => Err(invalid("sessions.sandbox_network", format!("{addr:?} is not host:port"))),
+        }
     }
 
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {

@@ -6,6 +6,7 @@ mod config;
 mod edge;
 mod media;
 mod plugin_run;
+mod sandbox_network;
 mod serve;
 mod telemetry;
 
@@ -43,6 +44,9 @@ enum Command {
     /// Plugin tools for authors.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run the simulated WhatsApp network that several nodes share (`sessions.sandbox_network`); for tests and
+    /// demos of a cluster.
+    SandboxNetwork(sandbox_network::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +70,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    // The shared sandbox needs no configuration or store either.
+    if let Some(Command::SandboxNetwork(args)) = &cli.command {
+        return sandbox_network::run(args);
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(err) => {
@@ -85,7 +93,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(settings).await,
-            Command::Plugin(_) => Ok(()),
+            Command::Plugin(_) | Command::SandboxNetwork(_) => Ok(()),
         }
     });
     match outcome {
@@ -177,11 +185,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let cipher = Arc::new(gw_sessions::SessionCipher::new(&settings.session_key()?));
     let meter = Arc::new(gw_metering::EngineMeter::new(metering.clone()));
     let mut engine = gw_sessions::Engine::builder(store.clone(), meter, cipher).config(settings.engine());
-    let sandbox = settings.sessions.sandbox.then(gw_sessions::sandbox::SandboxNetwork::new);
-    if let Some(network) = &sandbox {
-        let driver = Arc::new(gw_sessions::sandbox::SandboxDriver::new(network.clone()));
-        engine = engine.driver(gw_core::DriverKind::Sandbox, driver);
+    let sandbox = sandbox_network::sandbox(&settings)?;
+    if let Some((driver, _)) = &sandbox {
+        engine = engine.driver(gw_core::DriverKind::Sandbox, driver.clone());
     }
+    let sandbox = sandbox.map(|(_, control)| control);
     if settings.whatsapp.enabled {
         let driver = gw_driver_whatsapp::WhatsAppDriver::new(settings.whatsapp()?, store.clone())
             .context("cannot configure the WhatsApp driver")?;

@@ -127,6 +127,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sandbox::unlink))
         .routes(routes!(sandbox::replace))
         .routes(routes!(sandbox::create_group))
+        .routes(routes!(sandbox::deliveries))
 }
 
 /// The API's routes (without state or the outer layers) and its complete OpenAPI document.

@@ -453,6 +453,7 @@ mod tests {
             ("post", "/v1/sandbox/instances/{id}/unlink"),
             ("post", "/v1/sandbox/instances/{id}/replace"),
             ("post", "/v1/sandbox/groups"),
+            ("get", "/v1/sandbox/instances/{id}/deliveries"),
         ] {
             assert!(documented.contains(&(method.to_owned(), path.to_owned())), "{method} {path} is not documented");
         }
