@@ -4,6 +4,7 @@
 mod bootstrap;
 mod config;
 mod edge;
+mod live_events;
 mod media;
 mod plugin_run;
 mod sandbox_network;
@@ -224,8 +225,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(dispatcher) = &dispatcher {
         engine = engine.sink(Arc::new(dispatcher.sink()));
     }
+    // After the durable sinks: an event reaches other nodes' live streams only once it is durable here.
+    let relay = live_events::relay(&settings).await?;
+    if let Some((relay, _)) = &relay {
+        engine = engine.sink(relay.clone());
+    }
     let engine = engine.build();
-    bus.attach(engine.clone());
+    bus.attach(engine.clone(), relay.as_ref().map(|(relay, _)| relay.clone()));
+    let relay_task = relay.and_then(|(relay, fanout)| relay.spawn(fanout, engine.clone(), stopped.clone()));
     let webhook_worker = dispatcher.as_ref().map(gw_webhooks::Dispatcher::spawn);
     let resumed = engine.resume_all().await.context("cannot resume instances")?;
     tracing::info!(resumed, "instances resumed");
@@ -265,7 +272,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             tracing::error!(%err, task = name, "task failed");
         }
     }
-    for task in [subscriber, plugin_subscriber, metrics_server].into_iter().flatten() {
+    for task in [subscriber, plugin_subscriber, metrics_server, relay_task].into_iter().flatten() {
         let _ = task.await;
     }
     // Uses counted after the last periodic flush are written before the store closes.
@@ -281,21 +288,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Puts events the dispatcher raises (`webhook.disabled`) on the engine's live bus, so the SSE stream shows them.
+/// Puts events the dispatcher raises (`webhook.disabled`) on the engine's live bus, so the SSE stream shows them,
+/// and on the other nodes' through the relay.
 #[derive(Debug, Default)]
-struct BusSink(std::sync::OnceLock<gw_sessions::Engine>);
+struct BusSink(std::sync::OnceLock<(gw_sessions::Engine, Option<Arc<gw_sessions::EventRelay>>)>);
 
 impl BusSink {
-    fn attach(&self, engine: gw_sessions::Engine) {
-        let _ = self.0.set(engine);
+    fn attach(&self, engine: gw_sessions::Engine, relay: Option<Arc<gw_sessions::EventRelay>>) {
+        let _ = self.0.set((engine, relay));
     }
 }
 
 #[async_trait::async_trait]
 impl gw_core::EventSink for BusSink {
     async fn publish(&self, event: &gw_core::GatewayEvent) -> Result<(), gw_core::EventSinkError> {
-        if let Some(engine) = self.0.get() {
+        if let Some((engine, relay)) = self.0.get() {
             engine.broadcast(event.clone());
+            if let Some(relay) = relay {
+                gw_core::EventSink::publish(relay.as_ref(), event).await?;
+            }
         }
         Ok(())
     }

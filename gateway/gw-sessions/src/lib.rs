@@ -9,6 +9,7 @@ mod engine;
 pub mod events;
 mod media;
 mod meter;
+mod relay;
 pub mod sandbox;
 mod send;
 mod supervisor;
@@ -17,6 +18,7 @@ mod vault;
 pub use engine::{Accepted, Engine, EngineBuilder, EngineConfig, EngineError};
 pub use media::{FetchError, FetchedMedia, MediaFetcher};
 pub use meter::{DirectMeter, Meter, Metered, QuotaError};
+pub use relay::EventRelay;
 pub use send::{
     Idempotency, InvalidField, MediaRefused, SendContent, SendRequest, check_media, media_policy, normalize_recipient,
     phone_of,

@@ -19,12 +19,16 @@ mod store_impl;
 #[macro_use]
 mod whatsapp;
 #[cfg(feature = "postgres")]
+mod fanout;
+#[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "postgres")]
+pub use fanout::PgFanout;
 pub use open::{Backend, OpenError, OpenOptions, migrate, open, redact_url};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, migration_versions as postgres_migration_versions};

@@ -9,6 +9,7 @@
 
 mod commands;
 mod error;
+mod fanout;
 mod messages;
 mod page;
 mod plugins;
@@ -21,6 +22,7 @@ pub mod contract;
 
 pub use commands::*;
 pub use error::{Limit, StoreError, StoreResult, UniqueKey};
+pub use fanout::{FanoutListener, Heard, NodeFanout};
 pub use messages::{Enqueued, MessageStore, NewInboundMessage, NewOutboundMessage, QueuedMessage, RecordedInbound};
 pub use page::{Cursor, CursorError, Page, PageRequest};
 pub use plugins::{
