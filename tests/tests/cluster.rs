@@ -129,6 +129,23 @@ async fn sse_through_another_node_shows_the_sessions_events() {
     let mut seen = next_matching(&mut remote, "disconnected", status_is("disconnected")).await;
     seen.extend(next_matching(&mut remote, "connected again", status_is("connected")).await);
     assert!(seen.iter().all(|e| e.event != "message.received"), "each event once: {seen:?}");
+
+    // A message sent through the node that runs the session reached its recipient once, as the other node's
+    // controls tell (one network).
+    let runner_owner = As::login(cluster.node(runner), &owner_email, "a long enough password").await;
+    let key = api_key(&runner_owner, &iid, &["messages:send"]).await;
+    let path = format!("/v1/instances/{iid}/messages");
+    let body = json!({"to": "+15550007777", "text": "one copy"});
+    let (status, sent) = with_key(runner_owner.app, &key, Method::POST, &path, Some(body), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let deliveries = format!("/v1/sandbox/instances/{iid}/deliveries?to=%2B15550007777");
+    let got = super::eventually("the delivery, seen through the other node", || async {
+        let (status, got) = other.call(Method::GET, &deliveries, None).await;
+        assert_eq!(status, StatusCode::OK, "{got}");
+        (!got.as_array().expect("list").is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(got, json!([{"wa_message_id": sent["wa_message_id"], "kind": "text", "text": "one copy"}]));
     cluster.shutdown().await;
 }
 

@@ -187,10 +187,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let meter = Arc::new(gw_metering::EngineMeter::new(metering.clone()));
     let mut engine = gw_sessions::Engine::builder(store.clone(), meter, cipher).config(settings.engine());
     let sandbox = sandbox_network::sandbox(&settings)?;
-    if let Some((driver, _)) = &sandbox {
-        engine = engine.driver(gw_core::DriverKind::Sandbox, driver.clone());
+    if let Some(sandbox) = &sandbox {
+        engine = engine.driver(gw_core::DriverKind::Sandbox, sandbox.driver.clone());
     }
-    let sandbox = sandbox.map(|(_, control)| control);
+    let sandbox = sandbox.map(|sandbox| sandbox.control);
     if settings.whatsapp.enabled {
         let driver = gw_driver_whatsapp::WhatsAppDriver::new(settings.whatsapp()?, store.clone())
             .context("cannot configure the WhatsApp driver")?;

@@ -17,8 +17,14 @@ pub struct Args {
     listen: SocketAddr,
 }
 
-/// The node's sandbox driver and control API, or `None` when the sandbox is disabled.
-pub fn sandbox(settings: &Settings) -> anyhow::Result<Option<(Arc<dyn Driver>, Arc<dyn SandboxControl>)>> {
+/// A node's sandbox: the engine's driver and the HTTP controls, over one network.
+pub struct Sandbox {
+    pub driver: Arc<dyn Driver>,
+    pub control: Arc<dyn SandboxControl>,
+}
+
+/// The node's sandbox, or `None` when the sandbox is disabled.
+pub fn sandbox(settings: &Settings) -> anyhow::Result<Option<Sandbox>> {
     if !settings.sessions.sandbox {
         return Ok(None);
     }
@@ -26,11 +32,11 @@ pub fn sandbox(settings: &Settings) -> anyhow::Result<Option<(Arc<dyn Driver>, A
         Some(addr) => {
             tracing::info!(addr, "the sandbox is the shared network");
             let remote = RemoteSandbox::new(addr);
-            (remote.clone(), remote)
+            Sandbox { driver: remote.clone(), control: remote }
         }
         None => {
             let network = SandboxNetwork::new();
-            (Arc::new(SandboxDriver::new(network.clone())), network)
+            Sandbox { driver: Arc::new(SandboxDriver::new(network.clone())), control: network }
         }
     }))
 }

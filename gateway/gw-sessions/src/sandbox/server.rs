@@ -44,6 +44,9 @@ pub async fn serve(listener: TcpListener, network: Arc<SandboxNetwork>, shutdown
     }
 }
 
+/// What a node's vault answered.
+type VaultAnswer = Result<Option<Vec<u8>>, DriverError>;
+
 /// One node's link.
 #[derive(Debug, Default)]
 struct Node {
@@ -51,7 +54,7 @@ struct Node {
     connections: Mutex<HashMap<u64, Arc<dyn Connection>>>,
     /// Inbound messages sent to the node and not yet acknowledged, by token.
     acks: Mutex<HashMap<u64, InboundAck>>,
-    vault_waiters: Mutex<HashMap<u64, oneshot::Sender<Result<Option<Vec<u8>>, DriverError>>>>,
+    vault_waiters: Mutex<HashMap<u64, oneshot::Sender<VaultAnswer>>>,
     next: AtomicU64,
 }
 
@@ -234,7 +237,7 @@ struct RemoteVault {
 }
 
 impl RemoteVault {
-    async fn call(&self, op: VaultOp) -> Result<Option<Vec<u8>>, DriverError> {
+    async fn call(&self, op: VaultOp) -> VaultAnswer {
         let id = self.node.next();
         let (tx, rx) = oneshot::channel();
         lock(&self.node.vault_waiters).insert(id, tx);
