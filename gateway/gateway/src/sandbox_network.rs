@@ -43,6 +43,8 @@ pub fn sandbox(settings: &Settings) -> anyhow::Result<Option<Sandbox>> {
 
 /// Runs the shared network until SIGINT or SIGTERM. Prints `sandbox network listening on <addr>` once bound.
 pub fn run(args: &Args) -> ExitCode {
+    // The default log settings (`RUST_LOG` overrides the level): the network reads no configuration.
+    crate::telemetry::init(&Settings::default().log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -263,6 +263,77 @@ async fn an_unreachable_network_is_transient(store: Arc<dyn Store>) {
     a.engine.shutdown().await;
 }
 
+/// Credentials in memory, for driving the network without an engine.
+#[derive(Debug, Default)]
+struct MemoryVault(std::sync::Mutex<Option<Vec<u8>>>);
+
+#[async_trait::async_trait]
+impl gw_sessions::AuthVault for MemoryVault {
+    async fn load(&self) -> Result<Option<Vec<u8>>, gw_sessions::DriverError> {
+        Ok(self.0.lock().expect("vault").clone())
+    }
+    async fn save(&self, state: &[u8]) -> Result<(), gw_sessions::DriverError> {
+        *self.0.lock().expect("vault") = Some(state.to_vec());
+        Ok(())
+    }
+    async fn invalidate(&self) -> Result<(), gw_sessions::DriverError> {
+        *self.0.lock().expect("vault") = None;
+        Ok(())
+    }
+}
+
+async fn next_event(events: &mut gw_sessions::DriverEvents, what: &str) -> gw_sessions::DriverEvent {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        .unwrap_or_else(|| panic!("events ended before {what}"))
+}
+
+/// A node that dies holding an inbound message it has not acknowledged (it never stored it): the network delivers
+/// the message again to the account's next connection, on another node, as WhatsApp does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_unacknowledged_messages_are_delivered_again() {
+    use gw_sessions::{ConnectRequest, DriverEvent};
+    let mut network = Network::shared().await;
+    let addr = network.addr.clone().expect("shared");
+    let vault = Arc::new(MemoryVault::default());
+    let instance_id = gw_core::InstanceId::new();
+    let request = || ConnectRequest { instance_id, pair_phone: None };
+
+    let first = RemoteSandbox::new(addr.clone());
+    let (_connection, mut events) = first.connect(request(), vault.clone()).await.expect("connect");
+    assert!(matches!(next_event(&mut events, "a QR code").await, DriverEvent::Qr { .. }));
+    first.scan(instance_id, None).await.expect("scan");
+    assert!(matches!(next_event(&mut events, "paired").await, DriverEvent::PairSuccess { .. }));
+    assert!(matches!(next_event(&mut events, "connected").await, DriverEvent::Connected { .. }));
+    let message = SandboxInbound {
+        instance_id,
+        from: "15550003333@s.whatsapp.net".into(),
+        from_lid: None,
+        push_name: None,
+        text: "never stored".into(),
+    };
+    let injected = first.inbound(message, Duration::from_millis(200)).await.expect("inbound");
+    assert!(!injected.acknowledged, "nobody stored it");
+    let DriverEvent::Message(held) = next_event(&mut events, "the message").await else { panic!("a message") };
+    assert_eq!(held.wa_message_id, injected.wa_message_id);
+    // The node dies without acknowledging.
+    first.hang_up().await;
+    drop(held);
+
+    let second = RemoteSandbox::new(addr);
+    let (_connection, mut events) = second.connect(request(), vault.clone()).await.expect("connect again");
+    assert!(matches!(next_event(&mut events, "connected").await, DriverEvent::Connected { .. }));
+    let DriverEvent::Message(again) = next_event(&mut events, "the message again").await else {
+        panic!("the unacknowledged message first")
+    };
+    assert_eq!(
+        (again.wa_message_id.as_str(), again.text.as_deref()),
+        (injected.wa_message_id.as_str(), Some("never stored"))
+    );
+    network.stop();
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {

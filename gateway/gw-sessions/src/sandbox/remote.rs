@@ -49,6 +49,8 @@ struct Link {
     connections: Mutex<HashMap<u64, ConnEntry>>,
     next_id: AtomicU64,
     closed: AtomicBool,
+    /// The reader and writer tasks, ended by [`RemoteSandbox::hang_up`].
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -186,8 +188,9 @@ impl RemoteSandbox {
             connections: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
         });
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             while let Some(line) = lines.recv().await {
                 if write.write_all(&line).await.is_err() {
                     break;
@@ -195,7 +198,7 @@ impl RemoteSandbox {
             }
         });
         let reader_link = link.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut reader = BufReader::new(read);
             let mut line = Vec::new();
             loop {
@@ -215,8 +218,20 @@ impl RemoteSandbox {
             tracing::info!("the link to the shared sandbox network closed");
             reader_link.close();
         });
+        lock(&link.tasks).extend([writer.abort_handle(), reader.abort_handle()]);
         *current = Some(link.clone());
         Ok(link)
+    }
+
+    /// Closes the link now, as a node's crash would (the network then treats this node as gone); the next use
+    /// dials again.
+    pub async fn hang_up(&self) {
+        if let Some(link) = self.link.lock().await.take() {
+            for task in lock(&link.tasks).drain(..) {
+                task.abort();
+            }
+            link.close();
+        }
     }
 
     async fn control(&self, call: Call, wait: Duration) -> Result<Answer, SandboxError> {

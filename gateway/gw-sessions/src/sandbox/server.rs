@@ -3,7 +3,8 @@
 //! Each node's connections run here through the same [`SandboxDriver`] the embedded mode uses; only the ends
 //! differ. The node's credential vault is reached back over the node's own link, so credentials stay in the node's
 //! session store. When a node's link ends (the node died or restarted), its connections are disconnected, so the
-//! accounts go offline and the next connection of the same device is not a replacement.
+//! accounts go offline and the next connection of the same device is not a replacement; the inbound messages it
+//! had not acknowledged are delivered again, in order, as WhatsApp does, so a node's crash loses none.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,9 +15,13 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::wire::{Answer, Call, CallError, ClientFrame, MAX_LINE, ServerFrame, VaultOp, WireEvent, encode};
+use gw_core::InstanceId;
+
+use super::wire::{
+    Answer, Call, CallError, ClientFrame, MAX_LINE, ServerFrame, VaultOp, WireEvent, WireInbound, encode,
+};
 use super::{SandboxControl, SandboxDriver, SandboxNetwork};
-use crate::{AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvents, InboundAck};
+use crate::{AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvent, DriverEvents, InboundAck};
 
 /// How long the network waits for a node's vault to answer.
 const VAULT_WAIT: Duration = Duration::from_secs(10);
@@ -44,6 +49,14 @@ pub async fn serve(listener: TcpListener, network: Arc<SandboxNetwork>, shutdown
     }
 }
 
+/// An inbound message the node has not acknowledged yet.
+#[derive(Debug)]
+struct Unacked {
+    ack: InboundAck,
+    instance_id: InstanceId,
+    message: WireInbound,
+}
+
 /// What a node's vault answered.
 type VaultAnswer = Result<Option<Vec<u8>>, DriverError>;
 
@@ -53,7 +66,7 @@ struct Node {
     out: Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>,
     connections: Mutex<HashMap<u64, Arc<dyn Connection>>>,
     /// Inbound messages sent to the node and not yet acknowledged, by token.
-    acks: Mutex<HashMap<u64, InboundAck>>,
+    acks: Mutex<HashMap<u64, Unacked>>,
     vault_waiters: Mutex<HashMap<u64, oneshot::Sender<VaultAnswer>>>,
     next: AtomicU64,
 }
@@ -122,8 +135,8 @@ async fn serve_node(stream: TcpStream, network: Arc<SandboxNetwork>, driver: San
                 });
             }
             ClientFrame::Ack { token } => {
-                if let Some(ack) = lock(&node.acks).remove(&token) {
-                    ack.ack();
+                if let Some(unacked) = lock(&node.acks).remove(&token) {
+                    unacked.ack.ack();
                 }
             }
             ClientFrame::VaultReply { id, result } => {
@@ -140,7 +153,20 @@ async fn serve_node(stream: TcpStream, network: Arc<SandboxNetwork>, driver: San
         connection.disconnect().await;
     }
     lock(&node.vault_waiters).clear();
-    lock(&node.acks).clear();
+    let mut unacked: Vec<(u64, Unacked)> = lock(&node.acks).drain().collect();
+    unacked.sort_by_key(|(token, _)| *token);
+    let redelivered = unacked.len();
+    {
+        let mut state = network.lock();
+        for (_, Unacked { ack, instance_id, message }) in unacked {
+            if let Some(jid) = state.jid_of.get(&instance_id).cloned() {
+                state.deliver(&jid, DriverEvent::Message(message.into_message(ack)));
+            }
+        }
+    }
+    if redelivered > 0 {
+        tracing::info!(redelivered, "inbound messages the node had not acknowledged are delivered again");
+    }
     let _ = writer.await;
     tracing::info!("a node left the sandbox network");
 }
@@ -159,7 +185,7 @@ async fn answer(
             let request = ConnectRequest { instance_id, pair_phone };
             let (connection, events) = driver.connect(request, vault).await.map_err(driver_call)?;
             lock(&node.connections).insert(conn, Arc::from(connection));
-            tokio::spawn(pump(node.clone(), conn, events));
+            tokio::spawn(pump(node.clone(), conn, instance_id, events));
             Ok(Answer::Done)
         }
         Call::Send { conn, message } => {
@@ -216,13 +242,17 @@ async fn answer(
 
 /// Sends a connection's events to its node, in order, keeping each message's acknowledgement until the node
 /// returns it; says `Closed` when the network ends the connection.
-async fn pump(node: Arc<Node>, conn: u64, mut events: DriverEvents) {
+async fn pump(node: Arc<Node>, conn: u64, instance_id: InstanceId, mut events: DriverEvents) {
     while let Some(event) = events.recv().await {
+        let mut kept = None;
         let event = WireEvent::from_event(event, |ack| {
             let token = node.next();
-            lock(&node.acks).insert(token, ack);
+            kept = Some((token, ack));
             token
         });
+        if let (Some((token, ack)), WireEvent::Message(message)) = (kept, &event) {
+            lock(&node.acks).insert(token, Unacked { ack, instance_id, message: message.clone() });
+        }
         node.send(&ServerFrame::Event { conn, event });
     }
     lock(&node.connections).remove(&conn);

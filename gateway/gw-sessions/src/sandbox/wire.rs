@@ -209,7 +209,7 @@ impl From<SentMessage> for Answer {
 }
 
 /// An inbound message on the wire; `ack` names the acknowledgement the network waits for.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct WireInbound {
     wa_message_id: String,
     chat_jid: String,
@@ -223,6 +223,26 @@ pub(super) struct WireInbound {
     timestamp: Timestamp,
     from_me: bool,
     ack: u64,
+}
+
+impl WireInbound {
+    /// The message for a driver, acknowledged through `ack`.
+    pub(super) fn into_message(self, ack: InboundAck) -> InboundMessage {
+        InboundMessage {
+            wa_message_id: self.wa_message_id,
+            chat_jid: self.chat_jid,
+            sender_jid: self.sender_jid,
+            sender_pn_jid: self.sender_pn_jid,
+            push_name: self.push_name,
+            kind: self.kind,
+            text: self.text,
+            media: self.media,
+            quoted_message_id: self.quoted_message_id,
+            timestamp: self.timestamp,
+            from_me: self.from_me,
+            ack,
+        }
+    }
 }
 
 /// [`DriverEvent`] on the wire.
@@ -292,20 +312,7 @@ impl WireEvent {
             Self::Message(m) => {
                 let (ack, acked) = InboundAck::new();
                 on_ack(m.ack, acked);
-                DriverEvent::Message(InboundMessage {
-                    wa_message_id: m.wa_message_id,
-                    chat_jid: m.chat_jid,
-                    sender_jid: m.sender_jid,
-                    sender_pn_jid: m.sender_pn_jid,
-                    push_name: m.push_name,
-                    kind: m.kind,
-                    text: m.text,
-                    media: m.media,
-                    quoted_message_id: m.quoted_message_id,
-                    timestamp: m.timestamp,
-                    from_me: m.from_me,
-                    ack,
-                })
+                DriverEvent::Message(m.into_message(ack))
             }
             Self::Receipt { chat_jid, wa_message_ids, kind, at } => {
                 DriverEvent::Receipt { chat_jid, wa_message_ids, kind, at }
