@@ -18,6 +18,7 @@ pub struct Args {
 }
 
 /// A node's sandbox: the engine's driver and the HTTP controls, over one network.
+#[derive(Debug)]
 pub struct Sandbox {
     pub driver: Arc<dyn Driver>,
     pub control: Arc<dyn SandboxControl>,
