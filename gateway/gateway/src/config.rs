@@ -794,6 +794,23 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_sandbox_network_is_host_and_port() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            assert_eq!(Settings::load(None).expect("defaults").sandbox_network().expect("valid"), None, "embedded");
+            jail.set_env("GATEWAY_SESSIONS_SANDBOX_NETWORK", "sandbox.internal:7811");
+            let settings = Settings::load(None).expect("load");
+            assert_eq!(settings.sandbox_network().expect("valid"), Some("sandbox.internal:7811"));
+            for bad in ["127.0.0.1", "127.0.0.1:0", ":7811", "host:port"] {
+                jail.set_env("GATEWAY_SESSIONS_SANDBOX_NETWORK", bad);
+                let err = load_err(jail, None);
+                assert!(err.contains("sessions.sandbox_network"), "{bad}: {err}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         Jail::expect_with(|jail| {
             jail.clear_env();
