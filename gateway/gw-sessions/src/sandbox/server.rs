@@ -184,8 +184,14 @@ async fn answer(
             let vault = Arc::new(RemoteVault { node: node.clone(), conn });
             let request = ConnectRequest { instance_id, pair_phone };
             let (connection, events) = driver.connect(request, vault).await.map_err(driver_call)?;
-            lock(&node.connections).insert(conn, Arc::from(connection));
+            let connection: Arc<dyn Connection> = Arc::from(connection);
+            lock(&node.connections).insert(conn, connection.clone());
             tokio::spawn(pump(node.clone(), conn, instance_id, events));
+            if lock(&node.out).is_none() {
+                // The node left while this connection was being made: nobody would read it.
+                lock(&node.connections).remove(&conn);
+                connection.disconnect().await;
+            }
             Ok(Answer::Done)
         }
         Call::Send { conn, message } => {
