@@ -53,8 +53,8 @@ on_both_backends!(
     quota_usage_and_daily_stats,
 );
 
-mod cluster;
 mod hardening;
+mod multi_node;
 mod openapi_fuzz;
 mod outages;
 mod plugins;
