@@ -79,6 +79,11 @@ define_id!(
     SubscriptionId
 );
 define_id!(
+    /// Identifies one gateway process of a cluster: new at every start, so a restarted node never inherits the
+    /// leases of its previous life.
+    NodeId
+);
+define_id!(
     /// Identifies a user: an operator or a member of a subscription.
     UserId
 );

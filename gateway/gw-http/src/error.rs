@@ -300,6 +300,8 @@ impl From<StoreError> for ApiError {
                 ApiError::Problem(&ProblemType::INVALID_CURSOR, "invalid pagination cursor".into())
             }
             StoreError::Unavailable(source) => ApiError::Unavailable(source.to_string()),
+            // The instance moved to another node mid-request: a retry reaches the new owner's state.
+            fenced @ StoreError::Fenced { .. } => ApiError::Unavailable(fenced.to_string()),
             err @ (StoreError::Corrupt { .. } | StoreError::Backend(_)) => {
                 ApiError::Internal(format!("{err}: {err:?}"))
             }
