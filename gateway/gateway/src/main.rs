@@ -7,6 +7,7 @@ mod edge;
 mod media;
 mod plugin_run;
 mod serve;
+mod single_node;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -23,6 +24,9 @@ use crate::config::Settings;
 
 /// Exit code for a configuration that cannot be used (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
+/// Exit code when another process already serves the SQLite database (EX_TEMPFAIL: it may start once that one
+/// stopped).
+const EXIT_LOCKED: u8 = 75;
 
 #[derive(Debug, Parser)]
 #[command(name = "gateway", version, about = "Multi-tenant WhatsApp API gateway")]
@@ -93,6 +97,9 @@ fn main() -> ExitCode {
         Err(err) => {
             // One line, the chain of causes, no backtrace.
             eprintln!("error: {err:#}");
+            if err.downcast_ref::<single_node::AlreadyServed>().is_some() {
+                return ExitCode::from(EXIT_LOCKED);
+            }
             ExitCode::FAILURE
         }
     }
@@ -142,6 +149,11 @@ fn secrets(settings: &mut Settings, backend: &str, existing_install: bool) -> an
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Held until the process ends: a second process on the same SQLite file would run every session twice.
+    let _single_node = match single_node::sqlite_file(&settings.database.url) {
+        Some(database) => Some(single_node::lock(&database)?),
+        None => None,
+    };
     let store = gw_store_sql::open(&settings.database.url, &open_options(&settings, true)).await?;
     tracing::info!(database = %gw_store_sql::redact_url(&settings.database.url), backend = store.backend(), "store ready");
     let mut settings = settings;
@@ -219,8 +231,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let engine = engine.build();
     bus.attach(engine.clone());
     let webhook_worker = dispatcher.as_ref().map(gw_webhooks::Dispatcher::spawn);
+    // Only what this node holds a lease on runs here; the loops renew, take over orphans and drain at shutdown.
     let resumed = engine.resume_all().await.context("cannot resume instances")?;
-    tracing::info!(resumed, "instances resumed");
+    engine.run_cluster();
+    tracing::info!(resumed, node = %engine.node_id(), "instances resumed");
     let state = gw_http::AppState::new(gw_http::AppContext {
         store: store.clone(),
         accounts: accounts.clone(),
@@ -243,7 +257,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("gateway listening on http://{bound}");
 
     serve::serve(listener, app, shutdown_signal()).await;
-    // Instances disconnect cleanly; their sessions stay valid for the next start.
+    // Drain: instances disconnect cleanly (their sessions stay valid) and their leases are given up, so other nodes
+    // take them over at once.
     engine.shutdown().await;
     // Attempts in flight finish and are recorded; what is still queued stays in the outbox for the next start.
     if let Some(worker) = webhook_worker {

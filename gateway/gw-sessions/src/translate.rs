@@ -199,5 +199,9 @@ pub(crate) async fn record_status(
         ..Default::default()
     };
     let updated = update_instance(inner, tenure, instance, update).await;
+    if tenure.is_some_and(Tenure::is_lost) {
+        // Refused: the instance is another node's now, and its state is that node's to tell.
+        return;
+    }
     inner.publish_logged(&updated, EventType::ConnectionUpdate, connection_json(&updated)).await;
 }
