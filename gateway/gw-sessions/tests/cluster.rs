@@ -22,13 +22,22 @@ use common::{new_instance, tenant};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn engine(store: Arc<dyn Store>, network: &Arc<SandboxNetwork>, lease_ttl: Duration) -> Engine {
+    engine_polling(store, network, lease_ttl, Duration::from_millis(100))
+}
+
+fn engine_polling(
+    store: Arc<dyn Store>,
+    network: &Arc<SandboxNetwork>,
+    lease_ttl: Duration,
+    poll_interval: Duration,
+) -> Engine {
     let config = EngineConfig {
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
         cluster: ClusterConfig {
             lease_ttl,
             node_address: "127.0.0.1:0".into(),
-            poll_interval: Duration::from_millis(100),
+            poll_interval,
             ..ClusterConfig::default()
         },
         ..Default::default()
@@ -229,6 +238,36 @@ async fn a_stale_epoch_write_is_refused_and_stops_the_session(store: Arc<dyn Sto
     a.abandon().await;
 }
 
+async fn a_send_accepted_on_another_node_is_sent_by_the_owner(store: Arc<dyn Store>) {
+    let network = SandboxNetwork::new();
+    let ttl = Duration::from_secs(10);
+    // The slow poll is far beyond the deadline: only the wake-up can make the owner send in time.
+    let slow = Duration::from_secs(120);
+    let owner_node = engine_polling(store.clone(), &network, ttl, slow);
+    let other = engine_polling(store.clone(), &network, ttl, slow);
+    owner_node.run_cluster();
+    other.run_cluster();
+    let alice = paired(&store, &owner_node, &network, "alice").await;
+    let bob = paired(&store, &owner_node, &network, "bob").await;
+    assert!(!other.runs(alice.id));
+    let mut events = owner_node.subscribe();
+    let request = gw_sessions::SendRequest {
+        to: format!("{}@s.whatsapp.net", bob.phone.as_deref().expect("paired").trim_start_matches('+')),
+        content: gw_sessions::SendContent::Text { body: "through the other node".into() },
+        quoted_message_id: None,
+        idempotency: None,
+    };
+    let accepted = other.send(&alice, request).await.expect("accepted on a node that does not own the instance");
+    let id = accepted.message.id;
+    next_event(&mut events, "the owner to send it", |e| {
+        e.event_type == EventType::MessageSent && e.data["id"] == serde_json::json!(id)
+    })
+    .await;
+    assert_ne!(store.get_message(alice.id, id).await.expect("message").status, gw_core::MessageStatus::Queued);
+    owner_node.shutdown().await;
+    other.shutdown().await;
+}
+
 mod postgres {
     use super::*;
 
@@ -262,6 +301,11 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_node_that_cannot_renew_stops_its_sessions_before_the_lease_passes() {
         on_postgres(super::a_node_that_cannot_renew_stops_its_sessions_before_the_lease_passes).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_send_accepted_on_another_node_is_sent_by_the_owner() {
+        on_postgres(|store, _| super::a_send_accepted_on_another_node_is_sent_by_the_owner(store)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
