@@ -289,6 +289,16 @@ impl Engine {
         self.inner.lock_sessions().values().filter(|h| !h.task.is_finished()).count()
     }
 
+    /// The live nodes of the cluster (heartbeat within one lease TTL), each with how many sessions it runs.
+    pub async fn cluster_nodes(&self) -> Result<Vec<gw_store::ClusterNode>, EngineError> {
+        Ok(self.inner.store.list_nodes(self.inner.config.cluster.lease_ttl).await?)
+    }
+
+    /// The node running the instance's session (holding its unexpired lease), if any.
+    pub async fn owner_node(&self, instance_id: InstanceId) -> Result<Option<NodeId>, EngineError> {
+        Ok(self.inner.store.instance_owner(instance_id).await?)
+    }
+
     /// Whether the instance's session runs on this node.
     pub fn runs(&self, instance_id: InstanceId) -> bool {
         self.inner.lock_sessions().get(&instance_id).is_some_and(|h| !h.task.is_finished())
