@@ -100,6 +100,8 @@ async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow:
     let cipher = Arc::new(gw_sessions::SessionCipher::new(&settings.session_key()?));
     let meter = Arc::new(gw_metering::EngineMeter::new(metering.clone()));
     let mut engine_config = settings.engine();
+    // The SQLite file lock makes this node the only one: an earlier process's leases are dead, not paused.
+    engine_config.cluster.exclusive = single_node.is_some();
     if settings.cluster.node_address.is_empty() {
         // Operators see the address this node actually serves on (port 0 resolved).
         engine_config.cluster.node_address = addr.to_string();

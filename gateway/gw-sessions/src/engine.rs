@@ -185,6 +185,12 @@ impl Engine {
     /// session, not waiting for a person). Returns how many sessions it started. [`Engine::run_cluster`] does the
     /// same every third of a lease, and renews what it holds.
     pub async fn resume_all(&self) -> Result<usize, EngineError> {
+        if self.inner.config.cluster.exclusive {
+            let cleared = self.inner.store.release_foreign_leases(self.inner.node).await?;
+            if cleared > 0 {
+                tracing::info!(cleared, "leases of an earlier process cleared (this node is the only one)");
+            }
+        }
         ownership::announce(&self.inner).await?;
         Ok(ownership::claim_round(&self.inner, &mut ownership::Placement::default()).await?)
     }

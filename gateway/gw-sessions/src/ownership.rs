@@ -37,6 +37,9 @@ pub struct ClusterConfig {
     pub poll_interval: Duration,
     /// How many orphaned instances one claim round looks at.
     pub claim_batch: u32,
+    /// The node knows it is the only one (SQLite, whose file lock it holds): at start-up, leases other nodes hold
+    /// are a dead process's and are cleared at once instead of waiting for them to expire.
+    pub exclusive: bool,
 }
 
 impl Default for ClusterConfig {
@@ -47,6 +50,7 @@ impl Default for ClusterConfig {
             capacity: 10_000,
             poll_interval: Duration::from_secs(1),
             claim_batch: 512,
+            exclusive: false,
         }
     }
 }

@@ -45,6 +45,11 @@ pub(crate) const RELEASE: &str = "UPDATE instances SET owner_node = NULL, lease_
 pub(crate) const RELEASE_ALL: &str =
     "UPDATE instances SET owner_node = NULL, lease_expires_at = NULL WHERE owner_node = $1";
 
+pub(crate) const RELEASE_FOREIGN: &str =
+    "UPDATE instances SET owner_node = NULL, lease_expires_at = NULL WHERE owner_node IS NOT NULL AND owner_node <> $1";
+
+pub(crate) const DELETE_OTHER_NODES: &str = "DELETE FROM nodes WHERE id <> $1";
+
 pub(crate) const OWNER: &str = "SELECT i.owner_node FROM instances i, db_clock c \
      WHERE i.id = $1 AND i.owner_node IS NOT NULL AND i.lease_expires_at > c.now_ms";
 
@@ -303,6 +308,20 @@ macro_rules! impl_cluster_store {
                     .execute(&self.pool)
                     .await
                     .map_err(db_err("instance"))?;
+                Ok(done.rows_affected())
+            }
+
+            async fn release_foreign_leases(&self, node: NodeId) -> StoreResult<u64> {
+                let done = sqlx::query(RELEASE_FOREIGN)
+                    .bind(node.as_uuid())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err("instance"))?;
+                sqlx::query(DELETE_OTHER_NODES)
+                    .bind(node.as_uuid())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err("node"))?;
                 Ok(done.rows_affected())
             }
 

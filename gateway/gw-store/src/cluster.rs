@@ -92,6 +92,9 @@ pub trait ClusterStore: Send + Sync {
     async fn release_lease(&self, instance_id: InstanceId, node: NodeId, epoch: OwnerEpoch) -> StoreResult<bool>;
     /// Gives every lease of the node up; returns how many.
     async fn release_all_leases(&self, node: NodeId) -> StoreResult<u64>;
+    /// Clears every other node's leases and rows; returns how many leases. Only for a node that knows it is the only
+    /// one (SQLite, whose file lock it holds): whatever else holds a lease is a dead process.
+    async fn release_foreign_leases(&self, node: NodeId) -> StoreResult<u64>;
     /// Active instances of active subscriptions with a valid session whose lease is free or expired, in id order:
     /// what the nodes of the cluster should share out.
     async fn list_orphaned_instances(&self, limit: u32) -> StoreResult<Vec<Instance>>;

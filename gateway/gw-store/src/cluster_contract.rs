@@ -159,6 +159,16 @@ pub async fn nodes_renew_and_release_only_their_own_leases(store: Arc<dyn Store>
 
     assert_eq!(store.release_all_leases(a).await.expect("release all"), 1, "only two was left to a");
     assert_eq!(store.instance_owner(three.id).await.expect("owner"), Some(b), "b's leases untouched");
+
+    // A node alone by construction (SQLite's file lock) clears what dead processes held, keeping its own.
+    let c = NodeId::new();
+    let mine = store.acquire_lease(two.id, c, LONG).await.expect("acquire").expect("free");
+    store.heartbeat(&NodeAnnouncement { id: b, address: String::new(), capacity: 1 }).await.expect("heartbeat");
+    assert_eq!(store.release_foreign_leases(c).await.expect("foreign"), 2, "one and three were b's");
+    assert_eq!(store.instance_owner(one.id).await.expect("owner"), None);
+    assert_eq!(store.instance_owner(two.id).await.expect("owner"), Some(c));
+    assert!(store.list_nodes(LONG).await.expect("nodes").iter().all(|n| n.id != b), "dead nodes' rows go");
+    assert_eq!(store.renew_leases(c, LONG).await.expect("renew"), vec![HeldLease { instance_id: two.id, epoch: mine }]);
 }
 
 pub async fn orphaned_instances_and_the_node_list(store: Arc<dyn Store>) {
