@@ -19,3 +19,16 @@ CREATE INDEX instances_owner_idx ON instances (owner_node);
 
 -- The database's clock in milliseconds, stable within one statement.
 CREATE VIEW db_clock AS SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint AS now_ms;
+
+-- Commands for an instance whose session runs on another node (connect, restart, logout, pairing code): the node
+-- that received the request writes one and wakes the owner, which executes it and records the outcome.
+CREATE TABLE instance_commands (
+    id          uuid    PRIMARY KEY,
+    instance_id uuid    NOT NULL REFERENCES instances (id) ON DELETE CASCADE,
+    kind        text    NOT NULL CHECK (kind IN ('connect', 'restart', 'logout', 'pair_code')),
+    argument    text,
+    status      text    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    result      text,
+    created_at  bigint  NOT NULL
+);
+CREATE INDEX instance_commands_pending_idx ON instance_commands (instance_id) WHERE status = 'pending';

@@ -18,3 +18,16 @@ CREATE INDEX instances_owner_idx ON instances (owner_node);
 
 -- The database's clock in milliseconds ('now' is the same for every use within one statement).
 CREATE VIEW db_clock AS SELECT CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) AS now_ms;
+
+-- Commands for an instance whose session runs on another node (connect, restart, logout, pairing code): the node
+-- that received the request writes one and wakes the owner, which executes it and records the outcome.
+CREATE TABLE instance_commands (
+    id          BLOB    PRIMARY KEY NOT NULL,
+    instance_id BLOB    NOT NULL REFERENCES instances (id) ON DELETE CASCADE,
+    kind        TEXT    NOT NULL CHECK (kind IN ('connect', 'restart', 'logout', 'pair_code')),
+    argument    TEXT,
+    status      TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    result      TEXT,
+    created_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX instance_commands_pending_idx ON instance_commands (instance_id) WHERE status = 'pending';

@@ -84,6 +84,10 @@ define_id!(
     NodeId
 );
 define_id!(
+    /// Identifies a command written for the node that runs an instance's session.
+    InstanceCommandId
+);
+define_id!(
     /// Identifies a user: an operator or a member of a subscription.
     UserId
 );

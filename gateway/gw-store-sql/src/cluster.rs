@@ -55,7 +55,19 @@ pub(crate) const OWNER: &str = "SELECT i.owner_node FROM instances i, db_clock c
 
 pub(crate) const QUEUED_OF_NODE: &str = "SELECT DISTINCT m.instance_id FROM messages m \
      JOIN instances i ON i.id = m.instance_id \
-     WHERE i.owner_node = $1 AND m.status = 'queued' AND m.direction = 'outbound'";
+     WHERE i.owner_node = $1 AND m.status = 'queued' AND m.direction = 'outbound' \
+     UNION SELECT DISTINCT c.instance_id FROM instance_commands c JOIN instances i ON i.id = c.instance_id \
+     WHERE i.owner_node = $1 AND c.status = 'pending'";
+
+pub(crate) const ENQUEUE_COMMAND: &str = "INSERT INTO instance_commands (id, instance_id, kind, argument, status, \
+     created_at) SELECT $1, $2, $3, $4, 'pending', now_ms FROM db_clock";
+
+pub(crate) const TAKE_COMMANDS: &str = "UPDATE instance_commands SET status = 'running' \
+     WHERE instance_id = $1 AND status = 'pending' RETURNING id, kind, argument";
+
+pub(crate) const COMPLETE_COMMAND: &str = "UPDATE instance_commands SET status = $2, result = $3 WHERE id = $1";
+
+pub(crate) const COMMAND_OUTCOME: &str = "SELECT status, result FROM instance_commands WHERE id = $1";
 
 pub(crate) const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
@@ -359,6 +371,77 @@ macro_rules! impl_cluster_store {
                     .await
                     .map_err(db_err("message"))?;
                 Ok(rows.into_iter().map(|(id,)| id.into()).collect())
+            }
+
+            async fn enqueue_command(&self, command: &gw_store::InstanceCommand) -> StoreResult<()> {
+                let (kind, argument) = command.kind.to_parts();
+                sqlx::query(ENQUEUE_COMMAND)
+                    .bind(command.id.as_uuid())
+                    .bind(command.instance_id.as_uuid())
+                    .bind(kind)
+                    .bind(argument)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(crate::error::db_err_fk(
+                        "command",
+                        crate::error::OnForeignKey::MissingParent("instance"),
+                    ))?;
+                Ok(())
+            }
+
+            async fn take_commands(&self, instance_id: InstanceId) -> StoreResult<Vec<gw_store::InstanceCommand>> {
+                let rows: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(TAKE_COMMANDS)
+                    .bind(instance_id.as_uuid())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err("command"))?;
+                let mut commands = rows
+                    .into_iter()
+                    .map(|(id, kind, argument)| {
+                        let kind = gw_store::InstanceCommandKind::from_parts(&kind, argument).ok_or_else(|| {
+                            gw_store::StoreError::Corrupt { entity: "command", detail: format!("unknown kind {kind}") }
+                        })?;
+                        Ok(gw_store::InstanceCommand { id: id.into(), instance_id, kind })
+                    })
+                    .collect::<StoreResult<Vec<_>>>()?;
+                // Ids are UUIDv7: id order is the order they were written in.
+                commands.sort_by_key(|c| c.id);
+                Ok(commands)
+            }
+
+            async fn complete_command(
+                &self,
+                id: gw_core::InstanceCommandId,
+                outcome: &gw_store::CommandOutcome,
+            ) -> StoreResult<()> {
+                let (status, result) = match outcome {
+                    gw_store::CommandOutcome::Pending => ("pending", None),
+                    gw_store::CommandOutcome::Done(answer) => ("done", answer.as_deref()),
+                    gw_store::CommandOutcome::Failed(reason) => ("failed", Some(reason.as_str())),
+                };
+                sqlx::query(COMPLETE_COMMAND)
+                    .bind(id.as_uuid())
+                    .bind(status)
+                    .bind(result)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err("command"))?;
+                Ok(())
+            }
+
+            async fn command_outcome(&self, id: gw_core::InstanceCommandId) -> StoreResult<gw_store::CommandOutcome> {
+                let row: Option<(String, Option<String>)> = sqlx::query_as(COMMAND_OUTCOME)
+                    .bind(id.as_uuid())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err("command"))?;
+                Ok(match row.ok_or(gw_store::StoreError::not_found("command"))? {
+                    (status, result) if status == "done" => gw_store::CommandOutcome::Done(result),
+                    (status, result) if status == "failed" => {
+                        gw_store::CommandOutcome::Failed(result.unwrap_or_default())
+                    }
+                    _ => gw_store::CommandOutcome::Pending,
+                })
             }
 
             async fn wake_instance(&self, instance_id: InstanceId) -> StoreResult<()> {

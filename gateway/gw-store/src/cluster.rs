@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gw_core::{Instance, InstanceId, NodeId, Timestamp};
+use gw_core::{Instance, InstanceCommandId, InstanceId, NodeId, Timestamp};
 
 use crate::StoreResult;
 
@@ -64,6 +64,57 @@ pub struct HeldLease {
     pub epoch: OwnerEpoch,
 }
 
+/// What a node asks of the node running an instance's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceCommandKind {
+    Connect { pair_phone: Option<String> },
+    Restart,
+    Logout,
+    PairCode { phone: String },
+}
+
+impl InstanceCommandKind {
+    /// The stored spelling and argument.
+    pub fn to_parts(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Self::Connect { pair_phone } => ("connect", pair_phone.as_deref()),
+            Self::Restart => ("restart", None),
+            Self::Logout => ("logout", None),
+            Self::PairCode { phone } => ("pair_code", Some(phone)),
+        }
+    }
+
+    /// Back from the stored spelling; `None` for one this version does not know.
+    pub fn from_parts(kind: &str, argument: Option<String>) -> Option<Self> {
+        Some(match kind {
+            "connect" => Self::Connect { pair_phone: argument },
+            "restart" => Self::Restart,
+            "logout" => Self::Logout,
+            "pair_code" => Self::PairCode { phone: argument? },
+            _ => return None,
+        })
+    }
+}
+
+/// A command taken for execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceCommand {
+    pub id: InstanceCommandId,
+    pub instance_id: InstanceId,
+    pub kind: InstanceCommandKind,
+}
+
+/// Where a command stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// Not executed yet (or being executed).
+    Pending,
+    /// Executed; the answer, if the command has one (a pairing code).
+    Done(Option<String>),
+    /// Executed and refused; why.
+    Failed(String),
+}
+
 /// Wake-ups for instances: "look at this instance's rows now" (a send accepted on another node, say). The rows stay
 /// the truth; a missed or lagged wake-up is covered by a slow poll.
 pub type WakeReceiver = tokio::sync::broadcast::Receiver<InstanceId>;
@@ -100,8 +151,16 @@ pub trait ClusterStore: Send + Sync {
     async fn list_orphaned_instances(&self, limit: u32) -> StoreResult<Vec<Instance>>;
     /// The node holding the instance's unexpired lease.
     async fn instance_owner(&self, instance_id: InstanceId) -> StoreResult<Option<NodeId>>;
-    /// The node's instances that have outbound messages waiting (the slow poll behind wake-ups).
+    /// The node's instances that have outbound messages or commands waiting (the slow poll behind wake-ups).
     async fn instances_with_queued_messages(&self, node: NodeId) -> StoreResult<Vec<InstanceId>>;
+
+    /// Writes a command for the node running the instance's session (which the caller then wakes).
+    async fn enqueue_command(&self, command: &InstanceCommand) -> StoreResult<()>;
+    /// Takes the instance's pending commands for execution, oldest first; each is taken by one caller only.
+    async fn take_commands(&self, instance_id: InstanceId) -> StoreResult<Vec<InstanceCommand>>;
+    /// Records a taken command's outcome.
+    async fn complete_command(&self, id: InstanceCommandId, outcome: &CommandOutcome) -> StoreResult<()>;
+    async fn command_outcome(&self, id: InstanceCommandId) -> StoreResult<CommandOutcome>;
 
     /// Wakes whichever node owns the instance (every node's receiver sees it).
     async fn wake_instance(&self, instance_id: InstanceId) -> StoreResult<()>;

@@ -215,6 +215,45 @@ pub async fn orphaned_instances_and_the_node_list(store: Arc<dyn Store>) {
     assert!(orphans.contains(&owned.id));
 }
 
+pub async fn commands_are_taken_once_and_answered(store: Arc<dyn Store>) {
+    let inst = paired(&store, "commanded").await;
+    let kinds = [
+        InstanceCommandKind::Restart,
+        InstanceCommandKind::PairCode { phone: "15550001".into() },
+        InstanceCommandKind::Connect { pair_phone: None },
+        InstanceCommandKind::Logout,
+    ];
+    let mut ids = Vec::new();
+    for kind in &kinds {
+        let command =
+            InstanceCommand { id: gw_core::InstanceCommandId::new(), instance_id: inst.id, kind: kind.clone() };
+        store.enqueue_command(&command).await.expect("enqueue");
+        assert_eq!(store.command_outcome(command.id).await.expect("outcome"), CommandOutcome::Pending);
+        ids.push(command.id);
+    }
+    // Two takers at once: every command goes to exactly one of them.
+    let (first, second) = tokio::join!(store.take_commands(inst.id), store.take_commands(inst.id));
+    let (first, second) = (first.expect("take"), second.expect("take"));
+    assert_eq!(first.len() + second.len(), kinds.len(), "{first:?} {second:?}");
+    let mut taken: Vec<_> = first.into_iter().chain(second).collect();
+    taken.sort_by_key(|c| c.id);
+    assert_eq!(taken.iter().map(|c| c.kind.clone()).collect::<Vec<_>>(), kinds, "in the order written");
+    assert!(store.take_commands(inst.id).await.expect("again").is_empty());
+
+    store.complete_command(ids[1], &CommandOutcome::Done(Some("ABCD-1234".into()))).await.expect("done");
+    store.complete_command(ids[3], &CommandOutcome::Failed("not connected".into())).await.expect("failed");
+    assert_eq!(store.command_outcome(ids[1]).await.expect("outcome"), CommandOutcome::Done(Some("ABCD-1234".into())));
+    assert_eq!(store.command_outcome(ids[3]).await.expect("outcome"), CommandOutcome::Failed("not connected".into()));
+    let missing = store.command_outcome(gw_core::InstanceCommandId::new()).await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
+    let orphan = InstanceCommand {
+        id: gw_core::InstanceCommandId::new(),
+        instance_id: InstanceId::new(),
+        kind: InstanceCommandKind::Restart,
+    };
+    assert!(store.enqueue_command(&orphan).await.is_err(), "a command needs its instance");
+}
+
 pub async fn wake_ups_reach_subscribers(store: Arc<dyn Store>) {
     let mut wakes = store.subscribe_wakes().await.expect("subscribe");
     let id = InstanceId::new();

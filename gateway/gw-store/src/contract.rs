@@ -94,6 +94,7 @@ macro_rules! store_contract_tests {
             nodes_renew_and_release_only_their_own_leases,
             orphaned_instances_and_the_node_list,
             wake_ups_reach_subscribers,
+            commands_are_taken_once_and_answered,
         );
     };
     (@each $make:path; $($name:ident),+ $(,)?) => {

@@ -22,7 +22,10 @@ mod cluster_contract;
 #[cfg(feature = "testing")]
 pub mod contract;
 
-pub use cluster::{ClusterNode, ClusterStore, HeldLease, NodeAnnouncement, OwnerEpoch, WakeReceiver};
+pub use cluster::{
+    ClusterNode, ClusterStore, CommandOutcome, HeldLease, InstanceCommand, InstanceCommandKind, NodeAnnouncement,
+    OwnerEpoch, WakeReceiver,
+};
 pub use commands::*;
 pub use error::{Limit, StoreError, StoreResult, UniqueKey};
 pub use messages::{Enqueued, MessageStore, NewInboundMessage, NewOutboundMessage, QueuedMessage, RecordedInbound};
