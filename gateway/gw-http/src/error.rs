@@ -366,6 +366,8 @@ impl From<gw_sessions::EngineError> for ApiError {
             EngineError::Driver(gw_sessions::DriverError::InvalidRecipient(reason)) => ApiError::invalid("jid", reason),
             EngineError::Driver(_) => ApiError::Problem(&ProblemType::DRIVER_ERROR, detail),
             EngineError::Store(e) => e.into(),
+            // Another node runs the instance and did not answer: retrying reaches it (or its successor).
+            EngineError::OwnerUnavailable => ApiError::Unavailable(err.to_string()),
         }
     }
 }

@@ -70,6 +70,9 @@ pub enum EngineError {
     Driver(#[from] DriverError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The instance runs on another node, which did not answer in time.
+    #[error("the node running this instance did not answer in time")]
+    OwnerUnavailable,
 }
 
 /// The result of an accepted send.
@@ -232,7 +235,13 @@ impl Engine {
         {
             return result.map_err(EngineError::Driver);
         }
-        // No live session here: forget the stored one (if it was ever paired) and record the status ourselves.
+        if let Some(outcome) = self.on_owner(instance.id, gw_store::InstanceCommandKind::Logout).await? {
+            return match outcome {
+                gw_store::CommandOutcome::Failed(reason) => Err(EngineError::Driver(DriverError::Transient(reason))),
+                _ => Ok(()),
+            };
+        }
+        // No session anywhere: forget the stored one (if it was ever paired) and record the status ourselves.
         self.inner.store.invalidate_session(instance.id, gw_core::Timestamp::now(), None).await?;
         record_status(&self.inner, None, instance, InstanceStatus::LoggedOut, Some("logged out by the API")).await;
         Ok(())
@@ -243,13 +252,32 @@ impl Engine {
         let phone = normalize_recipient("phone", phone)?;
         let digits = phone.trim_end_matches("@s.whatsapp.net").to_owned();
         let (reply, done) = oneshot::channel();
-        if !self.inner.command(instance.id, Command::PairCode { phone: digits, reply }, None) {
-            return Err(EngineError::NotConnected { status: instance.status });
+        if !self.inner.command(instance.id, Command::PairCode { phone: digits.clone(), reply }, None) {
+            let kind = gw_store::InstanceCommandKind::PairCode { phone: digits };
+            return match self.on_owner(instance.id, kind).await? {
+                Some(gw_store::CommandOutcome::Done(Some(code))) => Ok(code),
+                _ => Err(EngineError::NotConnected { status: instance.status }),
+            };
         }
         done.await.map_err(|_| EngineError::NotConnected { status: instance.status })?.map_err(|e| match e {
             DriverError::NotConnected => EngineError::NotConnected { status: instance.status },
             other => EngineError::Driver(other),
         })
+    }
+
+    /// Runs the command on the node that owns the instance, when that is another node: `None` when no other node
+    /// owns it; the owner's outcome otherwise; [`EngineError::OwnerUnavailable`] when it did not answer in time.
+    async fn on_owner(
+        &self,
+        instance_id: InstanceId,
+        kind: gw_store::InstanceCommandKind,
+    ) -> Result<Option<gw_store::CommandOutcome>, EngineError> {
+        match self.inner.store.instance_owner(instance_id).await? {
+            Some(owner) if owner != self.inner.node => {}
+            _ => return Ok(None),
+        }
+        let id = crate::forward::forward(&self.inner, instance_id, kind).await?;
+        crate::forward::answer(&self.inner, id).await?.map(Some).ok_or(EngineError::OwnerUnavailable)
     }
 
     /// Ends the instance's task (instance deleted or deactivated) and gives its lease up. The session stays stored.

@@ -8,6 +8,7 @@ mod accept;
 pub mod driver;
 mod engine;
 pub mod events;
+mod forward;
 mod inbound;
 mod media;
 mod meter;

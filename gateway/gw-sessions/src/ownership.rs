@@ -37,6 +37,9 @@ pub struct ClusterConfig {
     pub poll_interval: Duration,
     /// How many orphaned instances one claim round looks at.
     pub claim_batch: u32,
+    /// How long a node waits for the owning node's answer to a forwarded command (a pairing code) before it
+    /// answers "unavailable, retry".
+    pub command_wait: Duration,
     /// The node knows it is the only one (SQLite, whose file lock it holds): at start-up, leases other nodes hold
     /// are a dead process's and are cleared at once instead of waiting for them to expire.
     pub exclusive: bool,
@@ -50,6 +53,7 @@ impl Default for ClusterConfig {
             capacity: 10_000,
             poll_interval: Duration::from_secs(1),
             claim_batch: 512,
+            command_wait: Duration::from_secs(5),
             exclusive: false,
         }
     }
@@ -155,7 +159,9 @@ async fn wake_loop(inner: Arc<Inner>) {
         tokio::select! {
             woken = woken => match woken {
                 Some(Ok(instance)) => {
-                    inner.wake_local(instance);
+                    if inner.wake_local(instance) {
+                        tokio::spawn(crate::forward::execute_pending(inner.clone(), instance));
+                    }
                 }
                 // Missed some: the poll below finds their rows.
                 Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => poll.reset_immediately(),
@@ -163,8 +169,10 @@ async fn wake_loop(inner: Arc<Inner>) {
             },
             _ = poll.tick() => match inner.store.instances_with_queued_messages(inner.node).await {
                 Ok(instances) => {
+                    // These are this node's leases: pending commands run here even if the session task is gone.
                     for instance in instances {
                         inner.wake_local(instance);
+                        tokio::spawn(crate::forward::execute_pending(inner.clone(), instance));
                     }
                 }
                 Err(error) => tracing::warn!(%error, "outbox poll failed"),
@@ -321,10 +329,7 @@ pub(crate) async fn take_lease(inner: &Inner, instance: InstanceId, tenure: &Ten
         }
         Err(error) => tracing::warn!(%instance, %error, "leases not readable"),
     }
-    tracing::info!(%instance, "the instance runs on another node; waking it");
-    if let Err(error) = inner.store.wake_instance(instance).await {
-        tracing::warn!(%instance, %error, "owner not woken");
-    }
+    tracing::info!(%instance, "the instance runs on another node; forwarding to it");
     false
 }
 

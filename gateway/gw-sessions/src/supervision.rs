@@ -56,7 +56,9 @@ type Commands = mpsc::UnboundedReceiver<Command>;
 /// never touches another instance: each runs in its own task).
 pub(crate) async fn supervise(inner: Arc<Inner>, instance_id: InstanceId, shared: Arc<Shared>, commands: Commands) {
     // A task created by the API (not by the ownership loop) takes the lease first; without it, nothing runs here.
+    let mut commands = commands;
     if shared.tenure.fence().is_none() && !ownership::take_lease(&inner, instance_id, &shared.tenure).await {
+        forward_queued(&inner, instance_id, &mut commands).await;
         return;
     }
     let commands = Arc::new(Mutex::new(commands));
@@ -103,6 +105,29 @@ pub(crate) async fn supervise(inner: Arc<Inner>, instance_id: InstanceId, shared
                 }
             }
             Err(_) => return,
+        }
+    }
+}
+
+/// Hands what was asked of a session that runs on another node to that node.
+async fn forward_queued(inner: &Inner, instance_id: InstanceId, commands: &mut Commands) {
+    use gw_store::InstanceCommandKind as Kind;
+    while let Ok(command) = commands.try_recv() {
+        let kind = match command {
+            Command::Connect { pair_phone } => Kind::Connect { pair_phone },
+            Command::Restart => Kind::Restart,
+            Command::Logout { reply } => {
+                let _ = reply.send(Err(DriverError::Transient("the instance runs on another node".into())));
+                continue;
+            }
+            Command::PairCode { reply, .. } => {
+                let _ = reply.send(Err(DriverError::NotConnected));
+                continue;
+            }
+            Command::Stop => continue,
+        };
+        if let Err(error) = crate::forward::forward(inner, instance_id, kind).await {
+            tracing::warn!(instance = %instance_id, %error, "command for the owning node not written");
         }
     }
 }

@@ -31,15 +31,16 @@ fn engine_polling(
     lease_ttl: Duration,
     poll_interval: Duration,
 ) -> Engine {
+    let cluster =
+        ClusterConfig { lease_ttl, node_address: "127.0.0.1:0".into(), poll_interval, ..ClusterConfig::default() };
+    engine_with(store, network, cluster)
+}
+
+fn engine_with(store: Arc<dyn Store>, network: &Arc<SandboxNetwork>, cluster: ClusterConfig) -> Engine {
     let config = EngineConfig {
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
-        cluster: ClusterConfig {
-            lease_ttl,
-            node_address: "127.0.0.1:0".into(),
-            poll_interval,
-            ..ClusterConfig::default()
-        },
+        cluster,
         ..Default::default()
     };
     Engine::builder(store.clone(), Arc::new(DirectMeter::new(store)), Arc::new(SessionCipher::new(&[9; 32])))
@@ -268,6 +269,54 @@ async fn a_send_accepted_on_another_node_is_sent_by_the_owner(store: Arc<dyn Sto
     other.shutdown().await;
 }
 
+async fn commands_through_another_node_are_executed_by_the_owner(store: Arc<dyn Store>) {
+    let network = SandboxNetwork::new();
+    let ttl = Duration::from_secs(10);
+    let (owner_node, other) = (engine(store.clone(), &network, ttl), engine(store.clone(), &network, ttl));
+    owner_node.run_cluster();
+    other.run_cluster();
+
+    // A pairing code asked through the other node comes from the owner's session.
+    let sub = tenant(&store, 1000).await;
+    let waiting = new_instance(&store, &sub, "waiting").await;
+    let mut events = owner_node.subscribe();
+    owner_node.start(&waiting, None).expect("start");
+    next_event(&mut events, "a QR code", |e| e.instance_id == waiting.id && e.event_type == EventType::QrUpdated).await;
+    let code = other.request_pair_code(&waiting, "+15550009999").await.expect("a code through the other node");
+    assert!(!code.is_empty());
+    assert!(!other.runs(waiting.id), "the other node did not start a session of its own");
+
+    // A restart through the other node restarts the owner's session; a logout logs it out there.
+    let paired = paired(&store, &owner_node, &network, "commanded").await;
+    let mut events = owner_node.subscribe();
+    other.restart(&paired).expect("restart");
+    next_event(&mut events, "the owner reconnecting", |e| {
+        e.instance_id == paired.id && e.event_type == EventType::ConnectionUpdate && e.data["status"] == "connecting"
+    })
+    .await;
+    connected(&store, paired.id).await;
+    assert!(!other.runs(paired.id) && owner_node.runs(paired.id));
+    other.logout(&paired).await.expect("logout through the other node");
+    let stored = store.get_instance(Scope::All, paired.id).await.expect("instance");
+    assert_eq!(stored.status, InstanceStatus::LoggedOut);
+    assert!(!store.load_session(paired.id).await.expect("load").is_some_and(|s| s.session_valid));
+
+    // An owner that does not answer (gone, its lease not yet expired): the caller is told to retry, quickly.
+    let impatient = engine_with(
+        store.clone(),
+        &network,
+        ClusterConfig { lease_ttl: ttl, command_wait: Duration::from_millis(300), ..ClusterConfig::default() },
+    );
+    let silent = new_instance(&store, &sub, "silent").await;
+    let mut events = owner_node.subscribe();
+    owner_node.start(&silent, None).expect("start");
+    next_event(&mut events, "a QR code", |e| e.instance_id == silent.id && e.event_type == EventType::QrUpdated).await;
+    owner_node.abandon().await;
+    let refused = impatient.request_pair_code(&silent, "+15550009998").await;
+    assert!(matches!(refused, Err(gw_sessions::EngineError::OwnerUnavailable)), "{refused:?}");
+    other.shutdown().await;
+}
+
 mod postgres {
     use super::*;
 
@@ -306,6 +355,11 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_send_accepted_on_another_node_is_sent_by_the_owner() {
         on_postgres(|store, _| super::a_send_accepted_on_another_node_is_sent_by_the_owner(store)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commands_through_another_node_are_executed_by_the_owner() {
+        on_postgres(|store, _| super::commands_through_another_node_are_executed_by_the_owner(store)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
