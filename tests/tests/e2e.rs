@@ -53,6 +53,7 @@ on_both_backends!(
     quota_usage_and_daily_stats,
 );
 
+mod cluster;
 mod hardening;
 mod multi_node;
 mod openapi_fuzz;

@@ -2,8 +2,8 @@
 //! node, and the ownership guarantees of the cluster (one owner per instance, sends and commands through any node,
 //! failover after kill -9 and after a pause past the lease).
 //!
-//! The ownership tests need the ownership leases and are ignored until they land; the sandbox's one-connection-
-//! per-device rule makes their failure visible today (two nodes resume one instance and it ends `replaced`).
+//! Without ownership leases the ownership tests fail, and the sandbox's one-connection-per-device rule shows why:
+//! two nodes resume one instance and it ends `replaced`.
 
 use std::time::Duration;
 
@@ -211,20 +211,17 @@ async fn exactly_one_owner_each_and_no_replacement(nodes: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs ownership leases (C1)"]
 async fn two_nodes_one_owner_per_instance_and_no_replacement() {
     exactly_one_owner_each_and_no_replacement(2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs ownership leases (C1)"]
 async fn three_nodes_one_owner_per_instance_and_no_replacement() {
     exactly_one_owner_each_and_no_replacement(3).await;
 }
 
 /// A send and commands through every node, whichever node owns the instance: executed by the owner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs ownership leases (C1)"]
 async fn sends_and_commands_through_any_node_are_executed() {
     let Some(cluster) = TestCluster::start(GATEWAY, 3).await else { return };
     let operator = As::login(cluster.node(0), OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
@@ -275,7 +272,6 @@ async fn sends_and_commands_through_any_node_are_executed() {
 
 /// kill -9 of a node: its instances connect on the survivors within 15 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs ownership leases (C1)"]
 async fn a_killed_nodes_instances_connect_on_the_survivors_within_15_s() {
     let Some(mut cluster) = TestCluster::start(GATEWAY, 3).await else { return };
     let operator = As::login(cluster.node(0), OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
@@ -294,7 +290,6 @@ async fn a_killed_nodes_instances_connect_on_the_survivors_within_15_s() {
 /// writes are refused, so the instance stays `connected` under its new owner (an accepted write of the old
 /// session's `replaced` would show).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs ownership leases (C1)"]
 async fn a_paused_node_is_taken_over_and_its_stale_writes_are_refused() {
     let Some(cluster) = TestCluster::start(GATEWAY, 2).await else { return };
     let operator = As::login(cluster.node(0), OPERATOR_EMAIL, OPERATOR_PASSWORD).await;

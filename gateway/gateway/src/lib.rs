@@ -11,6 +11,7 @@ mod media;
 pub mod plugin_run;
 pub mod sandbox_network;
 mod serve;
+pub mod single_node;
 mod startup;
 pub mod telemetry;
 
