@@ -3,6 +3,8 @@
 
 mod bootstrap;
 mod config;
+#[cfg(test)]
+mod config_docs;
 mod edge;
 mod media;
 mod plugin_run;
