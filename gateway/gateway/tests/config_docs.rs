@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::config::Settings;
+use gateway::config::Settings;
 
 const CONFIG_PAGE: &str = include_str!("../../../docs/src/reference/config.md");
 
