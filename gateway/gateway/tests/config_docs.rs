@@ -117,3 +117,31 @@ fn the_config_page_lists_every_tier_limit_with_its_defaults() {
         table(&expected)
     );
 }
+
+/// The example in the configuring guide is a configuration the gateway accepts, once its `<…>` placeholders are
+/// filled in.
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail closures return its own (large) error type.
+fn the_configuring_guides_example_loads() {
+    let guide = include_str!("../../../docs/src/guide/configuring.md");
+    let start = guide.find("```toml\n").expect("the configuring guide has a TOML example") + "```toml\n".len();
+    let example = &guide[start..];
+    let example = &example[..example.find("```").expect("the example is closed")];
+    // A placeholder becomes base64 of 32 bytes, which every one of the three secrets accepts.
+    let filled: String = example
+        .split('"')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 && part.starts_with('<') { "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I=" } else { part }
+        })
+        .collect::<Vec<_>>()
+        .join("\"");
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file("gateway.toml", &filled)?;
+        let settings = Settings::load(Some(std::path::Path::new("gateway.toml")))
+            .unwrap_or_else(|e| panic!("the guide's example is refused: {e}\n{filled}"));
+        assert_eq!(settings.mode, gateway::config::Mode::Production);
+        Ok(())
+    });
+}
