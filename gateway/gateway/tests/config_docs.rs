@@ -128,14 +128,15 @@ fn the_configuring_guides_example_loads() {
     let example = &guide[start..];
     let example = &example[..example.find("```").expect("the example is closed")];
     // A placeholder becomes base64 of 32 bytes, which every one of the three secrets accepts.
-    let filled: String = example
-        .split('"')
-        .enumerate()
-        .map(|(i, part)| {
-            if i % 2 == 1 && part.starts_with('<') { "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I=" } else { part }
-        })
-        .collect::<Vec<_>>()
-        .join("\"");
+    let filled: String =
+        example
+            .split('"')
+            .enumerate()
+            .map(|(i, part)| {
+                if i % 2 == 1 && part.starts_with('<') { "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I=" } else { part }
+            })
+            .collect::<Vec<_>>()
+            .join("\"");
     figment::Jail::expect_with(|jail| {
         jail.clear_env();
         jail.create_file("gateway.toml", &filled)?;
