@@ -138,6 +138,7 @@ async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow:
     let webhook_worker = dispatcher.as_ref().map(gw_webhooks::Dispatcher::spawn);
     let resumed = engine.resume_all().await.context("cannot resume instances")?;
     tracing::info!(resumed, "instances resumed");
+    let access = gw_services::Access::new(store.clone(), accounts.clone());
     let state = gw_http::AppState::new(gw_http::AppContext {
         store: store.clone(),
         accounts: accounts.clone(),
@@ -145,7 +146,9 @@ async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow:
         limiter,
         engine: engine.clone(),
         sandbox,
-        webhooks: gw_http::WebhookEdge { policy: Arc::new(settings.egress()?), dispatcher },
+        messaging: gw_services::Messaging::new(access.clone(), engine.clone()),
+        webhooks: gw_services::Webhooks::new(access.clone(), Arc::new(settings.egress()?), dispatcher),
+        usage: gw_services::Usage::new(access),
         metering,
         metrics: Arc::new(gw_http::EdgeMetrics::default()),
         plugins,

@@ -374,6 +374,53 @@ impl From<gw_sessions::InvalidField> for ApiError {
     }
 }
 
+impl From<gw_services::AccessError> for ApiError {
+    fn from(err: gw_services::AccessError) -> Self {
+        use gw_services::AccessError;
+        match err {
+            AccessError::NotFound(what) => ApiError::not_found(what),
+            AccessError::InsufficientScope(_) => ApiError::Problem(&ProblemType::INSUFFICIENT_SCOPE, err.to_string()),
+            AccessError::Account(e) => e.into(),
+            AccessError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<gw_services::MessagingError> for ApiError {
+    fn from(err: gw_services::MessagingError) -> Self {
+        use gw_services::MessagingError;
+        match err {
+            MessagingError::Access(e) => e.into(),
+            MessagingError::Engine(e) => e.into(),
+            MessagingError::Store(e) => e.into(),
+            MessagingError::Invalid(e) => e.into(),
+            MessagingError::NotPairing(_) => ApiError::Problem(&ProblemType::NOT_PAIRING, err.to_string()),
+        }
+    }
+}
+
+impl From<gw_services::WebhookError> for ApiError {
+    fn from(err: gw_services::WebhookError) -> Self {
+        use gw_services::WebhookError;
+        match err {
+            WebhookError::Access(e) => e.into(),
+            WebhookError::Store(e) => e.into(),
+            WebhookError::UrlRefused(_) => ApiError::Problem(&ProblemType::INVALID_WEBHOOK_URL, err.to_string()),
+            WebhookError::Invalid(FieldError { field, message }) => ApiError::invalid(field, message),
+            WebhookError::Disabled => ApiError::Problem(&ProblemType::WEBHOOKS_DISABLED, err.to_string()),
+        }
+    }
+}
+
+impl From<gw_services::UsageError> for ApiError {
+    fn from(err: gw_services::UsageError) -> Self {
+        match err {
+            gw_services::UsageError::Access(e) => e.into(),
+            gw_services::UsageError::Store(e) => e.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ProblemType;

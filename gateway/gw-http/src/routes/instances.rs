@@ -121,13 +121,5 @@ pub async fn status(
     caller: Caller,
     Path(id): Path<InstanceId>,
 ) -> Result<Json<InstanceStatusDto>, ApiError> {
-    tracing::Span::current().record("instance", tracing::field::display(id));
-    let instance = match caller {
-        Caller::User(principal) => state.accounts.get_instance(&principal, id).await?,
-        Caller::Key(key) if key.instance_id == id => {
-            state.store.get_instance(gw_store::Scope::Subscription(key.subscription_id), id).await?
-        }
-        Caller::Key(_) => return Err(ApiError::not_found("instance")),
-    };
-    Ok(Json(instance.into()))
+    Ok(Json(state.messaging.status(&caller, id).await?.into()))
 }

@@ -1,0 +1,20 @@
+//! Domain services beside [`gw_accounts::Accounts`]: [`Messaging`] (sends, messages, contacts, session commands),
+//! [`Webhooks`] and [`Usage`]. Each method takes the authenticated [`Caller`] and checks it once, in
+//! [`Access`]: *visible* first (another tenant's resource, or another instance's key, is not found), then *allowed*
+//! (a user's role, a key's scope). Then it orchestrates the store, the engine, the dispatcher or the plugin runtime.
+//!
+//! Architecture invariants: no HTTP, JSON-shape or SQL types here (the edge maps each service's error to
+//! problem+json once); no heavy engine either: plugin checks go through [`gw_core::PluginRuntime`], which the binary
+//! implements over the WebAssembly host, so this crate never builds wasmtime.
+
+mod access;
+mod caller;
+mod messaging;
+mod usage;
+mod webhooks;
+
+pub use access::{Access, AccessError};
+pub use caller::{Caller, KeyScope, Need};
+pub use messaging::{Messaging, MessagingError};
+pub use usage::{Usage, UsageError};
+pub use webhooks::{WebhookError, Webhooks, WithSecret};
