@@ -148,10 +148,10 @@ async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow:
         sandbox,
         messaging: gw_services::Messaging::new(access.clone(), engine.clone()),
         webhooks: gw_services::Webhooks::new(access.clone(), Arc::new(settings.egress()?), dispatcher),
-        usage: gw_services::Usage::new(access),
+        usage: gw_services::Usage::new(access.clone()),
         metering,
         metrics: Arc::new(gw_http::EdgeMetrics::default()),
-        plugins,
+        plugins: gw_services::Plugins::new(access, plugins, settings.plugins.timeout_ms),
     });
     let metrics_server = edge::serve_metrics(&settings, state.clone(), stopped.clone()).await?;
     let app = gw_http::router(state);

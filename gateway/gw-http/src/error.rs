@@ -421,6 +421,20 @@ impl From<gw_services::UsageError> for ApiError {
     }
 }
 
+impl From<gw_services::PluginError> for ApiError {
+    fn from(err: gw_services::PluginError) -> Self {
+        use gw_services::PluginError;
+        match err {
+            PluginError::Access(e) => e.into(),
+            PluginError::Store(e) => e.into(),
+            PluginError::NotFound(what) => ApiError::not_found(what),
+            PluginError::Invalid(FieldError { field, message }) => ApiError::invalid(field, message),
+            PluginError::Unavailable => ApiError::Problem(&ProblemType::PLUGINS_UNAVAILABLE, err.to_string()),
+            PluginError::Rejected(rejection) => ApiError::PluginRejected(rejection),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ProblemType;

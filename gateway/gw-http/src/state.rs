@@ -59,9 +59,8 @@ pub struct AppContext {
     pub engine: gw_sessions::Engine,
     /// The simulated WhatsApp network's control API; `None` when the sandbox is disabled.
     pub sandbox: Option<Arc<gw_sessions::sandbox::SandboxNetwork>>,
-    /// The WebAssembly plugin host: checks uploads and is told when an instance's chain changes. `None` when
-    /// this node runs no plugin host (uploads are then refused with `plugins-unavailable`).
-    pub plugins: Option<Arc<dyn gw_core::PluginRuntime>>,
+    /// Plugins, versions (the upload flow) and bindings, checked per caller.
+    pub plugins: gw_services::Plugins,
     /// Sends, messages, contacts and session commands, checked per caller.
     pub messaging: gw_services::Messaging,
     /// Webhook endpoints, deliveries and replays, checked per caller.

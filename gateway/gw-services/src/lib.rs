@@ -1,5 +1,5 @@
 //! Domain services beside [`gw_accounts::Accounts`]: [`Messaging`] (sends, messages, contacts, session commands),
-//! [`Webhooks`] and [`Usage`]. Each method takes the authenticated [`Caller`] and checks it once, in
+//! [`Webhooks`], [`Plugins`] and [`Usage`]. Each method takes the authenticated [`Caller`] and checks it once, in
 //! [`Access`]: *visible* first (another tenant's resource, or another instance's key, is not found), then *allowed*
 //! (a user's role, a key's scope). Then it orchestrates the store, the engine, the dispatcher or the plugin runtime.
 //!
@@ -10,11 +10,13 @@
 mod access;
 mod caller;
 mod messaging;
+mod plugins;
 mod usage;
 mod webhooks;
 
 pub use access::{Access, AccessError};
 pub use caller::{Caller, KeyScope, Need};
 pub use messaging::{Messaging, MessagingError};
+pub use plugins::{Bind, CreatePlugin, MAX_BINDING_POSITION, PluginError, Plugins, Rebind};
 pub use usage::{Usage, UsageError};
 pub use webhooks::{WebhookError, Webhooks, WithSecret};
