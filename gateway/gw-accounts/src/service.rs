@@ -710,7 +710,7 @@ impl Accounts {
             });
         }
         for scope in &new.permissions {
-            if !SCOPES.contains(&scope.as_str()) {
+            if scope.parse::<gw_core::KeyScope>().is_err() {
                 errors.push(FieldError {
                     field: "permissions",
                     message: format!("{scope:?} is not a scope; expected any of: {}", SCOPES.join(", ")),

@@ -604,7 +604,9 @@ async fn api_keys_authenticate_and_changes_take_effect_at_once(f: Fixture) {
         (key.id, instance.id, subscription.id)
     );
     assert_eq!(principal.rate_limit_per_minute, 120);
-    assert!(principal.has_scope("messages:send") && !principal.has_scope("contacts:read"));
+    assert!(
+        principal.has_scope(gw_core::KeyScope::MessagesSend) && !principal.has_scope(gw_core::KeyScope::ContactsRead)
+    );
     let (key_limit, subscription_limit) = principal.limiter_keys();
     assert_eq!((key_limit, subscription_limit), (&*format!("key:{}", key.id), &*format!("sub:{}", subscription.id)));
     let defaulted = f.accounts.authenticate_key(default_secret.expose(), None).await.expect("valid");

@@ -26,8 +26,8 @@ pub use entities::{
     Subscription, UsageRecord, User, WebhookConfig,
 };
 pub use enums::{
-    Direction, DriverKind, EventType, InstanceStatus, MessageKind, MessageStatus, ParseEnumError, Tier,
-    UsageRecordType, UserRole,
+    Direction, DriverKind, EventType, InstanceStatus, KeyScope, MessageKind, MessageStatus, ParseEnumError,
+    RejectionKind, Tier, UsageRecordType, UserRole,
 };
 pub use events::{EventSink, EventSinkError, GatewayEvent};
 pub use id::{

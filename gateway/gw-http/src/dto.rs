@@ -65,25 +65,6 @@ pub(crate) fn opt_ts(t: Option<Timestamp>) -> Option<Time> {
     t.map(Time)
 }
 
-/// The schema of a scope an API key may hold: the server's own list (`gw_accounts::api_keys::SCOPES`).
-#[derive(Debug)]
-pub struct Scope;
-
-impl utoipa::PartialSchema for Scope {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .enum_values(Some(gw_accounts::api_keys::SCOPES.iter().copied()))
-            .into()
-    }
-}
-
-impl ToSchema for Scope {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "ApiKeyScope".into()
-    }
-}
-
 /// The role of a subscription's user: any role but the platform's `admin`.
 #[derive(Debug)]
 pub struct TenantRole;
@@ -462,7 +443,7 @@ pub struct ApiKeyDto {
     pub id: String,
     pub instance_id: String,
     pub name: String,
-    #[schema(value_type = Vec<Scope>)]
+    #[schema(value_type = Vec<gw_core::KeyScope>)]
     pub permissions: Vec<String>,
     pub is_active: bool,
     pub created_at: Time,
@@ -498,7 +479,7 @@ pub struct CreateApiKeyRequest {
     #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
     /// At least one scope.
-    #[schema(value_type = Vec<Scope>, min_items = 1)]
+    #[schema(value_type = Vec<gw_core::KeyScope>, min_items = 1)]
     pub permissions: Vec<String>,
     /// RFC 3339; must be in the future.
     #[schema(value_type = Option<String>, format = DateTime)]

@@ -138,10 +138,9 @@ pub struct ProblemBody {
     /// For conflicts: which unique value is taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// For `invalid-plugin`: why the upload was refused (`invalid_component`, `forbidden_import`, `wrong_world`,
-    /// `smoke_test_failed`).
+    /// For `invalid-plugin`: why the upload was refused (`too_large` has a problem type of its own).
     #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
-    pub rejection: Option<String>,
+    pub rejection: Option<gw_core::RejectionKind>,
 }
 
 /// A problem waiting for the middleware to finish it, plus what is logged but never sent.
@@ -151,7 +150,7 @@ pub struct Problem {
     pub detail: String,
     pub errors: Vec<FieldProblem>,
     pub key: Option<String>,
-    pub rejection: Option<String>,
+    pub rejection: Option<gw_core::RejectionKind>,
     pub internal: Option<String>,
 }
 
@@ -237,7 +236,7 @@ impl ApiError {
                 },
                 None,
             ),
-            ApiError::PluginRejected(rejection) if rejection.kind == "too_large" => {
+            ApiError::PluginRejected(rejection) if rejection.kind == gw_core::RejectionKind::TooLarge => {
                 (simple(&ProblemType::PLUGIN_TOO_LARGE, rejection.message), None)
             }
             ApiError::PluginRejected(rejection) => (

@@ -6,7 +6,9 @@ use gw_accounts::{AccountError, Accounts, Action};
 use gw_core::{Instance, InstanceId, PluginId};
 use gw_store::{Plugin, Scope, Store, StoreError};
 
-use crate::caller::{Caller, KeyScope, Need};
+use gw_core::KeyScope;
+
+use crate::caller::{Caller, Need};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -60,7 +62,7 @@ impl Access {
                 Ok(instance)
             }
             Caller::Key(key) if key.instance_id == id => {
-                if !key.has_scope(need.scope.as_str()) {
+                if !key.has_scope(need.scope) {
                     return Err(AccessError::InsufficientScope(need.scope));
                 }
                 Ok(self.store.get_instance(Scope::Subscription(key.subscription_id), id).await?)
@@ -98,9 +100,7 @@ impl Access {
     pub fn plugin_scope(&self, caller: &Caller) -> Result<Scope, AccessError> {
         match caller {
             Caller::User(principal) => Ok(principal.scope()),
-            Caller::Key(key) if key.has_scope(KeyScope::PluginsWrite.as_str()) => {
-                Ok(Scope::Subscription(key.subscription_id))
-            }
+            Caller::Key(key) if key.has_scope(KeyScope::PluginsWrite) => Ok(Scope::Subscription(key.subscription_id)),
             Caller::Key(_) => Err(AccessError::InsufficientScope(KeyScope::PluginsWrite)),
         }
     }

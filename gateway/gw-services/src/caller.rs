@@ -1,6 +1,7 @@
 //! Who calls, and what a call needs of them.
 
 use gw_accounts::{Action, KeyPrincipal, Principal};
+use gw_core::KeyScope;
 use gw_store::{Actor, Scope};
 
 /// The authenticated principal of a request: a signed-in user, or an API key bound to one instance.
@@ -28,56 +29,6 @@ impl Caller {
     }
 }
 
-/// What an API key may do; a key holds a set of these. The text form is what keys store and clients send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyScope {
-    MessagesSend,
-    MessagesRead,
-    ContactsRead,
-    ContactsWrite,
-    WebhooksWrite,
-    InstanceManage,
-    PluginsWrite,
-}
-
-impl KeyScope {
-    pub const ALL: [KeyScope; 7] = [
-        KeyScope::MessagesSend,
-        KeyScope::MessagesRead,
-        KeyScope::ContactsRead,
-        KeyScope::ContactsWrite,
-        KeyScope::WebhooksWrite,
-        KeyScope::InstanceManage,
-        KeyScope::PluginsWrite,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            KeyScope::MessagesSend => "messages:send",
-            KeyScope::MessagesRead => "messages:read",
-            KeyScope::ContactsRead => "contacts:read",
-            KeyScope::ContactsWrite => "contacts:write",
-            KeyScope::WebhooksWrite => "webhooks:write",
-            KeyScope::InstanceManage => "instance:manage",
-            KeyScope::PluginsWrite => "plugins:write",
-        }
-    }
-}
-
-impl std::fmt::Display for KeyScope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for KeyScope {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        KeyScope::ALL.into_iter().find(|scope| scope.as_str() == s).ok_or(())
-    }
-}
-
 /// What one call on an instance needs: a user's role must allow `action`, a key must hold `scope`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Need {
@@ -102,17 +53,4 @@ impl Need {
     pub const MANAGE_WEBHOOKS: Need = Need::new(Action::ManageInstances, KeyScope::WebhooksWrite);
     pub const READ_PLUGINS: Need = Need::new(Action::ReadPlugins, KeyScope::PluginsWrite);
     pub const MANAGE_PLUGINS: Need = Need::new(Action::ManagePlugins, KeyScope::PluginsWrite);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scopes_read_back_from_their_text() {
-        for scope in KeyScope::ALL {
-            assert_eq!(scope.as_str().parse::<KeyScope>(), Ok(scope));
-        }
-        assert_eq!("messages:write".parse::<KeyScope>(), Err(()));
-    }
 }

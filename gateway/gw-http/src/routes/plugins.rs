@@ -300,7 +300,7 @@ pub async fn delete(
 
 fn too_large(max: u64) -> ApiError {
     ApiError::PluginRejected(PluginRejection {
-        kind: "too_large".into(),
+        kind: gw_core::RejectionKind::TooLarge,
         message: format!("the component is larger than this subscription's limit of {max} bytes"),
     })
 }

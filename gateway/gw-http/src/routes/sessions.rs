@@ -34,7 +34,7 @@ pub(crate) async fn instance_for(
     action: Action,
     scope: &str,
 ) -> Result<Instance, ApiError> {
-    let scope: KeyScope = scope.parse().map_err(|()| ApiError::Internal(format!("unknown key scope {scope}")))?;
+    let scope: KeyScope = scope.parse().map_err(|e: gw_core::ParseEnumError| ApiError::Internal(e.to_string()))?;
     Ok(state.messaging.instance(caller, id, Need::new(action, scope)).await?)
 }
 
