@@ -12,6 +12,7 @@ mod id;
 mod per_thread;
 mod pipeline;
 mod plugins;
+mod public;
 mod time;
 mod values;
 
@@ -43,5 +44,6 @@ pub use plugins::{
     BindingDirection, BindingFailure, BoundPlugin, CatalogError, FailurePolicy, KvSetError, PluginCatalog,
     PluginLimits, PluginLogRecord, PluginRejection, PluginRuntime, PreparedComponent,
 };
+pub use public::{PublicMessage, Rfc3339};
 pub use time::{Timestamp, UsagePeriod};
 pub use values::{ApiKeyHash, Email, EmailError, PasswordHash, Redacted};

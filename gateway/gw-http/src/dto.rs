@@ -21,41 +21,8 @@ impl<T> PageDto<T> {
     }
 }
 
-/// An instant as the API writes it: RFC 3339 in UTC with exactly six fractional digits
-/// (`2026-01-31T12:00:00.123456Z`), the precision both databases keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Time(pub Timestamp);
-
-impl Serialize for Time {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // `Timestamp`'s Display is the fixed-width form; its serde form (chrono's) drops trailing zero digits.
-        serializer.collect_str(&self.0)
-    }
-}
-
-impl From<Timestamp> for Time {
-    fn from(t: Timestamp) -> Self {
-        Self(t)
-    }
-}
-
-impl utoipa::PartialSchema for Time {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
-            .description(Some("RFC 3339, UTC, microseconds"))
-            .examples([serde_json::json!("2026-01-31T12:00:00.123456Z")])
-            .into()
-    }
-}
-
-impl ToSchema for Time {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "Timestamp".into()
-    }
-}
+/// An instant as the API writes it (RFC 3339, UTC, six fractional digits), shared with webhook payloads.
+pub use gw_core::Rfc3339 as Time;
 
 pub(crate) fn ts(t: Timestamp) -> Time {
     Time(t)

@@ -266,53 +266,8 @@ pub struct SendMessageRequest {
     pub quoted_message_id: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MessageDto {
-    pub id: String,
-    pub wa_message_id: Option<String>,
-    #[schema(value_type = gw_core::Direction)]
-    pub direction: String,
-    pub chat_jid: String,
-    pub from: Option<String>,
-    #[serde(rename = "type")]
-    #[schema(value_type = gw_core::MessageKind)]
-    pub kind: String,
-    pub text: Option<String>,
-    pub content: Value,
-    pub quoted_message_id: Option<String>,
-    /// queued, sent, delivered, read, failed (outbound); received, dropped (inbound).
-    #[schema(value_type = gw_core::MessageStatus)]
-    pub status: String,
-    pub failure_reason: Option<String>,
-    pub origin: String,
-    pub created_at: crate::dto::Time,
-    pub sent_at: Option<crate::dto::Time>,
-    pub delivered_at: Option<crate::dto::Time>,
-    pub read_at: Option<crate::dto::Time>,
-}
-
-impl From<gw_core::Message> for MessageDto {
-    fn from(m: gw_core::Message) -> Self {
-        Self {
-            id: m.id.to_string(),
-            wa_message_id: m.wa_message_id,
-            direction: m.direction.to_string(),
-            chat_jid: m.chat_jid,
-            from: m.sender_jid,
-            kind: m.kind.to_string(),
-            text: m.text,
-            content: m.content,
-            quoted_message_id: m.quoted_message_id,
-            status: m.status.to_string(),
-            failure_reason: m.failure_reason,
-            origin: m.origin,
-            created_at: m.created_at.into(),
-            sent_at: m.sent_at.map(crate::dto::Time),
-            delivered_at: m.delivered_at.map(crate::dto::Time),
-            read_at: m.read_at.map(crate::dto::Time),
-        }
-    }
-}
+/// The public message, the same shape webhooks and the event stream carry.
+pub use gw_core::PublicMessage as MessageDto;
 
 fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
     value.ok_or_else(|| ApiError::invalid(field, "required for this message type"))
