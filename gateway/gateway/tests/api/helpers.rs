@@ -7,7 +7,8 @@ use gateway::config::{Secret, Settings};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-pub use gw_e2e::{Backend, Database, OPERATOR_EMAIL, OPERATOR_PASSWORD};
+pub use gw_e2e::{OPERATOR_EMAIL, OPERATOR_PASSWORD};
+pub use gw_test_support::TestDatabase as Database;
 
 /// A running in-process gateway; stops (drains and closes the store) when [`InProcessApp::stop`] is awaited.
 #[derive(Debug)]

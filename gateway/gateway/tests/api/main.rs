@@ -1,37 +1,13 @@
 //! Router tests against the application built in-process (`gateway::Application`), on both store backends.
 
+#[macro_use]
+extern crate gw_test_support;
+
 mod helpers;
 
 use helpers::{As, Database, InProcessApp, PASSWORD, problem_snapshot, problem_type, tenant};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let database = super::Database::create(super::helpers::Backend::Sqlite).await.expect("sqlite");
-                    super::$name(&database).await;
-                    database.cleanup().await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(database) = super::Database::create(super::helpers::Backend::Postgres).await else {
-                        return;
-                    };
-                    super::$name(&database).await;
-                    database.cleanup().await;
-                }
-            )+
-        }
-    };
-}
 
 on_both_backends!(builds_serves_and_stops_in_process, domain_services_check_visible_then_allowed);
 
