@@ -62,6 +62,29 @@ impl Messaging {
         Ok(self.access.instance_status(caller, id).await?)
     }
 
+    /// Renames, reconfigures or (de)activates an instance; a deactivated one's session task ends.
+    pub async fn update_instance(
+        &self,
+        by: &gw_accounts::Principal,
+        id: InstanceId,
+        update: gw_accounts::UpdateInstance,
+    ) -> Result<Instance, MessagingError> {
+        let deactivate = update.is_active == Some(false);
+        let instance = self.access.accounts().update_instance(by, id, update).await.map_err(AccessError::from)?;
+        if deactivate {
+            self.engine.stop(id).await;
+        }
+        Ok(instance)
+    }
+
+    /// Deletes an instance with its keys, contacts, webhooks and session; its session task ends.
+    pub async fn delete_instance(&self, by: &gw_accounts::Principal, id: InstanceId) -> Result<(), MessagingError> {
+        self.access.accounts().delete_instance(by, id).await.map_err(AccessError::from)?;
+        // After the delete succeeded (so only someone allowed to delete can stop it).
+        self.engine.stop(id).await;
+        Ok(())
+    }
+
     /// Starts connecting (a new instance shows a QR code, a paired one reconnects). Idempotent.
     pub async fn connect(&self, caller: &Caller, id: InstanceId) -> Result<Instance, MessagingError> {
         let instance = self.access.instance(caller, id, Need::MANAGE_SESSION).await?;
