@@ -82,8 +82,33 @@ impl Drop for TestDatabase {
 
 /// One `#[tokio::test]` per backend for each named `async fn name(database: &TestDatabase)`, in modules `sqlite`
 /// and `postgres`. PostgreSQL tests return early (skip) when PostgreSQL is unreachable and not required.
+///
+/// With `setup => names`, each test gets `setup(&database).await` instead (a store, a fixture), and the database
+/// lives until the test returns.
 #[macro_export]
 macro_rules! on_both_backends {
+    ($setup:ident => $($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let database = $crate::TestDatabase::create($crate::Backend::Sqlite).await.expect("sqlite");
+                    super::$name(super::$setup(&database).await).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(database) = $crate::TestDatabase::create($crate::Backend::Postgres).await else {
+                        return;
+                    };
+                    super::$name(super::$setup(&database).await).await;
+                }
+            )+
+        }
+    };
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
             $(
