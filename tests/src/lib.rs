@@ -67,6 +67,8 @@ pub fn gateway_command(binary: &str, database_url: &str, workdir: &Path) -> Comm
         .env("GATEWAY_LOG_LEVEL", "warn")
         .env("GATEWAY_ADMIN_EMAIL", OPERATOR_EMAIL)
         .env("GATEWAY_ADMIN_PASSWORD", OPERATOR_PASSWORD)
+        // A killed node's instances move to the next process after the lease: short, so restarts in tests are quick.
+        .env("GATEWAY_CLUSTER_LEASE_TTL_MS", "2000")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

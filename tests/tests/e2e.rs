@@ -31,6 +31,7 @@ on_both_backends!(
     quota_usage_and_daily_stats,
 );
 
+mod cluster;
 mod hardening;
 mod openapi_fuzz;
 mod outages;

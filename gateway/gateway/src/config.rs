@@ -85,6 +85,22 @@ pub struct Settings {
     pub tiers: TierCatalog,
     pub redis: RedisSettings,
     pub metrics: MetricsSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// Several nodes on one PostgreSQL database: leases decide which node runs each instance's session (see
+/// `docs/src/design/cluster-ownership.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// How long an instance's lease lasts unrenewed: a dead node's instances move after at most this long.
+    pub lease_ttl_ms: u64,
+    /// The address other nodes and operators know this node by; empty: `server.listen`.
+    pub node_address: String,
+    /// At most this many sessions run on this node.
+    pub capacity: u32,
+    /// The slow poll for sends accepted on other nodes, behind the immediate wake-ups.
+    pub poll_interval_ms: u64,
 }
 
 /// Redis: cluster-wide rate limits and cross-node key-cache invalidation. Off when `url` is empty.
@@ -311,6 +327,12 @@ impl Default for Settings {
                 key_prefix: "gw:".into(),
             },
             metrics: MetricsSettings { listen: String::new() },
+            cluster: ClusterSettings {
+                lease_ttl_ms: 10_000,
+                node_address: String::new(),
+                capacity: 10_000,
+                poll_interval_ms: 1_000,
+            },
         }
     }
 }
@@ -351,7 +373,7 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 
 const SECTIONS: &[&str] = &[
     "server", "database", "log", "admin", "auth", "sessions", "whatsapp", "webhooks", "plugins", "tiers", "redis",
-    "metrics",
+    "metrics", "cluster",
 ];
 
 /// `GATEWAY_DATABASE_MAX_CONNECTIONS` -> `database.max_connections`; `GATEWAY_TIERS_FREE_MAX_INSTANCES` ->
@@ -397,6 +419,15 @@ impl Settings {
         }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        if !(300..=600_000).contains(&self.cluster.lease_ttl_ms) {
+            return Err(invalid("cluster.lease_ttl_ms", "must be between 300 and 600000"));
+        }
+        if self.cluster.capacity == 0 {
+            return Err(invalid("cluster.capacity", "must be at least 1"));
+        }
+        if self.cluster.poll_interval_ms == 0 {
+            return Err(invalid("cluster.poll_interval_ms", "must be at least 1"));
         }
         if self.server.request_timeout_secs == 0 {
             return Err(invalid("server.request_timeout_secs", "must be at least 1"));
@@ -703,6 +734,17 @@ impl Settings {
             backoff_initial: Duration::from_millis(self.sessions.backoff_initial_ms),
             backoff_max: Duration::from_secs(self.sessions.backoff_max_secs),
             max_reply_depth: self.sessions.max_reply_depth,
+            cluster: gw_sessions::ClusterConfig {
+                lease_ttl: Duration::from_millis(self.cluster.lease_ttl_ms),
+                node_address: if self.cluster.node_address.is_empty() {
+                    self.server.listen.clone()
+                } else {
+                    self.cluster.node_address.clone()
+                },
+                capacity: self.cluster.capacity,
+                poll_interval: Duration::from_millis(self.cluster.poll_interval_ms),
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -917,6 +959,28 @@ mod tests {
             assert_eq!(settings.metrics_addr().expect("addr"), Some("127.0.0.1:9100".parse().expect("addr")));
             jail.set_env("GATEWAY_REDIS_URL", "http://127.0.0.1:6379");
             assert!(load_err(jail, None).starts_with("redis.url:"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cluster_keys_are_configurable_validated_and_strict() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let engine = Settings::load(None).expect("defaults").engine();
+            assert_eq!(engine.cluster.lease_ttl, Duration::from_secs(10), "failover well within 15 s");
+            assert_eq!(engine.cluster.node_address, "127.0.0.1:8080", "the listen address by default");
+            jail.set_env("GATEWAY_CLUSTER_LEASE_TTL_MS", "3000");
+            jail.set_env("GATEWAY_CLUSTER_NODE_ADDRESS", "10.0.0.7:8080");
+            jail.set_env("GATEWAY_CLUSTER_CAPACITY", "250");
+            let engine = Settings::load(None).expect("load").engine();
+            assert_eq!(engine.cluster.lease_ttl, Duration::from_secs(3));
+            assert_eq!((engine.cluster.node_address.as_str(), engine.cluster.capacity), ("10.0.0.7:8080", 250));
+            jail.set_env("GATEWAY_CLUSTER_LEASE_TTL_MS", "10");
+            assert!(load_err(jail, None).starts_with("cluster.lease_ttl_ms:"));
+            jail.set_env("GATEWAY_CLUSTER_LEASE_TTL_MS", "3000");
+            jail.set_env("GATEWAY_CLUSTER_LEASE_TTL", "3000");
+            assert!(load_err(jail, None).contains("GATEWAY_CLUSTER_LEASE_TTL"), "unknown keys are refused");
             Ok(())
         });
     }

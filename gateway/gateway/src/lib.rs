@@ -9,6 +9,7 @@ mod edge;
 mod media;
 pub mod plugin_run;
 mod serve;
+pub mod single_node;
 mod startup;
 pub mod telemetry;
 

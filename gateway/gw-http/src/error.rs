@@ -299,6 +299,8 @@ impl From<StoreError> for ApiError {
                 ApiError::Problem(&ProblemType::INVALID_CURSOR, "invalid pagination cursor".into())
             }
             StoreError::Unavailable(source) => ApiError::Unavailable(source.to_string()),
+            // The instance moved to another node mid-request: a retry reaches the new owner's state.
+            fenced @ StoreError::Fenced { .. } => ApiError::Unavailable(fenced.to_string()),
             err @ (StoreError::Corrupt { .. } | StoreError::Backend(_)) => {
                 ApiError::Internal(format!("{err}: {err:?}"))
             }
@@ -363,6 +365,8 @@ impl From<gw_sessions::EngineError> for ApiError {
             EngineError::Driver(gw_sessions::DriverError::InvalidRecipient(reason)) => ApiError::invalid("jid", reason),
             EngineError::Driver(_) => ApiError::Problem(&ProblemType::DRIVER_ERROR, detail),
             EngineError::Store(e) => e.into(),
+            // Another node runs the instance and did not answer: retrying reaches it (or its successor).
+            EngineError::OwnerUnavailable => ApiError::Unavailable(err.to_string()),
         }
     }
 }

@@ -42,6 +42,7 @@ use crate::error::{FieldProblem, ProblemBody};
         (name = "usage", description = "Usage per month, daily statistics, the calling key"),
         (name = "plugins", description = "Tenants' WebAssembly plugins: versions, bindings, errors, logs"),
         (name = "sandbox", description = "The simulated WhatsApp network (development and tests; off in production)"),
+        (name = "cluster", description = "The nodes sharing the database (operators)"),
     )
 )]
 pub(crate) struct BaseDoc;

@@ -8,6 +8,7 @@
 //!
 //! Architecture invariant: only this crate enables sqlx driver features; callers receive an `Arc<dyn Store>`.
 
+mod cluster;
 mod error;
 mod messages;
 mod open;

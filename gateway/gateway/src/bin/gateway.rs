@@ -12,6 +12,9 @@ use gateway::{Application, plugin_run, telemetry};
 
 /// Exit code for a configuration that cannot be used (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
+/// Exit code when another process already serves the SQLite database (EX_TEMPFAIL: it may start once that one
+/// stopped).
+const EXIT_LOCKED: u8 = 75;
 
 #[derive(Debug, Parser)]
 #[command(name = "gateway", version, about = "Multi-tenant WhatsApp API gateway")]
@@ -82,6 +85,9 @@ fn main() -> ExitCode {
         Err(err) => {
             // One line, the chain of causes, no backtrace.
             eprintln!("error: {err:#}");
+            if err.downcast_ref::<gateway::single_node::AlreadyServed>().is_some() {
+                return ExitCode::from(EXIT_LOCKED);
+            }
             ExitCode::FAILURE
         }
     }
