@@ -163,7 +163,7 @@ impl TestCluster {
         assert!(status.success(), "kill {signal} {pid}");
     }
 
-    /// Stops every node and the network, and drops the database.
+    /// Stops every node and the network; the database goes with `self`.
     pub async fn shutdown(mut self) {
         for node in self.nodes.iter_mut() {
             if let Some(node) = node.take() {
@@ -175,6 +175,6 @@ impl TestCluster {
             }
         }
         self.sandbox.kill().await;
-        self.database.cleanup().await;
+        // The database is dropped with `self` (TestDatabase drops it even when a test panics).
     }
 }

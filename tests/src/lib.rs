@@ -6,7 +6,6 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gw_store_sql::testing::PgTestDatabase;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -18,11 +17,7 @@ pub const OPERATOR_EMAIL: &str = "ops@gateway.test";
 pub const OPERATOR_PASSWORD: &str = "operator password for tests";
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use gw_test_support::{Backend, TestDatabase as Database};
 
 /// The `gateway` binary under test: the test target passes `env!("CARGO_BIN_EXE_gateway")`, which Cargo sets after
 /// building the binary for this very run, so the tests never pick up a stale build.
@@ -30,43 +25,6 @@ pub(crate) fn checked_binary(binary: &str) -> PathBuf {
     let binary = PathBuf::from(binary);
     assert!(binary.exists(), "{} is missing", binary.display());
     binary
-}
-
-/// Where a test's data lives and what to clean up.
-#[derive(Debug)]
-pub struct Database {
-    pub url: String,
-    pub dir: PathBuf,
-    postgres: Option<PgTestDatabase>,
-}
-
-impl Database {
-    /// A fresh database; `None` when PostgreSQL is unreachable and skipping is allowed.
-    pub async fn create(backend: Backend) -> Option<Self> {
-        let dir = std::env::temp_dir().join(format!("gw-e2e-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        match backend {
-            Backend::Sqlite => {
-                Some(Self { url: format!("sqlite://{}/gateway.db", dir.display()), dir, postgres: None })
-            }
-            Backend::Postgres => {
-                let postgres = PgTestDatabase::create().await?;
-                Some(Self { url: postgres.url().to_owned(), dir, postgres: Some(postgres) })
-            }
-        }
-    }
-
-    /// The PostgreSQL test database behind this one (for fault injection: locks, terminated connections).
-    pub fn postgres(&self) -> Option<&PgTestDatabase> {
-        self.postgres.as_ref()
-    }
-
-    pub async fn cleanup(self) {
-        if let Some(postgres) = self.postgres {
-            postgres.drop_database().await;
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// Output a child process has written so far.

@@ -42,7 +42,6 @@ async fn a_second_process_on_one_sqlite_file_refuses_to_start() {
     assert!(first.terminate().await.success());
     let again = TestApp::spawn(GATEWAY, &database).await;
     again.terminate().await;
-    database.cleanup().await;
 }
 
 async fn operators_see_the_nodes_and_each_instances_owner(database: &Database) {
@@ -120,5 +119,4 @@ async fn two_nodes_share_one_database_and_a_killed_nodes_instance_moves() {
     })
     .await;
     assert!(second.terminate().await.success());
-    database.cleanup().await;
 }

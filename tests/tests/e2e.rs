@@ -1,36 +1,14 @@
 //! End-to-end: the real `gateway` binary over HTTP, on SQLite and on PostgreSQL.
 
+#[macro_use]
+extern crate gw_test_support;
+
 use gw_e2e::{Backend, Database, OPERATOR_EMAIL, OPERATOR_PASSWORD, TestApp, gateway_command, run_to_exit};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// Built by Cargo for this run (this file is a test target of the `gateway` package).
 const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway");
-
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let database = gw_e2e::Database::create(gw_e2e::Backend::Sqlite).await.expect("sqlite");
-                    super::$name(&database).await;
-                    database.cleanup().await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(database) = gw_e2e::Database::create(gw_e2e::Backend::Postgres).await else { return };
-                    super::$name(&database).await;
-                    database.cleanup().await;
-                }
-            )+
-        }
-    };
-}
 
 on_both_backends!(
     serves_health_readiness_openapi_and_problems,
@@ -655,7 +633,6 @@ async fn unknown_configuration_keys_exit_64_naming_the_key() {
     let (code, _, stderr) = run_to_exit(command).await;
     assert_eq!(code, Some(64));
     assert!(stderr.contains("max_connections"), "{stderr}");
-    database.cleanup().await;
 }
 
 #[tokio::test]
@@ -679,7 +656,6 @@ async fn an_unreachable_database_is_one_line_and_a_nonzero_exit() {
     let (code, _, stderr) = run_to_exit(command).await;
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("error: cannot") && !stderr.contains("panicked"), "{stderr}");
-    database.cleanup().await;
 }
 
 #[tokio::test]
@@ -690,7 +666,6 @@ async fn migrate_applies_and_exits() {
     let (code, stdout, stderr) = run_to_exit(command).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("migrations applied"), "{stdout}");
-    database.cleanup().await;
 }
 
 /// Tokens minted with the server's (configured) key but expired, or for another audience or issuer.
@@ -802,7 +777,7 @@ async fn api_keys_are_shown_once_and_rotate(database: &Database) {
 async fn readiness_fails_when_the_database_goes_away() {
     let Some(database) = Database::create(Backend::Postgres).await else { return };
     let app = TestApp::spawn(GATEWAY, &database).await;
-    database.cleanup().await; // drops the database, closing the server's connections
+    drop(database); // drops the database, closing the server's connections
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let response = app.client.get(app.url("/readyz")).send().await.expect("readyz");
@@ -860,7 +835,6 @@ async fn a_node_started_while_redis_is_down_serves_with_local_limits() {
     assert_eq!(metric(&text, "gateway_ratelimit_redis_degraded{backend=\"redis+local\"}"), Some(1.0), "{text}");
     assert_eq!(metric(&text, "gateway_ratelimit_fallback_decisions_total"), Some(2.0), "{text}");
     assert!(app.terminate().await.success());
-    database.cleanup().await;
 }
 
 async fn api_keys_call_the_api_with_rate_limits_and_exact_usage(database: &Database) {
@@ -956,19 +930,12 @@ async fn api_keys_call_the_api_with_rate_limits_and_exact_usage(database: &Datab
 
 /// Polls `probe` until it returns `Some`, for at most ten seconds: waiting on an observable condition (the server's
 /// state), never a fixed sleep.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    gw_test_support::eventually_within(std::time::Duration::from_secs(10), what, probe).await
 }
 
 /// Creates, connects and pairs a sandbox instance; returns its id and JID.

@@ -41,7 +41,6 @@ async fn every_documented_operation_is_served() {
         served += 1;
     }
     assert!(served >= 80, "the document lists {served} operations");
-    database.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +83,6 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let server_log = app.stderr.text();
-    database.cleanup().await;
     assert!(
         output.status.success(),
         "schemathesis found violations of the document (exit {:?}):\n{stdout}\n{stderr}\n--- server log ---\n{server_log}",

@@ -23,7 +23,6 @@ macro_rules! on_postgres {
                 async fn $name() {
                     let Some(database) = gw_e2e::Database::create(gw_e2e::Backend::Postgres).await else { return };
                     super::$name(&database).await;
-                    database.cleanup().await;
                 }
             )+
         }

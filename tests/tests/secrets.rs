@@ -143,5 +143,4 @@ async fn public_development_secrets_off_loopback_and_unset_secrets_in_production
     assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("auth.jwt_secret: must be set in production mode"), "{stderr}");
     assert!(!secrets_dir(&database).exists(), "a refused start writes nothing");
-    database.cleanup().await;
 }

@@ -216,7 +216,10 @@ mod tests {
             _: &[u8],
             _: &gw_core::PluginLimits,
         ) -> Result<gw_core::PreparedComponent, gw_core::PluginRejection> {
-            Err(gw_core::PluginRejection { kind: "unused".into(), message: "not part of this test".into() })
+            Err(gw_core::PluginRejection {
+                kind: gw_core::RejectionKind::InvalidComponent,
+                message: "not part of this test".into(),
+            })
         }
         fn invalidate(&self, instance: InstanceId) {
             self.seen.lock().unwrap().push(instance.to_string());

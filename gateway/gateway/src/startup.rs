@@ -159,6 +159,7 @@ async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow:
     let resumed = engine.resume_all().await.context("cannot resume instances")?;
     engine.run_cluster();
     tracing::info!(resumed, node = %engine.node_id(), "instances resumed");
+    let access = gw_services::Access::new(store.clone(), accounts.clone());
     let state = gw_http::AppState::new(gw_http::AppContext {
         store: store.clone(),
         accounts: accounts.clone(),
@@ -166,10 +167,12 @@ async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow:
         limiter,
         engine: engine.clone(),
         sandbox,
-        webhooks: gw_http::WebhookEdge { policy: Arc::new(settings.egress()?), dispatcher },
+        messaging: gw_services::Messaging::new(access.clone(), engine.clone()),
+        webhooks: gw_services::Webhooks::new(access.clone(), Arc::new(settings.egress()?), dispatcher),
+        usage: gw_services::Usage::new(access.clone()),
         metering,
         metrics: Arc::new(gw_http::EdgeMetrics::default()),
-        plugins,
+        plugins: gw_services::Plugins::new(access, plugins, settings.plugins.timeout_ms),
     });
     let metrics_server = edge::serve_metrics(&settings, state.clone(), stopped.clone()).await?;
     let app = gw_http::router(state);

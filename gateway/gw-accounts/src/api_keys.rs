@@ -10,7 +10,7 @@
 //! low-entropy passwords and would cap the edge at tens of requests per second per core. The pepper means a copy
 //! of the database alone cannot even confirm a guessed key.
 
-use gw_core::{ApiKeyHash, ApiKeyId, Redacted};
+use gw_core::{ApiKeyHash, ApiKeyId, KeyScope, Redacted};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -22,16 +22,16 @@ const CHECKSUM_LEN: usize = 6;
 /// `gwk_` + id + `_` + secret + checksum.
 pub const KEY_LEN: usize = PREFIX.len() + ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN;
 
-/// What a key may do. The documented set; anything else is refused when a key is created.
-pub const SCOPES: &[&str] = &[
-    "messages:send",
-    "messages:read",
-    "contacts:read",
-    "contacts:write",
-    "webhooks:write",
-    "instance:manage",
-    "plugins:write",
-];
+/// What a key may do, in text form: [`KeyScope`]'s spellings. Anything else is refused when a key is created.
+pub const SCOPES: &[&str] = &{
+    let mut names = [""; KeyScope::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = KeyScope::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 /// Why a string is not a well-formed key (decided without touching the database).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -84,8 +84,8 @@ impl KeyPrincipal {
         &self.verified.record.key.permissions
     }
 
-    pub fn has_scope(&self, scope: &str) -> bool {
-        self.permissions().iter().any(|p| p == scope)
+    pub fn has_scope(&self, scope: gw_core::KeyScope) -> bool {
+        self.permissions().iter().any(|p| p == scope.as_str())
     }
 
     /// The names under which the key's own requests and its subscription's are counted by the rate limiter.

@@ -647,6 +647,11 @@ impl Accounts {
         Ok(self.store.list_instances(by.scope(), page).await?)
     }
 
+    /// The signed-in user's own record.
+    pub async fn me(&self, by: &Principal) -> Result<gw_core::User, AccountError> {
+        Ok(self.store.get_user(Scope::All, by.user_id).await?)
+    }
+
     pub async fn get_instance(&self, by: &Principal, id: gw_core::InstanceId) -> Result<Instance, AccountError> {
         by.require(Action::ReadInstances)?;
         Ok(self.store.get_instance(by.scope(), id).await?)
@@ -710,7 +715,7 @@ impl Accounts {
             });
         }
         for scope in &new.permissions {
-            if !SCOPES.contains(&scope.as_str()) {
+            if scope.parse::<gw_core::KeyScope>().is_err() {
                 errors.push(FieldError {
                     field: "permissions",
                     message: format!("{scope:?} is not a scope; expected any of: {}", SCOPES.join(", ")),

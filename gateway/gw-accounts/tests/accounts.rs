@@ -1,5 +1,8 @@
 //! The account services against real stores: every check runs on SQLite and on PostgreSQL.
 
+#[macro_use]
+extern crate gw_test_support;
+
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -11,8 +14,6 @@ use gw_accounts::{
 };
 use gw_core::{DriverKind, Email, LimitOverrides, Redacted, Tier, UserRole};
 use gw_store::{Actor, AuditFilter, NewUser, PageRequest, Scope, Store, StoreError};
-use gw_store_sql::testing::PgTestDatabase;
-use gw_store_sql::{OpenOptions, PgStore, SqliteStore};
 use serde_json::json;
 
 const OPERATOR_PASSWORD: &str = "operator password 1";
@@ -96,38 +97,12 @@ impl Fixture {
     }
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let dir = std::env::temp_dir().join(format!("gw-accounts-{}", uuid::Uuid::now_v7().simple()));
-                    let url = format!("sqlite://{}/gateway.db", dir.display());
-                    let store = SqliteStore::open(&url, &OpenOptions::default()).await.expect("sqlite");
-                    super::$name(fixture(Arc::new(store)).await).await;
-                    let _ = std::fs::remove_dir_all(dir);
-                }
-            )+
-        }
-        mod postgres {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(database) = PgTestDatabase::create().await else { return };
-                    let store = Arc::new(PgStore::open(database.url(), &OpenOptions::default()).await.expect("postgres"));
-                    super::$name(fixture(store.clone()).await).await;
-                    store.close().await;
-                    database.drop_database().await;
-                }
-            )+
-        }
-    };
+/// A fixture on a fresh database of the test's backend.
+async fn on(database: &gw_test_support::TestDatabase) -> Fixture {
+    fixture(database.store().await).await
 }
 
-on_both_backends!(
+on_both_backends!(on =>
     login_issues_tokens_that_authenticate,
     wrong_credentials_are_refused_alike_and_throttled,
     passwords_hashed_with_old_parameters_are_rehashed_on_login,
@@ -604,7 +579,9 @@ async fn api_keys_authenticate_and_changes_take_effect_at_once(f: Fixture) {
         (key.id, instance.id, subscription.id)
     );
     assert_eq!(principal.rate_limit_per_minute, 120);
-    assert!(principal.has_scope("messages:send") && !principal.has_scope("contacts:read"));
+    assert!(
+        principal.has_scope(gw_core::KeyScope::MessagesSend) && !principal.has_scope(gw_core::KeyScope::ContactsRead)
+    );
     let (key_limit, subscription_limit) = principal.limiter_keys();
     assert_eq!((key_limit, subscription_limit), (&*format!("key:{}", key.id), &*format!("sub:{}", subscription.id)));
     let defaulted = f.accounts.authenticate_key(default_secret.expose(), None).await.expect("valid");

@@ -235,3 +235,32 @@ impl MessageStatus {
         }
     }
 }
+
+string_enum!(
+    /// What an API key may do; a key holds a set of these, stored in their text form.
+    KeyScope, "key scope" {
+        MessagesSend = "messages:send",
+        MessagesRead = "messages:read",
+        ContactsRead = "contacts:read",
+        ContactsWrite = "contacts:write",
+        WebhooksWrite = "webhooks:write",
+        InstanceManage = "instance:manage",
+        PluginsWrite = "plugins:write",
+    }
+);
+
+string_enum!(
+    /// Why the plugin host refused an upload.
+    RejectionKind, "plugin rejection kind" {
+        /// Larger than the subscription's limit.
+        TooLarge = "too_large",
+        /// Not a WebAssembly component, or one that does not compile.
+        InvalidComponent = "invalid_component",
+        /// Imports something the plugin world does not offer.
+        ForbiddenImport = "forbidden_import",
+        /// A component of another world.
+        WrongWorld = "wrong_world",
+        /// Failed or ran out of limits on a sample event.
+        SmokeTestFailed = "smoke_test_failed",
+    }
+);

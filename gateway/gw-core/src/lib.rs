@@ -12,6 +12,7 @@ mod id;
 mod per_thread;
 mod pipeline;
 mod plugins;
+mod public;
 mod time;
 mod values;
 
@@ -26,8 +27,8 @@ pub use entities::{
     Subscription, UsageRecord, User, WebhookConfig,
 };
 pub use enums::{
-    Direction, DriverKind, EventType, InstanceStatus, MessageKind, MessageStatus, ParseEnumError, Tier,
-    UsageRecordType, UserRole,
+    Direction, DriverKind, EventType, InstanceStatus, KeyScope, MessageKind, MessageStatus, ParseEnumError,
+    RejectionKind, Tier, UsageRecordType, UserRole,
 };
 pub use events::{EventSink, EventSinkError, GatewayEvent};
 pub use id::{
@@ -43,5 +44,6 @@ pub use plugins::{
     BindingDirection, BindingFailure, BoundPlugin, CatalogError, FailurePolicy, KvSetError, PluginCatalog,
     PluginLimits, PluginLogRecord, PluginRejection, PluginRuntime, PreparedComponent,
 };
+pub use public::{PublicMessage, Rfc3339};
 pub use time::{Timestamp, UsagePeriod};
 pub use values::{ApiKeyHash, Email, EmailError, PasswordHash, Redacted};

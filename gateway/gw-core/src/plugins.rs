@@ -128,12 +128,11 @@ pub struct PreparedComponent {
     pub size_bytes: u64,
 }
 
-/// Why an upload was refused. `kind` is stable: `too_large`, `invalid_component`, `forbidden_import`,
-/// `wrong_world`, `smoke_test_failed`.
+/// Why an upload was refused: a stable kind and a message for the author.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}: {message}")]
 pub struct PluginRejection {
-    pub kind: String,
+    pub kind: crate::RejectionKind,
     pub message: String,
 }
 

@@ -21,41 +21,8 @@ impl<T> PageDto<T> {
     }
 }
 
-/// An instant as the API writes it: RFC 3339 in UTC with exactly six fractional digits
-/// (`2026-01-31T12:00:00.123456Z`), the precision both databases keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Time(pub Timestamp);
-
-impl Serialize for Time {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // `Timestamp`'s Display is the fixed-width form; its serde form (chrono's) drops trailing zero digits.
-        serializer.collect_str(&self.0)
-    }
-}
-
-impl From<Timestamp> for Time {
-    fn from(t: Timestamp) -> Self {
-        Self(t)
-    }
-}
-
-impl utoipa::PartialSchema for Time {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
-            .description(Some("RFC 3339, UTC, microseconds"))
-            .examples([serde_json::json!("2026-01-31T12:00:00.123456Z")])
-            .into()
-    }
-}
-
-impl ToSchema for Time {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "Timestamp".into()
-    }
-}
+/// An instant as the API writes it (RFC 3339, UTC, six fractional digits), shared with webhook payloads.
+pub use gw_core::Rfc3339 as Time;
 
 pub(crate) fn ts(t: Timestamp) -> Time {
     Time(t)
@@ -63,25 +30,6 @@ pub(crate) fn ts(t: Timestamp) -> Time {
 
 pub(crate) fn opt_ts(t: Option<Timestamp>) -> Option<Time> {
     t.map(Time)
-}
-
-/// The schema of a scope an API key may hold: the server's own list (`gw_accounts::api_keys::SCOPES`).
-#[derive(Debug)]
-pub struct Scope;
-
-impl utoipa::PartialSchema for Scope {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .enum_values(Some(gw_accounts::api_keys::SCOPES.iter().copied()))
-            .into()
-    }
-}
-
-impl ToSchema for Scope {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "ApiKeyScope".into()
-    }
 }
 
 /// The role of a subscription's user: any role but the platform's `admin`.
@@ -499,7 +447,7 @@ pub struct ApiKeyDto {
     pub id: String,
     pub instance_id: String,
     pub name: String,
-    #[schema(value_type = Vec<Scope>)]
+    #[schema(value_type = Vec<gw_core::KeyScope>)]
     pub permissions: Vec<String>,
     pub is_active: bool,
     pub created_at: Time,
@@ -535,7 +483,7 @@ pub struct CreateApiKeyRequest {
     #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
     /// At least one scope.
-    #[schema(value_type = Vec<Scope>, min_items = 1)]
+    #[schema(value_type = Vec<gw_core::KeyScope>, min_items = 1)]
     pub permissions: Vec<String>,
     /// RFC 3339; must be in the future.
     #[schema(value_type = Option<String>, format = DateTime)]

@@ -138,10 +138,9 @@ pub struct ProblemBody {
     /// For conflicts: which unique value is taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// For `invalid-plugin`: why the upload was refused (`invalid_component`, `forbidden_import`, `wrong_world`,
-    /// `smoke_test_failed`).
+    /// For `invalid-plugin`: why the upload was refused (`too_large` has a problem type of its own).
     #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
-    pub rejection: Option<String>,
+    pub rejection: Option<gw_core::RejectionKind>,
 }
 
 /// A problem waiting for the middleware to finish it, plus what is logged but never sent.
@@ -151,7 +150,7 @@ pub struct Problem {
     pub detail: String,
     pub errors: Vec<FieldProblem>,
     pub key: Option<String>,
-    pub rejection: Option<String>,
+    pub rejection: Option<gw_core::RejectionKind>,
     pub internal: Option<String>,
 }
 
@@ -237,7 +236,7 @@ impl ApiError {
                 },
                 None,
             ),
-            ApiError::PluginRejected(rejection) if rejection.kind == "too_large" => {
+            ApiError::PluginRejected(rejection) if rejection.kind == gw_core::RejectionKind::TooLarge => {
                 (simple(&ProblemType::PLUGIN_TOO_LARGE, rejection.message), None)
             }
             ApiError::PluginRejected(rejection) => (
@@ -375,5 +374,66 @@ impl From<gw_sessions::EngineError> for ApiError {
 impl From<gw_sessions::InvalidField> for ApiError {
     fn from(err: gw_sessions::InvalidField) -> Self {
         ApiError::invalid(err.field, err.reason)
+    }
+}
+
+impl From<gw_services::AccessError> for ApiError {
+    fn from(err: gw_services::AccessError) -> Self {
+        use gw_services::AccessError;
+        match err {
+            AccessError::NotFound(what) => ApiError::not_found(what),
+            AccessError::InsufficientScope(_) => ApiError::Problem(&ProblemType::INSUFFICIENT_SCOPE, err.to_string()),
+            AccessError::Account(e) => e.into(),
+            AccessError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<gw_services::MessagingError> for ApiError {
+    fn from(err: gw_services::MessagingError) -> Self {
+        use gw_services::MessagingError;
+        match err {
+            MessagingError::Access(e) => e.into(),
+            MessagingError::Engine(e) => e.into(),
+            MessagingError::Store(e) => e.into(),
+            MessagingError::Invalid(e) => e.into(),
+            MessagingError::NotPairing(_) => ApiError::Problem(&ProblemType::NOT_PAIRING, err.to_string()),
+        }
+    }
+}
+
+impl From<gw_services::WebhookError> for ApiError {
+    fn from(err: gw_services::WebhookError) -> Self {
+        use gw_services::WebhookError;
+        match err {
+            WebhookError::Access(e) => e.into(),
+            WebhookError::Store(e) => e.into(),
+            WebhookError::UrlRefused(_) => ApiError::Problem(&ProblemType::INVALID_WEBHOOK_URL, err.to_string()),
+            WebhookError::Invalid(FieldError { field, message }) => ApiError::invalid(field, message),
+            WebhookError::Disabled => ApiError::Problem(&ProblemType::WEBHOOKS_DISABLED, err.to_string()),
+        }
+    }
+}
+
+impl From<gw_services::UsageError> for ApiError {
+    fn from(err: gw_services::UsageError) -> Self {
+        match err {
+            gw_services::UsageError::Access(e) => e.into(),
+            gw_services::UsageError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<gw_services::PluginError> for ApiError {
+    fn from(err: gw_services::PluginError) -> Self {
+        use gw_services::PluginError;
+        match err {
+            PluginError::Access(e) => e.into(),
+            PluginError::Store(e) => e.into(),
+            PluginError::NotFound(what) => ApiError::not_found(what),
+            PluginError::Invalid(FieldError { field, message }) => ApiError::invalid(field, message),
+            PluginError::Unavailable => ApiError::Problem(&ProblemType::PLUGINS_UNAVAILABLE, err.to_string()),
+            PluginError::Rejected(rejection) => ApiError::PluginRejected(rejection),
+        }
     }
 }

@@ -6,7 +6,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use gw_accounts::{KeyPrincipal, Principal};
+use gw_accounts::Principal;
 use gw_store::{Cursor, PageRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -280,11 +280,7 @@ const X_API_KEY: axum::http::HeaderName = axum::http::HeaderName::from_static("x
 /// Who calls: a signed-in user (JWT) or an API key. Both come as `Authorization: Bearer …`; keys are told apart by
 /// their `gwk_` prefix, and may also come as `X-API-Key`. A key's request is rate-limited here, before the
 /// handler runs, and its decision is reported in the response's `RateLimit` headers.
-#[derive(Debug, Clone)]
-pub enum Caller {
-    User(Principal),
-    Key(KeyPrincipal),
-}
+pub use gw_services::Caller;
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;

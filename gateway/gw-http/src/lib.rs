@@ -29,7 +29,7 @@ use utoipa_axum::routes;
 pub use error::{ApiError, ProblemType};
 pub use middleware::{MAX_HEADER_BYTES, MAX_URI_BYTES, REQUEST_ID_HEADER, RateLimitSlot, RequestId};
 pub use openapi::ApiDoc;
-pub use state::{AppContext, AppState, EdgeMetrics, HttpSettings, WebhookEdge};
+pub use state::{AppContext, AppState, EdgeMetrics, HttpSettings};
 
 use crate::error::ProblemType as P;
 use crate::routes::{

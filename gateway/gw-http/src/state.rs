@@ -29,22 +29,6 @@ impl Default for HttpSettings {
     }
 }
 
-/// What the webhook endpoints need: the URL rules, and the dispatcher (`None` when delivery is off on this node).
-#[derive(Debug, Clone, Default)]
-pub struct WebhookEdge {
-    pub policy: Arc<gw_egress::EgressPolicy>,
-    pub dispatcher: Option<gw_webhooks::Dispatcher>,
-}
-
-impl WebhookEdge {
-    /// Wakes the local dispatcher after a replay or a re-enable, so it need not wait for its next poll.
-    pub fn wake(&self) {
-        if let Some(dispatcher) = &self.dispatcher {
-            dispatcher.wake();
-        }
-    }
-}
-
 /// What every handler gets. One `Arc`: axum clones the state for every request, and cloning a dozen shared
 /// pointers (each an atomic increment on a cache line the other workers also touch) cost about a tenth of a small
 /// request's time here.
@@ -76,11 +60,14 @@ pub struct AppContext {
     /// The simulated WhatsApp network's control API (in this process or the shared network's); `None` when the
     /// sandbox is disabled.
     pub sandbox: Option<Arc<dyn gw_sessions::sandbox::SandboxControl>>,
-    /// The WebAssembly plugin host: checks uploads and is told when an instance's chain changes. `None` when
-    /// this node runs no plugin host (uploads are then refused with `plugins-unavailable`).
-    pub plugins: Option<Arc<dyn gw_core::PluginRuntime>>,
-    /// Webhook URL rules and delivery.
-    pub webhooks: WebhookEdge,
+    /// Plugins, versions (the upload flow) and bindings, checked per caller.
+    pub plugins: gw_services::Plugins,
+    /// Sends, messages, contacts and session commands, checked per caller.
+    pub messaging: gw_services::Messaging,
+    /// Webhook endpoints, deliveries and replays, checked per caller.
+    pub webhooks: gw_services::Webhooks,
+    /// Usage records and statistics, checked per caller.
+    pub usage: gw_services::Usage,
     /// Usage counters (API calls per key request), flushed in batches by the binary.
     pub metering: Arc<gw_metering::Metering>,
     /// The edge's own counters, for `/metrics`.
@@ -153,7 +140,7 @@ impl AppContext {
                 let _ = writeln!(out, "{name}{labels} {value}");
             }
         }
-        if let Some(dispatcher) = &self.webhooks.dispatcher {
+        if let Some(dispatcher) = self.webhooks.dispatcher() {
             out.push_str(&dispatcher.metrics().render_prometheus());
         }
         out

@@ -1,14 +1,15 @@
 //! The metering service against real stores: SQLite (a temporary file) and PostgreSQL (a fresh database per test,
 //! skipped loudly when PostgreSQL is absent and CI is not set).
 
+#[macro_use]
+extern crate gw_test_support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use gw_core::{InstanceId, LimitOverrides, SubscriptionId, Tier, Timestamp, UsageRecordType};
 use gw_metering::{Event, Metering};
 use gw_store::{Actor, NewInstance, NewSubscription, Scope, Store, UsageFilter};
-use gw_store_sql::testing::PgTestDatabase;
-use gw_store_sql::{OpenOptions, PgStore};
 
 async fn tenant(store: &Arc<dyn Store>, monthly_messages: i64) -> (SubscriptionId, InstanceId, InstanceId) {
     let sub = store
@@ -132,38 +133,8 @@ async fn flushes_accumulate_and_deleted_instances_do_not_block(store: Arc<dyn St
     assert_eq!(metering.flush().await.expect("nothing left"), gw_metering::Flushed::default());
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let dir = std::env::temp_dir().join(format!("gw-metering-{}", gw_core::MessageId::new()));
-                    std::fs::create_dir_all(&dir).expect("dir");
-                    let url = format!("sqlite://{}", dir.join("db.sqlite").display());
-                    let store = gw_store_sql::SqliteStore::open(&url, &super::OpenOptions::default())
-                        .await
-                        .expect("sqlite");
-                    super::$name(std::sync::Arc::new(store)).await;
-                    let _ = std::fs::remove_dir_all(dir);
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(database) = super::PgTestDatabase::create().await else { return };
-                    let store = std::sync::Arc::new(
-                        super::PgStore::open(database.url(), &super::OpenOptions::default()).await.expect("postgres"),
-                    );
-                    super::$name(store.clone()).await;
-                    store.close().await;
-                    database.drop_database().await;
-                }
-            )+
-        }
-    };
+async fn store(database: &gw_test_support::TestDatabase) -> std::sync::Arc<dyn gw_store::Store> {
+    database.store().await
 }
 
-on_both_backends!(a_burst_then_shutdown_leaves_exact_counts, flushes_accumulate_and_deleted_instances_do_not_block,);
+on_both_backends!(store =>a_burst_then_shutdown_leaves_exact_counts, flushes_accumulate_and_deleted_instances_do_not_block,);

@@ -4,7 +4,10 @@
 
 use std::{sync::Arc, time::Instant};
 
-use gw_core::{Direction, InstanceId, PluginCatalog, PluginLimits, PluginRejection, PluginRuntime, PreparedComponent};
+use gw_core::{
+    Direction, InstanceId, PluginCatalog, PluginLimits, PluginRejection, PluginRuntime, PreparedComponent,
+    RejectionKind,
+};
 use tokio::sync::Semaphore;
 use wasmtime::{Engine, component::Linker};
 
@@ -133,8 +136,8 @@ pub fn sample_event(config: &str) -> WitEvent {
     }
 }
 
-fn rejection(kind: &str, message: impl Into<String>) -> PluginRejection {
-    PluginRejection { kind: kind.into(), message: message.into() }
+fn rejection(kind: RejectionKind, message: impl Into<String>) -> PluginRejection {
+    PluginRejection { kind, message: message.into() }
 }
 
 #[async_trait::async_trait]
@@ -143,7 +146,7 @@ impl PluginRuntime for PluginHost {
         let size = bytes.len() as u64;
         if size > limits.max_module_bytes {
             return Err(rejection(
-                "too_large",
+                RejectionKind::TooLarge,
                 format!("the component is {size} bytes; this plan allows at most {} bytes", limits.max_module_bytes),
             ));
         }
@@ -153,22 +156,22 @@ impl PluginRuntime for PluginHost {
         let started = Instant::now();
         let compiled = tokio::task::spawn_blocking(move || host.load(&bytes))
             .await
-            .map_err(|e| rejection("smoke_test_failed", format!("the check did not finish: {e}")))?;
+            .map_err(|e| rejection(RejectionKind::SmokeTestFailed, format!("the check did not finish: {e}")))?;
         let result = async {
             let compiled = compiled.map_err(|error| match error {
-                LoadError::Invalid(_) => rejection("invalid_component", error.to_string()),
-                LoadError::ForbiddenImport(_) => rejection("forbidden_import", error.to_string()),
-                LoadError::WrongWorld(_) => rejection("wrong_world", error.to_string()),
-                LoadError::Cache(_) => rejection("invalid_component", error.to_string()),
+                LoadError::Invalid(_) => rejection(RejectionKind::InvalidComponent, error.to_string()),
+                LoadError::ForbiddenImport(_) => rejection(RejectionKind::ForbiddenImport, error.to_string()),
+                LoadError::WrongWorld(_) => rejection(RejectionKind::WrongWorld, error.to_string()),
+                LoadError::Cache(_) => rejection(RejectionKind::InvalidComponent, error.to_string()),
             })?;
             let input = CallInput { event: sample_event("{}"), limits, kv: KvBackend::memory() };
             let output = self.call(&compiled, &input).await;
             match output.result {
                 Ok(verdict) => crate::chain::validate(&input.event, &verdict)
-                    .map_err(|e| rejection("smoke_test_failed", format!("on a sample event: {e}")))?,
+                    .map_err(|e| rejection(RejectionKind::SmokeTestFailed, format!("on a sample event: {e}")))?,
                 Err(error) => {
                     return Err(rejection(
-                        "smoke_test_failed",
+                        RejectionKind::SmokeTestFailed,
                         format!("on a sample event (config `{{}}`) the plugin failed ({}): {error}", error.kind()),
                     ));
                 }

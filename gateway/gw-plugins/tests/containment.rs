@@ -215,17 +215,17 @@ async fn refused(bytes: &[u8], limits: PluginLimits) -> gw_core::PluginRejection
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_are_refused_with_a_clear_kind() {
     let rejection = refused(b"\0asm\x0d\0\x01\0garbage", common::limits()).await;
-    assert_eq!(rejection.kind, "invalid_component", "{rejection}");
+    assert_eq!(rejection.kind, gw_core::RejectionKind::InvalidComponent, "{rejection}");
     let rejection = refused(b"definitely not wasm", common::limits()).await;
-    assert_eq!(rejection.kind, "invalid_component", "{rejection}");
+    assert_eq!(rejection.kind, gw_core::RejectionKind::InvalidComponent, "{rejection}");
 
     let forbidden = refused(&common::guest("hostile_forbidden_import"), common::limits()).await;
-    assert_eq!(forbidden.kind, "forbidden_import", "{forbidden}");
+    assert_eq!(forbidden.kind, gw_core::RejectionKind::ForbiddenImport, "{forbidden}");
     assert!(forbidden.message.contains("wasi:filesystem/"), "names the import: {forbidden}");
 
     let oversized = vec![0u8; (common::limits().max_module_bytes + 1) as usize];
     let rejection = refused(&oversized, common::limits()).await;
-    assert_eq!(rejection.kind, "too_large", "{rejection}");
+    assert_eq!(rejection.kind, gw_core::RejectionKind::TooLarge, "{rejection}");
     assert!(rejection.message.contains("at most 4194304 bytes"), "{rejection}");
 
     // A core module (not a component) is not of the plugin world.
@@ -240,7 +240,7 @@ async fn uploads_are_refused_with_a_clear_kind() {
         ("hostile_huge_reply", "invalid verdict"),
     ] {
         let rejection = refused(&common::guest(name), common::limits()).await;
-        assert_eq!(rejection.kind, "smoke_test_failed", "{name}: {rejection}");
+        assert_eq!(rejection.kind, gw_core::RejectionKind::SmokeTestFailed, "{name}: {rejection}");
         assert!(rejection.message.contains(kind), "{name}: {rejection}");
     }
 }

@@ -3,26 +3,10 @@
 use gw_core::{Contact, Instance, Message};
 use serde_json::{Value, json};
 
-/// A message as events and the API show it. Both address forms of the sender are given where known.
+/// A message as events show it: [`gw_core::PublicMessage`], the shape the API answers with.
 pub fn message_json(message: &Message) -> Value {
-    json!({
-        "id": message.id,
-        "wa_message_id": message.wa_message_id,
-        "direction": message.direction,
-        "chat_jid": message.chat_jid,
-        "from": message.sender_jid,
-        "type": message.kind,
-        "text": message.text,
-        "content": message.content,
-        "quoted_message_id": message.quoted_message_id,
-        "status": message.status,
-        "failure_reason": message.failure_reason,
-        "origin": message.origin,
-        "created_at": message.created_at,
-        "sent_at": message.sent_at,
-        "delivered_at": message.delivered_at,
-        "read_at": message.read_at,
-    })
+    // Serialising a struct of strings, enums and a JSON value into a `Value` cannot fail.
+    serde_json::to_value(gw_core::PublicMessage::from(message)).unwrap_or_default()
 }
 
 pub fn contact_json(contact: &Contact) -> Value {

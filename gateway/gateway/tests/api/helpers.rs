@@ -7,7 +7,8 @@ use gateway::config::{Secret, Settings};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-pub use gw_e2e::{Backend, Database, OPERATOR_EMAIL, OPERATOR_PASSWORD};
+pub use gw_e2e::{OPERATOR_EMAIL, OPERATOR_PASSWORD};
+pub use gw_test_support::TestDatabase as Database;
 
 /// A running in-process gateway; stops (drains and closes the store) when [`InProcessApp::stop`] is awaited.
 #[derive(Debug)]
@@ -71,6 +72,11 @@ impl<'a> As<'a> {
         Self { app, token: None }
     }
 
+    /// An API key, sent as `X-API-Key`.
+    pub fn key(app: &'a InProcessApp, key: &str) -> Self {
+        Self { app, token: Some(key.to_owned()) }
+    }
+
     pub async fn login(app: &'a InProcessApp, email: &str, password: &str) -> Self {
         let (status, body) = Self::anonymous(app)
             .call(Method::POST, "/v1/auth/login", Some(json!({"email": email, "password": password})))
@@ -85,8 +91,10 @@ impl<'a> As<'a> {
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut request = self.app.client.request(method, self.app.url(path));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+        match &self.token {
+            Some(key) if key.starts_with("gwk_") => request = request.header("x-api-key", key),
+            Some(token) => request = request.bearer_auth(token),
+            None => {}
         }
         if let Some(body) = body {
             request = request.json(&body);
@@ -101,3 +109,32 @@ impl<'a> As<'a> {
 pub fn problem_type(body: &Value) -> &str {
     body["type"].as_str().unwrap_or("<no problem type>")
 }
+
+/// A problem body without what differs per request (`request_id`), for comparing whole bodies.
+pub fn problem_snapshot(mut body: Value) -> Value {
+    if let Some(fields) = body.as_object_mut() {
+        fields.remove("request_id");
+    }
+    body
+}
+
+/// A subscription with an owner and a member (password `a long enough password`): (id, owner email, member email).
+pub async fn tenant(operator: &As<'_>, name: &str) -> (String, String, String) {
+    let (status, subscription) =
+        operator.call(Method::POST, "/v1/subscriptions", Some(json!({"name": name, "tier": "pro"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{subscription}");
+    let sid = subscription["id"].as_str().expect("id").to_owned();
+    let mut emails = Vec::new();
+    for role in ["owner", "member"] {
+        let email = format!("{role}@{}.test", name.to_lowercase());
+        let body = json!({"email": email, "password": PASSWORD, "name": role, "role": role});
+        let (status, created) =
+            operator.call(Method::POST, &format!("/v1/subscriptions/{sid}/users"), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        emails.push(email);
+    }
+    let member = emails.pop().expect("member");
+    (sid, emails.pop().expect("owner"), member)
+}
+
+pub const PASSWORD: &str = "a long enough password";

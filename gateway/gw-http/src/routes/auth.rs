@@ -56,6 +56,6 @@ pub async fn logout(
     (status = 401, body = ProblemBody, content_type = "application/problem+json"),
 ))]
 pub async fn me(State(state): State<AppState>, Auth(principal): Auth) -> Result<Json<UserDto>, ApiError> {
-    let user = state.store.get_user(gw_store::Scope::All, principal.user_id).await?;
+    let user = state.accounts.me(&principal).await?;
     Ok(Json(user.into()))
 }

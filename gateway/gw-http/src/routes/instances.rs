@@ -85,13 +85,8 @@ pub async fn update(
     Json(body): Json<UpdateInstanceRequest>,
 ) -> Result<Json<InstanceDto>, ApiError> {
     tracing::Span::current().record("instance", tracing::field::display(id));
-    let deactivate = body.is_active == Some(false);
     let update = UpdateInstance { name: body.name, settings: body.settings, is_active: body.is_active };
-    let instance = state.accounts.update_instance(&by, id, update).await?;
-    if deactivate {
-        state.engine.stop(id).await;
-    }
-    Ok(Json(instance.into()))
+    Ok(Json(state.messaging.update_instance(&by, id, update).await?.into()))
 }
 
 /// Deletes an instance with its keys, contacts, webhooks and session, and frees its slot. Owners only.
@@ -103,9 +98,7 @@ pub async fn delete(
     Path(id): Path<InstanceId>,
 ) -> Result<StatusCode, ApiError> {
     tracing::Span::current().record("instance", tracing::field::display(id));
-    state.accounts.delete_instance(&by, id).await?;
-    // After the delete succeeded (so only someone allowed to delete can stop it): end its session task.
-    state.engine.stop(id).await;
+    state.messaging.delete_instance(&by, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -123,13 +116,5 @@ pub async fn status(
     caller: Caller,
     Path(id): Path<InstanceId>,
 ) -> Result<Json<InstanceStatusDto>, ApiError> {
-    tracing::Span::current().record("instance", tracing::field::display(id));
-    let instance = match caller {
-        Caller::User(principal) => state.accounts.get_instance(&principal, id).await?,
-        Caller::Key(key) if key.instance_id == id => {
-            state.store.get_instance(gw_store::Scope::Subscription(key.subscription_id), id).await?
-        }
-        Caller::Key(_) => return Err(ApiError::not_found("instance")),
-    };
-    Ok(Json(instance.into()))
+    Ok(Json(state.messaging.status(&caller, id).await?.into()))
 }

@@ -13,19 +13,20 @@ use base64::Engine as _;
 use futures::Stream;
 use gw_accounts::Action;
 use gw_core::{ContactId, Instance, InstanceId, MessageId, MessageKind};
+use gw_services::{KeyScope, Need};
 use gw_sessions::{Idempotency, Presence, SendContent, SendRequest};
-use gw_store::Scope;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Digest;
 use utoipa::ToSchema;
 
 use crate::dto::PageDto;
-use crate::error::{ApiError, ProblemBody, ProblemType};
+use crate::error::{ApiError, ProblemBody};
 use crate::extract::{Caller, Json, PageQuery, Path, Query};
 use crate::state::AppState;
 
-/// The instance named in the path, if the caller may do `action` (users) or holds `scope` (API keys).
+/// The instance named in the path, if the caller may do `action` (users) or holds `scope` (API keys): the sandbox
+/// routes' way into [`gw_services::Messaging::instance`].
 pub(crate) async fn instance_for(
     state: &AppState,
     caller: &Caller,
@@ -33,25 +34,8 @@ pub(crate) async fn instance_for(
     action: Action,
     scope: &str,
 ) -> Result<Instance, ApiError> {
-    tracing::Span::current().record("instance", tracing::field::display(id));
-    match caller {
-        Caller::User(principal) => {
-            // Visibility first (404 for other tenants), then the role (403).
-            let instance = state.accounts.get_instance(principal, id).await?;
-            principal.require(action).map_err(ApiError::from)?;
-            Ok(instance)
-        }
-        Caller::Key(key) if key.instance_id == id => {
-            if !key.has_scope(scope) {
-                return Err(ApiError::Problem(
-                    &ProblemType::INSUFFICIENT_SCOPE,
-                    format!("this endpoint needs the `{scope}` scope"),
-                ));
-            }
-            Ok(state.store.get_instance(Scope::Subscription(key.subscription_id), id).await?)
-        }
-        Caller::Key(_) => Err(ApiError::not_found("instance")),
-    }
+    let scope: KeyScope = scope.parse().map_err(|e: gw_core::ParseEnumError| ApiError::Internal(e.to_string()))?;
+    Ok(state.messaging.instance(caller, id, Need::new(action, scope)).await?)
 }
 
 /// The instance's connection state, as lifecycle calls answer it.
@@ -98,9 +82,7 @@ pub async fn connect(
     caller: Caller,
     Path(id): Path<InstanceId>,
 ) -> Result<(StatusCode, Json<ConnectionDto>), ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ManageInstances, "instance:manage").await?;
-    state.engine.start(&instance, None)?;
-    Ok((StatusCode::ACCEPTED, Json(instance.into())))
+    Ok((StatusCode::ACCEPTED, Json(state.messaging.connect(&caller, id).await?.into())))
 }
 
 /// Drops the connection and connects again at once (also takes back a `replaced` or `banned` session).
@@ -111,9 +93,7 @@ pub async fn restart(
     caller: Caller,
     Path(id): Path<InstanceId>,
 ) -> Result<(StatusCode, Json<ConnectionDto>), ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ManageInstances, "instance:manage").await?;
-    state.engine.restart(&instance)?;
-    Ok((StatusCode::ACCEPTED, Json(instance.into())))
+    Ok((StatusCode::ACCEPTED, Json(state.messaging.restart(&caller, id).await?.into())))
 }
 
 /// Logs out on WhatsApp's side and forgets the session; the next connect needs a new pairing.
@@ -124,9 +104,7 @@ pub async fn logout(
     caller: Caller,
     Path(id): Path<InstanceId>,
 ) -> Result<Json<ConnectionDto>, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ManageInstances, "instance:manage").await?;
-    state.engine.logout(&instance).await?;
-    Ok(Json(state.store.get_instance(Scope::All, id).await?.into()))
+    Ok(Json(state.messaging.logout(&caller, id).await?.into()))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -141,14 +119,8 @@ async fn current_qr(
     caller: &Caller,
     id: InstanceId,
 ) -> Result<(String, Option<crate::dto::Time>), ApiError> {
-    let instance = instance_for(state, caller, id, Action::ReadInstances, "instance:manage").await?;
-    match (instance.status, instance.qr_code) {
-        (gw_core::InstanceStatus::Qr, Some(qr)) => Ok((qr, instance.qr_code_expiry.map(crate::dto::Time))),
-        (status, _) => Err(ApiError::Problem(
-            &ProblemType::NOT_PAIRING,
-            format!("the instance is {status}; there is no QR code to scan"),
-        )),
-    }
+    let (qr, expires_at) = state.messaging.qr(caller, id).await?;
+    Ok((qr, expires_at.map(crate::dto::Time)))
 }
 
 /// The QR code to scan while the instance is `qr`.
@@ -201,8 +173,7 @@ pub async fn pair_code(
     Path(id): Path<InstanceId>,
     Json(body): Json<PairCodeRequest>,
 ) -> Result<Json<PairCodeDto>, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ManageInstances, "instance:manage").await?;
-    let code = state.engine.request_pair_code(&instance, &body.phone).await?;
+    let code = state.messaging.pair_code(&caller, id, &body.phone).await?;
     Ok(Json(PairCodeDto { code }))
 }
 
@@ -295,53 +266,8 @@ pub struct SendMessageRequest {
     pub quoted_message_id: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MessageDto {
-    pub id: String,
-    pub wa_message_id: Option<String>,
-    #[schema(value_type = gw_core::Direction)]
-    pub direction: String,
-    pub chat_jid: String,
-    pub from: Option<String>,
-    #[serde(rename = "type")]
-    #[schema(value_type = gw_core::MessageKind)]
-    pub kind: String,
-    pub text: Option<String>,
-    pub content: Value,
-    pub quoted_message_id: Option<String>,
-    /// queued, sent, delivered, read, failed (outbound); received, dropped (inbound).
-    #[schema(value_type = gw_core::MessageStatus)]
-    pub status: String,
-    pub failure_reason: Option<String>,
-    pub origin: String,
-    pub created_at: crate::dto::Time,
-    pub sent_at: Option<crate::dto::Time>,
-    pub delivered_at: Option<crate::dto::Time>,
-    pub read_at: Option<crate::dto::Time>,
-}
-
-impl From<gw_core::Message> for MessageDto {
-    fn from(m: gw_core::Message) -> Self {
-        Self {
-            id: m.id.to_string(),
-            wa_message_id: m.wa_message_id,
-            direction: m.direction.to_string(),
-            chat_jid: m.chat_jid,
-            from: m.sender_jid,
-            kind: m.kind.to_string(),
-            text: m.text,
-            content: m.content,
-            quoted_message_id: m.quoted_message_id,
-            status: m.status.to_string(),
-            failure_reason: m.failure_reason,
-            origin: m.origin,
-            created_at: m.created_at.into(),
-            sent_at: m.sent_at.map(crate::dto::Time),
-            delivered_at: m.delivered_at.map(crate::dto::Time),
-            read_at: m.read_at.map(crate::dto::Time),
-        }
-    }
-}
+/// The public message, the same shape webhooks and the event stream carry.
+pub use gw_core::PublicMessage as MessageDto;
 
 fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
     value.ok_or_else(|| ApiError::invalid(field, "required for this message type"))
@@ -419,17 +345,18 @@ pub async fn send(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, [(&'static str, &'static str); 1], Json<MessageDto>), ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ManageInstances, "messages:send").await?;
-    let idempotency = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => {
-            let key = value.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?;
-            Some(Idempotency { key: key.to_owned(), request_hash: sha2::Sha256::digest(&body).to_vec() })
-        }
+    let parse = || {
+        let idempotency = match headers.get("idempotency-key") {
+            None => None,
+            Some(value) => {
+                let key = value.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?;
+                Some(Idempotency { key: key.to_owned(), request_hash: sha2::Sha256::digest(&body).to_vec() })
+            }
+        };
+        let request: SendMessageRequest = crate::extract::parse_json(&headers, &body)?;
+        to_send_request(request, idempotency)
     };
-    let request: SendMessageRequest = crate::extract::parse_json(&headers, &body)?;
-    let request = to_send_request(request, idempotency)?;
-    let accepted = state.engine.send(&instance, request).await?;
+    let accepted = state.messaging.send(&caller, id, parse).await?;
     let replayed = if accepted.replayed { "true" } else { "false" };
     Ok((StatusCode::ACCEPTED, [("idempotent-replayed", replayed)], Json(accepted.message.into())))
 }
@@ -451,10 +378,8 @@ pub async fn list_messages(
     Path(id): Path<InstanceId>,
     Query(query): Query<MessageListQuery>,
 ) -> Result<Json<PageDto<MessageDto>>, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ReadInstances, "messages:read").await?;
     let page = PageQuery { cursor: query.cursor, limit: query.limit }.page_request()?;
-    let chat = query.chat.as_deref().map(|c| gw_sessions::normalize_recipient("chat", c)).transpose()?;
-    let page = state.store.list_messages(instance.id, chat.as_deref(), page).await?;
+    let page = state.messaging.list_messages(&caller, id, query.chat.as_deref(), page).await?;
     Ok(Json(PageDto::from_page(page, Into::into)))
 }
 
@@ -467,8 +392,7 @@ pub async fn get_message(
     caller: Caller,
     Path((id, message_id)): Path<(InstanceId, MessageId)>,
 ) -> Result<Json<MessageDto>, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ReadInstances, "messages:read").await?;
-    Ok(Json(state.store.get_message(instance.id, message_id).await?.into()))
+    Ok(Json(state.messaging.message(&caller, id, message_id).await?.into()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -487,13 +411,7 @@ pub async fn mark_read(
     Path((id, chat)): Path<(InstanceId, String)>,
     Json(body): Json<MarkReadRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ManageInstances, "messages:send").await?;
-    let chat = gw_sessions::normalize_recipient("chat", &chat)?;
-    if body.message_ids.is_empty() || body.message_ids.len() > 100 {
-        return Err(ApiError::invalid("message_ids", "1 to 100 message ids"));
-    }
-    let connection = state.engine.connection(&instance)?;
-    connection.mark_read(&chat, &body.message_ids).await.map_err(gw_sessions::EngineError::from)?;
+    state.messaging.mark_read(&caller, id, &chat, &body.message_ids).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -513,12 +431,9 @@ pub async fn presence(
     Path((id, chat)): Path<(InstanceId, String)>,
     Json(body): Json<PresenceRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ManageInstances, "messages:send").await?;
-    let chat = gw_sessions::normalize_recipient("chat", &chat)?;
     let presence: Presence = serde_json::from_value(Value::String(body.presence))
         .map_err(|_| ApiError::invalid("presence", "one of composing, recording, paused, available, unavailable"))?;
-    let connection = state.engine.connection(&instance)?;
-    connection.send_presence(&chat, presence).await.map_err(gw_sessions::EngineError::from)?;
+    state.messaging.presence(&caller, id, &chat, presence).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -575,10 +490,8 @@ pub async fn list_contacts(
     Path(id): Path<InstanceId>,
     Query(query): Query<ContactListQuery>,
 ) -> Result<Json<PageDto<ContactDto>>, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ReadInstances, "contacts:read").await?;
     let page = PageQuery { cursor: query.cursor, limit: query.limit }.page_request()?;
-    let search = query.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    let page = state.store.list_contacts(instance.id, search, page).await?;
+    let page = state.messaging.list_contacts(&caller, id, query.search.as_deref(), page).await?;
     Ok(Json(PageDto::from_page(page, Into::into)))
 }
 
@@ -590,8 +503,7 @@ pub async fn get_contact(
     caller: Caller,
     Path((id, contact_id)): Path<(InstanceId, ContactId)>,
 ) -> Result<Json<ContactDto>, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ReadInstances, "contacts:read").await?;
-    Ok(Json(state.store.get_contact(instance.id, contact_id).await?.into()))
+    Ok(Json(state.messaging.contact(&caller, id, contact_id).await?.into()))
 }
 
 async fn set_blocked(
@@ -601,15 +513,7 @@ async fn set_blocked(
     contact_id: ContactId,
     blocked: bool,
 ) -> Result<Json<ContactDto>, ApiError> {
-    let instance = instance_for(state, caller, id, Action::ManageInstances, "contacts:write").await?;
-    let contact = state.store.get_contact(instance.id, contact_id).await?;
-    let connection = state.engine.connection(&instance)?;
-    connection.set_blocked(&contact.jid, blocked).await.map_err(gw_sessions::EngineError::from)?;
-    let actor = match caller {
-        Caller::User(p) => gw_store::Actor::user(p.user_id, p.ip_address.clone()),
-        Caller::Key(k) => gw_store::Actor::api_key(k.key_id, k.ip_address.map(|ip| ip.to_string())),
-    };
-    Ok(Json(state.store.set_contact_blocked(instance.id, contact_id, blocked, &actor).await?.into()))
+    Ok(Json(state.messaging.set_blocked(caller, id, contact_id, blocked).await?.into()))
 }
 
 /// Blocks the contact on WhatsApp.
@@ -650,9 +554,7 @@ pub async fn groups(
     caller: Caller,
     Path(id): Path<InstanceId>,
 ) -> Result<Json<Vec<GroupDto>>, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ReadInstances, "contacts:read").await?;
-    let connection = state.engine.connection(&instance)?;
-    let groups = connection.groups().await.map_err(gw_sessions::EngineError::from)?;
+    let groups = state.messaging.groups(&caller, id).await?;
     Ok(Json(
         groups
             .into_iter()
@@ -670,12 +572,11 @@ pub async fn events(
     caller: Caller,
     Path(id): Path<InstanceId>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ReadInstances, "messages:read").await?;
-    let receiver = state.engine.subscribe();
+    let (instance_id, receiver) = state.messaging.events(&caller, id).await?;
     let stream = futures::stream::unfold(receiver, move |mut receiver| async move {
         loop {
             match receiver.recv().await {
-                Ok(event) if event.instance_id == instance.id => {
+                Ok(event) if event.instance_id == instance_id => {
                     let data = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
                     let sse = Event::default().event(event.event_type.as_str()).id(event.id.to_string()).data(data);
                     return Some((Ok(sse), receiver));

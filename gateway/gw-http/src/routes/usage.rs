@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::response::IntoResponse as _;
 use chrono::NaiveDate;
 use gw_core::{InstanceId, SubscriptionId, Timestamp, UsagePeriod, UsageRecord};
-use gw_store::UsageFilter;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -143,16 +142,6 @@ impl RangeQuery {
     }
 }
 
-/// The instance, if the caller may read it: a signed-in user who sees it, or a key of that very instance (any
-/// scope: these are the key's own counters). Another instance's key gets 404, as everywhere.
-async fn readable_instance(state: &AppState, caller: &Caller, id: InstanceId) -> Result<SubscriptionId, ApiError> {
-    match caller {
-        Caller::User(principal) => Ok(state.accounts.get_instance(principal, id).await?.subscription_id),
-        Caller::Key(key) if key.instance_id == id => Ok(key.subscription_id),
-        Caller::Key(_) => Err(ApiError::not_found("instance")),
-    }
-}
-
 /// A subscription's usage records of one month, with its quota when the month is the current one.
 #[utoipa::path(get, path = "/v1/subscriptions/{id}/usage", tag = "usage", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path), PeriodQuery), responses(
@@ -167,9 +156,7 @@ pub async fn subscription_usage(
     Query(query): Query<PeriodQuery>,
 ) -> Result<Json<SubscriptionUsageDto>, ApiError> {
     let period = query.period()?;
-    let subscription = state.accounts.get_subscription(&by, id).await?;
-    let records =
-        state.store.list_usage(UsageFilter { subscription_id: id, instance_id: None, period: Some(period) }).await?;
+    let (subscription, records) = state.usage.subscription(&by, id, period).await?;
     let current = Timestamp::now().period();
     let quota = (period == current).then(|| QuotaDto {
         // A counter last reset in an earlier month has not rolled over yet: nothing is used this month.
@@ -198,9 +185,7 @@ pub async fn instance_usage(
     Query(query): Query<PeriodQuery>,
 ) -> Result<Json<InstanceUsageDto>, ApiError> {
     let period = query.period()?;
-    let subscription_id = readable_instance(&state, &caller, id).await?;
-    let records =
-        state.store.list_usage(UsageFilter { subscription_id, instance_id: Some(id), period: Some(period) }).await?;
+    let records = state.usage.instance(&caller, id, period).await?;
     Ok(Json(InstanceUsageDto {
         instance_id: id.to_string(),
         period: period.to_string(),
@@ -222,9 +207,7 @@ pub async fn instance_stats(
     Query(query): Query<RangeQuery>,
 ) -> Result<Json<InstanceStatsDto>, ApiError> {
     // Visibility first: another tenant's instance is 404 whatever the query says.
-    readable_instance(&state, &caller, id).await?;
-    let (from, to) = query.range()?;
-    let days = state.store.list_message_stats(id, from, to).await?;
+    let (from, to, days) = state.usage.stats(&caller, id, || query.range()).await?;
     Ok(Json(InstanceStatsDto {
         instance_id: id.to_string(),
         from: from.to_string(),

@@ -4,23 +4,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use gw_accounts::Action;
-use gw_core::{EventType, InstanceId, Timestamp, WebhookConfigId, WebhookDeliveryId};
-use gw_store::{Actor, NewWebhookConfig, WebhookConfigPatch};
-use gw_webhooks::SigningSecret;
+use gw_core::{InstanceId, Timestamp, WebhookConfigId, WebhookDeliveryId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::dto::{PageDto, WebhookDeliveryDto, WebhookDto};
-use crate::error::{ApiError, ProblemBody, ProblemType};
+use crate::error::{ApiError, ProblemBody};
 use crate::extract::{Caller, Json, PageQuery, Path, Query};
-use crate::routes::sessions::instance_for;
 use crate::state::AppState;
-
-const SCOPE: &str = "webhooks:write";
-const MAX_EVENTS: usize = 32;
-/// Longest grace period for a rotated secret.
-const MAX_GRACE_SECS: i64 = 7 * 24 * 3600;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +60,12 @@ pub struct WebhookWithSecretDto {
     pub webhook: WebhookDto,
 }
 
+impl From<gw_services::WithSecret> for WebhookWithSecretDto {
+    fn from(created: gw_services::WithSecret) -> Self {
+        Self { secret: created.secret, webhook: created.webhook.into() }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TestFireDto {
     pub success: bool,
@@ -84,38 +81,6 @@ pub struct ReplayedDto {
     pub replayed: u64,
 }
 
-fn actor(caller: &Caller) -> Actor {
-    match caller {
-        Caller::User(p) => Actor::user(p.user_id, p.ip_address.clone()),
-        Caller::Key(k) => Actor::api_key(k.key_id, k.ip_address.map(|ip| ip.to_string())),
-    }
-}
-
-fn check_url(state: &AppState, url: &str) -> Result<(), ApiError> {
-    state
-        .webhooks
-        .policy
-        .validate_url(url)
-        .map(|_| ())
-        .map_err(|e| ApiError::Problem(&ProblemType::INVALID_WEBHOOK_URL, format!("the webhook URL is refused: {e}")))
-}
-
-fn check_events(events: &[String]) -> Result<(), ApiError> {
-    if events.is_empty() || events.len() > MAX_EVENTS {
-        return Err(ApiError::invalid("events", format!("list 1 to {MAX_EVENTS} event types, or [\"*\"]")));
-    }
-    for event in events {
-        let known = event == "*" || event.parse::<EventType>().is_ok_and(|t| t != EventType::WebhookTest);
-        if !known {
-            return Err(ApiError::invalid(
-                "events",
-                format!("`{event}` is not an event type (the book's events reference)"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Adds an endpoint. The response carries its signing secret, which is never shown again.
 #[utoipa::path(post, path = "/v1/instances/{id}/webhooks", tag = "webhooks", security(("bearer" = []), ("api_key" = [])),
     params(("id" = uuid::Uuid, Path)), request_body = CreateWebhookRequest, responses(
@@ -129,14 +94,8 @@ pub async fn create(
     Path(id): Path<InstanceId>,
     Json(body): Json<CreateWebhookRequest>,
 ) -> Result<(StatusCode, Json<WebhookWithSecretDto>), ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ManageInstances, SCOPE).await?;
-    check_url(&state, &body.url)?;
-    let events = body.events.unwrap_or_else(|| vec!["*".into()]);
-    check_events(&events)?;
-    let secret = SigningSecret::generate();
-    let new = NewWebhookConfig { instance_id: instance.id, url: body.url, events, secret: secret.clone() };
-    let config = state.store.create_webhook_config(new, &actor(&caller)).await?;
-    Ok((StatusCode::CREATED, Json(WebhookWithSecretDto { secret, webhook: config.into() })))
+    let created = state.webhooks.create(&caller, id, body.url, body.events).await?;
+    Ok((StatusCode::CREATED, Json(created.into())))
 }
 
 /// The instance's endpoints, without secrets.
@@ -147,8 +106,7 @@ pub async fn list(
     caller: Caller,
     Path(id): Path<InstanceId>,
 ) -> Result<Json<PageDto<WebhookDto>>, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ReadInstances, SCOPE).await?;
-    let items = state.store.list_webhook_configs(instance.id).await?.into_iter().map(Into::into).collect();
+    let items = state.webhooks.list(&caller, id).await?.into_iter().map(Into::into).collect();
     Ok(Json(PageDto { items, next_cursor: None }))
 }
 
@@ -161,8 +119,7 @@ pub async fn get(
     caller: Caller,
     Path((id, webhook_id)): Path<(InstanceId, WebhookConfigId)>,
 ) -> Result<Json<WebhookDto>, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ReadInstances, SCOPE).await?;
-    Ok(Json(state.store.get_webhook_config(instance.id, webhook_id).await?.into()))
+    Ok(Json(state.webhooks.get(&caller, id, webhook_id).await?.into()))
 }
 
 /// Changes the URL, the events, or re-enables / disables the endpoint.
@@ -175,18 +132,7 @@ pub async fn update(
     Path((id, webhook_id)): Path<(InstanceId, WebhookConfigId)>,
     Json(body): Json<UpdateWebhookRequest>,
 ) -> Result<Json<WebhookDto>, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ManageInstances, SCOPE).await?;
-    if let Some(url) = &body.url {
-        check_url(&state, url)?;
-    }
-    if let Some(events) = &body.events {
-        check_events(events)?;
-    }
-    let patch = WebhookConfigPatch { url: body.url, events: body.events, secret: None, is_active: body.is_active };
-    let config = state.store.update_webhook_config(instance.id, webhook_id, patch, &actor(&caller)).await?;
-    if config.is_active {
-        state.webhooks.wake();
-    }
+    let config = state.webhooks.update(&caller, id, webhook_id, body.url, body.events, body.is_active).await?;
     Ok(Json(config.into()))
 }
 
@@ -199,8 +145,7 @@ pub async fn delete(
     caller: Caller,
     Path((id, webhook_id)): Path<(InstanceId, WebhookConfigId)>,
 ) -> Result<StatusCode, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ManageInstances, SCOPE).await?;
-    state.store.delete_webhook_config(instance.id, webhook_id, &actor(&caller)).await?;
+    state.webhooks.delete(&caller, id, webhook_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -214,21 +159,16 @@ pub async fn rotate_secret(
     Path((id, webhook_id)): Path<(InstanceId, WebhookConfigId)>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<WebhookWithSecretDto>), ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ManageInstances, SCOPE).await?;
-    let request: RotateWebhookSecretRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateWebhookSecretRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", e.to_string()))?
+    let grace = || -> Result<Option<i64>, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let request: RotateWebhookSecretRequest =
+            serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+        Ok(request.grace_period_secs)
     };
-    let grace = request.grace_period_secs.unwrap_or(24 * 3600);
-    if !(0..=MAX_GRACE_SECS).contains(&grace) {
-        return Err(ApiError::invalid("grace_period_secs", format!("0 to {MAX_GRACE_SECS} seconds")));
-    }
-    let until = Timestamp::now().checked_add(chrono::Duration::seconds(grace)).unwrap_or_else(Timestamp::now);
-    let secret = SigningSecret::generate();
-    let config =
-        state.store.rotate_webhook_secret(instance.id, webhook_id, secret.clone(), until, &actor(&caller)).await?;
-    Ok((StatusCode::CREATED, Json(WebhookWithSecretDto { secret, webhook: config.into() })))
+    let rotated = state.webhooks.rotate_secret(&caller, id, webhook_id, grace).await?;
+    Ok((StatusCode::CREATED, Json(rotated.into())))
 }
 
 /// Sends a signed `webhook.test` event to the endpoint now and reports the outcome (nothing is stored).
@@ -241,12 +181,7 @@ pub async fn test(
     caller: Caller,
     Path((id, webhook_id)): Path<(InstanceId, WebhookConfigId)>,
 ) -> Result<Json<TestFireDto>, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ManageInstances, SCOPE).await?;
-    let config = state.store.get_webhook_config(instance.id, webhook_id).await?;
-    let dispatcher = state.webhooks.dispatcher.as_ref().ok_or_else(|| {
-        ApiError::Problem(&ProblemType::WEBHOOKS_DISABLED, "webhook delivery is disabled on this node".into())
-    })?;
-    let fired = dispatcher.test_fire(&config, instance.subscription_id).await;
+    let fired = state.webhooks.test_fire(&caller, id, webhook_id).await?;
     Ok(Json(TestFireDto {
         success: fired.success,
         status_code: fired.status_code,
@@ -267,9 +202,8 @@ pub async fn deliveries(
     Path((id, webhook_id)): Path<(InstanceId, WebhookConfigId)>,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<PageDto<WebhookDeliveryDto>>, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ReadInstances, SCOPE).await?;
-    let config = state.store.get_webhook_config(instance.id, webhook_id).await?;
-    let page = state.store.list_webhook_deliveries(instance.id, config.id, query.page_request()?).await?;
+    let page = query.page_request()?;
+    let page = state.webhooks.deliveries(&caller, id, webhook_id, page).await?;
     Ok(Json(PageDto::from_page(page, Into::into)))
 }
 
@@ -283,8 +217,7 @@ pub async fn delivery(
     caller: Caller,
     Path((id, webhook_id, delivery_id)): Path<(InstanceId, WebhookConfigId, WebhookDeliveryId)>,
 ) -> Result<Json<WebhookDeliveryDto>, ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ReadInstances, SCOPE).await?;
-    Ok(Json(state.store.get_webhook_delivery(instance.id, webhook_id, delivery_id).await?.into()))
+    Ok(Json(state.webhooks.delivery(&caller, id, webhook_id, delivery_id).await?.into()))
 }
 
 /// Sends one delivery again (same `webhook-id`), whatever its state.
@@ -297,12 +230,7 @@ pub async fn replay(
     caller: Caller,
     Path((id, webhook_id, delivery_id)): Path<(InstanceId, WebhookConfigId, WebhookDeliveryId)>,
 ) -> Result<(StatusCode, Json<WebhookDeliveryDto>), ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ManageInstances, SCOPE).await?;
-    let delivery = state
-        .store
-        .replay_webhook_delivery(instance.id, webhook_id, delivery_id, Timestamp::now(), &actor(&caller))
-        .await?;
-    state.webhooks.wake();
+    let delivery = state.webhooks.replay(&caller, id, webhook_id, delivery_id).await?;
     Ok((StatusCode::ACCEPTED, Json(delivery.into())))
 }
 
@@ -316,22 +244,7 @@ pub async fn replay_range(
     Path((id, webhook_id)): Path<(InstanceId, WebhookConfigId)>,
     Json(body): Json<ReplayRangeRequest>,
 ) -> Result<(StatusCode, Json<ReplayedDto>), ApiError> {
-    let instance = instance_for(&state, &caller, id, Action::ManageInstances, SCOPE).await?;
-    if body.from >= body.to {
-        return Err(ApiError::invalid("to", "must be after `from`"));
-    }
-    let config = state.store.get_webhook_config(instance.id, webhook_id).await?;
-    let replayed = state
-        .store
-        .replay_webhook_deliveries(
-            instance.id,
-            config.id,
-            Timestamp::from(body.from),
-            Timestamp::from(body.to),
-            Timestamp::now(),
-            &actor(&caller),
-        )
-        .await?;
-    state.webhooks.wake();
+    let (from, to) = (Timestamp::from(body.from), Timestamp::from(body.to));
+    let replayed = state.webhooks.replay_range(&caller, id, webhook_id, from, to).await?;
     Ok((StatusCode::ACCEPTED, Json(ReplayedDto { replayed })))
 }
