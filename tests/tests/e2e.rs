@@ -53,6 +53,7 @@ on_both_backends!(
     quota_usage_and_daily_stats,
 );
 
+mod deploy;
 mod hardening;
 mod openapi_fuzz;
 mod outages;

@@ -41,6 +41,29 @@ struct Inner {
     round_trips: AtomicU64,
 }
 
+/// Keys claimed for one ask of Redis: released when dropped unless Redis's answers were recorded.
+struct Claims<'a> {
+    tokens: &'a TokenCache,
+    takes: &'a [(&'a str, Quota, u32)],
+    answered: bool,
+}
+
+impl Claims<'_> {
+    fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Claims<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            for (key, quota, _) in self.takes {
+                self.tokens.refill_failed(key, *quota, Instant::now());
+            }
+        }
+    }
+}
+
 /// The one decision allowed to ask a failing Redis at a time; frees the slot when dropped, also when the decision's
 /// future is (a cancelled request), so the limiter can never stop probing.
 struct Probe<'a>(&'a AtomicBool);
@@ -154,7 +177,8 @@ impl Inner {
     }
 
     /// Asks Redis for a batch of each key in `mask` (claimed by [`TokenCache::decide`]) and records the answers, or
-    /// releases the claims.
+    /// releases the claims: also when this future is dropped half-way (a cancelled request), so a key is never left
+    /// claimed with nobody asking.
     async fn take(&self, tokens: &TokenCache, checks: &[(&str, Quota)], mask: u64) -> Result<(), LimiterError> {
         let now = Instant::now();
         let takes: Vec<(&str, Quota, u32)> = checks
@@ -163,25 +187,17 @@ impl Inner {
             .filter(|(index, _)| mask & (1 << index) != 0)
             .map(|(_, (key, quota))| (*key, *quota, tokens.want(key, *quota, now)))
             .collect();
+        let claims = Claims { tokens, takes: &takes, answered: false };
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let grants = match tokio::time::timeout(self.timeout, self.redis.try_take(&takes)).await {
-            Ok(Ok(grants)) => Ok(grants),
-            Ok(Err(err)) => Err(err),
-            Err(_) => Err(LimiterError::Timeout(self.timeout)),
-        };
-        let grants = match grants {
-            Ok(grants) => grants,
-            Err(err) => {
-                for (key, quota, _) in &takes {
-                    tokens.refill_failed(key, *quota, Instant::now());
-                }
-                return Err(err);
-            }
+            Ok(outcome) => outcome?,
+            Err(_) => return Err(LimiterError::Timeout(self.timeout)),
         };
         let now = Instant::now();
         for ((key, quota, _), grant) in takes.iter().zip(grants) {
             tokens.store(key, *quota, grant, now);
         }
+        claims.answered();
         Ok(())
     }
 
