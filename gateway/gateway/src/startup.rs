@@ -1,115 +1,23 @@
-//! The `gateway` binary: reads configuration, opens the store the URL names, creates the first operator on first
-//! run, and serves the HTTP API until SIGINT or SIGTERM. Wiring only; the behaviour lives in the library crates.
+//! [`Application`]: opens the store the URL names, creates the first operator on first run, wires the subsystems
+//! and serves the HTTP API on the listener it is given until a shutdown future resolves, then drains in order.
 
-mod bootstrap;
-mod config;
-mod edge;
-mod media;
-mod plugin_run;
-mod serve;
-mod telemetry;
-
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
 use gw_accounts::{Accounts, PasswordHasherService};
 use gw_store_sql::OpenOptions;
 
 use crate::config::Settings;
-
-/// Exit code for a configuration that cannot be used (EX_USAGE).
-const EXIT_CONFIG: u8 = 64;
-
-#[derive(Debug, Parser)]
-#[command(name = "gateway", version, about = "Multi-tenant WhatsApp API gateway")]
-struct Cli {
-    /// A TOML configuration file (GATEWAY_* environment variables override it).
-    #[arg(long, global = true, env = "GATEWAY_CONFIG")]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Serve the HTTP API (the default).
-    Serve,
-    /// Apply pending database migrations and exit.
-    Migrate,
-    /// Plugin tools for authors.
-    #[command(subcommand)]
-    Plugin(PluginCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum PluginCommand {
-    /// Run a plugin component on one event and print the verdict, logs and fuel used as JSON.
-    Run(plugin_run::RunArgs),
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // The local runner needs no configuration, store or runtime.
-    if let Some(Command::Plugin(PluginCommand::Run(args))) = &cli.command {
-        return match plugin_run::run(args) {
-            Ok(report) => {
-                println!("{report}");
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("error: {err:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    let settings = match Settings::load(cli.config.as_deref()) {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("error: invalid configuration: {err}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    telemetry::init(&settings.log);
-    let service_links = config::ignored_service_links();
-    if !service_links.is_empty() {
-        tracing::info!(
-            variables = %service_links.join(","),
-            "ignoring Kubernetes service-link variables (set enableServiceLinks: false to not receive them)"
-        );
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(async {
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(settings).await,
-            Command::Migrate => migrate(settings).await,
-            Command::Plugin(_) => Ok(()),
-        }
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            // One line, the chain of causes, no backtrace.
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
+use crate::{bootstrap, edge, media, serve};
 
 fn open_options(settings: &Settings, migrate: bool) -> OpenOptions {
     OpenOptions { max_connections: settings.database.max_connections, migrate, ..OpenOptions::default() }
 }
 
-async fn migrate(settings: Settings) -> anyhow::Result<()> {
+/// Applies pending database migrations (`gateway migrate`).
+pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
     gw_store_sql::migrate(&settings.database.url, &open_options(&settings, true)).await?;
     println!("migrations applied to {}", gw_store_sql::redact_url(&settings.database.url));
     Ok(())
@@ -148,7 +56,9 @@ fn secrets(settings: &mut Settings, backend: &str, existing_install: bool) -> an
     Ok(())
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+/// Opens the store, bootstraps secrets and the first operator, starts the background work, resumes instances and
+/// builds the router on `listener`.
+async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow::Result<Application> {
     let store = gw_store_sql::open(&settings.database.url, &open_options(&settings, true)).await?;
     tracing::info!(database = %gw_store_sql::redact_url(&settings.database.url), backend = store.backend(), "store ready");
     let mut settings = settings;
@@ -242,42 +152,105 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     });
     let metrics_server = edge::serve_metrics(&settings, state.clone(), stopped.clone()).await?;
     let app = gw_http::router(state);
+    let addr = listener.local_addr().context("cannot read the bound address")?;
+    Ok(Application {
+        listener,
+        addr,
+        app,
+        store,
+        accounts,
+        engine,
+        webhook_worker,
+        stop_background,
+        background,
+        flusher,
+        subscribers: [subscriber, plugin_subscriber, metrics_server].into_iter().flatten().collect(),
+    })
+}
 
-    let addr = settings.listen_addr()?;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    let bound = listener.local_addr().context("cannot read the bound address")?;
-    tracing::info!(%bound, "listening");
-    println!("gateway listening on http://{bound}");
+/// The wired gateway, bound to its listener and not yet serving.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    app: axum::Router,
+    store: Arc<dyn gw_store::Store>,
+    accounts: Arc<Accounts>,
+    engine: gw_sessions::Engine,
+    webhook_worker: Option<gw_webhooks::DispatcherHandle>,
+    stop_background: tokio::sync::watch::Sender<bool>,
+    background: tokio::task::JoinHandle<()>,
+    flusher: tokio::task::JoinHandle<()>,
+    subscribers: Vec<tokio::task::JoinHandle<()>>,
+}
 
-    serve::serve(listener, app, shutdown_signal()).await;
-    // Instances disconnect cleanly; their sessions stay valid for the next start.
-    engine.shutdown().await;
-    // Attempts in flight finish and are recorded; what is still queued stays in the outbox for the next start.
-    if let Some(worker) = webhook_worker {
-        worker.stop().await;
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("addr", &self.addr).finish_non_exhaustive()
     }
-    // Not aborted: a flush in progress must finish, or the uses it drained would be lost. The metering flusher
-    // writes what the last requests and the engine's last events counted.
-    let _ = stop_background.send(true);
-    for (name, task) in [("background", background), ("usage flusher", flusher)] {
-        if let Err(err) = task.await {
-            tracing::error!(%err, task = name, "task failed");
+}
+
+impl Application {
+    /// Opens the store, bootstraps secrets and the first operator, starts the background work, resumes instances
+    /// and builds the router. Nothing is served until [`Application::run_until_stopped`].
+    pub async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow::Result<Self> {
+        build(settings, listener).await
+    }
+
+    /// The address the listener is bound to (port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, finishes the requests in flight, disconnects the
+    /// instances, stops the background work and closes the store.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            app,
+            store,
+            accounts,
+            engine,
+            webhook_worker,
+            stop_background,
+            background,
+            flusher,
+            subscribers,
+            ..
+        } = self;
+        serve::serve(listener, app, shutdown).await;
+        // Instances disconnect cleanly; their sessions stay valid for the next start.
+        engine.shutdown().await;
+        // Attempts in flight finish and are recorded; what is still queued stays in the outbox for the next start.
+        if let Some(worker) = webhook_worker {
+            worker.stop().await;
         }
+        // Not aborted: a flush in progress must finish, or the uses it drained would be lost. The metering flusher
+        // writes what the last requests and the engine's last events counted.
+        let _ = stop_background.send(true);
+        for (name, task) in [("background", background), ("usage flusher", flusher)] {
+            if let Err(err) = task.await {
+                tracing::error!(%err, task = name, "task failed");
+            }
+        }
+        for task in subscribers {
+            let _ = task.await;
+        }
+        // Uses counted after the last periodic flush are written before the store closes.
+        match accounts.flush_key_usage().await {
+            Ok(keys) => tracing::info!(keys, "API key usage flushed"),
+            Err(err) => tracing::error!(%err, "could not flush API key usage at shutdown"),
+        }
+        tracing::info!("draining finished; closing the database");
+        if tokio::time::timeout(Duration::from_secs(5), store.close()).await.is_err() {
+            tracing::warn!("the database pool did not close within 5 s");
+        }
+        tracing::info!("stopped");
+        Ok(())
     }
-    for task in [subscriber, plugin_subscriber, metrics_server].into_iter().flatten() {
-        let _ = task.await;
-    }
-    // Uses counted after the last periodic flush are written before the store closes.
-    match accounts.flush_key_usage().await {
-        Ok(keys) => tracing::info!(keys, "API key usage flushed"),
-        Err(err) => tracing::error!(%err, "could not flush API key usage at shutdown"),
-    }
-    tracing::info!("draining finished; closing the database");
-    if tokio::time::timeout(Duration::from_secs(5), store.close()).await.is_err() {
-        tracing::warn!("the database pool did not close within 5 s");
-    }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// Puts events the dispatcher raises (`webhook.disabled`) on the engine's live bus, so the SSE stream shows them.
@@ -347,7 +320,7 @@ fn spawn_background(
 }
 
 /// Resolves on SIGINT or SIGTERM; axum then stops accepting and finishes in-flight requests.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let interrupt = async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::error!(%err, "cannot listen for SIGINT");
