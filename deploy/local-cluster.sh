@@ -114,7 +114,8 @@ EOF
 }
 
 start_node() {
-    local i=$1 bin=$2 port=$((BASE_PORT + i))
+    local i=$1 bin=$2
+    local port=$((BASE_PORT + i))
     mkdir -p "$CLUSTER_DIR/node-$i"
     (
         # Only this cluster's settings: a GATEWAY_* variable of the caller's shell would be refused or, worse, apply.

@@ -102,7 +102,8 @@ async fn three_nodes_behind_nginx_from_the_local_cluster_script() {
         eprintln!("\n*** SKIPPED: local cluster (missing {missing:?}, GW_TEST_POSTGRES_URL {postgres:?}) ***\n");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("gw-local-cluster-{}", uuid::Uuid::now_v7().simple()));
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let dir = std::env::temp_dir().join(format!("gw-local-cluster-{}-{stamp}", std::process::id()));
     let base = free_ports(4);
     let mut env = vec![
         ("CLUSTER_DIR".to_owned(), dir.display().to_string()),
