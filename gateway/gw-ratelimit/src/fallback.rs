@@ -338,3 +338,23 @@ impl RateLimiter for FallbackLimiter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request cancelled while it asks Redis (its future dropped) releases its claim, so the next request asks
+    /// instead of waiting for an answer that will never come.
+    #[test]
+    fn a_dropped_ask_releases_its_claim() {
+        let tokens = TokenCache::default();
+        let quota = Quota::per_minute(600).with_burst(10);
+        let now = Instant::now();
+        assert_eq!(tokens.decide(&[("k", quota)], now), Local::Ask(1));
+        let takes = [("k", quota, 1)];
+        drop(Claims { tokens: &tokens, takes: &takes, answered: false });
+        assert_eq!(tokens.decide(&[("k", quota)], now), Local::Ask(1), "released: this one asks");
+        Claims { tokens: &tokens, takes: &takes, answered: false }.answered();
+        assert_eq!(tokens.decide(&[("k", quota)], now), Local::Wait, "an answered ask releases nothing itself");
+    }
+}
