@@ -17,6 +17,7 @@
 #                    redis-server is started on BASE_PORT+99. Keys are prefixed per cluster, so runs never meet.
 #   NGINX_BIN        default: nginx on PATH, else /usr/sbin/nginx
 #   READY_TIMEOUT    seconds to wait for each /readyz (default 60)
+#   GATEWAY_LOG_LEVEL, GATEWAY_REDIS_LOCAL_FIRST   passed to the nodes (every other GATEWAY_* of the caller is not)
 #
 # Needs: curl, psql, nginx (Debian: apt-get install nginx), redis-server only if no Redis runs. Only loopback
 # addresses are used. Synchronisation is by polling /readyz (and Redis's PING) with a deadline, never a fixed wait.
@@ -100,6 +101,7 @@ GATEWAY_MODE=production
 GATEWAY_DATABASE_URL=$database_url
 GATEWAY_REDIS_URL=$redis_url
 GATEWAY_REDIS_KEY_PREFIX=gw-cluster-$id:
+GATEWAY_REDIS_LOCAL_FIRST=${GATEWAY_REDIS_LOCAL_FIRST:-true}
 GATEWAY_ADMIN_EMAIL=$OPERATOR_EMAIL
 GATEWAY_ADMIN_PASSWORD=$(openssl rand -hex 16)
 GATEWAY_AUTH_JWT_SECRET=$(secret)
