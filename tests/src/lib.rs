@@ -10,6 +10,9 @@ use gw_store_sql::testing::PgTestDatabase;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+pub mod cluster;
+pub use cluster::{SandboxProcess, TestCluster};
+
 /// The operator password the harness configures.
 pub const OPERATOR_EMAIL: &str = "ops@gateway.test";
 pub const OPERATOR_PASSWORD: &str = "operator password for tests";
@@ -23,7 +26,7 @@ pub enum Backend {
 
 /// The `gateway` binary under test: the test target passes `env!("CARGO_BIN_EXE_gateway")`, which Cargo sets after
 /// building the binary for this very run, so the tests never pick up a stale build.
-fn checked_binary(binary: &str) -> PathBuf {
+pub(crate) fn checked_binary(binary: &str) -> PathBuf {
     let binary = PathBuf::from(binary);
     assert!(binary.exists(), "{} is missing", binary.display());
     binary
@@ -75,7 +78,7 @@ impl Output {
         self.0.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    fn push(&self, line: &str) {
+    pub(crate) fn push(&self, line: &str) {
         if let Ok(mut s) = self.0.lock() {
             s.push_str(line);
             s.push('\n');
@@ -109,6 +112,8 @@ pub fn gateway_command(binary: &str, database_url: &str, workdir: &Path) -> Comm
         .env("GATEWAY_LOG_LEVEL", "warn")
         .env("GATEWAY_ADMIN_EMAIL", OPERATOR_EMAIL)
         .env("GATEWAY_ADMIN_PASSWORD", OPERATOR_PASSWORD)
+        // A killed node's instances move to the next process after the lease: short, so restarts in tests are quick.
+        .env("GATEWAY_CLUSTER_LEASE_TTL_MS", "2000")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -179,6 +184,11 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The process id, while it runs (for signals: SIGSTOP, SIGCONT).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -53,8 +53,10 @@ on_both_backends!(
     quota_usage_and_daily_stats,
 );
 
+mod cluster;
 mod deploy;
 mod hardening;
+mod multi_node;
 mod openapi_fuzz;
 mod outages;
 mod plugins;

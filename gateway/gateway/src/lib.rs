@@ -6,9 +6,12 @@
 pub mod bootstrap;
 pub mod config;
 mod edge;
+mod live_events;
 mod media;
 pub mod plugin_run;
+pub mod sandbox_network;
 mod serve;
+pub mod single_node;
 mod startup;
 pub mod telemetry;
 

@@ -10,7 +10,7 @@ use gw_accounts::{Accounts, PasswordHasherService};
 use gw_store_sql::OpenOptions;
 
 use crate::config::Settings;
-use crate::{bootstrap, edge, media, serve};
+use crate::{bootstrap, edge, media, serve, single_node};
 
 fn open_options(settings: &Settings, migrate: bool) -> OpenOptions {
     OpenOptions { max_connections: settings.database.max_connections, migrate, ..OpenOptions::default() }
@@ -59,6 +59,12 @@ fn secrets(settings: &mut Settings, backend: &str, existing_install: bool) -> an
 /// Opens the store, bootstraps secrets and the first operator, starts the background work, resumes instances and
 /// builds the router on `listener`.
 async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow::Result<Application> {
+    // Held until the application ends: a second process on the same SQLite file would run every session twice.
+    let single_node = match single_node::sqlite_file(&settings.database.url) {
+        Some(database) => Some(single_node::lock(&database)?),
+        None => None,
+    };
+    let addr = listener.local_addr().context("cannot read the bound address")?;
     let store = gw_store_sql::open(&settings.database.url, &open_options(&settings, true)).await?;
     tracing::info!(database = %gw_store_sql::redact_url(&settings.database.url), backend = store.backend(), "store ready");
     let mut settings = settings;
@@ -93,12 +99,19 @@ async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow:
     let flusher = metering.clone().spawn_flusher(Duration::from_secs(2), stopped.clone());
     let cipher = Arc::new(gw_sessions::SessionCipher::new(&settings.session_key()?));
     let meter = Arc::new(gw_metering::EngineMeter::new(metering.clone()));
-    let mut engine = gw_sessions::Engine::builder(store.clone(), meter, cipher).config(settings.engine());
-    let sandbox = settings.sessions.sandbox.then(gw_sessions::sandbox::SandboxNetwork::new);
-    if let Some(network) = &sandbox {
-        let driver = Arc::new(gw_sessions::sandbox::SandboxDriver::new(network.clone()));
-        engine = engine.driver(gw_core::DriverKind::Sandbox, driver);
+    let mut engine_config = settings.engine();
+    // The SQLite file lock makes this node the only one: an earlier process's leases are dead, not paused.
+    engine_config.cluster.exclusive = single_node.is_some();
+    if settings.cluster.node_address.is_empty() {
+        // Operators see the address this node actually serves on (port 0 resolved).
+        engine_config.cluster.node_address = addr.to_string();
     }
+    let mut engine = gw_sessions::Engine::builder(store.clone(), meter, cipher).config(engine_config);
+    let sandbox = crate::sandbox_network::sandbox(&settings)?;
+    if let Some(sandbox) = &sandbox {
+        engine = engine.driver(gw_core::DriverKind::Sandbox, sandbox.driver.clone());
+    }
+    let sandbox = sandbox.map(|sandbox| sandbox.control);
     if settings.whatsapp.enabled {
         let driver = gw_driver_whatsapp::WhatsAppDriver::new(settings.whatsapp()?, store.clone())
             .context("cannot configure the WhatsApp driver")?;
@@ -133,11 +146,19 @@ async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow:
     if let Some(dispatcher) = &dispatcher {
         engine = engine.sink(Arc::new(dispatcher.sink()));
     }
+    // After the durable sinks: an event reaches other nodes' live streams only once it is durable here.
+    let relay = crate::live_events::relay(&settings).await?;
+    if let Some((relay, _)) = &relay {
+        engine = engine.sink(relay.clone());
+    }
     let engine = engine.build();
-    bus.attach(engine.clone());
+    bus.attach(engine.clone(), relay.as_ref().map(|(relay, _)| relay.clone()));
+    let relay_task = relay.and_then(|(relay, fanout)| relay.spawn(fanout, engine.clone(), stopped.clone()));
     let webhook_worker = dispatcher.as_ref().map(gw_webhooks::Dispatcher::spawn);
+    // Only what this node holds a lease on runs here; the loops renew, take over orphans and drain at shutdown.
     let resumed = engine.resume_all().await.context("cannot resume instances")?;
-    tracing::info!(resumed, "instances resumed");
+    engine.run_cluster();
+    tracing::info!(resumed, node = %engine.node_id(), "instances resumed");
     let state = gw_http::AppState::new(gw_http::AppContext {
         store: store.clone(),
         accounts: accounts.clone(),
@@ -152,7 +173,6 @@ async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow:
     });
     let metrics_server = edge::serve_metrics(&settings, state.clone(), stopped.clone()).await?;
     let app = gw_http::router(state);
-    let addr = listener.local_addr().context("cannot read the bound address")?;
     Ok(Application {
         listener,
         addr,
@@ -164,7 +184,8 @@ async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow:
         stop_background,
         background,
         flusher,
-        subscribers: [subscriber, plugin_subscriber, metrics_server].into_iter().flatten().collect(),
+        subscribers: [subscriber, plugin_subscriber, metrics_server, relay_task].into_iter().flatten().collect(),
+        single_node,
     })
 }
 
@@ -181,6 +202,8 @@ pub struct Application {
     background: tokio::task::JoinHandle<()>,
     flusher: tokio::task::JoinHandle<()>,
     subscribers: Vec<tokio::task::JoinHandle<()>>,
+    /// SQLite only: the lock that keeps a second process off the database file, released when the application ends.
+    single_node: Option<single_node::SingleNodeLock>,
 }
 
 impl std::fmt::Debug for Application {
@@ -219,10 +242,12 @@ impl Application {
             background,
             flusher,
             subscribers,
+            single_node,
             ..
         } = self;
         serve::serve(listener, app, shutdown).await;
-        // Instances disconnect cleanly; their sessions stay valid for the next start.
+        // Drain: instances disconnect cleanly (their sessions stay valid) and their leases are given up, so other
+        // nodes take them over at once.
         engine.shutdown().await;
         // Attempts in flight finish and are recorded; what is still queued stays in the outbox for the next start.
         if let Some(worker) = webhook_worker {
@@ -248,26 +273,31 @@ impl Application {
         if tokio::time::timeout(Duration::from_secs(5), store.close()).await.is_err() {
             tracing::warn!("the database pool did not close within 5 s");
         }
+        drop(single_node);
         tracing::info!("stopped");
         Ok(())
     }
 }
 
-/// Puts events the dispatcher raises (`webhook.disabled`) on the engine's live bus, so the SSE stream shows them.
+/// Puts events the dispatcher raises (`webhook.disabled`) on the engine's live bus, so the SSE stream shows them,
+/// and on the other nodes' through the relay.
 #[derive(Debug, Default)]
-struct BusSink(std::sync::OnceLock<gw_sessions::Engine>);
+struct BusSink(std::sync::OnceLock<(gw_sessions::Engine, Option<Arc<gw_sessions::EventRelay>>)>);
 
 impl BusSink {
-    fn attach(&self, engine: gw_sessions::Engine) {
-        let _ = self.0.set(engine);
+    fn attach(&self, engine: gw_sessions::Engine, relay: Option<Arc<gw_sessions::EventRelay>>) {
+        let _ = self.0.set((engine, relay));
     }
 }
 
 #[async_trait::async_trait]
 impl gw_core::EventSink for BusSink {
     async fn publish(&self, event: &gw_core::GatewayEvent) -> Result<(), gw_core::EventSinkError> {
-        if let Some(engine) = self.0.get() {
+        if let Some((engine, relay)) = self.0.get() {
             engine.broadcast(event.clone());
+            if let Some(relay) = relay {
+                gw_core::EventSink::publish(relay.as_ref(), event).await?;
+            }
         }
         Ok(())
     }

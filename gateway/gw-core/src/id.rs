@@ -79,6 +79,15 @@ define_id!(
     SubscriptionId
 );
 define_id!(
+    /// Identifies one gateway process of a cluster: new at every start, so a restarted node never inherits the
+    /// leases of its previous life.
+    NodeId
+);
+define_id!(
+    /// Identifies a command written for the node that runs an instance's session.
+    InstanceCommandId
+);
+define_id!(
     /// Identifies a user: an operator or a member of a subscription.
     UserId
 );

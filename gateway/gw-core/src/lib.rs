@@ -31,9 +31,9 @@ pub use enums::{
 };
 pub use events::{EventSink, EventSinkError, GatewayEvent};
 pub use id::{
-    ApiKeyId, AuditLogId, ContactId, EventId, IdParseError, InstanceId, MessageId, MessageStatId, PluginBindingId,
-    PluginId, PluginVersionId, RefreshTokenId, SessionDataId, SubscriptionId, TokenFamilyId, UsageRecordId, UserId,
-    WebhookConfigId, WebhookDeliveryId,
+    ApiKeyId, AuditLogId, ContactId, EventId, IdParseError, InstanceCommandId, InstanceId, MessageId, MessageStatId,
+    NodeId, PluginBindingId, PluginId, PluginVersionId, RefreshTokenId, SessionDataId, SubscriptionId, TokenFamilyId,
+    UsageRecordId, UserId, WebhookConfigId, WebhookDeliveryId,
 };
 pub use per_thread::PerThread;
 pub use pipeline::{

@@ -37,11 +37,11 @@ impl AuthVault for StoreAuthVault {
     }
 
     async fn save(&self, state: &[u8]) -> Result<(), DriverError> {
-        self.store.save_session(self.instance_id, state.to_vec(), Timestamp::now()).await.map_err(store_error)?;
+        self.store.save_session(self.instance_id, state.to_vec(), Timestamp::now(), None).await.map_err(store_error)?;
         Ok(())
     }
 
     async fn invalidate(&self) -> Result<(), DriverError> {
-        self.store.invalidate_session(self.instance_id, Timestamp::now()).await.map_err(store_error)
+        self.store.invalidate_session(self.instance_id, Timestamp::now(), None).await.map_err(store_error)
     }
 }

@@ -372,6 +372,42 @@ pub struct InstanceDto {
     pub connection_attempts: i32,
     pub last_error: Option<String>,
     pub last_error_at: Option<Time>,
+    /// The id of the cluster node running the instance's session (null when none does). Filled by
+    /// `GET /v1/instances/{id}`; null in lists and in the answers to changes.
+    pub owner_node: Option<String>,
+}
+
+/// A node of the cluster, as operators see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterNodeDto {
+    pub id: String,
+    /// Where the node serves HTTP.
+    pub address: String,
+    pub started_at: Time,
+    pub heartbeat_at: Time,
+    /// How many instance sessions the node runs.
+    pub instances: u64,
+    /// How many sessions it takes at most.
+    pub capacity: u32,
+}
+
+impl From<gw_store::ClusterNode> for ClusterNodeDto {
+    fn from(n: gw_store::ClusterNode) -> Self {
+        Self {
+            id: n.id.to_string(),
+            address: n.address,
+            started_at: n.started_at.into(),
+            heartbeat_at: n.heartbeat_at.into(),
+            instances: n.instances,
+            capacity: n.capacity,
+        }
+    }
+}
+
+/// The live nodes of the cluster.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterNodesDto {
+    pub items: Vec<ClusterNodeDto>,
 }
 
 impl From<Instance> for InstanceDto {
@@ -395,6 +431,7 @@ impl From<Instance> for InstanceDto {
             connection_attempts: i.connection_attempts,
             last_error: i.last_error,
             last_error_at: opt_ts(i.last_error_at),
+            owner_node: None,
         }
     }
 }

@@ -33,8 +33,8 @@ pub use state::{AppContext, AppState, EdgeMetrics, HttpSettings, WebhookEdge};
 
 use crate::error::ProblemType as P;
 use crate::routes::{
-    api_keys, audit, auth, docs, health, instances, plugins, problems, sandbox, sessions, subscriptions, usage,
-    webhooks,
+    api_keys, audit, auth, cluster, docs, health, instances, plugins, problems, sandbox, sessions, subscriptions,
+    usage, webhooks,
 };
 
 async fn openapi_json(State(document): State<Arc<OpenApiJson>>) -> Response {
@@ -78,6 +78,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(subscriptions::reset_password))
         .routes(routes!(instances::create, instances::list))
         .routes(routes!(instances::get, instances::update, instances::delete))
+        .routes(routes!(cluster::nodes))
         .routes(routes!(instances::status))
         .routes(routes!(api_keys::create, api_keys::list))
         .routes(routes!(api_keys::get, api_keys::delete))
@@ -127,6 +128,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sandbox::unlink))
         .routes(routes!(sandbox::replace))
         .routes(routes!(sandbox::create_group))
+        .routes(routes!(sandbox::deliveries))
 }
 
 /// The API's routes (without state or the outer layers) and its complete OpenAPI document.

@@ -42,6 +42,7 @@ use crate::error::{FieldProblem, ProblemBody};
         (name = "usage", description = "Usage per month, daily statistics, the calling key"),
         (name = "plugins", description = "Tenants' WebAssembly plugins: versions, bindings, errors, logs"),
         (name = "sandbox", description = "The simulated WhatsApp network (development and tests; off in production)"),
+        (name = "cluster", description = "The nodes sharing the database (operators)"),
     )
 )]
 pub(crate) struct BaseDoc;
@@ -453,6 +454,7 @@ mod tests {
             ("post", "/v1/sandbox/instances/{id}/unlink"),
             ("post", "/v1/sandbox/instances/{id}/replace"),
             ("post", "/v1/sandbox/groups"),
+            ("get", "/v1/sandbox/instances/{id}/deliveries"),
         ] {
             assert!(documented.contains(&(method.to_owned(), path.to_owned())), "{method} {path} is not documented");
         }

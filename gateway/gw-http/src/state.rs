@@ -73,8 +73,9 @@ pub struct AppContext {
     pub limiter: Arc<dyn RateLimiter>,
     /// The session engine: instance lifecycle, sends, live events.
     pub engine: gw_sessions::Engine,
-    /// The simulated WhatsApp network's control API; `None` when the sandbox is disabled.
-    pub sandbox: Option<Arc<gw_sessions::sandbox::SandboxNetwork>>,
+    /// The simulated WhatsApp network's control API (in this process or the shared network's); `None` when the
+    /// sandbox is disabled.
+    pub sandbox: Option<Arc<dyn gw_sessions::sandbox::SandboxControl>>,
     /// The WebAssembly plugin host: checks uploads and is told when an instance's chain changes. `None` when
     /// this node runs no plugin host (uploads are then refused with `plugins-unavailable`).
     pub plugins: Option<Arc<dyn gw_core::PluginRuntime>>,

@@ -4,19 +4,29 @@
 //! Architecture invariant: the engine knows nothing of a driver's protocol. Drivers speak [`DriverEvent`]s and
 //! [`DriverCommand`]-shaped calls on a [`Connection`]; everything protocol-specific stays in the driver.
 
+mod accept;
 pub mod driver;
 mod engine;
 pub mod events;
+mod forward;
+mod inbound;
 mod media;
 mod meter;
+mod outbox;
+mod ownership;
+mod relay;
 pub mod sandbox;
 mod send;
-mod supervisor;
+mod state;
+mod supervision;
+mod translate;
 mod vault;
 
 pub use engine::{Accepted, Engine, EngineBuilder, EngineConfig, EngineError};
 pub use media::{FetchError, FetchedMedia, MediaFetcher};
 pub use meter::{DirectMeter, Meter, Metered, QuotaError};
+pub use ownership::ClusterConfig;
+pub use relay::EventRelay;
 pub use send::{
     Idempotency, InvalidField, MediaRefused, SendContent, SendRequest, check_media, media_policy, normalize_recipient,
     phone_of,

@@ -10,6 +10,13 @@
 //! read with [`SandboxNetwork::received`].
 //! The network lives in memory: a restart forgets it, but each instance's credentials (its number) live in the
 //! session store, so a restarted node resumes its instances without a new pairing.
+//!
+//! As on WhatsApp, a device has one live connection: a second connection of the same paired account replaces the
+//! first, which gets [`DriverEvent::StreamReplaced`] (the engine parks it as `replaced`).
+//!
+//! Two modes share this one network logic. Embedded (the default), each node has its own [`SandboxNetwork`]. Shared,
+//! one `gateway sandbox-network` process runs it ([`server`]) and every node dials it ([`remote`]), so several
+//! nodes see one network and a double connection shows. [`SandboxControl`] is the control API in both modes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +25,14 @@ use gw_core::{InstanceId, MessageKind, Timestamp};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+
+mod control;
+pub mod remote;
+pub mod server;
+mod wire;
+
+pub use control::{InboundOutcome, SandboxControl, SandboxInbound};
+pub use remote::RemoteSandbox;
 
 use crate::{
     AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvent, DriverEvents, GroupInfo, InboundAck,
@@ -32,7 +47,7 @@ const QR_TTL_SECONDS: i64 = 60;
 const INBOX_CAPACITY: usize = 4096;
 
 /// A message as a recipient on the sandbox network got it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxDelivery {
     /// The sender's JID.
     pub from: String,
@@ -76,7 +91,8 @@ struct SandboxCredentials {
 }
 
 /// Errors of the sandbox control API.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "cause", rename_all = "snake_case")]
 pub enum SandboxError {
     #[error("the instance is not waiting to be paired (connect it first)")]
     NotPairing,
@@ -87,6 +103,9 @@ pub enum SandboxError {
     /// The session store could not be reached to save the pairing; retrying later may succeed.
     #[error("the pairing could not be saved now: {0}")]
     Unavailable(String),
+    /// The shared sandbox network (`sessions.sandbox_network`) cannot be reached; retrying later may succeed.
+    #[error("the shared sandbox network is unreachable: {0}")]
+    Unreachable(String),
 }
 
 #[derive(Debug)]
@@ -118,6 +137,7 @@ struct Group {
 
 #[derive(Debug, Default)]
 struct NetState {
+    /// Group numbers; account numbers are random, see [`NetState::new_number`].
     next_number: u64,
     next_generation: u64,
     accounts: HashMap<String, Account>,
@@ -131,6 +151,19 @@ struct NetState {
 }
 
 impl NetState {
+    /// A number no known account has. Random rather than counted: the network forgets its accounts when it
+    /// restarts and learns them again only as they reconnect, so a counter starting over would hand out a number
+    /// a stored pairing still uses. The low range stays free for the fixed numbers tests and demos write to.
+    fn new_number(&self) -> String {
+        let mut rng = rand::rng();
+        loop {
+            let jid = format!("1555{:07}@s.whatsapp.net", rng.random_range(1_000_000..10_000_000u32));
+            if !self.accounts.contains_key(&jid) && !self.jid_of.values().any(|j| *j == jid) {
+                return jid;
+            }
+        }
+    }
+
     /// Queues an event for an account: to its live connection, or to its pending list while it is offline.
     fn deliver(&mut self, jid: &str, event: DriverEvent) {
         if let Some(account) = self.accounts.get_mut(jid) {
@@ -175,12 +208,10 @@ impl SandboxNetwork {
     /// Plays the phone scanning the QR code (or typing the pairing code): the instance gets a number and connects.
     pub async fn scan(&self, instance_id: InstanceId, display_name: Option<String>) -> Result<String, SandboxError> {
         let (vault, jid) = {
-            let mut state = self.lock();
+            let state = self.lock();
             let Some(pairing) = state.pairing.get(&instance_id) else { return Err(SandboxError::NotPairing) };
             let vault = pairing.vault.clone();
-            state.next_number += 1;
-            let jid = format!("1555{:07}@s.whatsapp.net", state.next_number);
-            (vault, jid)
+            (vault, state.new_number())
         };
         let credentials = SandboxCredentials { jid: jid.clone(), display_name: display_name.clone() };
         let bytes = serde_json::to_vec(&credentials).map_err(|e| SandboxError::Vault(e.to_string()))?;
@@ -360,6 +391,10 @@ impl Driver for SandboxDriver {
                     blocked: HashSet::new(),
                 });
                 account.generation = generation;
+                // One live connection per device: the one already online (on this node or another) is replaced.
+                if let Some(previous) = account.online.take() {
+                    let _ = previous.send(DriverEvent::StreamReplaced);
+                }
                 let _ = events.send(DriverEvent::Connected {
                     jid: jid.clone(),
                     lid: None,

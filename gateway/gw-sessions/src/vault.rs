@@ -7,6 +7,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use gw_core::{InstanceId, Timestamp};
 use gw_store::Store;
 
+use crate::state::Tenure;
 use crate::{AuthVault, DriverError};
 
 /// Keeps a driver's auth state in the instance's `SESSION_DATA` row.
@@ -15,11 +16,27 @@ pub struct StoreVault {
     store: Arc<dyn Store>,
     cipher: Arc<SessionCipher>,
     instance_id: InstanceId,
+    /// The session's lease: its writes carry the epoch and a refusal stops the session.
+    tenure: Option<Arc<Tenure>>,
 }
 
 impl StoreVault {
     pub fn new(store: Arc<dyn Store>, cipher: Arc<SessionCipher>, instance_id: InstanceId) -> Self {
-        Self { store, cipher, instance_id }
+        Self { store, cipher, instance_id, tenure: None }
+    }
+
+    pub(crate) fn fenced(self, tenure: Arc<Tenure>) -> Self {
+        Self { tenure: Some(tenure), ..self }
+    }
+
+    fn fence(&self) -> Option<gw_store::OwnerEpoch> {
+        self.tenure.as_ref().and_then(|t| t.fence())
+    }
+
+    fn check<T>(&self, result: &Result<T, gw_store::StoreError>) {
+        if let Some(tenure) = &self.tenure {
+            tenure.check(result);
+        }
     }
 }
 
@@ -90,12 +107,16 @@ impl AuthVault for StoreVault {
 
     async fn save(&self, state: &[u8]) -> Result<(), DriverError> {
         let sealed = self.cipher.seal(self.instance_id, state)?;
-        self.store.save_session(self.instance_id, sealed, Timestamp::now()).await.map_err(store_err)?;
+        let saved = self.store.save_session(self.instance_id, sealed, Timestamp::now(), self.fence()).await;
+        self.check(&saved);
+        saved.map_err(store_err)?;
         Ok(())
     }
 
     async fn invalidate(&self) -> Result<(), DriverError> {
-        self.store.invalidate_session(self.instance_id, Timestamp::now()).await.map_err(store_err)
+        let invalidated = self.store.invalidate_session(self.instance_id, Timestamp::now(), self.fence()).await;
+        self.check(&invalidated);
+        invalidated.map_err(store_err)
     }
 }
 

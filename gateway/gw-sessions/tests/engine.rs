@@ -4,17 +4,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus, LimitOverrides, MessageStatus, Tier};
+use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus, MessageStatus};
 use gw_sessions::sandbox::{SandboxDriver, SandboxNetwork};
 use gw_sessions::{
     DirectMeter, Engine, EngineConfig, EngineError, FetchError, FetchedMedia, Idempotency, MediaFetcher, MediaRefused,
     SendContent, SendRequest, SessionCipher,
 };
-use gw_store::{Actor, NewInstance, NewSubscription, PageRequest, Scope, Store};
+use gw_store::{Actor, NewInstance, PageRequest, Scope, Store};
 use gw_store_sql::testing::PgTestDatabase;
 use gw_store_sql::{OpenOptions, PgStore};
 use serde_json::json;
 use tokio::sync::broadcast;
+
+mod common;
+
+use common::{new_instance, tenant};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -84,38 +88,6 @@ impl Node {
         self.expect_status(instance, InstanceStatus::Connected).await;
         store.get_instance(Scope::All, instance.id).await.expect("instance")
     }
-}
-
-async fn tenant(store: &Arc<dyn Store>, monthly_messages: i64) -> gw_core::Subscription {
-    store
-        .create_subscription(
-            NewSubscription {
-                name: format!("tenant-{}", gw_core::SubscriptionId::new()),
-                tier: Tier::Pro,
-                max_instances: 10,
-                monthly_messages,
-                limit_overrides: LimitOverrides::default(),
-            },
-            &Actor::system(),
-        )
-        .await
-        .expect("subscription")
-}
-
-async fn new_instance(store: &Arc<dyn Store>, subscription: &gw_core::Subscription, name: &str) -> Instance {
-    store
-        .create_instance(
-            NewInstance {
-                name: name.into(),
-                subscription_id: subscription.id,
-                created_by_id: None,
-                driver: DriverKind::Sandbox,
-                settings: json!({}),
-            },
-            &Actor::system(),
-        )
-        .await
-        .expect("instance")
 }
 
 fn text(to: &str, body: &str) -> SendRequest {

@@ -8,6 +8,7 @@
 //!
 //! Architecture invariant: only this crate enables sqlx driver features; callers receive an `Arc<dyn Store>`.
 
+mod cluster;
 mod error;
 mod messages;
 mod open;
@@ -19,12 +20,16 @@ mod store_impl;
 #[macro_use]
 mod whatsapp;
 #[cfg(feature = "postgres")]
+mod fanout;
+#[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "postgres")]
+pub use fanout::PgFanout;
 pub use open::{Backend, OpenError, OpenOptions, migrate, open, redact_url};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, migration_versions as postgres_migration_versions};

@@ -75,8 +75,8 @@ macro_rules! impl_message_store {
         use async_trait::async_trait;
         use gw_core::{InstanceId, Message, MessageId, MessageStatus, Timestamp};
         use gw_store::{
-            Enqueued, MessageStore, NewInboundMessage, NewOutboundMessage, Page, PageRequest, QueuedMessage,
-            RecordedInbound, StoreError, StoreResult,
+            Enqueued, MessageStore, NewInboundMessage, NewOutboundMessage, OwnerEpoch, Page, PageRequest,
+            QueuedMessage, RecordedInbound, StoreError, StoreResult,
         };
         use sqlx::types::Json;
 
@@ -85,6 +85,22 @@ macro_rules! impl_message_store {
 
         fn to_messages(rows: Vec<MessageRow>) -> StoreResult<Vec<Message>> {
             rows.into_iter().map(Message::try_from).collect()
+        }
+
+        impl $store {
+            /// The result of a (possibly fenced) update of a queued message that returned `row`.
+            async fn fenced_message(
+                &self,
+                id: MessageId,
+                row: Option<MessageRow>,
+                fence: Option<OwnerEpoch>,
+            ) -> StoreResult<Message> {
+                match (row, fence) {
+                    (Some(row), _) => row.try_into(),
+                    (None, Some(fence)) => Err(self.message_refusal(id, fence).await),
+                    (None, None) => Err(StoreError::not_found("message")),
+                }
+            }
         }
 
         #[async_trait]
@@ -213,35 +229,50 @@ macro_rules! impl_message_store {
                     .collect()
             }
 
-            async fn mark_message_sent(&self, id: MessageId, at: Timestamp) -> StoreResult<Message> {
-                sqlx::query_as::<_, MessageRow>(concat!(
+            async fn mark_message_sent(
+                &self,
+                id: MessageId,
+                at: Timestamp,
+                fence: Option<OwnerEpoch>,
+            ) -> StoreResult<Message> {
+                let row = sqlx::query_as::<_, MessageRow>(concat!(
                     "UPDATE messages SET status = 'sent', media = NULL, sent_at = $2, updated_at = $2 \
-                     WHERE id = $1 AND status = 'queued' RETURNING ",
+                     WHERE id = $1 AND status = 'queued'",
+                    crate::cluster::fence_on_instance_of!("messages.instance_id", "$3"),
+                    " RETURNING ",
                     message_columns!()
                 ))
                 .bind(id.as_uuid())
                 .bind(at.as_datetime())
+                .bind(fence.map(|f| f.get()))
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(db_err("message"))?
-                .ok_or(StoreError::not_found("message"))?
-                .try_into()
+                .map_err(db_err("message"))?;
+                self.fenced_message(id, row, fence).await
             }
 
-            async fn mark_message_failed(&self, id: MessageId, reason: &str, at: Timestamp) -> StoreResult<Message> {
-                sqlx::query_as::<_, MessageRow>(concat!(
+            async fn mark_message_failed(
+                &self,
+                id: MessageId,
+                reason: &str,
+                at: Timestamp,
+                fence: Option<OwnerEpoch>,
+            ) -> StoreResult<Message> {
+                let row = sqlx::query_as::<_, MessageRow>(concat!(
                     "UPDATE messages SET status = 'failed', failure_reason = $2, media = NULL, updated_at = $3 \
-                     WHERE id = $1 AND status = 'queued' RETURNING ",
+                     WHERE id = $1 AND status = 'queued'",
+                    crate::cluster::fence_on_instance_of!("messages.instance_id", "$4"),
+                    " RETURNING ",
                     message_columns!()
                 ))
                 .bind(id.as_uuid())
                 .bind(reason)
                 .bind(at.as_datetime())
+                .bind(fence.map(|f| f.get()))
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(db_err("message"))?
-                .ok_or(StoreError::not_found("message"))?
-                .try_into()
+                .map_err(db_err("message"))?;
+                self.fenced_message(id, row, fence).await
             }
 
             async fn apply_receipt(
@@ -250,6 +281,7 @@ macro_rules! impl_message_store {
                 wa_message_ids: &[String],
                 status: MessageStatus,
                 at: Timestamp,
+                fence: Option<OwnerEpoch>,
             ) -> StoreResult<Vec<Message>> {
                 let earlier: &[&str] = match status {
                     MessageStatus::Delivered => &["sent"],
@@ -258,13 +290,25 @@ macro_rules! impl_message_store {
                 };
                 let mut changed = Vec::new();
                 let mut tx = self.begin_write().await?;
+                if let Some(fence) = fence {
+                    let current: Option<(i64,)> = sqlx::query_as("SELECT owner_epoch FROM instances WHERE id = $1")
+                        .bind(instance_id.as_uuid())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err("instance"))?;
+                    if current.is_some_and(|(epoch,)| epoch != fence.get()) {
+                        return Err(StoreError::Fenced { instance: instance_id });
+                    }
+                }
                 for wa_id in wa_message_ids {
                     let row = sqlx::query_as::<_, MessageRow>(concat!(
                         "UPDATE messages SET status = $3, \
                          delivered_at = COALESCE(delivered_at, $4), \
                          read_at = CASE WHEN $3 = 'read' THEN $4 ELSE read_at END, updated_at = $4 \
                          WHERE instance_id = $1 AND direction = 'outbound' AND wa_message_id = $2 \
-                         AND (status = $5 OR status = $6) RETURNING ",
+                         AND (status = $5 OR status = $6)",
+                        crate::cluster::fence_on_instance_of!("$1", "$7"),
+                        " RETURNING ",
                         message_columns!()
                     ))
                     .bind(instance_id.as_uuid())
@@ -273,6 +317,7 @@ macro_rules! impl_message_store {
                     .bind(at.as_datetime())
                     .bind(earlier[0])
                     .bind(earlier.get(1).copied().unwrap_or(earlier[0]))
+                    .bind(fence.map(|f| f.get()))
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(db_err("message"))?;

@@ -12,6 +12,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 
 pub struct PgStore {
     pool: PgPool,
+    /// Wake-ups of every node, forwarded from PostgreSQL by one `LISTEN` task started on first subscription.
+    wakes: tokio::sync::broadcast::Sender<gw_core::InstanceId>,
+    listening: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -32,7 +35,11 @@ impl PgStore {
         if options.migrate {
             MIGRATOR.run(&pool).await.map_err(|source| OpenError::Migrate { url: redact_url(url), source })?;
         }
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            wakes: tokio::sync::broadcast::channel(crate::cluster::WAKE_BUFFER).0,
+            listening: std::sync::Mutex::new(None),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -40,6 +47,9 @@ impl PgStore {
     }
 
     pub async fn close(&self) {
+        if let Some(task) = self.listening.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
         self.pool.close().await;
     }
 
@@ -71,4 +81,8 @@ mod webhook_deliveries {
 
 mod plugin_store {
     crate::plugins::impl_plugin_store!(super::PgStore, sqlx::Postgres);
+}
+
+mod cluster_store {
+    crate::cluster::impl_cluster_store!(super::PgStore, pg);
 }

@@ -17,6 +17,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Wake-ups stay in the process: SQLite serves one node.
+    wakes: tokio::sync::broadcast::Sender<gw_core::InstanceId>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -54,7 +56,7 @@ impl SqliteStore {
         if options.migrate {
             MIGRATOR.run(&pool).await.map_err(|source| OpenError::Migrate { url: redact_url(url), source })?;
         }
-        Ok(Self { pool })
+        Ok(Self { pool, wakes: tokio::sync::broadcast::channel(crate::cluster::WAKE_BUFFER).0 })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -93,4 +95,8 @@ mod webhook_deliveries {
 
 mod plugin_store {
     crate::plugins::impl_plugin_store!(super::SqliteStore, sqlx::Sqlite);
+}
+
+mod cluster_store {
+    crate::cluster::impl_cluster_store!(super::SqliteStore, memory);
 }

@@ -559,7 +559,7 @@ macro_rules! impl_store {
 
             async fn update_connection(&self, id: InstanceId, update: ConnectionUpdate) -> StoreResult<Instance> {
                 let at = update.at.unwrap_or_else(Timestamp::now).as_datetime();
-                sqlx::query_as::<_, InstanceRow>(concat!(
+                let row = sqlx::query_as::<_, InstanceRow>(concat!(
                     "UPDATE instances SET status = COALESCE($2, status), phone = COALESCE($3, phone), \
                      display_name = COALESCE($4, display_name), \
                      last_connected_at = COALESCE($5, last_connected_at), \
@@ -569,7 +569,9 @@ macro_rules! impl_store {
                      connection_attempts = COALESCE($10, connection_attempts), \
                      last_error = CASE WHEN $11 THEN NULL ELSE COALESCE($12, last_error) END, \
                      last_error_at = CASE WHEN $12 IS NULL THEN last_error_at ELSE $13 END, \
-                     updated_at = $13 WHERE id = $1 RETURNING ",
+                     updated_at = $13 WHERE id = $1",
+                    crate::cluster::fence_on_instances!("$14"),
+                    " RETURNING ",
                     instance_columns!()
                 ))
                 .bind(id.as_uuid())
@@ -585,11 +587,15 @@ macro_rules! impl_store {
                 .bind(update.clear_last_error)
                 .bind(update.last_error.as_deref())
                 .bind(at)
+                .bind(update.fence.map(|f| f.get()))
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(db_err("instance"))?
-                .ok_or(StoreError::not_found("instance"))?
-                .try_into()
+                .map_err(db_err("instance"))?;
+                match (row, update.fence) {
+                    (Some(row), _) => row.try_into(),
+                    (None, Some(fence)) => Err(self.instance_refusal(id, fence, "instance").await),
+                    (None, None) => Err(StoreError::not_found("instance")),
+                }
             }
 
             async fn delete_instance(&self, scope: Scope, id: InstanceId, actor: &Actor) -> StoreResult<()> {
@@ -1203,11 +1209,14 @@ macro_rules! impl_store {
                 instance_id: InstanceId,
                 auth_state: Vec<u8>,
                 at: Timestamp,
+                fence: Option<gw_store::OwnerEpoch>,
             ) -> StoreResult<SessionData> {
-                sqlx::query_as::<_, SessionRow>(concat!(
+                // `WHERE` before `ON CONFLICT`: SQLite needs one there to parse an upsert from a `SELECT`.
+                let row = sqlx::query_as::<_, SessionRow>(concat!(
                     "INSERT INTO session_data (id, instance_id, auth_state, created_at, updated_at, session_valid, \
-                     last_backup) VALUES ($1, $2, $3, $4, $4, TRUE, $4) \
-                     ON CONFLICT (instance_id) DO UPDATE SET auth_state = excluded.auth_state, \
+                     last_backup) SELECT $1, $2, $3, $4, $4, TRUE, $4 WHERE TRUE",
+                    crate::cluster::fence_on_instance_of!("$2", "$5"),
+                    " ON CONFLICT (instance_id) DO UPDATE SET auth_state = excluded.auth_state, \
                      updated_at = excluded.updated_at, session_valid = TRUE, last_backup = excluded.last_backup \
                      RETURNING ",
                     session_columns!()
@@ -1216,10 +1225,15 @@ macro_rules! impl_store {
                 .bind(instance_id.as_uuid())
                 .bind(auth_state)
                 .bind(at.as_datetime())
-                .fetch_one(&self.pool)
+                .bind(fence.map(|f| f.get()))
+                .fetch_optional(&self.pool)
                 .await
-                .map(Into::into)
-                .map_err(db_err_fk("session", OnForeignKey::MissingParent("instance")))
+                .map_err(db_err_fk("session", OnForeignKey::MissingParent("instance")))?;
+                match (row, fence) {
+                    (Some(row), _) => Ok(row.into()),
+                    (None, Some(fence)) => Err(self.instance_refusal(instance_id, fence, "instance").await),
+                    (None, None) => Err(StoreError::not_found("instance")),
+                }
             }
 
             async fn load_session(&self, instance_id: InstanceId) -> StoreResult<Option<SessionData>> {
@@ -1235,13 +1249,29 @@ macro_rules! impl_store {
                 .map(Into::into))
             }
 
-            async fn invalidate_session(&self, instance_id: InstanceId, at: Timestamp) -> StoreResult<()> {
-                sqlx::query("UPDATE session_data SET session_valid = FALSE, updated_at = $2 WHERE instance_id = $1")
-                    .bind(instance_id.as_uuid())
-                    .bind(at.as_datetime())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db_err("session"))?;
+            async fn invalidate_session(
+                &self,
+                instance_id: InstanceId,
+                at: Timestamp,
+                fence: Option<gw_store::OwnerEpoch>,
+            ) -> StoreResult<()> {
+                let done = sqlx::query(concat!(
+                    "UPDATE session_data SET session_valid = FALSE, updated_at = $2 WHERE instance_id = $1",
+                    crate::cluster::fence_on_instance_of!("$1", "$3")
+                ))
+                .bind(instance_id.as_uuid())
+                .bind(at.as_datetime())
+                .bind(fence.map(|f| f.get()))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err("session"))?;
+                // Nothing changed: no session (not an error), or another owner's epoch (fenced).
+                if done.rows_affected() == 0
+                    && let Some(fence) = fence
+                    && let err @ StoreError::Fenced { .. } = self.instance_refusal(instance_id, fence, "instance").await
+                {
+                    return Err(err);
+                }
                 Ok(())
             }
 

@@ -132,6 +132,8 @@ pub struct ConnectionUpdate {
     pub last_error: Option<String>,
     pub clear_last_error: bool,
     pub at: Option<Timestamp>,
+    /// The session's lease epoch: the update is written only while the instance's lease still has it.
+    pub fence: Option<crate::OwnerEpoch>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

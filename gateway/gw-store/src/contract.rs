@@ -14,6 +14,8 @@ use serde_json::json;
 
 use crate::*;
 
+pub use crate::cluster_contract::*;
+
 /// A fresh store for one test, and what to run once the test is done with it (drop a database, say).
 pub struct TestStore {
     pub store: Arc<dyn Store>,
@@ -86,6 +88,13 @@ macro_rules! store_contract_tests {
             webhook_replay_and_secret_rotation,
             concurrent_webhook_claims_never_share_a_row,
             webhook_leases_renew_only_their_own_rows,
+            two_nodes_never_both_win_a_lease,
+            leases_expire_by_the_database_clock,
+            a_stale_epoch_is_refused_on_every_session_write,
+            nodes_renew_and_release_only_their_own_leases,
+            orphaned_instances_and_the_node_list,
+            wake_ups_reach_subscribers,
+            commands_are_taken_once_and_answered,
         );
     };
     (@each $make:path; $($name:ident),+ $(,)?) => {
@@ -111,7 +120,7 @@ fn email(local: &str) -> Email {
     Email::parse(&format!("{local}@example.com")).expect("valid email")
 }
 
-async fn subscription(store: &Arc<dyn Store>, max_instances: i32) -> gw_core::Subscription {
+pub(crate) async fn subscription(store: &Arc<dyn Store>, max_instances: i32) -> gw_core::Subscription {
     store
         .create_subscription(
             NewSubscription {
@@ -143,7 +152,7 @@ async fn owner(store: &Arc<dyn Store>, subscription_id: SubscriptionId, local: &
         .expect("create user")
 }
 
-async fn instance(store: &Arc<dyn Store>, subscription_id: SubscriptionId, name: &str) -> gw_core::Instance {
+pub(crate) async fn instance(store: &Arc<dyn Store>, subscription_id: SubscriptionId, name: &str) -> gw_core::Instance {
     store
         .create_instance(
             NewInstance {
@@ -563,7 +572,7 @@ pub async fn instance_delete_cascades_and_keeps_usage(store: Arc<dyn Store>) {
         )
         .await
         .expect("webhook");
-    store.save_session(inst.id, vec![1, 2, 3], Timestamp::now()).await.expect("session");
+    store.save_session(inst.id, vec![1, 2, 3], Timestamp::now(), None).await.expect("session");
     let period = UsagePeriod::new(2026, 11).expect("valid");
     let usage = |instance_id, count| UsageDelta {
         subscription_id: sub.id,
@@ -864,26 +873,26 @@ pub async fn session_data_round_trip(store: Arc<dyn Store>) {
     let inst = instance(&store, sub.id, "main").await;
     assert_eq!(store.load_session(inst.id).await.expect("load"), None);
     let t1 = at(2026, 11, 6);
-    let saved = store.save_session(inst.id, vec![0, 159, 255, 7], t1).await.expect("save");
+    let saved = store.save_session(inst.id, vec![0, 159, 255, 7], t1, None).await.expect("save");
     assert_eq!(
         (saved.auth_state.expose().as_slice(), saved.session_valid, saved.last_backup),
         (&[0u8, 159, 255, 7][..], true, Some(t1))
     );
 
-    store.invalidate_session(inst.id, at(2026, 11, 7)).await.expect("invalidate");
+    store.invalidate_session(inst.id, at(2026, 11, 7), None).await.expect("invalidate");
     assert!(!store.load_session(inst.id).await.expect("load").expect("present").session_valid);
 
     let t3 = at(2026, 11, 8);
-    let replaced = store.save_session(inst.id, vec![42; 4096], t3).await.expect("replace");
+    let replaced = store.save_session(inst.id, vec![42; 4096], t3, None).await.expect("replace");
     assert_eq!(replaced.id, saved.id, "one session per instance");
     assert_eq!((replaced.created_at, replaced.updated_at, replaced.session_valid), (saved.created_at, t3, true));
     assert_eq!(store.load_session(inst.id).await.expect("load"), Some(replaced));
 
     store.delete_session(inst.id).await.expect("delete");
     assert_eq!(store.load_session(inst.id).await.expect("load"), None);
-    store.invalidate_session(inst.id, t3).await.expect("no session: nothing to invalidate, not an error");
+    store.invalidate_session(inst.id, t3, None).await.expect("no session: nothing to invalidate, not an error");
     assert_eq!(store.load_session(inst.id).await.expect("load"), None, "invalidating creates nothing");
-    let err = store.save_session(InstanceId::new(), vec![1], t3).await.expect_err("no instance");
+    let err = store.save_session(InstanceId::new(), vec![1], t3, None).await.expect_err("no instance");
     assert!(matches!(err, StoreError::NotFound { entity: "instance" }), "{err:?}");
 }
 
@@ -1331,7 +1340,13 @@ fn wa_id() -> String {
     format!("3EB0{}", &uuid::Uuid::now_v7().simple().to_string().to_uppercase()[14..32])
 }
 
-fn outbound(inst: &gw_core::Instance, chat: &str, text: &str, key: Option<&str>, hash: &[u8]) -> NewOutboundMessage {
+pub(crate) fn outbound(
+    inst: &gw_core::Instance,
+    chat: &str,
+    text: &str,
+    key: Option<&str>,
+    hash: &[u8],
+) -> NewOutboundMessage {
     NewOutboundMessage {
         id: gw_core::MessageId::new(),
         instance_id: inst.id,
@@ -1379,12 +1394,15 @@ pub async fn outbox_is_idempotent_and_ordered(store: Arc<dyn Store>) {
     assert_eq!(texts, ["one", "two", "three"]);
 
     assert!(first.wa_message_id.as_deref().is_some_and(|id| id.starts_with("3EB0")), "the id is set when queued");
-    let sent = store.mark_message_sent(first.id, Timestamp::now()).await.expect("sent");
+    let sent = store.mark_message_sent(first.id, Timestamp::now(), None).await.expect("sent");
     assert_eq!(sent.status, gw_core::MessageStatus::Sent);
     assert_eq!(sent.wa_message_id, first.wa_message_id, "sending keeps the id given at acceptance");
-    assert!(matches!(store.mark_message_sent(first.id, Timestamp::now()).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.mark_message_sent(first.id, Timestamp::now(), None).await,
+        Err(StoreError::NotFound { .. })
+    ));
     let failed =
-        store.mark_message_failed(queued[1].message.id, "no such user", Timestamp::now()).await.expect("failed");
+        store.mark_message_failed(queued[1].message.id, "no such user", Timestamp::now(), None).await.expect("failed");
     assert_eq!(failed.failure_reason.as_deref(), Some("no such user"));
     assert_eq!(store.queued_messages(inst.id, 10).await.expect("queued").len(), 1);
     let page = store.list_messages(inst.id, Some(chat), PageRequest::first(2)).await.expect("list");
@@ -1485,17 +1503,24 @@ pub async fn receipts_only_move_messages_forward(store: Arc<dyn Store>) {
         panic!("expected a new message")
     };
     let queued_receipt = store
-        .apply_receipt(inst.id, &[m.wa_message_id.clone().expect("id")], gw_core::MessageStatus::Read, Timestamp::now())
+        .apply_receipt(
+            inst.id,
+            &[m.wa_message_id.clone().expect("id")],
+            gw_core::MessageStatus::Read,
+            Timestamp::now(),
+            None,
+        )
         .await
         .expect("early receipt");
     assert!(queued_receipt.is_empty(), "a receipt does not move a message that has not been sent yet");
-    store.mark_message_sent(m.id, Timestamp::now()).await.expect("sent");
+    store.mark_message_sent(m.id, Timestamp::now(), None).await.expect("sent");
     let ids = vec![m.wa_message_id.clone().expect("id")];
-    let read = store.apply_receipt(inst.id, &ids, gw_core::MessageStatus::Read, Timestamp::now()).await.expect("read");
+    let read =
+        store.apply_receipt(inst.id, &ids, gw_core::MessageStatus::Read, Timestamp::now(), None).await.expect("read");
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].status, gw_core::MessageStatus::Read);
     assert!(read[0].delivered_at.is_some() && read[0].read_at.is_some());
-    let late = store.apply_receipt(inst.id, &ids, gw_core::MessageStatus::Delivered, Timestamp::now()).await;
+    let late = store.apply_receipt(inst.id, &ids, gw_core::MessageStatus::Delivered, Timestamp::now(), None).await;
     assert!(late.expect("late receipt").is_empty(), "a late delivered receipt must not undo read");
     assert_eq!(store.get_message(inst.id, m.id).await.expect("get").status, gw_core::MessageStatus::Read);
     let other = instance(&store, sub.id, "receipts-other").await;

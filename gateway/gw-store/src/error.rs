@@ -92,6 +92,11 @@ pub enum StoreError {
     #[error("stored {entity} is corrupt: {detail}")]
     Corrupt { entity: &'static str, detail: String },
 
+    /// A session's write carried an owner epoch that is no longer the instance's: another node took the instance
+    /// over. The session that made the write must stop at once.
+    #[error("instance {instance} is owned by another node now (fenced)")]
+    Fenced { instance: gw_core::InstanceId },
+
     /// The database could not be reached (connection refused, pool timed out).
     #[error("database unavailable")]
     Unavailable(#[source] Box<dyn StdError + Send + Sync>),

@@ -7,8 +7,10 @@
 //! Methods say intent (`reserve_instance_slot`, not `update_subscription_counter`). Methods that carry out a
 //! tenant's or operator's action take an [`Actor`] and write the audit log row in the same transaction as the change.
 
+mod cluster;
 mod commands;
 mod error;
+mod fanout;
 mod messages;
 mod page;
 mod plugins;
@@ -17,10 +19,17 @@ mod webhooks;
 mod whatsapp;
 
 #[cfg(feature = "testing")]
+mod cluster_contract;
+#[cfg(feature = "testing")]
 pub mod contract;
 
+pub use cluster::{
+    ClusterNode, ClusterStore, CommandOutcome, HeldLease, InstanceCommand, InstanceCommandKind, NodeAnnouncement,
+    OwnerEpoch, WakeReceiver,
+};
 pub use commands::*;
 pub use error::{Limit, StoreError, StoreResult, UniqueKey};
+pub use fanout::{FanoutListener, Heard, NodeFanout};
 pub use messages::{Enqueued, MessageStore, NewInboundMessage, NewOutboundMessage, QueuedMessage, RecordedInbound};
 pub use page::{Cursor, CursorError, Page, PageRequest};
 pub use plugins::{

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use gw_core::{InstanceId, Message, MessageId, MessageKind, MessageStatus, SubscriptionId, Timestamp};
 
-use crate::{Page, PageRequest, StoreResult};
+use crate::{OwnerEpoch, Page, PageRequest, StoreResult};
 
 /// An outbound message to queue. The row and the idempotency record are one row, and the row and its charge to the
 /// monthly quota are one transaction: a refused or failed send leaves nothing behind and costs nothing, and what
@@ -88,9 +88,17 @@ pub trait MessageStore: Send + Sync {
     ) -> StoreResult<Option<(Message, Option<Vec<u8>>)>>;
     /// The instance's queued messages, oldest first: the order they must leave in.
     async fn queued_messages(&self, instance_id: InstanceId, limit: u32) -> StoreResult<Vec<QueuedMessage>>;
-    /// The message left (under the WhatsApp id it was given when accepted): drop the media bytes.
-    async fn mark_message_sent(&self, id: MessageId, at: Timestamp) -> StoreResult<Message>;
-    async fn mark_message_failed(&self, id: MessageId, reason: &str, at: Timestamp) -> StoreResult<Message>;
+    /// The message left (under the WhatsApp id it was given when accepted): drop the media bytes. With a `fence`,
+    /// only while the instance's lease has that epoch ([`crate::StoreError::Fenced`] otherwise), as for the next
+    /// two.
+    async fn mark_message_sent(&self, id: MessageId, at: Timestamp, fence: Option<OwnerEpoch>) -> StoreResult<Message>;
+    async fn mark_message_failed(
+        &self,
+        id: MessageId,
+        reason: &str,
+        at: Timestamp,
+        fence: Option<OwnerEpoch>,
+    ) -> StoreResult<Message>;
     /// Moves the instance's outbound messages with these WhatsApp ids forward to `status` (never backwards);
     /// returns the messages that changed.
     async fn apply_receipt(
@@ -99,6 +107,7 @@ pub trait MessageStore: Send + Sync {
         wa_message_ids: &[String],
         status: MessageStatus,
         at: Timestamp,
+        fence: Option<OwnerEpoch>,
     ) -> StoreResult<Vec<Message>>;
     async fn record_inbound(&self, new: NewInboundMessage) -> StoreResult<RecordedInbound>;
     /// The pipeline finished with an inbound message: `received` (possibly rewritten text) or `dropped`.

@@ -66,6 +66,8 @@ pub trait InstanceStore: Send + Sync {
         patch: InstancePatch,
         actor: &Actor,
     ) -> StoreResult<Instance>;
+    /// With `update.fence`, written only while the instance's lease has that epoch ([`crate::StoreError::Fenced`]
+    /// otherwise).
     async fn update_connection(&self, id: InstanceId, update: ConnectionUpdate) -> StoreResult<Instance>;
     /// Deletes the instance with its keys, stats, contacts, webhooks and session, folds its usage records into
     /// the subscription's unattributed ones, and releases its slot, in one transaction.
@@ -154,16 +156,25 @@ pub trait WebhookConfigStore: Send + Sync {
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Creates or replaces the instance's session; marks it valid and stamps `last_backup`.
+    /// With a `fence`, written only while the instance's lease has that epoch ([`crate::StoreError::Fenced`]
+    /// otherwise); without one (an operator's action), unconditionally.
     async fn save_session(
         &self,
         instance_id: InstanceId,
         auth_state: Vec<u8>,
         at: Timestamp,
+        fence: Option<crate::OwnerEpoch>,
     ) -> StoreResult<SessionData>;
     async fn load_session(&self, instance_id: InstanceId) -> StoreResult<Option<SessionData>>;
     /// Keeps the row but marks it unusable (logged out): the engine will not resume it. An instance that never
     /// saved a session has nothing to invalidate: that is not an error.
-    async fn invalidate_session(&self, instance_id: InstanceId, at: Timestamp) -> StoreResult<()>;
+    /// Fenced like [`SessionStore::save_session`].
+    async fn invalidate_session(
+        &self,
+        instance_id: InstanceId,
+        at: Timestamp,
+        fence: Option<crate::OwnerEpoch>,
+    ) -> StoreResult<()>;
     async fn delete_session(&self, instance_id: InstanceId) -> StoreResult<()>;
 }
 
@@ -218,6 +229,7 @@ pub trait Store:
     + crate::WhatsAppStateStore
     + crate::PluginStore
     + crate::WebhookDeliveryStore
+    + crate::ClusterStore
     + std::fmt::Debug
 {
     /// `"sqlite"` or `"postgres"`.

@@ -8,10 +8,13 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use gateway::config::Settings;
-use gateway::{Application, plugin_run, telemetry};
+use gateway::{Application, plugin_run, sandbox_network, telemetry};
 
 /// Exit code for a configuration that cannot be used (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
+/// Exit code when another process already serves the SQLite database (EX_TEMPFAIL: it may start once that one
+/// stopped).
+const EXIT_LOCKED: u8 = 75;
 
 #[derive(Debug, Parser)]
 #[command(name = "gateway", version, about = "Multi-tenant WhatsApp API gateway")]
@@ -32,6 +35,9 @@ enum Command {
     /// Plugin tools for authors.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run the simulated WhatsApp network that several nodes share (`sessions.sandbox_network`); for tests and
+    /// demos of a cluster.
+    SandboxNetwork(sandbox_network::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +60,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    // The shared sandbox needs no configuration or store either.
+    if let Some(Command::SandboxNetwork(args)) = &cli.command {
+        return sandbox_network::run(args);
     }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
@@ -81,7 +91,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(settings).await,
             Command::Migrate => gateway::migrate(settings).await,
-            Command::Plugin(_) => Ok(()),
+            Command::Plugin(_) | Command::SandboxNetwork(_) => Ok(()),
         }
     });
     match outcome {
@@ -89,6 +99,9 @@ fn main() -> ExitCode {
         Err(err) => {
             // One line, the chain of causes, no backtrace.
             eprintln!("error: {err:#}");
+            if err.downcast_ref::<gateway::single_node::AlreadyServed>().is_some() {
+                return ExitCode::from(EXIT_LOCKED);
+            }
             ExitCode::FAILURE
         }
     }

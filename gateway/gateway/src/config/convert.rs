@@ -17,6 +17,18 @@ impl Settings {
             .map_err(|_| invalid("server.listen", format!("{:?} is not an address:port", self.server.listen)))
     }
 
+    /// The shared sandbox network to dial, if one is configured (`host:port`).
+    pub fn sandbox_network(&self) -> Result<Option<&str>, ConfigError> {
+        let addr = self.sessions.sandbox_network.trim();
+        if addr.is_empty() {
+            return Ok(None);
+        }
+        match addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Ok(Some(addr)),
+            _ => Err(invalid("sessions.sandbox_network", format!("{addr:?} is not host:port"))),
+        }
+    }
+
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         if self.metrics.listen.is_empty() {
             return Ok(None);
@@ -173,6 +185,17 @@ impl Settings {
             backoff_initial: Duration::from_millis(self.sessions.backoff_initial_ms),
             backoff_max: Duration::from_secs(self.sessions.backoff_max_secs),
             max_reply_depth: self.sessions.max_reply_depth,
+            cluster: gw_sessions::ClusterConfig {
+                lease_ttl: Duration::from_millis(self.cluster.lease_ttl_ms),
+                node_address: if self.cluster.node_address.is_empty() {
+                    self.server.listen.clone()
+                } else {
+                    self.cluster.node_address.clone()
+                },
+                capacity: self.cluster.capacity,
+                poll_interval: Duration::from_millis(self.cluster.poll_interval_ms),
+                ..Default::default()
+            },
             ..Default::default()
         }
     }

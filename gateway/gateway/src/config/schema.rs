@@ -77,6 +77,22 @@ pub struct Settings {
     pub tiers: TierCatalog,
     pub redis: RedisSettings,
     pub metrics: MetricsSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// Several nodes on one PostgreSQL database: leases decide which node runs each instance's session (see
+/// `docs/src/design/cluster-ownership.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// How long an instance's lease lasts unrenewed: a dead node's instances move after at most this long.
+    pub lease_ttl_ms: u64,
+    /// The address other nodes and operators know this node by; empty: `server.listen`.
+    pub node_address: String,
+    /// At most this many sessions run on this node.
+    pub capacity: u32,
+    /// The slow poll for sends accepted on other nodes, behind the immediate wake-ups.
+    pub poll_interval_ms: u64,
 }
 
 /// Redis: cluster-wide rate limits and cross-node key-cache invalidation. Off when `url` is empty.
@@ -184,6 +200,9 @@ pub struct SessionSettings {
     pub encryption_key: Secret,
     /// The simulated WhatsApp network and its control API (`/v1/sandbox/…`).
     pub sandbox: bool,
+    /// `host:port` of a shared simulated network (`gateway sandbox-network`) that several nodes dial, so they see
+    /// one network; empty: this node runs its own, in process.
+    pub sandbox_network: String,
     /// First reconnect delay in milliseconds; doubles per failure up to `backoff_max_secs`, with jitter.
     pub backoff_initial_ms: u64,
     pub backoff_max_secs: u64,
@@ -290,6 +309,7 @@ impl Default for Settings {
             sessions: SessionSettings {
                 encryption_key: Secret::default(),
                 sandbox: true,
+                sandbox_network: String::new(),
                 backoff_initial_ms: 1000,
                 backoff_max_secs: 300,
                 max_reply_depth: 1,
@@ -307,6 +327,12 @@ impl Default for Settings {
                 local_first: true,
             },
             metrics: MetricsSettings { listen: String::new() },
+            cluster: ClusterSettings {
+                lease_ttl_ms: 10_000,
+                node_address: String::new(),
+                capacity: 10_000,
+                poll_interval_ms: 1_000,
+            },
         }
     }
 }

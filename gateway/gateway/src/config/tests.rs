@@ -291,3 +291,42 @@ fn unknown_keys_that_only_look_like_service_links_are_still_refused() {
         });
     }
 }
+
+#[test]
+fn the_shared_sandbox_network_is_host_and_port() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        assert_eq!(Settings::load(None).expect("defaults").sandbox_network().expect("valid"), None, "embedded");
+        jail.set_env("GATEWAY_SESSIONS_SANDBOX_NETWORK", "sandbox.internal:7811");
+        let settings = Settings::load(None).expect("load");
+        assert_eq!(settings.sandbox_network().expect("valid"), Some("sandbox.internal:7811"));
+        for bad in ["127.0.0.1", "127.0.0.1:0", ":7811", "host:port"] {
+            jail.set_env("GATEWAY_SESSIONS_SANDBOX_NETWORK", bad);
+            let err = load_err(jail, None);
+            assert!(err.contains("sessions.sandbox_network"), "{bad}: {err}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn cluster_keys_are_configurable_validated_and_strict() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let engine = Settings::load(None).expect("defaults").engine();
+        assert_eq!(engine.cluster.lease_ttl, Duration::from_secs(10), "failover well within 15 s");
+        assert_eq!(engine.cluster.node_address, "127.0.0.1:8080", "the listen address by default");
+        jail.set_env("GATEWAY_CLUSTER_LEASE_TTL_MS", "3000");
+        jail.set_env("GATEWAY_CLUSTER_NODE_ADDRESS", "10.0.0.7:8080");
+        jail.set_env("GATEWAY_CLUSTER_CAPACITY", "250");
+        let engine = Settings::load(None).expect("load").engine();
+        assert_eq!(engine.cluster.lease_ttl, Duration::from_secs(3));
+        assert_eq!((engine.cluster.node_address.as_str(), engine.cluster.capacity), ("10.0.0.7:8080", 250));
+        jail.set_env("GATEWAY_CLUSTER_LEASE_TTL_MS", "10");
+        assert!(load_err(jail, None).starts_with("cluster.lease_ttl_ms:"));
+        jail.set_env("GATEWAY_CLUSTER_LEASE_TTL_MS", "3000");
+        jail.set_env("GATEWAY_CLUSTER_LEASE_TTL", "3000");
+        assert!(load_err(jail, None).contains("GATEWAY_CLUSTER_LEASE_TTL"), "unknown keys are refused");
+        Ok(())
+    });
+}

@@ -17,6 +17,15 @@ impl Settings {
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
         }
+        if !(300..=600_000).contains(&self.cluster.lease_ttl_ms) {
+            return Err(invalid("cluster.lease_ttl_ms", "must be between 300 and 600000"));
+        }
+        if self.cluster.capacity == 0 {
+            return Err(invalid("cluster.capacity", "must be at least 1"));
+        }
+        if self.cluster.poll_interval_ms == 0 {
+            return Err(invalid("cluster.poll_interval_ms", "must be at least 1"));
+        }
         if self.server.request_timeout_secs == 0 {
             return Err(invalid("server.request_timeout_secs", "must be at least 1"));
         }
@@ -24,6 +33,7 @@ impl Settings {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
         }
         self.trusted_proxies()?;
+        self.sandbox_network()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("not a valid filter: {e}")))?;
         Email::parse(&self.admin.email).map_err(|e| invalid("admin.email", e.to_string()))?;

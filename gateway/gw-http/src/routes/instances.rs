@@ -69,7 +69,9 @@ pub async fn get(
     Path(id): Path<InstanceId>,
 ) -> Result<Json<InstanceDto>, ApiError> {
     tracing::Span::current().record("instance", tracing::field::display(id));
-    Ok(Json(state.accounts.get_instance(&by, id).await?.into()))
+    let instance = state.accounts.get_instance(&by, id).await?;
+    let owner_node = state.engine.owner_node(instance.id).await?.map(|node| node.to_string());
+    Ok(Json(InstanceDto { owner_node, ..instance.into() }))
 }
 
 /// Renames an instance, replaces its settings, or (de)activates it. Owners only.

@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod docs;
 pub mod health;
 pub mod instances;

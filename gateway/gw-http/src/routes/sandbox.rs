@@ -8,19 +8,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use gw_accounts::Action;
 use gw_core::{DriverKind, Instance, InstanceId};
-use gw_sessions::sandbox::{SandboxError, SandboxNetwork};
+use gw_sessions::sandbox::{SandboxControl, SandboxError, SandboxInbound};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ProblemBody, ProblemType};
-use crate::extract::{Caller, Json, Path};
+use crate::extract::{Caller, Json, Path, Query};
 use crate::routes::sessions::instance_for;
 use crate::state::AppState;
 
 /// How long an injected message may take to be stored before the call answers `acknowledged: false`.
 const ACK_WAIT: Duration = Duration::from_secs(10);
 
-fn network(state: &AppState) -> Result<Arc<SandboxNetwork>, ApiError> {
+fn network(state: &AppState) -> Result<Arc<dyn SandboxControl>, ApiError> {
     state
         .sandbox
         .clone()
@@ -41,7 +41,7 @@ impl From<SandboxError> for ApiError {
             SandboxError::NotPairing => ApiError::Problem(&ProblemType::NOT_PAIRING, err.to_string()),
             SandboxError::NotConnected => ApiError::Problem(&ProblemType::INSTANCE_NOT_CONNECTED, err.to_string()),
             SandboxError::Vault(cause) => ApiError::Internal(cause),
-            SandboxError::Unavailable(cause) => ApiError::Unavailable(cause),
+            SandboxError::Unavailable(cause) | SandboxError::Unreachable(cause) => ApiError::Unavailable(cause),
         }
     }
 }
@@ -113,10 +113,13 @@ pub async fn inbound(
     if body.text.trim().is_empty() {
         return Err(ApiError::invalid("text", "must not be empty"));
     }
-    let (wa_message_id, acked) =
-        network.inject_inbound(instance.id, &from, from_lid.as_deref(), body.push_name, &body.text).await?;
-    let acknowledged = matches!(tokio::time::timeout(ACK_WAIT, acked).await, Ok(Ok(())));
-    Ok((StatusCode::ACCEPTED, Json(InboundDto { wa_message_id, acknowledged })))
+    let message =
+        SandboxInbound { instance_id: instance.id, from, from_lid, push_name: body.push_name, text: body.text };
+    let outcome = network.inbound(message, ACK_WAIT).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(InboundDto { wa_message_id: outcome.wa_message_id, acknowledged: outcome.acknowledged }),
+    ))
 }
 
 /// Simulates a network blip: the connection drops and the engine reconnects by itself.
@@ -128,7 +131,7 @@ pub async fn drop_connection(
     Path(id): Path<InstanceId>,
 ) -> Result<StatusCode, ApiError> {
     let network = network(&state)?;
-    network.drop_connection(sandbox_instance(&state, &caller, id).await?.id)?;
+    network.drop_connection(sandbox_instance(&state, &caller, id).await?.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -141,7 +144,7 @@ pub async fn unlink(
     Path(id): Path<InstanceId>,
 ) -> Result<StatusCode, ApiError> {
     let network = network(&state)?;
-    network.unlink(sandbox_instance(&state, &caller, id).await?.id)?;
+    network.unlink(sandbox_instance(&state, &caller, id).await?.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -154,7 +157,7 @@ pub async fn replace(
     Path(id): Path<InstanceId>,
 ) -> Result<StatusCode, ApiError> {
     let network = network(&state)?;
-    network.replace(sandbox_instance(&state, &caller, id).await?.id)?;
+    network.replace(sandbox_instance(&state, &caller, id).await?.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -192,6 +195,46 @@ pub async fn create_group(
     };
     let participants = normalize(&body.participants, "participants")?;
     let admins = normalize(&body.admins, "admins")?;
-    let jid = network.create_group(body.subject.trim(), &participants, &admins);
+    let jid = network.create_group(body.subject.trim().to_owned(), participants, admins).await?;
     Ok((StatusCode::CREATED, Json(GroupCreatedDto { jid })))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DeliveriesQuery {
+    /// The recipient's phone number or JID (a sandbox account or a simulated contact).
+    pub to: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SandboxDeliveryDto {
+    pub wa_message_id: String,
+    pub kind: gw_core::MessageKind,
+    pub text: Option<String>,
+}
+
+/// What the recipient `to` got from this instance on the sandbox network, oldest first: each WhatsApp message id
+/// once, however often it was sent (a retry after a crash is not delivered again). The same through every node.
+#[utoipa::path(get, path = "/v1/sandbox/instances/{id}/deliveries", tag = "sandbox", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path), DeliveriesQuery), responses((status = 200, body = Vec<SandboxDeliveryDto>), crate::openapi::NotConnected))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<InstanceId>,
+    Query(query): Query<DeliveriesQuery>,
+) -> Result<Json<Vec<SandboxDeliveryDto>>, ApiError> {
+    let network = network(&state)?;
+    let instance = sandbox_instance(&state, &caller, id).await?;
+    let to = gw_sessions::normalize_recipient("to", &query.to)?;
+    // Scoped to what this instance sent: another tenant's messages to the same recipient stay hidden.
+    let Some(phone) = instance.phone.as_deref() else {
+        return Err(ApiError::Problem(&ProblemType::INSTANCE_NOT_CONNECTED, "the instance was never paired".into()));
+    };
+    let from = format!("{}@s.whatsapp.net", phone.trim_start_matches('+'));
+    let got = network.received(to).await?;
+    Ok(Json(
+        got.into_iter()
+            .filter(|d| d.from == from)
+            .map(|d| SandboxDeliveryDto { wa_message_id: d.wa_message_id, kind: d.kind, text: d.text })
+            .collect(),
+    ))
 }

@@ -109,7 +109,7 @@ fn check_events(events: &[String]) -> Result<(), ApiError> {
         if !known {
             return Err(ApiError::invalid(
                 "events",
-                format!("`{event}` is not an event type (README: webhook events)"),
+                format!("`{event}` is not an event type (the book's events reference)"),
             ));
         }
     }

@@ -1,0 +1,125 @@
+//! The inbound path: store, contact, pipeline, durable publish, then acknowledge to WhatsApp. Inbound writes are
+//! not fenced: a message stored twice is recognised by its unique WhatsApp id, so a former owner's late write is
+//! harmless.
+
+use std::sync::Arc;
+
+use gw_core::{Direction, EventId, EventType, Instance, MessageEvent, MessageStatus, Origin, Timestamp};
+use gw_store::{ContactUpsert, NewInboundMessage};
+use serde_json::json;
+
+use crate::InboundMessage;
+use crate::accept::send_replies;
+use crate::events::message_json;
+use crate::meter::Metered;
+use crate::state::Inner;
+
+/// Stores an inbound message, runs it through the pipeline, publishes it, and only then acknowledges it to
+/// WhatsApp: a crash anywhere before the ack makes WhatsApp deliver it again, and the stored row recognises the
+/// redelivery (its `message.received` event keeps the same id, so receivers can de-duplicate).
+pub(crate) async fn handle_inbound(inner: &Arc<Inner>, instance: &Instance, message: InboundMessage) {
+    let InboundMessage {
+        wa_message_id,
+        chat_jid,
+        sender_jid,
+        sender_pn_jid,
+        push_name,
+        kind,
+        text,
+        media,
+        quoted_message_id,
+        timestamp,
+        from_me,
+        ack,
+    } = message;
+    let sender = sender_pn_jid.clone().unwrap_or_else(|| sender_jid.clone());
+    let new = NewInboundMessage {
+        id: gw_core::MessageId::new(),
+        instance_id: instance.id,
+        chat_jid: chat_jid.clone(),
+        sender_jid: sender.clone(),
+        wa_message_id,
+        kind,
+        content: json!({
+            "media": media,
+            "sender_lid": sender_jid.ends_with("@lid").then_some(&sender_jid),
+            "push_name": push_name,
+            "from_me": from_me,
+        }),
+        text: text.clone(),
+        quoted_message_id,
+        at: timestamp,
+    };
+    let recorded = match inner.store.record_inbound(new).await {
+        Ok(recorded) => recorded,
+        Err(e) => {
+            // Not acknowledged: WhatsApp will deliver it again.
+            tracing::warn!(instance = %instance.id, error = %e, "inbound message not stored; not acknowledging");
+            return;
+        }
+    };
+    if recorded.processed {
+        ack.ack();
+        return;
+    }
+    if !from_me {
+        let lid = sender_jid.ends_with("@lid").then(|| sender_jid.clone());
+        let upsert = ContactUpsert {
+            instance_id: instance.id,
+            jid: sender.clone(),
+            lid,
+            notify: push_name,
+            last_message_at: Some(timestamp),
+            ..Default::default()
+        };
+        if let Err(e) = inner.store.upsert_contact(upsert).await {
+            tracing::warn!(instance = %instance.id, error = %e, "contact not recorded");
+        }
+    }
+    let event = MessageEvent {
+        direction: Direction::Inbound,
+        subscription_id: instance.subscription_id,
+        instance_id: instance.id,
+        message_id: recorded.message.id,
+        chat_jid,
+        sender,
+        kind,
+        text,
+        media: media_of(&recorded.message),
+        timestamp,
+        origin: Origin::WhatsApp,
+    };
+    let outcome = inner.pipeline.process(event).await;
+    let mut message = recorded.message;
+    let event_id = Some(EventId::from_uuid(message.id.as_uuid()));
+    let (status, reason, event_type) = match &outcome.disposition {
+        gw_core::Disposition::Deliver(event) => {
+            message.text = event.text.clone();
+            (MessageStatus::Received, None, EventType::MessageReceived)
+        }
+        gw_core::Disposition::Drop { reason, by } => {
+            let reason = by.as_ref().map_or_else(|| reason.clone(), |by| format!("{by}: {reason}"));
+            (MessageStatus::Dropped, Some(reason), EventType::MessageDropped)
+        }
+    };
+    message.status = status;
+    message.failure_reason = reason.clone();
+    if let Err(e) = inner.publish(instance, event_type, event_id, message_json(&message)).await {
+        tracing::warn!(instance = %instance.id, error = %e, "inbound event not durable; not acknowledging");
+        return;
+    }
+    if let Err(e) = inner.store.finish_inbound(message.id, status, message.text.clone(), reason, Timestamp::now()).await
+    {
+        tracing::warn!(instance = %instance.id, error = %e, "inbound message not finished; not acknowledging");
+        return;
+    }
+    ack.ack();
+    if status == MessageStatus::Received && !from_me {
+        inner.meter.record(instance.subscription_id, instance.id, Metered::MessageReceived);
+    }
+    send_replies(inner, instance, outcome.replies, Origin::WhatsApp).await;
+}
+
+fn media_of(message: &gw_core::Message) -> Option<gw_core::MediaInfo> {
+    serde_json::from_value(message.content.get("media")?.clone()).ok()
+}
