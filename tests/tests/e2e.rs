@@ -32,6 +32,7 @@ on_both_backends!(
 );
 
 mod cluster;
+mod deploy;
 mod hardening;
 mod multi_node;
 mod openapi_fuzz;

@@ -42,11 +42,12 @@ pub async fn redis(settings: &Settings) -> anyhow::Result<Option<Redis>> {
     let prefix = format!("{}rl:", settings.redis.key_prefix);
     let redis = gw_ratelimit::RedisLimiter::connect_lazy(url, prefix).context("invalid redis url")?;
     let publisher = Publisher::connect_lazy(url, channel(settings)).context("invalid redis url")?;
-    let limiter = gw_ratelimit::FallbackLimiter::new(
-        redis,
-        gw_ratelimit::LocalLimiter::new(),
-        Duration::from_millis(settings.redis.timeout_ms),
-    );
+    let (local, timeout) = (gw_ratelimit::LocalLimiter::new(), Duration::from_millis(settings.redis.timeout_ms));
+    let limiter = if settings.redis.local_first {
+        gw_ratelimit::FallbackLimiter::new(redis, local, timeout)
+    } else {
+        gw_ratelimit::FallbackLimiter::exact(redis, local, timeout)
+    };
     // Connects and loads the script now, so the first requests do not pay for either.
     match limiter.warm_up(START_UP_PING).await {
         Ok(()) => tracing::info!("redis connected; rate limits are cluster-wide, key revocations reach every node"),

@@ -4,28 +4,34 @@
 //!   has one quota for all its keys).
 //! - [`RedisLimiter`]: cluster-wide, one `EVALSHA` round trip per decision; the script reads the theoretical arrival
 //!   time, decides, and writes it back with an expiry, using Redis `TIME` so nodes' clocks do not matter.
-//! - [`FallbackLimiter`]: Redis when it answers within a deadline, the local limiter when it does not; it logs once
-//!   per outage, counts fallback decisions, and goes back to Redis by itself when Redis answers again. While Redis
-//!   fails, one decision at a time asks it and the rest are local at once, so a hung Redis does not make every
-//!   request wait out the deadline.
+//! - [`FallbackLimiter`]: what the binary uses with Redis. Local-first: a node takes small batches of tokens from
+//!   the Redis GCRA (sized to its own demand, refilled in the background before they run out) and spends them
+//!   without a round trip, and remembers Redis's refusals until their retry time; so Redis stays the authority on
+//!   every key's cluster-wide rate while a busy key costs a round trip per batch, not per request. When Redis does
+//!   not answer within a deadline, the local limiter decides; it logs once per outage, counts fallback decisions,
+//!   and goes back to Redis by itself when Redis answers again. While Redis fails, one decision at a time asks it
+//!   and the rest are local at once, so a hung Redis does not make every request wait out the deadline.
 //!
 //! - [`pubsub`]: a reconnecting Redis publish/subscribe channel, which the binary uses to tell every node to drop
 //!   cached API keys.
 //!
 //! Architecture invariant: no HTTP here. The edge turns a [`Decision`] into `RateLimit` headers and a 429.
 
+mod fallback;
 mod local;
 pub mod pubsub;
 mod redis_gcra;
+mod tokens;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use fallback::{DEFAULT_REDIS_TIMEOUT, FallbackLimiter};
 pub use local::LocalLimiter;
 pub use redis_gcra::RedisLimiter;
+pub use tokens::Grant;
 
 /// A rate: `per_minute` requests per minute on average, with up to `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,149 +135,6 @@ fn tightest(checks: &[(&str, Quota)], mut decide: impl FnMut(&str, Quota) -> Dec
         }
     }
     tightest.unwrap_or_else(no_limits)
-}
-
-/// How long a decision waits for Redis before it is made locally, unless configured otherwise. Redis answers in
-/// well under a millisecond, but on a small, busy machine the node's threads (or Redis's) can be off the CPU for
-/// tens of milliseconds: measured on 2 shared cores at a load average of 7-8, stalls of 20-100 ms several times a
-/// minute, which a 20 ms deadline turned into local decisions on a healthy Redis (`examples/fallback_probe.rs`).
-/// A refused or closed connection fails at once whatever this is; a Redis that hangs costs the full wait, and then
-/// only to one decision at a time (the others are made locally at once while Redis is failing).
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
-
-/// Redis first, the local limiter whenever Redis fails or is slow; never an error to the caller.
-pub struct FallbackLimiter {
-    redis: RedisLimiter,
-    local: LocalLimiter,
-    timeout: Duration,
-    degraded: AtomicBool,
-    /// Whether a decision is asking Redis while it is degraded (see [`Probe`]).
-    probing: AtomicBool,
-    fallback_decisions: AtomicU64,
-}
-
-/// The one decision allowed to ask a failing Redis at a time; frees the slot when dropped, also when the decision's
-/// future is (a cancelled request), so the limiter can never stop probing.
-struct Probe<'a>(&'a AtomicBool);
-
-impl<'a> Probe<'a> {
-    fn start(slot: &'a AtomicBool) -> Option<Self> {
-        slot.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).ok().map(|_| Probe(slot))
-    }
-}
-
-impl Drop for Probe<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-impl std::fmt::Debug for FallbackLimiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FallbackLimiter").field("timeout", &self.timeout).field("degraded", &self.degraded).finish()
-    }
-}
-
-impl FallbackLimiter {
-    pub fn new(redis: RedisLimiter, local: LocalLimiter, timeout: Duration) -> Self {
-        Self {
-            redis,
-            local,
-            timeout,
-            degraded: AtomicBool::new(false),
-            probing: AtomicBool::new(false),
-            fallback_decisions: AtomicU64::new(0),
-        }
-    }
-
-    /// Whether the last decision had to be made locally.
-    pub fn is_degraded(&self) -> bool {
-        self.degraded.load(Ordering::Relaxed)
-    }
-
-    /// Decisions made locally because Redis failed, since start (for metrics).
-    pub fn fallback_decisions(&self) -> u64 {
-        self.fallback_decisions.load(Ordering::Relaxed)
-    }
-}
-
-impl FallbackLimiter {
-    /// Records that Redis is not answering before any decision was asked for (a node starting during an
-    /// outage): logged once, reported as degraded, and cleared by the first decision Redis makes.
-    pub fn mark_unreachable(&self, err: &LimiterError) {
-        if !self.degraded.swap(true, Ordering::Relaxed) {
-            tracing::warn!(%err, "redis unavailable; rate limits fall back to this node's local limiter");
-        }
-    }
-
-    /// Makes the first decision as fast as the rest: connects and loads the script (a node calls it at start-up,
-    /// before it serves). A failure is returned for the caller to report (see [`Self::mark_unreachable`]);
-    /// decisions then fall back until Redis answers.
-    pub async fn warm_up(&self, timeout: Duration) -> Result<(), LimiterError> {
-        self.redis.ping(timeout).await?;
-        self.redis.load_script(timeout).await
-    }
-
-    fn redis_answered(&self) {
-        if self.degraded.swap(false, Ordering::Relaxed) {
-            tracing::info!("redis answers again; rate limits are cluster-wide once more");
-        }
-    }
-
-    fn redis_failed(&self, err: &LimiterError) {
-        self.mark_unreachable(err);
-        self.fallback_decisions.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-#[async_trait]
-impl RateLimiter for FallbackLimiter {
-    async fn check(&self, key: &str, quota: Quota) -> Decision {
-        self.check_all(&[(key, quota)]).await.1
-    }
-
-    async fn check_all(&self, checks: &[(&str, Quota)]) -> (usize, Decision) {
-        // While Redis is failing, one decision at a time asks it (the probe that notices its return) and the others
-        // are made locally at once: a Redis that hangs costs one deadline per probe, not one per request, which is
-        // what lets the deadline be long enough for a busy machine's stalls.
-        let _probe = if self.is_degraded() {
-            match Probe::start(&self.probing) {
-                Some(probe) => Some(probe),
-                None => {
-                    self.fallback_decisions.fetch_add(1, Ordering::Relaxed);
-                    return self.local.check_all(checks).await;
-                }
-            }
-        } else {
-            None
-        };
-        let outcome = match tokio::time::timeout(self.timeout, self.redis.try_check_all(checks)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(LimiterError::Timeout(self.timeout)),
-        };
-        match outcome {
-            Ok(decision) => {
-                self.redis_answered();
-                decision
-            }
-            Err(err) => {
-                self.redis_failed(&err);
-                self.local.check_all(checks).await
-            }
-        }
-    }
-
-    fn stats(&self) -> LimiterStats {
-        LimiterStats {
-            backend: "redis+local",
-            degraded: self.is_degraded(),
-            fallback_decisions: self.fallback_decisions(),
-        }
-    }
-
-    fn retain_recent(&self) {
-        self.local.forget_idle();
-    }
 }
 
 /// Shared handle.

@@ -1,10 +1,12 @@
-//! GCRA in Redis: one script, one round trip per decision.
+//! GCRA in Redis: one script, one round trip per decision; and a second script that grants a batch of tokens,
+//! which the local-first limiter spends without a round trip per request.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 
+use crate::tokens::Grant;
 use crate::{Decision, LimiterError, LimiterStats, Quota, RateLimiter};
 
 /// GCRA over N keys at once, all or nothing: a request is allowed only if every key allows it, and only then are
@@ -48,11 +50,48 @@ end
 return {decide, 1, best_remaining, reset, 0}
 "#;
 
+/// The same GCRA, granting up to a requested number of tokens per key at once, each key on its own (a batch is
+/// not a request, so there is nothing to decide all or nothing). KEYS: the keys. ARGV: per key, emission interval
+/// (us), burst and the tokens wanted. Returns per key {granted, remaining, reset_after_us, retry_after_us}: as many
+/// as the key has available now, at most the tokens wanted, and the wait until the key has a token again after them
+/// (zero or less while it has); 0 granted is a refusal.
+const TAKE: &str = r#"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local emission = tonumber(ARGV[3 * i - 2])
+  local burst = tonumber(ARGV[3 * i - 1])
+  local want = tonumber(ARGV[3 * i])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local available = math.floor((now - tat) / emission) + burst
+  if available > burst then available = burst end
+  if available < 0 then available = 0 end
+  local granted = math.min(want, available)
+  if granted > 0 then
+    tat = tat + granted * emission
+    redis.call('SET', key, tat, 'PX', math.max(math.ceil((tat - now) / 1000), 1))
+    out[#out + 1] = granted
+    out[#out + 1] = available - granted
+    out[#out + 1] = tat - now
+    out[#out + 1] = tat + emission - emission * burst - now
+  else
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+    out[#out + 1] = tat - now
+    out[#out + 1] = tat + emission - emission * burst - now
+  end
+end
+return out
+"#;
+
 /// The cluster-wide limiter.
 #[derive(Clone)]
 pub struct RedisLimiter {
     connection: ConnectionManager,
     script: redis::Script,
+    take: redis::Script,
     prefix: String,
 }
 
@@ -76,7 +115,7 @@ impl RedisLimiter {
     /// an error.
     pub fn connect_lazy(url: &str, prefix: impl Into<String>) -> Result<Self, LimiterError> {
         let connection = crate::lazy_connection(url)?;
-        Ok(Self { connection, script: redis::Script::new(GCRA), prefix: prefix.into() })
+        Ok(Self { connection, script: redis::Script::new(GCRA), take: redis::Script::new(TAKE), prefix: prefix.into() })
     }
 
     /// Whether Redis answers within `timeout`.
@@ -88,10 +127,42 @@ impl RedisLimiter {
     /// than `EVALSHA`, `NOSCRIPT`, `SCRIPT LOAD` and `EVALSHA` again, and connects if not yet connected.
     pub async fn load_script(&self, timeout: Duration) -> Result<(), LimiterError> {
         let mut connection = self.connection.clone();
-        match tokio::time::timeout(timeout, self.script.load_async(&mut connection)).await {
+        let load = async {
+            self.script.load_async(&mut connection).await?;
+            self.take.load_async(&mut connection).await
+        };
+        match tokio::time::timeout(timeout, load).await {
             Ok(loaded) => loaded.map(|_| ()).map_err(LimiterError::from),
             Err(_) => Err(LimiterError::Timeout(timeout)),
         }
+    }
+
+    /// Takes up to `want` tokens of each key in one round trip (the local-first limiter's batches).
+    pub async fn try_take(&self, takes: &[(&str, Quota, u32)]) -> Result<Vec<Grant>, LimiterError> {
+        if takes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = self.take.prepare_invoke();
+        for (key, quota, want) in takes {
+            invocation.key(format!("{}{key}", self.prefix));
+            invocation.arg(quota.emission_interval().as_micros() as u64).arg(quota.burst.max(1)).arg((*want).max(1));
+        }
+        let mut connection = self.connection.clone();
+        let reply: Vec<i64> = invocation.invoke_async(&mut connection).await?;
+        if reply.len() != takes.len() * 4 {
+            return Err(LimiterError::Reply(format!("{reply:?}")));
+        }
+        let micros = |v: i64| Duration::from_micros(v.max(0) as u64);
+        let count = |v: i64| v.clamp(0, i64::from(u32::MAX)) as u32;
+        Ok(reply
+            .chunks_exact(4)
+            .map(|grant| Grant {
+                granted: count(grant[0]),
+                remaining: count(grant[1]),
+                reset_after: micros(grant[2]),
+                retry_after: micros(grant[3]),
+            })
+            .collect())
     }
 
     /// One decision, or why Redis could not make it.

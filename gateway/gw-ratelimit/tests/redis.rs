@@ -321,3 +321,120 @@ async fn a_hung_redis_is_asked_by_one_decision_at_a_time() {
     assert_eq!(fallback.fallback_decisions(), 21);
     assert_eq!(proxy.scripts.load(Ordering::SeqCst) - before, 1, "only the probe was sent to the hung Redis");
 }
+
+/// A limiter stack as the binary builds it (local-first, its own connection), on a shared prefix.
+async fn node(prefix: &str) -> Arc<FallbackLimiter> {
+    let redis = RedisLimiter::connect(&redis_url(), prefix).await.expect("connect");
+    let node = FallbackLimiter::new(redis, LocalLimiter::new(), gw_ratelimit::DEFAULT_REDIS_TIMEOUT);
+    node.warm_up(Duration::from_secs(2)).await.expect("warm up");
+    Arc::new(node)
+}
+
+/// What the edge does: the synchronous answer when there is one, else the asynchronous path.
+async fn decide(limiter: &FallbackLimiter, checks: &[(&str, Quota)]) -> bool {
+    match limiter.check_all_now(checks) {
+        Some((_, decision)) => decision.allowed,
+        None => limiter.check_all(checks).await.1.allowed,
+    }
+}
+
+/// Three local-first nodes (own connections, own token batches) share a key and a subscription limit in Redis and
+/// offer 800 requests per second each for 10 seconds against a limit of 100 per second: together they admit
+/// within 5% of the limit (its rate over the window plus its burst), and spend far fewer Redis round trips than
+/// decisions (remembered refusals and batches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_local_first_nodes_stay_within_five_percent_of_the_rate() {
+    if limiter(&prefix()).await.is_none() {
+        return;
+    }
+    let prefix = prefix();
+    let nodes = [node(&prefix).await, node(&prefix).await, node(&prefix).await];
+    let quota = Quota::per_minute(6000).with_burst(100);
+    let roomy = Quota::per_minute(6_000_000).with_burst(1_000_000);
+    let (accepted, offered) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let run_for = Duration::from_secs(10);
+    let started = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in &nodes {
+        for _ in 0..4 {
+            let (node, accepted, offered) = (node.clone(), accepted.clone(), offered.clone());
+            tasks.spawn(async move {
+                let mut ticker = tokio::time::interval(Duration::from_millis(5));
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                while started.elapsed() < run_for {
+                    ticker.tick().await;
+                    offered.fetch_add(1, Ordering::Relaxed);
+                    if decide(&node, &[("key", quota), ("subscription", roomy)]).await {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    }
+    while let Some(task) = tasks.join_next().await {
+        task.expect("client");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let accepted = f64::from(accepted.load(Ordering::Relaxed));
+    let offered = offered.load(Ordering::Relaxed);
+    let expected = 100.0 * elapsed + f64::from(quota.burst);
+    let error = (accepted - expected).abs() / expected;
+    let trips: u64 = nodes.iter().map(|n| n.round_trips()).sum();
+    eprintln!(
+        "accepted {accepted} of {offered} offered in {elapsed:.2} s; expected {expected:.0}; error {:.2}%; \
+         {trips} Redis round trips",
+        error * 100.0
+    );
+    assert!(error <= 0.05, "accepted {accepted}, expected {expected:.0} (error {:.1}%)", error * 100.0);
+    assert!(nodes.iter().all(|n| n.fallback_decisions() == 0), "Redis decided throughout");
+    assert!(trips < u64::from(offered) / 4, "{trips} round trips for {offered} decisions");
+}
+
+/// Light load is as exact as one round trip per request: three nodes taking turns, one request at a time, admit
+/// exactly the burst (30; at most one more if a second passes), then refuse on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn light_load_across_three_nodes_admits_exactly_the_burst() {
+    if limiter(&prefix()).await.is_none() {
+        return;
+    }
+    let prefix = prefix();
+    let nodes = [node(&prefix).await, node(&prefix).await, node(&prefix).await];
+    let quota = Quota::per_minute(60).with_burst(30);
+    let mut admitted = 0;
+    for n in 0..90 {
+        admitted += u32::from(decide(&nodes[n % 3], &[("key", quota)]).await);
+    }
+    assert!((30..=31).contains(&admitted), "admitted {admitted}");
+    for node in &nodes {
+        assert!(!decide(node, &[("key", quota)]).await, "every node refuses once the burst is spent");
+    }
+}
+
+/// A busy key under a roomy limit is decided locally: 20,000 decisions on one node cost a few dozen round trips
+/// (batches sized to the demand, refilled in the background), where the exact mode costs one per decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_key_costs_a_round_trip_per_batch_not_per_request() {
+    if limiter(&prefix()).await.is_none() {
+        return;
+    }
+    let node = node(&prefix()).await;
+    let quota = Quota::per_minute(60_000_000).with_burst(10_000_000);
+    let mut allowed = 0u32;
+    for _ in 0..20_000 {
+        allowed += u32::from(decide(&node, &[("key", quota), ("subscription", quota)]).await);
+    }
+    assert_eq!(allowed, 20_000);
+    assert_eq!(node.fallback_decisions(), 0);
+    assert!(node.round_trips() < 2_000, "{} round trips for 20,000 decisions", node.round_trips());
+    eprintln!("{} round trips for 20,000 decisions", node.round_trips());
+
+    let exact = FallbackLimiter::exact(
+        RedisLimiter::connect(&redis_url(), prefix()).await.expect("connect"),
+        LocalLimiter::new(),
+        gw_ratelimit::DEFAULT_REDIS_TIMEOUT,
+    );
+    for _ in 0..100 {
+        assert!(decide(&exact, &[("key", quota)]).await);
+    }
+    assert_eq!(exact.round_trips(), 100, "the exact mode: one per decision");
+}

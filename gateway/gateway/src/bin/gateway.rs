@@ -73,6 +73,13 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(&settings.log);
+    let service_links = gateway::config::ignored_service_links();
+    if !service_links.is_empty() {
+        tracing::info!(
+            variables = %service_links.join(","),
+            "ignoring Kubernetes service-link variables (set enableServiceLinks: false to not receive them)"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
