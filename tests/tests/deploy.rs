@@ -34,7 +34,6 @@ async fn kubernetes_service_links_do_not_stop_the_gateway() {
     assert!(logs.contains("GATEWAY_PORT_80_TCP_PROTO"), "naming them: {logs}");
     let status = app.terminate().await;
     assert!(status.success(), "{status:?}");
-    database.cleanup().await;
 }
 
 fn required() -> bool {
