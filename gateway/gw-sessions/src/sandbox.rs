@@ -352,7 +352,8 @@ impl SandboxDriver {
     }
 }
 
-/// Moves events from the network's unbounded queue to the engine's channel, in order.
+/// Moves events from a connection's unbounded queue (the network's or a remote link's) to the engine's channel,
+/// in order.
 fn forward(mut from: mpsc::UnboundedReceiver<DriverEvent>, to: mpsc::Sender<DriverEvent>) {
     tokio::spawn(async move {
         while let Some(event) = from.recv().await {

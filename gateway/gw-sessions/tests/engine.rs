@@ -11,8 +11,7 @@ use gw_sessions::{
     SendContent, SendRequest, SessionCipher,
 };
 use gw_store::{Actor, NewInstance, PageRequest, Scope, Store};
-use gw_store_sql::testing::PgTestDatabase;
-use gw_store_sql::{OpenOptions, PgStore};
+use gw_test_support::TestDatabase;
 use serde_json::json;
 use tokio::sync::broadcast;
 
@@ -596,42 +595,12 @@ async fn a_message_resent_after_a_crash_reaches_the_recipient_once(store: Arc<dy
     second.engine.shutdown().await;
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let dir = std::env::temp_dir().join(format!("gw-sessions-{}", uuid_like()));
-                    std::fs::create_dir_all(&dir).expect("dir");
-                    let url = format!("sqlite://{}", dir.join("db.sqlite").display());
-                    let store = gw_store_sql::SqliteStore::open(&url, &gw_store_sql::OpenOptions::default()).await.expect("sqlite");
-                    super::$name(std::sync::Arc::new(store)).await;
-                    let _ = std::fs::remove_dir_all(dir);
-                }
-            )+
-            fn uuid_like() -> String {
-                format!("{}-{}", std::process::id(), gw_core::MessageId::new())
-            }
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(database) = super::PgTestDatabase::create().await else { return };
-                    let store = std::sync::Arc::new(
-                        super::PgStore::open(database.url(), &super::OpenOptions::default()).await.expect("postgres"),
-                    );
-                    super::$name(store.clone()).await;
-                    store.close().await;
-                    database.drop_database().await;
-                }
-            )+
-        }
-    };
+/// Each test gets a fresh, migrated store on each backend (the database is dropped even if the test panics).
+async fn store(database: &TestDatabase) -> Arc<dyn Store> {
+    database.store().await
 }
 
-on_both_backends!(
+gw_test_support::on_both_backends!(store =>
     an_unreachable_service_backs_off_with_a_clear_error,
     a_panicking_instance_never_touches_another,
     pairing_sending_receipts_and_ordering,

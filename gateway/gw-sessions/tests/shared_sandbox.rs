@@ -8,8 +8,7 @@ use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus, Lim
 use gw_sessions::sandbox::{RemoteSandbox, SandboxControl, SandboxDriver, SandboxInbound, SandboxNetwork, server};
 use gw_sessions::{DirectMeter, Driver, Engine, EngineConfig, SendContent, SendRequest, SessionCipher};
 use gw_store::{Actor, NewInstance, NewSubscription, Scope, Store};
-use gw_store_sql::testing::PgTestDatabase;
-use gw_store_sql::{OpenOptions, PgStore};
+use gw_test_support::TestDatabase;
 use serde_json::json;
 use tokio::sync::broadcast;
 
@@ -338,39 +337,12 @@ async fn a_dead_nodes_unacknowledged_messages_are_delivered_again() {
     network.stop();
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let dir = std::env::temp_dir().join(format!("gw-sessions-{}", gw_core::MessageId::new()));
-                    std::fs::create_dir_all(&dir).expect("dir");
-                    let url = format!("sqlite://{}", dir.join("db.sqlite").display());
-                    let store = gw_store_sql::SqliteStore::open(&url, &gw_store_sql::OpenOptions::default()).await.expect("sqlite");
-                    super::$name(std::sync::Arc::new(store)).await;
-                    let _ = std::fs::remove_dir_all(dir);
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(database) = super::PgTestDatabase::create().await else { return };
-                    let store = std::sync::Arc::new(
-                        super::PgStore::open(database.url(), &super::OpenOptions::default()).await.expect("postgres"),
-                    );
-                    super::$name(store.clone()).await;
-                    store.close().await;
-                    database.drop_database().await;
-                }
-            )+
-        }
-    };
+/// Each test gets a fresh, migrated store on each backend (the database is dropped even if the test panics).
+async fn store(database: &TestDatabase) -> Arc<dyn Store> {
+    database.store().await
 }
 
-on_both_backends!(
+gw_test_support::on_both_backends!(store =>
     second_connection_replaces_the_first_embedded,
     second_connection_replaces_the_first_shared,
     nodes_share_one_network_and_pairings_survive_restarts,

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::wire::{Answer, Call, CallError, ClientFrame, MAX_LINE, ServerFrame, VaultOp, encode};
-use super::{InboundOutcome, SandboxControl, SandboxDelivery, SandboxError, SandboxInbound};
+use super::{InboundOutcome, SandboxControl, SandboxDelivery, SandboxError, SandboxInbound, forward};
 use crate::{
     AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvent, DriverEvents, GroupInfo, OutgoingMessage,
     Presence, SentMessage,
@@ -237,17 +237,6 @@ impl RemoteSandbox {
     async fn control(&self, call: Call, wait: Duration) -> Result<Answer, SandboxError> {
         Ok(self.link().await?.call(call, wait).await?)
     }
-}
-
-/// Moves events from the link's unbounded queue to the engine's channel, in order.
-fn forward(mut from: mpsc::UnboundedReceiver<DriverEvent>, to: mpsc::Sender<DriverEvent>) {
-    tokio::spawn(async move {
-        while let Some(event) = from.recv().await {
-            if to.send(event).await.is_err() {
-                break;
-            }
-        }
-    });
 }
 
 #[async_trait::async_trait]
