@@ -74,16 +74,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, instance_id: InstanceId, shared
                 crashes += 1;
                 clear_connection(&shared);
                 tracing::error!(instance = %instance_id, crashes, "instance task panicked; restarting it");
-                if let Ok(instance) = inner.store.get_instance(gw_store::Scope::All, instance_id).await {
-                    record_status(
-                        &inner,
-                        Some(shared.tenure.as_ref()),
-                        &instance,
-                        InstanceStatus::Disconnected,
-                        Some("internal error; reconnecting"),
-                    )
-                    .await;
-                }
+                record_disconnected(&inner, &shared, instance_id, "internal error; reconnecting").await;
                 tokio::time::sleep(backoff(&inner.config, crashes)).await;
                 first = Some(Command::Connect { pair_phone: None });
                 // Commands that arrived meanwhile come first: a stop must end a task that would panic again.
@@ -106,6 +97,13 @@ pub(crate) async fn supervise(inner: Arc<Inner>, instance_id: InstanceId, shared
             }
             Err(_) => return,
         }
+    }
+}
+
+/// Records that the instance is disconnected (and why), under this task's lease; a vanished instance is left alone.
+async fn record_disconnected(inner: &Inner, shared: &Shared, instance_id: InstanceId, reason: &str) {
+    if let Ok(instance) = inner.store.get_instance(gw_store::Scope::All, instance_id).await {
+        record_status(inner, Some(shared.tenure.as_ref()), &instance, InstanceStatus::Disconnected, Some(reason)).await;
     }
 }
 
@@ -205,16 +203,7 @@ async fn run(
                     exit = Exit::Transient(reason);
                 } else {
                     last_quick = Some(tokio::time::Instant::now());
-                    if let Ok(instance) = inner.store.get_instance(gw_store::Scope::All, instance_id).await {
-                        record_status(
-                            &inner,
-                            Some(shared.tenure.as_ref()),
-                            &instance,
-                            InstanceStatus::Disconnected,
-                            Some(&reason),
-                        )
-                        .await;
-                    }
+                    record_disconnected(&inner, &shared, instance_id, &reason).await;
                     tracing::info!(instance = %instance_id, %reason, "connection dropped; reconnecting at once");
                     attempt = 0;
                     continue;
@@ -225,16 +214,7 @@ async fn run(
                 Exit::Restart => attempt = 0,
                 Exit::Parked => break,
                 Exit::Dropped(reason) | Exit::Transient(reason) => {
-                    if let Ok(instance) = inner.store.get_instance(gw_store::Scope::All, instance_id).await {
-                        record_status(
-                            &inner,
-                            Some(shared.tenure.as_ref()),
-                            &instance,
-                            InstanceStatus::Disconnected,
-                            Some(&reason),
-                        )
-                        .await;
-                    }
+                    record_disconnected(&inner, &shared, instance_id, &reason).await;
                     let delay = backoff(&inner.config, attempt);
                     tracing::info!(instance = %instance_id, attempt, ?delay, %reason, "reconnecting after backoff");
                     tokio::select! {

@@ -4,14 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus, LimitOverrides, Tier};
+use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus};
 use gw_sessions::sandbox::{SandboxControl, SandboxDriver, SandboxInbound, SandboxNetwork};
 use gw_sessions::{DirectMeter, Engine, EngineConfig, EventRelay, SessionCipher};
-use gw_store::{Actor, NewInstance, NewSubscription, NodeFanout, Store};
+use gw_store::{NodeFanout, Store};
 use gw_store_sql::testing::PgTestDatabase;
 use gw_store_sql::{OpenOptions, PgFanout, PgStore};
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
+
+mod common;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -72,27 +74,8 @@ async fn until(
 }
 
 async fn new_instance(store: &Arc<dyn Store>) -> Instance {
-    let subscription = store
-        .create_subscription(
-            NewSubscription {
-                name: format!("tenant-{}", gw_core::SubscriptionId::new()),
-                tier: Tier::Pro,
-                max_instances: 10,
-                monthly_messages: 1000,
-                limit_overrides: LimitOverrides::default(),
-            },
-            &Actor::system(),
-        )
-        .await
-        .expect("subscription");
-    let instance = NewInstance {
-        name: "relayed".into(),
-        subscription_id: subscription.id,
-        created_by_id: None,
-        driver: DriverKind::Sandbox,
-        settings: json!({}),
-    };
-    store.create_instance(instance, &Actor::system()).await.expect("instance")
+    let subscription = common::tenant(store, 1000).await;
+    common::new_instance(store, &subscription, "relayed").await
 }
 
 fn connected(e: &GatewayEvent) -> bool {

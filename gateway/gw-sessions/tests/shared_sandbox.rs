@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus, LimitOverrides, Tier};
+use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus};
 use gw_sessions::sandbox::{RemoteSandbox, SandboxControl, SandboxDriver, SandboxInbound, SandboxNetwork, server};
 use gw_sessions::{DirectMeter, Driver, Engine, EngineConfig, SendContent, SendRequest, SessionCipher};
-use gw_store::{Actor, NewInstance, NewSubscription, Scope, Store};
+use gw_store::{Scope, Store};
 use gw_test_support::TestDatabase;
-use serde_json::json;
 use tokio::sync::broadcast;
+
+mod common;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -117,27 +118,8 @@ impl Node {
 }
 
 async fn new_instance(store: &Arc<dyn Store>, name: &str) -> Instance {
-    let subscription = store
-        .create_subscription(
-            NewSubscription {
-                name: format!("tenant-{}", gw_core::SubscriptionId::new()),
-                tier: Tier::Pro,
-                max_instances: 10,
-                monthly_messages: 1000,
-                limit_overrides: LimitOverrides::default(),
-            },
-            &Actor::system(),
-        )
-        .await
-        .expect("subscription");
-    let instance = NewInstance {
-        name: name.into(),
-        subscription_id: subscription.id,
-        created_by_id: None,
-        driver: DriverKind::Sandbox,
-        settings: json!({}),
-    };
-    store.create_instance(instance, &Actor::system()).await.expect("instance")
+    let subscription = common::tenant(store, 1000).await;
+    common::new_instance(store, &subscription, name).await
 }
 
 fn jid(instance: &Instance) -> String {
