@@ -8,8 +8,7 @@ use gw_core::{DriverKind, InstanceId, Tier};
 use gw_driver_whatsapp::{GatewayBackend, StateCipher, StoreAuthVault};
 use gw_sessions::AuthVault;
 use gw_store::{Actor, NewInstance, NewSubscription, Store, WaStateWrite};
-use gw_store_sql::testing::PgTestDatabase;
-use gw_store_sql::{OpenOptions, PgStore, SqliteStore};
+use gw_test_support::TestDatabase;
 use whatsapp_rust::bytes::Bytes;
 use whatsapp_rust::wacore::appstate::hash::HashState;
 use whatsapp_rust::wacore::appstate::processor::AppStateMutationMAC;
@@ -482,45 +481,14 @@ async fn raw_store_operations(f: Fixture) {
     assert_eq!(store.wa_state_list(id, "bulk", "").await.expect("list").len(), 1100);
 }
 
-async fn sqlite() -> Fixture {
-    let store = SqliteStore::open("sqlite::memory:", &OpenOptions::default()).await.expect("open sqlite");
-    let store: Arc<dyn Store> = Arc::new(store);
+/// A fresh, migrated store on each backend with one instance (the database is dropped even if the test panics).
+async fn fixture(database: &TestDatabase) -> Fixture {
+    let store = database.store().await;
     let instance_id = new_instance(&store).await;
     Fixture { store, instance_id }
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::sqlite().await).await;
-                }
-            )*
-        }
-        mod on_postgres {
-            use std::sync::Arc;
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let Some(database) = super::PgTestDatabase::create().await else { return };
-                    let store = super::PgStore::open(database.url(), &super::OpenOptions::default())
-                        .await
-                        .expect("open postgres");
-                    let store = Arc::new(store);
-                    let dyn_store: Arc<dyn super::Store> = store.clone();
-                    let instance_id = super::new_instance(&dyn_store).await;
-                    super::$name(super::Fixture { store: dyn_store, instance_id }).await;
-                    store.close().await;
-                    database.drop_database().await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+gw_test_support::on_both_backends!(fixture =>
     signal_records_round_trip,
     app_state_records_round_trip,
     protocol_records_round_trip,

@@ -16,8 +16,7 @@ use gw_store::{
     Actor, AuditFilter, DeliveryStatus, NewInstance, NewSubscription, NewWebhookConfig, PageRequest, Store,
     WebhookDelivery,
 };
-use gw_store_sql::testing::PgTestDatabase;
-use gw_store_sql::{OpenOptions, PgStore, SqliteStore};
+use gw_test_support::TestDatabase;
 use gw_webhooks::{Dispatcher, DispatcherConfig, SigningSecret, verify};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -591,41 +590,12 @@ async fn a_crashed_dispatchers_deliveries_are_taken_over_within_the_lease(store:
 
 // ---- backends ----------------------------------------------------------------------------------------------------
 
-async fn sqlite() -> (Arc<dyn Store>, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("gw-webhooks-{}", uuid::Uuid::now_v7().simple()));
-    let url = format!("sqlite://{}/gateway.db", dir.display());
-    (Arc::new(SqliteStore::open(&url, &OpenOptions::default()).await.expect("sqlite")), dir)
+/// Each test gets a fresh, migrated store on each backend (the database is dropped even if the test panics).
+async fn store(database: &TestDatabase) -> Arc<dyn Store> {
+    database.store().await
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (store, dir) = super::sqlite().await;
-                    super::$name(store).await;
-                    let _ = std::fs::remove_dir_all(dir);
-                }
-            )+
-        }
-        mod postgres_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(database) = super::PgTestDatabase::create().await else { return };
-                    let options = super::OpenOptions { max_connections: 8, ..super::OpenOptions::default() };
-                    let store = std::sync::Arc::new(super::PgStore::open(database.url(), &options).await.expect("pg"));
-                    super::$name(store.clone()).await;
-                    store.close().await;
-                    database.drop_database().await;
-                }
-            )+
-        }
-    };
-}
-
-on_both_backends!(
+gw_test_support::on_both_backends!(store =>
     signed_delivery_succeeds,
     retries_after_500_and_after_a_timeout,
     gone_disables_and_retries_run_out,
