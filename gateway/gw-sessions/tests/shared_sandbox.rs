@@ -88,16 +88,7 @@ impl Node {
         what: &str,
         matches: impl Fn(&GatewayEvent) -> bool,
     ) -> GatewayEvent {
-        let wait = async {
-            loop {
-                match self.events.recv().await {
-                    Ok(event) if event.instance_id == instance.id && matches(&event) => return event,
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(e) => panic!("event bus closed: {e}"),
-                }
-            }
-        };
-        tokio::time::timeout(WAIT, wait).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        common::next_event(&mut self.events, instance, WAIT, what, matches).await
     }
 
     async fn expect_status(&mut self, instance: &Instance, status: InstanceStatus) -> GatewayEvent {

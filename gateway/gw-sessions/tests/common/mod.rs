@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use gw_core::{DriverKind, Instance, LimitOverrides, Tier};
+use gw_core::{DriverKind, GatewayEvent, Instance, LimitOverrides, Tier};
 use gw_store::{Actor, NewInstance, NewSubscription, Store};
 use serde_json::json;
+use tokio::sync::broadcast;
 
 pub async fn tenant(store: &Arc<dyn Store>, monthly_messages: i64) -> gw_core::Subscription {
     store
@@ -36,4 +37,26 @@ pub async fn new_instance(store: &Arc<dyn Store>, subscription: &gw_core::Subscr
         )
         .await
         .expect("instance")
+}
+
+/// Waits (up to `deadline`) for the first event of `instance` on `events` that `matches`, skipping others and lost
+/// ones; fails the test naming `what`.
+#[allow(dead_code, reason = "not every test file that shares the fixtures waits for events")]
+pub async fn next_event(
+    events: &mut broadcast::Receiver<GatewayEvent>,
+    instance: &Instance,
+    deadline: std::time::Duration,
+    what: &str,
+    matches: impl Fn(&GatewayEvent) -> bool,
+) -> GatewayEvent {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(event) if event.instance_id == instance.id && matches(&event) => return event,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("event bus closed: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(deadline, wait).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
