@@ -17,6 +17,7 @@ mod instances;
 mod message_stats;
 mod messages;
 mod open;
+mod plugin_rows;
 mod plugins;
 mod refresh_tokens;
 mod rows;
