@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gw_core::{InstanceId, MessageKind, Redacted, Timestamp};
+use gw_core::{InstanceId, MediaInfo, MessageKind, Redacted, Timestamp};
 use gw_sessions::{
     AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvent, DriverEvents, GroupInfo, InboundAck,
     OutgoingContent, OutgoingMessage, Presence, SentMessage,
@@ -455,6 +455,45 @@ fn context(quoted: Option<&String>) -> MessageField<wa::ContextInfo> {
     }
 }
 
+/// The message that carries uploaded media: a proto type per kind, each with the same upload fields.
+fn media_message(
+    kind: MessageKind,
+    uploaded: &whatsapp_rust::upload::UploadResponse,
+    info: &MediaInfo,
+    caption: Option<String>,
+    ctx: MessageField<wa::ContextInfo>,
+) -> Result<wa::Message, DriverError> {
+    macro_rules! uploaded {
+        ($proto:ident { $($field:ident: $value:expr),* $(,)? }) => {
+            MessageField::some(wa::message::$proto {
+                url: Some(uploaded.url.clone()),
+                direct_path: Some(uploaded.direct_path.clone()),
+                media_key: Some(uploaded.media_key.to_vec()),
+                file_enc_sha256: Some(uploaded.file_enc_sha256.to_vec()),
+                file_sha256: Some(uploaded.file_sha256.to_vec()),
+                file_length: Some(uploaded.file_length),
+                media_key_timestamp: Some(uploaded.media_key_timestamp),
+                mimetype: Some(info.mime_type.clone()),
+                context_info: ctx,
+                $($field: $value,)*
+                ..Default::default()
+            })
+        };
+    }
+    let mut m = wa::Message::default();
+    match kind {
+        MessageKind::Image => m.image_message = uploaded!(ImageMessage { caption: caption }),
+        MessageKind::Video => m.video_message = uploaded!(VideoMessage { caption: caption }),
+        MessageKind::Audio => m.audio_message = uploaded!(AudioMessage {}),
+        MessageKind::Document => {
+            m.document_message = uploaded!(DocumentMessage { caption: caption, file_name: info.file_name.clone() })
+        }
+        MessageKind::Sticker => m.sticker_message = uploaded!(StickerMessage {}),
+        other => return Err(DriverError::Unsupported(format!("media of kind {other:?}"))),
+    }
+    Ok(m)
+}
+
 impl WhatsAppConnection {
     fn ready(&self) -> Result<(), DriverError> {
         if self.client.is_connected() && self.client.is_logged_in() { Ok(()) } else { Err(DriverError::NotConnected) }
@@ -522,93 +561,7 @@ impl WhatsAppConnection {
                     .upload(bytes.to_vec(), media_type(*kind)?, UploadOptions::default())
                     .await
                     .map_err(|e| DriverError::Transient(format!("media upload failed: {e:#}")))?;
-                let mime = Some(info.mime_type.clone());
-                let (url, direct_path) = (Some(uploaded.url.clone()), Some(uploaded.direct_path.clone()));
-                let (media_key, enc_sha, sha) = (
-                    Some(uploaded.media_key.to_vec()),
-                    Some(uploaded.file_enc_sha256.to_vec()),
-                    Some(uploaded.file_sha256.to_vec()),
-                );
-                let (length, key_ts) = (Some(uploaded.file_length), Some(uploaded.media_key_timestamp));
-                let mut m = wa::Message::default();
-                match kind {
-                    MessageKind::Image => {
-                        m.image_message = MessageField::some(wa::message::ImageMessage {
-                            url,
-                            direct_path,
-                            media_key,
-                            file_enc_sha256: enc_sha,
-                            file_sha256: sha,
-                            file_length: length,
-                            media_key_timestamp: key_ts,
-                            mimetype: mime,
-                            caption: caption.clone(),
-                            context_info: ctx,
-                            ..Default::default()
-                        })
-                    }
-                    MessageKind::Video => {
-                        m.video_message = MessageField::some(wa::message::VideoMessage {
-                            url,
-                            direct_path,
-                            media_key,
-                            file_enc_sha256: enc_sha,
-                            file_sha256: sha,
-                            file_length: length,
-                            media_key_timestamp: key_ts,
-                            mimetype: mime,
-                            caption: caption.clone(),
-                            context_info: ctx,
-                            ..Default::default()
-                        })
-                    }
-                    MessageKind::Audio => {
-                        m.audio_message = MessageField::some(wa::message::AudioMessage {
-                            url,
-                            direct_path,
-                            media_key,
-                            file_enc_sha256: enc_sha,
-                            file_sha256: sha,
-                            file_length: length,
-                            media_key_timestamp: key_ts,
-                            mimetype: mime,
-                            context_info: ctx,
-                            ..Default::default()
-                        })
-                    }
-                    MessageKind::Document => {
-                        m.document_message = MessageField::some(wa::message::DocumentMessage {
-                            url,
-                            direct_path,
-                            media_key,
-                            file_enc_sha256: enc_sha,
-                            file_sha256: sha,
-                            file_length: length,
-                            media_key_timestamp: key_ts,
-                            mimetype: mime,
-                            caption: caption.clone(),
-                            context_info: ctx,
-                            file_name: info.file_name.clone(),
-                            ..Default::default()
-                        })
-                    }
-                    MessageKind::Sticker => {
-                        m.sticker_message = MessageField::some(wa::message::StickerMessage {
-                            url,
-                            direct_path,
-                            media_key,
-                            file_enc_sha256: enc_sha,
-                            file_sha256: sha,
-                            file_length: length,
-                            media_key_timestamp: key_ts,
-                            mimetype: mime,
-                            context_info: ctx,
-                            ..Default::default()
-                        })
-                    }
-                    other => return Err(DriverError::Unsupported(format!("media of kind {other:?}"))),
-                }
-                m
+                media_message(*kind, &uploaded, info, caption.clone(), ctx)?
             }
         })
     }
