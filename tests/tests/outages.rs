@@ -14,21 +14,6 @@ use super::{As, GATEWAY, api_key, eventually, paired_instance, problem_type, ten
 
 on_both_backends!(kill_9_under_send_load_loses_nothing_duplicates_nothing_and_charges_what_was_stored);
 
-/// Tests that need PostgreSQL's faults (terminated backends, table locks).
-macro_rules! on_postgres {
-    ($($name:ident),+ $(,)?) => {
-        mod postgres_faults {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(database) = gw_e2e::Database::create(gw_e2e::Backend::Postgres).await else { return };
-                    super::$name(&database).await;
-                }
-            )+
-        }
-    };
-}
-
 on_postgres!(
     terminated_database_connections_answer_503_never_500,
     a_send_that_timed_out_costs_nothing_and_its_retry_costs_one,
@@ -111,11 +96,10 @@ async fn terminated_database_connections_answer_503_never_500(database: &Databas
         ),
     ];
     let waiting: Vec<_> = calls.into_iter().map(|(what, call)| (what, tokio::spawn(request(call)))).collect();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while pg.sessions_waiting_on_locks().await < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "the requests never reached the locked table");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gw_test_support::until_within(DEADLINE, "the requests to reach the locked table", async || {
+        pg.sessions_waiting_on_locks().await >= 3
+    })
+    .await;
     assert!(pg.terminate_connections(Some(&lock)).await >= 3);
     lock.release().await;
     for (what, task) in waiting {

@@ -94,12 +94,8 @@ async fn node(
 
 /// Polls `check` until it returns true, failing with `what` after 5 s (far below the cache's 30 s TTL, so passing
 /// proves the invalidation, not the expiry).
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(5);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not seen on the other node within 5 s");
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
+async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    gw_test_support::until_within(StdDuration::from_secs(5), what, check).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

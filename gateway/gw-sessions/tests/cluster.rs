@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use gw_sessions::{ClusterConfig, DirectMeter, Engine, EngineConfig, SessionCiphe
 use gw_store::{Scope, Store};
 use gw_store_sql::testing::PgTestDatabase;
 use gw_store_sql::{OpenOptions, PgStore};
+use gw_test_support::until_within;
 use tokio::sync::broadcast;
 
 use common::{new_instance, tenant};
@@ -49,19 +49,6 @@ fn engine_with(store: Arc<dyn Store>, network: &Arc<SandboxNetwork>, cluster: Cl
         .build()
 }
 
-/// Polls `check` until it holds or the deadline passes.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + WAIT;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn next_event(
     events: &mut broadcast::Receiver<GatewayEvent>,
     what: &str,
@@ -92,7 +79,7 @@ async fn paired(store: &Arc<dyn Store>, engine: &Engine, network: &SandboxNetwor
 }
 
 async fn connected(store: &Arc<dyn Store>, id: gw_core::InstanceId) -> Instance {
-    eventually("a connected instance", || async {
+    until_within(WAIT, "a connected instance", || async {
         store.get_instance(Scope::All, id).await.expect("instance").status == InstanceStatus::Connected
     })
     .await;
@@ -119,7 +106,7 @@ async fn each_instance_has_exactly_one_owner(store: Arc<dyn Store>) {
     let (a, b) = (engine(store.clone(), &network, ttl), engine(store.clone(), &network, ttl));
     a.run_cluster();
     b.run_cluster();
-    eventually("every instance owned and running", || async {
+    until_within(WAIT, "every instance owned and running", || async {
         let mut all = true;
         for id in &ids {
             let owner = owner(&store, *id).await;
@@ -143,7 +130,7 @@ async fn each_instance_has_exactly_one_owner(store: Arc<dyn Store>) {
         nodes.iter().map(|n| n.heartbeat_at).min().expect("two live nodes")
     };
     let start = heartbeats(store.clone()).await;
-    eventually("three more rounds of renewals", || async {
+    until_within(WAIT, "three more rounds of renewals", || async {
         (heartbeats(store.clone()).await.as_datetime() - start.as_datetime()).to_std().unwrap_or_default() >= ttl
     })
     .await;
@@ -174,7 +161,7 @@ async fn a_killed_node_is_taken_over_after_the_lease(store: Arc<dyn Store>) {
     a.abandon().await;
     let killed = Instant::now();
     assert_eq!(owner(&store, instance.id).await, Some(a.node_id()), "a killed node's lease outlives it");
-    eventually("the survivor to take the instance over", || async {
+    until_within(WAIT, "the survivor to take the instance over", || async {
         owner(&store, instance.id).await == Some(b.node_id()) && b.runs(instance.id)
     })
     .await;
@@ -211,7 +198,7 @@ async fn a_node_that_cannot_renew_stops_its_sessions_before_the_lease_passes(sto
     assert!(a.runs(instance.id));
     own.close().await;
     let cut = Instant::now();
-    eventually("the isolated node to stop the session", || async { !a.runs(instance.id) }).await;
+    until_within(WAIT, "the isolated node to stop the session", || async { !a.runs(instance.id) }).await;
     // Stopped before anyone else could hold the lease: it is still A's in the database.
     assert_eq!(owner(&store, instance.id).await, Some(a.node_id()), "stopped only after {:?}", cut.elapsed());
     assert!(cut.elapsed() < ttl, "stopped after {:?}", cut.elapsed());
@@ -226,13 +213,13 @@ async fn a_stale_epoch_write_is_refused_and_stops_the_session(store: Arc<dyn Sto
     let instance = paired(&store, &a, &network, "paused").await;
     assert!(a.runs(instance.id));
     let successor = NodeId::new();
-    eventually("another node to take the expired lease", || async {
+    until_within(WAIT, "another node to take the expired lease", || async {
         store.acquire_lease(instance.id, successor, Duration::from_secs(60)).await.expect("acquire").is_some()
     })
     .await;
     // The paused node resumes and writes (a connection blip makes it record `disconnected`): refused, and it stops.
     network.drop_connection(instance.id).expect("blip");
-    eventually("the fenced session to stop", || async { !a.runs(instance.id) }).await;
+    until_within(WAIT, "the fenced session to stop", || async { !a.runs(instance.id) }).await;
     let stored = store.get_instance(Scope::All, instance.id).await.expect("instance");
     assert_eq!(stored.status, InstanceStatus::Connected, "the stale write did not land");
     assert_eq!(owner(&store, instance.id).await, Some(successor));

@@ -2,12 +2,12 @@
 //!
 //! - [`TestDatabase`]: a fresh SQLite file or PostgreSQL database per test, removed when the value is dropped,
 //!   so a test that panics cleans up too;
-//! - [`on_both_backends!`]: one `#[tokio::test]` per backend for each named test function;
-//! - [`eventually`]: poll a condition until it holds or a deadline passes, never a fixed sleep.
+//! - [`on_both_backends!`]: one `#[tokio::test]` per backend for each named test function, and [`on_postgres!`]
+//!   for what only PostgreSQL can show;
+//! - [`eventually`] and its kin: poll a condition until it holds or a deadline passes, never a fixed sleep.
 //!
 //! A dev-dependency only: nothing here is built into the gateway.
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,24 +133,37 @@ macro_rules! on_both_backends {
     };
 }
 
+/// One `#[tokio::test]` per named `async fn name(database: &TestDatabase)`, on PostgreSQL only (in module
+/// `postgres_only`), for what only PostgreSQL can show (terminated backends, table locks). They return early (skip)
+/// when PostgreSQL is unreachable and not required.
+#[macro_export]
+macro_rules! on_postgres {
+    ($($name:ident),+ $(,)?) => {
+        mod postgres_only {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(database) = $crate::TestDatabase::create($crate::Backend::Postgres).await else {
+                        return;
+                    };
+                    super::$name(&database).await;
+                }
+            )+
+        }
+    };
+}
+
 /// How long [`eventually`] waits by default.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Polls `probe` until it yields a value, failing the test with `what` after [`DEADLINE`].
-pub async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
+pub async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Option<T>) -> T {
     eventually_within(DEADLINE, what, probe).await
 }
 
-/// [`eventually`] with a deadline of the caller's choosing.
-pub async fn eventually_within<T, F, Fut>(deadline: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
+/// [`eventually`] with a deadline of the caller's choosing. `probe` may be an `async` closure that borrows from
+/// the test (or a closure returning a future).
+pub async fn eventually_within<T>(deadline: Duration, what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let until = tokio::time::Instant::now() + deadline;
     loop {
         if let Some(value) = probe().await {
@@ -159,6 +172,11 @@ where
         assert!(tokio::time::Instant::now() < until, "timed out after {deadline:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Polls `check` until it holds, failing the test with `what` after `deadline`.
+pub async fn until_within(deadline: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    eventually_within(deadline, what, async || check().await.then_some(())).await
 }
 
 #[cfg(test)]

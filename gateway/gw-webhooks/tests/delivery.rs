@@ -16,7 +16,7 @@ use gw_store::{
     Actor, AuditFilter, DeliveryStatus, NewInstance, NewSubscription, NewWebhookConfig, PageRequest, Store,
     WebhookDelivery,
 };
-use gw_test_support::TestDatabase;
+use gw_test_support::{TestDatabase, eventually_within, until_within};
 use gw_webhooks::{Dispatcher, DispatcherConfig, SigningSecret, verify};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -181,16 +181,12 @@ async fn wait_for_delivery(
     what: &str,
     done: impl Fn(&WebhookDelivery) -> bool,
 ) -> WebhookDelivery {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually_within(Duration::from_secs(10), what, async || {
         let page =
             store.list_webhook_deliveries(config.instance_id, config.id, PageRequest::first(10)).await.expect("list");
-        if let Some(delivery) = page.items.into_iter().find(|d| done(d)) {
-            return delivery;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        page.items.into_iter().find(|d| done(d))
+    })
+    .await
 }
 
 fn now_secs() -> i64 {
@@ -334,15 +330,11 @@ async fn failing_too_long_disables_with_audit_and_event(store: Arc<dyn Store>) {
     dispatcher.sink().publish(&message(&instance, "x")).await.expect("durable");
     receiver.next().await;
     receiver.next().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let disabled = loop {
+    let disabled = eventually_within(Duration::from_secs(10), "the endpoint disabled", async || {
         let config = store.get_webhook_config(instance.id, config.id).await.expect("config");
-        if !config.is_active {
-            break config;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not disabled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        (!config.is_active).then_some(config)
+    })
+    .await;
     assert!(disabled.disabled_reason.as_deref().is_some_and(|r| r.contains("every delivery failed since")));
     let audit = store
         .list_audit(
@@ -352,11 +344,10 @@ async fn failing_too_long_disables_with_audit_and_event(store: Arc<dyn Store>) {
         .await
         .expect("audit");
     assert!(audit.items.iter().any(|e| e.action == "webhook.disable" && e.resource_id == Some(config.id.to_string())));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !recorder.0.lock().expect("recorder").iter().any(|e| e.event_type == EventType::WebhookDisabled) {
-        assert!(tokio::time::Instant::now() < deadline, "no webhook.disabled event");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_within(Duration::from_secs(10), "a webhook.disabled event", async || {
+        recorder.0.lock().expect("recorder").iter().any(|e| e.event_type == EventType::WebhookDisabled)
+    })
+    .await;
     handle.stop().await;
 }
 
@@ -572,18 +563,14 @@ async fn a_crashed_dispatchers_deliveries_are_taken_over_within_the_lease(store:
     let took = crashed_at.elapsed();
     assert!(took >= leased.lease / 2, "taken over after {took:?}, before the lease could have run out");
     assert_eq!(redelivered, sent, "every delivery the crashed dispatcher held, with its own webhook-id");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let recorded = eventually_within(Duration::from_secs(10), "every redelivery recorded", async || {
         let page =
             store.list_webhook_deliveries(config.instance_id, config.id, PageRequest::first(10)).await.expect("list");
         let done = page.items.iter().filter(|d| d.status == DeliveryStatus::Succeeded).count();
-        if done == EVENTS {
-            assert!(page.items.iter().all(|d| d.attempts == 1), "one recorded attempt each: {:?}", page.items);
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "only {done} of {EVENTS} redeliveries recorded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (done == EVENTS).then_some(page.items)
+    })
+    .await;
+    assert!(recorded.iter().all(|d| d.attempts == 1), "one recorded attempt each: {recorded:?}");
     assert_eq!(survivor.metrics().snapshot().recovered, EVENTS as u64, "counted as recovered");
     survivor_handle.stop().await;
 }
