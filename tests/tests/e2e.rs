@@ -931,11 +931,7 @@ async fn api_keys_call_the_api_with_rate_limits_and_exact_usage(database: &Datab
 
 /// Polls `probe` until it returns `Some`, for at most ten seconds: waiting on an observable condition (the server's
 /// state), never a fixed sleep.
-async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
+async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Option<T>) -> T {
     gw_test_support::eventually_within(std::time::Duration::from_secs(10), what, probe).await
 }
 
