@@ -129,13 +129,13 @@ impl WhatsAppDriver {
 
 /// The sending half of a connection's events, closed exactly once when the connection is over.
 #[derive(Debug)]
-struct EventSink {
+struct ConnectionEvents {
     tx: std::sync::Mutex<Option<mpsc::Sender<DriverEvent>>>,
     /// A terminal event (`Disconnected`, `LoggedOut`, ...) was sent; later ones would only repeat it.
     ended: AtomicBool,
 }
 
-impl EventSink {
+impl ConnectionEvents {
     fn sender(&self) -> Option<mpsc::Sender<DriverEvent>> {
         self.tx.lock().ok().and_then(|tx| tx.clone())
     }
@@ -188,7 +188,7 @@ impl TransportFactory for DialRecorder {
 /// library acks the batch to WhatsApp only when the engine completed every ack. A dropped ack, a closed channel or
 /// a timeout fails the batch, so WhatsApp redelivers it on the next connect (at-least-once).
 struct AckAfterEngine {
-    sink: Arc<EventSink>,
+    sink: Arc<ConnectionEvents>,
     timeout: Duration,
 }
 
@@ -205,7 +205,7 @@ impl InboundDurabilityHook for AckAfterEngine {
 
 /// Hands a batch to the engine and waits for every ack; `Err` leaves the whole batch unacknowledged.
 async fn deliver_batch(
-    sink: &EventSink,
+    sink: &ConnectionEvents,
     timeout: Duration,
     batch: &[whatsapp_rust::types::events::InboundMessage],
 ) -> Result<(), &'static str> {
@@ -271,7 +271,7 @@ const PAIRING_RESTART: &str = "WhatsApp closes the pairing connection once the d
 /// Translates queued library events into driver events, in order, and ends the stream when the connection ends.
 async fn pump(
     mut queue: mpsc::UnboundedReceiver<Pumped>,
-    sink: Arc<EventSink>,
+    sink: Arc<ConnectionEvents>,
     client: Arc<Client>,
     last_dial_error: Arc<std::sync::Mutex<Option<String>>>,
     cleanup: GatewayBackend,
@@ -329,7 +329,7 @@ impl Driver for WhatsAppDriver {
         let instance_id = request.instance_id;
         let span = info_span!("whatsapp.connection", instance = %instance_id);
         let (tx, rx) = mpsc::channel(self.config.event_buffer);
-        let sink = Arc::new(EventSink { tx: std::sync::Mutex::new(Some(tx)), ended: AtomicBool::new(false) });
+        let sink = Arc::new(ConnectionEvents { tx: std::sync::Mutex::new(Some(tx)), ended: AtomicBool::new(false) });
 
         let backend = GatewayBackend::new(instance_id, self.store.clone(), vault.clone(), self.cipher.clone());
         let cleanup = GatewayBackend::new(instance_id, self.store.clone(), vault.clone(), self.cipher.clone());
@@ -385,7 +385,7 @@ impl Driver for WhatsAppDriver {
 pub struct WhatsAppConnection {
     instance_id: InstanceId,
     client: Arc<Client>,
-    sink: Arc<EventSink>,
+    sink: Arc<ConnectionEvents>,
     /// Deletes the protocol state and invalidates the auth state after a logout.
     forget: GatewayBackend,
     run: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -696,9 +696,9 @@ mod tests {
 
     use super::*;
 
-    fn sink() -> (Arc<EventSink>, mpsc::Receiver<DriverEvent>) {
+    fn sink() -> (Arc<ConnectionEvents>, mpsc::Receiver<DriverEvent>) {
         let (tx, rx) = mpsc::channel(8);
-        (Arc::new(EventSink { tx: std::sync::Mutex::new(Some(tx)), ended: AtomicBool::new(false) }), rx)
+        (Arc::new(ConnectionEvents { tx: std::sync::Mutex::new(Some(tx)), ended: AtomicBool::new(false) }), rx)
     }
 
     fn batch(ids: &[&str]) -> Vec<WaInbound> {
