@@ -327,7 +327,7 @@ async fn failing_plugins_follow_their_policy_and_versions_swap_without_restart(d
     let looping = guest("hostile_infinite_loop");
     let version = store
         .add_plugin_version(
-            gw_store::Scope::All,
+            gw_store::Visibility::All,
             gw_store::NewPluginVersion {
                 plugin_id: pid.parse().expect("plugin id"),
                 sha256: gw_plugins::sha256_hex(&looping),

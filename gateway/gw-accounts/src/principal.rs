@@ -1,7 +1,7 @@
 //! The authenticated caller, as the services see it.
 
 use gw_core::{SubscriptionId, UserId, UserRole};
-use gw_store::{Actor, Scope};
+use gw_store::{Actor, Visibility};
 
 use crate::{AccountError, Action, allows};
 
@@ -16,12 +16,12 @@ pub struct Principal {
 
 impl Principal {
     /// What this caller may see: everything for an operator, its own subscription for a tenant.
-    pub fn scope(&self) -> Scope {
+    pub fn visibility(&self) -> Visibility {
         match (self.role, self.subscription_id) {
-            (UserRole::Admin, _) => Scope::All,
-            (_, Some(id)) => Scope::Subscription(id),
+            (UserRole::Admin, _) => Visibility::All,
+            (_, Some(id)) => Visibility::Subscription(id),
             // A tenant without a subscription cannot exist (a CHECK constraint forbids it); see nothing.
-            (_, None) => Scope::Subscription(SubscriptionId::from_uuid(uuid::Uuid::nil())),
+            (_, None) => Visibility::Subscription(SubscriptionId::from_uuid(uuid::Uuid::nil())),
         }
     }
 
@@ -35,9 +35,9 @@ impl Principal {
 
     /// Whether the caller may see rows of `subscription_id`.
     pub fn sees(&self, subscription_id: SubscriptionId) -> bool {
-        match self.scope() {
-            Scope::All => true,
-            Scope::Subscription(own) => own == subscription_id,
+        match self.visibility() {
+            Visibility::All => true,
+            Visibility::Subscription(own) => own == subscription_id,
         }
     }
 }

@@ -13,7 +13,7 @@ use gw_accounts::{
     UpdateSubscription,
 };
 use gw_core::{DriverKind, Email, LimitOverrides, Redacted, Tier, UserRole};
-use gw_store::{Actor, AuditFilter, NewUser, PageRequest, Scope, Store, StoreError};
+use gw_store::{Actor, AuditFilter, NewUser, PageRequest, Store, StoreError, Visibility};
 use serde_json::json;
 
 const OPERATOR_PASSWORD: &str = "operator password 1";
@@ -132,7 +132,7 @@ async fn login_issues_tokens_that_authenticate(f: Fixture) {
         (principal.user_id, principal.role, principal.subscription_id),
         (owner.user_id, UserRole::Owner, Some(subscription.id))
     );
-    let stored = f.store.get_user(Scope::All, owner.user_id).await.expect("user");
+    let stored = f.store.get_user(Visibility::All, owner.user_id).await.expect("user");
     assert_eq!(stored.last_login_at, session.user.last_login_at);
     let audit = f
         .store
@@ -176,7 +176,7 @@ async fn passwords_hashed_with_old_parameters_are_rehashed_on_login(f: Fixture) 
     let owasp = PasswordHasherService::owasp().hash(OPERATOR_PASSWORD).expect("hash");
     f.store
         .update_user(
-            Scope::All,
+            Visibility::All,
             f.operator.user_id,
             gw_store::UserPatch { password: Some(owasp.clone()), ..Default::default() },
             &Actor::system(),
@@ -184,7 +184,7 @@ async fn passwords_hashed_with_old_parameters_are_rehashed_on_login(f: Fixture) 
         .await
         .expect("store old-parameter hash");
     f.accounts.login("ops@example.com", OPERATOR_PASSWORD, None).await.expect("login");
-    let rehashed = f.store.get_user(Scope::All, f.operator.user_id).await.expect("user").password;
+    let rehashed = f.store.get_user(Visibility::All, f.operator.user_id).await.expect("user").password;
     assert_ne!(rehashed, owasp, "re-hashed with the current parameters");
     assert!(rehashed.as_phc().contains("m=64,t=1,p=1"), "{}", rehashed.as_phc());
     f.accounts.login("ops@example.com", OPERATOR_PASSWORD, None).await.expect("the new hash verifies");
@@ -244,7 +244,7 @@ async fn deactivation_takes_effect_at_once(f: Fixture) {
         .expect("deactivate subscription");
     let err = f.accounts.authenticate(&owner_session.access_token, None).await.expect_err("inactive subscription");
     assert!(matches!(err, AccountError::AccountInactive), "{err:?}");
-    assert_eq!(f.store.get_user(Scope::All, owner.user_id).await.expect("nothing deleted").id, owner.user_id);
+    assert_eq!(f.store.get_user(Visibility::All, owner.user_id).await.expect("nothing deleted").id, owner.user_id);
 
     f.accounts
         .update_subscription(
@@ -312,7 +312,7 @@ async fn tiers_give_defaults_and_overrides_win(f: Fixture) {
 
 async fn user_creation_validates_and_writes_nothing_on_bad_input(f: Fixture) {
     let (subscription, owner, _) = f.tenant("Acme").await;
-    let before = f.store.list_users(Scope::All, PageRequest::default()).await.expect("users").items.len();
+    let before = f.store.list_users(Visibility::All, PageRequest::default()).await.expect("users").items.len();
     let err = f
         .accounts
         .create_user(
@@ -364,7 +364,7 @@ async fn user_creation_validates_and_writes_nothing_on_bad_input(f: Fixture) {
         .await
         .expect_err("duplicate email");
     assert!(matches!(dup, AccountError::Store(StoreError::Conflict { .. })), "{dup:?}");
-    assert_eq!(f.store.list_users(Scope::All, PageRequest::default()).await.expect("users").items.len(), before);
+    assert_eq!(f.store.list_users(Visibility::All, PageRequest::default()).await.expect("users").items.len(), before);
 }
 
 async fn instances_follow_roles_and_scopes(f: Fixture) {

@@ -431,7 +431,7 @@ async fn instances_do_not_share_state(f: Fixture) {
     f.backend().put_session("a@s.whatsapp.net", b"mine").await.expect("put");
     assert_eq!(other.backend().get_session("a@s.whatsapp.net").await.expect("get"), None);
     // Deleting an instance deletes its state (ON DELETE CASCADE).
-    f.store.delete_instance(gw_store::Scope::All, f.instance_id, &Actor::system()).await.expect("delete instance");
+    f.store.delete_instance(gw_store::Visibility::All, f.instance_id, &Actor::system()).await.expect("delete instance");
     assert!(f.store.wa_state_list(f.instance_id, "session", "").await.expect("list").is_empty());
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gw_core::{InstanceId, LimitOverrides, SubscriptionId, Tier, Timestamp, UsageRecordType};
 use gw_metering::{Event, Metering};
-use gw_store::{Actor, NewInstance, NewSubscription, Scope, Store, UsageFilter};
+use gw_store::{Actor, NewInstance, NewSubscription, Store, UsageFilter, Visibility};
 
 async fn tenant(store: &Arc<dyn Store>, monthly_messages: i64) -> (SubscriptionId, InstanceId, InstanceId) {
     let sub = store
@@ -123,7 +123,7 @@ async fn flushes_accumulate_and_deleted_instances_do_not_block(store: Arc<dyn St
     metering.flush().await.expect("first flush");
     metering.record(sub, one, Event::MessageSent);
     metering.record(sub, two, Event::MessageSent);
-    store.delete_instance(Scope::All, two, &Actor::system()).await.expect("delete");
+    store.delete_instance(Visibility::All, two, &Actor::system()).await.expect("delete");
     let flushed = metering.flush().await.expect("second flush");
     assert_eq!(flushed.stat_rows, 2);
     let today = Timestamp::now().date();

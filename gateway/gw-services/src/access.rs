@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use gw_accounts::{AccountError, Accounts, Action};
 use gw_core::{Instance, InstanceId, PluginId};
-use gw_store::{Plugin, Scope, Store, StoreError};
+use gw_store::{Plugin, Store, StoreError, Visibility};
 
 use gw_core::KeyScope;
 
@@ -65,7 +65,7 @@ impl Access {
                 if !key.has_scope(need.scope) {
                     return Err(AccessError::InsufficientScope(need.scope));
                 }
-                Ok(self.store.get_instance(Scope::Subscription(key.subscription_id), id).await?)
+                Ok(self.store.get_instance(Visibility::Subscription(key.subscription_id), id).await?)
             }
             Caller::Key(_) => Err(AccessError::NotFound("instance")),
         }
@@ -76,7 +76,7 @@ impl Access {
         match caller {
             Caller::User(principal) => Ok(self.accounts.get_instance(principal, id).await?),
             Caller::Key(key) if key.instance_id == id => {
-                Ok(self.store.get_instance(Scope::Subscription(key.subscription_id), id).await?)
+                Ok(self.store.get_instance(Visibility::Subscription(key.subscription_id), id).await?)
             }
             Caller::Key(_) => Err(AccessError::NotFound("instance")),
         }
@@ -97,10 +97,12 @@ impl Access {
     }
 
     /// What plugins the caller sees: a user's visibility, or a key's subscription when it holds `plugins:write`.
-    pub fn plugin_scope(&self, caller: &Caller) -> Result<Scope, AccessError> {
+    pub fn plugin_scope(&self, caller: &Caller) -> Result<Visibility, AccessError> {
         match caller {
-            Caller::User(principal) => Ok(principal.scope()),
-            Caller::Key(key) if key.has_scope(KeyScope::PluginsWrite) => Ok(Scope::Subscription(key.subscription_id)),
+            Caller::User(principal) => Ok(principal.visibility()),
+            Caller::Key(key) if key.has_scope(KeyScope::PluginsWrite) => {
+                Ok(Visibility::Subscription(key.subscription_id))
+            }
             Caller::Key(_) => Err(AccessError::InsufficientScope(KeyScope::PluginsWrite)),
         }
     }

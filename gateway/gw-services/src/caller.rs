@@ -2,7 +2,7 @@
 
 use gw_accounts::{Action, KeyPrincipal, Principal};
 use gw_core::KeyScope;
-use gw_store::{Actor, Scope};
+use gw_store::{Actor, Visibility};
 
 /// The authenticated principal of a request: a signed-in user, or an API key bound to one instance.
 #[derive(Debug, Clone)]
@@ -21,10 +21,10 @@ impl Caller {
     }
 
     /// The rows this caller may see: everything for an operator, its own subscription otherwise.
-    pub fn scope(&self) -> Scope {
+    pub fn visibility(&self) -> Visibility {
         match self {
-            Caller::User(p) => p.scope(),
-            Caller::Key(k) => Scope::Subscription(k.subscription_id),
+            Caller::User(p) => p.visibility(),
+            Caller::Key(k) => Visibility::Subscription(k.subscription_id),
         }
     }
 }

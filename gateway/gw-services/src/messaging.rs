@@ -102,7 +102,7 @@ impl Messaging {
     pub async fn logout(&self, caller: &Caller, id: InstanceId) -> Result<Instance, MessagingError> {
         let instance = self.access.instance(caller, id, Need::MANAGE_SESSION).await?;
         self.engine.logout(&instance).await?;
-        Ok(self.store.get_instance(caller.scope(), id).await?)
+        Ok(self.store.get_instance(caller.visibility(), id).await?)
     }
 
     /// The QR payload and its expiry, while the instance is `qr`.

@@ -16,7 +16,7 @@ use gw_core::{
 };
 use gw_store::{
     NewPlugin, NewPluginBinding, NewPluginVersion, Page, PageRequest, Plugin, PluginBinding, PluginBindingPatch,
-    PluginLogEntry, PluginVersion, Scope, Store, StoreError,
+    PluginLogEntry, PluginVersion, Store, StoreError, Visibility,
 };
 use serde_json::Value;
 use sha2::Digest as _;
@@ -157,11 +157,11 @@ impl Plugins {
             .map(|s| s.parse::<SubscriptionId>().map_err(|_| PluginError::NotFound("subscription")))
             .transpose()?;
         let subscription_id = match (scope, named) {
-            (Scope::Subscription(own), None) => own,
-            (Scope::Subscription(own), Some(named)) if named == own => own,
-            (Scope::Subscription(_), Some(_)) => return Err(PluginError::NotFound("subscription")),
-            (Scope::All, Some(named)) => named,
-            (Scope::All, None) => return Err(invalid("subscription_id", "operators must name the subscription")),
+            (Visibility::Subscription(own), None) => own,
+            (Visibility::Subscription(own), Some(named)) if named == own => own,
+            (Visibility::Subscription(_), Some(_)) => return Err(PluginError::NotFound("subscription")),
+            (Visibility::All, Some(named)) => named,
+            (Visibility::All, None) => return Err(invalid("subscription_id", "operators must name the subscription")),
         };
         let name = new.name.trim();
         if name.is_empty() || name.chars().count() > 100 {
@@ -195,7 +195,7 @@ impl Plugins {
     /// Deletes the plugin with its versions, bindings, logs and data; bound instances stop running it.
     pub async fn delete(&self, caller: &Caller, id: PluginId) -> Result<(), PluginError> {
         let plugin = self.access.plugin(caller, id, Action::ManagePlugins).await?;
-        let scope = Scope::Subscription(plugin.subscription_id);
+        let scope = Visibility::Subscription(plugin.subscription_id);
         let instances = self.store.delete_plugin(scope, id, &caller.actor()).await?;
         self.invalidate(instances);
         Ok(())
@@ -229,13 +229,13 @@ impl Plugins {
         let version = self
             .store
             .add_plugin_version(
-                Scope::Subscription(plugin.subscription_id),
+                Visibility::Subscription(plugin.subscription_id),
                 NewPluginVersion { plugin_id: id, sha256, bytes, uploaded_by },
                 &caller.actor(),
             )
             .await
             .map_err(PluginError::from)?;
-        let plugin = self.store.get_plugin(Scope::All, id).await.map_err(PluginError::from)?;
+        let plugin = self.store.get_plugin(Visibility::All, id).await.map_err(PluginError::from)?;
         if plugin.active_version_id == Some(version.id) {
             // The first version went live: bindings waiting for one now run it.
             self.invalidate_plugin(id).await?;
@@ -250,14 +250,14 @@ impl Plugins {
         id: PluginId,
     ) -> Result<(Vec<PluginVersion>, Option<i32>), PluginError> {
         let plugin = self.access.plugin(caller, id, Action::ReadPlugins).await?;
-        let versions = self.store.list_plugin_versions(Scope::Subscription(plugin.subscription_id), id).await?;
+        let versions = self.store.list_plugin_versions(Visibility::Subscription(plugin.subscription_id), id).await?;
         Ok((versions, plugin.active_version))
     }
 
     /// Makes a version the active one (an earlier one: a rollback); the next events run it.
     pub async fn activate(&self, caller: &Caller, id: PluginId, version: i32) -> Result<Plugin, PluginError> {
         let plugin = self.access.plugin(caller, id, Action::ManagePlugins).await?;
-        let scope = Scope::Subscription(plugin.subscription_id);
+        let scope = Visibility::Subscription(plugin.subscription_id);
         let plugin = self.store.activate_plugin_version(scope, id, version, &caller.actor()).await?;
         self.invalidate_plugin(id).await?;
         Ok(plugin)
@@ -270,7 +270,7 @@ impl Plugins {
         plugin_id: PluginId,
         version: i32,
     ) -> Result<PluginVersionId, PluginError> {
-        let versions = self.store.list_plugin_versions(Scope::Subscription(subscription_id), plugin_id).await?;
+        let versions = self.store.list_plugin_versions(Visibility::Subscription(subscription_id), plugin_id).await?;
         versions.into_iter().find(|v| v.version == version).map(|v| v.id).ok_or(PluginError::NotFound("plugin version"))
     }
 

@@ -102,7 +102,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, instance_id: InstanceId, shared
 
 /// Records that the instance is disconnected (and why), under this task's lease; a vanished instance is left alone.
 async fn record_disconnected(inner: &Inner, shared: &Shared, instance_id: InstanceId, reason: &str) {
-    if let Ok(instance) = inner.store.get_instance(gw_store::Scope::All, instance_id).await {
+    if let Ok(instance) = inner.store.get_instance(gw_store::Visibility::All, instance_id).await {
         record_status(inner, Some(shared.tenure.as_ref()), &instance, InstanceStatus::Disconnected, Some(reason)).await;
     }
 }
@@ -184,7 +184,7 @@ async fn run(
             if shared.tenure.is_lost() {
                 return;
             }
-            let instance = match inner.store.get_instance(gw_store::Scope::All, instance_id).await {
+            let instance = match inner.store.get_instance(gw_store::Visibility::All, instance_id).await {
                 Ok(instance) if instance.is_active => instance,
                 Ok(_) => return,
                 Err(gw_store::StoreError::NotFound { .. }) => return,
@@ -242,7 +242,7 @@ async fn logout_offline(inner: &Inner, tenure: &Tenure, instance_id: InstanceId)
     let invalidated = inner.store.invalidate_session(instance_id, Timestamp::now(), tenure.fence()).await;
     tenure.check(&invalidated);
     invalidated.map_err(|e| DriverError::Transient(e.to_string()))?;
-    if let Ok(instance) = inner.store.get_instance(gw_store::Scope::All, instance_id).await {
+    if let Ok(instance) = inner.store.get_instance(gw_store::Visibility::All, instance_id).await {
         record_status(inner, Some(tenure), &instance, InstanceStatus::LoggedOut, Some("logged out by the API")).await;
     }
     Ok(())

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus, NodeId};
 use gw_sessions::sandbox::{SandboxDriver, SandboxNetwork};
 use gw_sessions::{ClusterConfig, DirectMeter, Engine, EngineConfig, SessionCipher};
-use gw_store::{Scope, Store};
+use gw_store::{Store, Visibility};
 use gw_store_sql::testing::PgTestDatabase;
 use gw_store_sql::{OpenOptions, PgStore};
 use gw_test_support::until_within;
@@ -80,10 +80,10 @@ async fn paired(store: &Arc<dyn Store>, engine: &Engine, network: &SandboxNetwor
 
 async fn connected(store: &Arc<dyn Store>, id: gw_core::InstanceId) -> Instance {
     until_within(WAIT, "a connected instance", || async {
-        store.get_instance(Scope::All, id).await.expect("instance").status == InstanceStatus::Connected
+        store.get_instance(Visibility::All, id).await.expect("instance").status == InstanceStatus::Connected
     })
     .await;
-    store.get_instance(Scope::All, id).await.expect("instance")
+    store.get_instance(Visibility::All, id).await.expect("instance")
 }
 
 async fn owner(store: &Arc<dyn Store>, id: gw_core::InstanceId) -> Option<NodeId> {
@@ -220,7 +220,7 @@ async fn a_stale_epoch_write_is_refused_and_stops_the_session(store: Arc<dyn Sto
     // The paused node resumes and writes (a connection blip makes it record `disconnected`): refused, and it stops.
     network.drop_connection(instance.id).expect("blip");
     until_within(WAIT, "the fenced session to stop", || async { !a.runs(instance.id) }).await;
-    let stored = store.get_instance(Scope::All, instance.id).await.expect("instance");
+    let stored = store.get_instance(Visibility::All, instance.id).await.expect("instance");
     assert_eq!(stored.status, InstanceStatus::Connected, "the stale write did not land");
     assert_eq!(owner(&store, instance.id).await, Some(successor));
     a.abandon().await;
@@ -284,7 +284,7 @@ async fn commands_through_another_node_are_executed_by_the_owner(store: Arc<dyn 
     connected(&store, paired.id).await;
     assert!(!other.runs(paired.id) && owner_node.runs(paired.id));
     other.logout(&paired).await.expect("logout through the other node");
-    let stored = store.get_instance(Scope::All, paired.id).await.expect("instance");
+    let stored = store.get_instance(Visibility::All, paired.id).await.expect("instance");
     assert_eq!(stored.status, InstanceStatus::LoggedOut);
     assert!(!store.load_session(paired.id).await.expect("load").is_some_and(|s| s.session_valid));
 

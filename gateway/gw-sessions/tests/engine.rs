@@ -10,7 +10,7 @@ use gw_sessions::{
     DirectMeter, Engine, EngineConfig, EngineError, FetchError, FetchedMedia, Idempotency, MediaFetcher, MediaRefused,
     SendContent, SendRequest, SessionCipher,
 };
-use gw_store::{Actor, NewInstance, PageRequest, Scope, Store};
+use gw_store::{Actor, NewInstance, PageRequest, Store, Visibility};
 use gw_test_support::TestDatabase;
 use serde_json::json;
 use tokio::sync::broadcast;
@@ -75,7 +75,7 @@ impl Node {
         assert!(qr.data["qr"].as_str().is_some_and(|q| q.starts_with("2@sandbox,")));
         self.network.scan(instance.id, Some(name.into())).await.expect("scan");
         self.expect_status(instance, InstanceStatus::Connected).await;
-        store.get_instance(Scope::All, instance.id).await.expect("instance")
+        store.get_instance(Visibility::All, instance.id).await.expect("instance")
     }
 }
 
@@ -202,7 +202,7 @@ async fn restart_resumes_without_pairing_and_blips_are_not_logouts(store: Arc<dy
     let mut second = node(store.clone(), SandboxNetwork::new());
     assert_eq!(second.engine.resume_all().await.expect("resume"), 1);
     second.expect_status(&inst, InstanceStatus::Connected).await;
-    let resumed = store.get_instance(Scope::All, inst.id).await.expect("instance");
+    let resumed = store.get_instance(Visibility::All, inst.id).await.expect("instance");
     assert_eq!(resumed.phone, phone, "same account, no new pairing");
 
     // The phone unlinks the device: logged out, never retried, not resumed at the next start.
@@ -221,7 +221,7 @@ async fn stream_replaced_parks_the_instance(store: Arc<dyn Store>) {
     let inst = node.paired(&store, &inst, "R").await;
     node.network.replace(inst.id).expect("replace");
     node.expect_status(&inst, InstanceStatus::Replaced).await;
-    let parked = store.get_instance(Scope::All, inst.id).await.expect("instance");
+    let parked = store.get_instance(Visibility::All, inst.id).await.expect("instance");
     assert!(parked.last_error.as_deref().is_some_and(|e| e.contains("stream replaced")));
     // A restart through the API takes the session back.
     node.engine.restart(&parked).expect("restart");
@@ -314,7 +314,7 @@ async fn an_unreachable_service_backs_off_with_a_clear_error(store: Arc<dyn Stor
             disconnected += 1;
         }
     }
-    let stored = store.get_instance(Scope::All, inst.id).await.expect("instance");
+    let stored = store.get_instance(Visibility::All, inst.id).await.expect("instance");
     assert!(stored.connection_attempts >= 3, "attempts are counted: {}", stored.connection_attempts);
     assert!(stored.last_error_at.is_some());
     assert_ne!(stored.status, InstanceStatus::LoggedOut);
@@ -426,7 +426,7 @@ async fn media_by_url_is_fetched_before_the_send_is_accepted(store: Arc<dyn Stor
     plain.engine.shutdown().await;
 
     let node = node_with(store.clone(), network, Some(Arc::new(FixedFetcher)));
-    let inst = store.get_instance(Scope::All, inst.id).await.expect("instance");
+    let inst = store.get_instance(Visibility::All, inst.id).await.expect("instance");
     node.engine.resume_all().await.expect("resume");
     let accepted = node.engine.send(&inst, image_url("https://media.example/cat.png")).await.expect("accepted");
     assert_eq!(accepted.message.kind, gw_core::MessageKind::Image);
@@ -460,7 +460,7 @@ async fn logging_out_an_instance_that_never_paired_parks_it(store: Arc<dyn Store
     let inst = new_instance(&store, &sub, "never-paired").await;
     assert_eq!(store.load_session(inst.id).await.expect("load"), None, "no session was ever saved");
     node.engine.logout(&inst).await.expect("logging out needs no stored session");
-    let after = store.get_instance(Scope::All, inst.id).await.expect("instance");
+    let after = store.get_instance(Visibility::All, inst.id).await.expect("instance");
     assert_eq!(after.status, InstanceStatus::LoggedOut);
     node.engine.shutdown().await;
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus};
 use gw_sessions::sandbox::{RemoteSandbox, SandboxControl, SandboxDriver, SandboxInbound, SandboxNetwork, server};
 use gw_sessions::{DirectMeter, Driver, Engine, EngineConfig, SendContent, SendRequest, SessionCipher};
-use gw_store::{Scope, Store};
+use gw_store::{Store, Visibility};
 use gw_test_support::TestDatabase;
 use tokio::sync::broadcast;
 
@@ -104,7 +104,7 @@ impl Node {
         self.expect(instance, "a QR code", |e| e.event_type == EventType::QrUpdated).await;
         phone.scan(instance.id, Some(instance.name.clone())).await.expect("scan");
         self.expect_status(instance, InstanceStatus::Connected).await;
-        store.get_instance(Scope::All, instance.id).await.expect("instance")
+        store.get_instance(Visibility::All, instance.id).await.expect("instance")
     }
 }
 
@@ -203,7 +203,7 @@ async fn nodes_share_one_network_and_pairings_survive_restarts(store: Arc<dyn St
     let mut a = node(&store, &network);
     a.engine.start(&alice, None).expect("start");
     a.expect_status(&alice, InstanceStatus::Connected).await;
-    let resumed = store.get_instance(Scope::All, alice.id).await.expect("instance");
+    let resumed = store.get_instance(Visibility::All, alice.id).await.expect("instance");
     assert_eq!(resumed.phone, alice.phone, "same account, no new pairing");
     a.engine.shutdown().await;
 
@@ -213,7 +213,7 @@ async fn nodes_share_one_network_and_pairings_survive_restarts(store: Arc<dyn St
     let mut c = node(&store, &network);
     c.engine.start(&alice, None).expect("start");
     c.expect_status(&alice, InstanceStatus::Connected).await;
-    let resumed = store.get_instance(Scope::All, alice.id).await.expect("instance");
+    let resumed = store.get_instance(Visibility::All, alice.id).await.expect("instance");
     assert_eq!(resumed.phone, alice.phone, "same account, no new pairing");
     c.engine.shutdown().await;
 }

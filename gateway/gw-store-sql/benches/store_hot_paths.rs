@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use gw_core::{ApiKeyHash, BindingDirection, DriverKind, FailurePolicy, Tier, Timestamp};
 use gw_store::{
-    Actor, NewApiKey, NewInstance, NewPlugin, NewPluginBinding, NewPluginVersion, NewSubscription, Scope, Store,
+    Actor, NewApiKey, NewInstance, NewPlugin, NewPluginBinding, NewPluginVersion, NewSubscription, Store, Visibility,
 };
 use gw_store_sql::testing::PgTestDatabase;
 use gw_store_sql::{OpenOptions, PgStore, SqliteStore};
@@ -141,7 +141,7 @@ async fn bench(backend: &str, store: Arc<dyn Store>) {
             .expect("plugin");
         store
             .add_plugin_version(
-                Scope::All,
+                Visibility::All,
                 NewPluginVersion {
                     plugin_id: plugin.id,
                     sha256: format!("{n:02x}").repeat(32),

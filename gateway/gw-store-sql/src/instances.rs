@@ -7,8 +7,8 @@ macro_rules! impl_instance_store {
         use async_trait::async_trait;
         use gw_core::{Instance, InstanceId, SubscriptionId, Timestamp, UsageRecord};
         use gw_store::{
-            Actor, ConnectionUpdate, InstancePatch, InstanceStore, NewInstance, Page, PageRequest, Scope, StoreError,
-            StoreResult,
+            Actor, ConnectionUpdate, InstancePatch, InstanceStore, NewInstance, Page, PageRequest, StoreError,
+            StoreResult, Visibility,
         };
         use sqlx::types::Json;
         use uuid::Uuid;
@@ -78,7 +78,7 @@ macro_rules! impl_instance_store {
                 Ok(instance)
             }
 
-            async fn get_instance(&self, scope: Scope, id: InstanceId) -> StoreResult<Instance> {
+            async fn get_instance(&self, scope: Visibility, id: InstanceId) -> StoreResult<Instance> {
                 sqlx::query_as::<_, InstanceRow>(concat!(
                     "SELECT ",
                     instance_columns!(),
@@ -93,7 +93,7 @@ macro_rules! impl_instance_store {
                 .try_into()
             }
 
-            async fn list_instances(&self, scope: Scope, page: PageRequest) -> StoreResult<Page<Instance>> {
+            async fn list_instances(&self, scope: Visibility, page: PageRequest) -> StoreResult<Page<Instance>> {
                 let rows = sqlx::query_as::<_, InstanceRow>(concat!(
                     "SELECT ",
                     instance_columns!(),
@@ -112,7 +112,7 @@ macro_rules! impl_instance_store {
 
             async fn update_instance(
                 &self,
-                scope: Scope,
+                scope: Visibility,
                 id: InstanceId,
                 patch: InstancePatch,
                 actor: &Actor,
@@ -189,7 +189,7 @@ macro_rules! impl_instance_store {
                 }
             }
 
-            async fn delete_instance(&self, scope: Scope, id: InstanceId, actor: &Actor) -> StoreResult<()> {
+            async fn delete_instance(&self, scope: Visibility, id: InstanceId, actor: &Actor) -> StoreResult<()> {
                 let mut tx = self.begin_write().await?;
                 let owner: Option<(Uuid,)> = sqlx::query_as(
                     "SELECT subscription_id FROM instances WHERE id = $1 AND ($2 IS NULL OR subscription_id = $2)",

@@ -10,7 +10,7 @@ macro_rules! impl_plugin_store {
         use gw_store::{
             Actor, Limit, NewPlugin, NewPluginBinding, NewPluginVersion, PLUGIN_KV_MAX_KEY_BYTES, PLUGIN_KV_MAX_KEYS,
             PLUGIN_KV_MAX_VALUE_BYTES, Page, PageRequest, Plugin, PluginBinding, PluginBindingPatch, PluginChainLink,
-            PluginLogEntry, PluginStore, PluginVersion, Scope, StoreError, StoreResult,
+            PluginLogEntry, PluginStore, PluginVersion, Visibility, StoreError, StoreResult,
         };
         use sqlx::types::Json;
         use uuid::Uuid;
@@ -22,14 +22,14 @@ macro_rules! impl_plugin_store {
         };
         use crate::shared::now;
 
-        fn scope_id(scope: Scope) -> Option<Uuid> {
+        fn scope_id(scope: Visibility) -> Option<Uuid> {
             scope.subscription_id().map(|id| id.as_uuid())
         }
 
         /// The plugin's subscription, if the plugin exists within `scope`.
         async fn plugin_owner(
             conn: &mut <$db as sqlx::Database>::Connection,
-            scope: Scope,
+            scope: Visibility,
             plugin_id: PluginId,
         ) -> StoreResult<SubscriptionId> {
             let owner: Option<(Uuid,)> = sqlx::query_as(
@@ -45,7 +45,7 @@ macro_rules! impl_plugin_store {
 
         async fn fetch_plugin(
             conn: &mut <$db as sqlx::Database>::Connection,
-            scope: Scope,
+            scope: Visibility,
             id: PluginId,
         ) -> StoreResult<Plugin> {
             sqlx::query_as::<_, PluginRow>(concat!(
@@ -146,17 +146,17 @@ macro_rules! impl_plugin_store {
                     actor,
                 )
                 .await?;
-                let plugin = fetch_plugin(&mut tx, Scope::All, id.into()).await?;
+                let plugin = fetch_plugin(&mut tx, Visibility::All, id.into()).await?;
                 tx.commit().await.map_err(db_err("plugin"))?;
                 Ok(plugin)
             }
 
-            async fn get_plugin(&self, scope: Scope, id: PluginId) -> StoreResult<Plugin> {
+            async fn get_plugin(&self, scope: Visibility, id: PluginId) -> StoreResult<Plugin> {
                 let mut conn = self.pool.acquire().await.map_err(db_err("plugin"))?;
                 fetch_plugin(&mut conn, scope, id).await
             }
 
-            async fn list_plugins(&self, scope: Scope, page: PageRequest) -> StoreResult<Page<Plugin>> {
+            async fn list_plugins(&self, scope: Visibility, page: PageRequest) -> StoreResult<Page<Plugin>> {
                 let rows = sqlx::query_as::<_, PluginRow>(concat!(
                     "SELECT ",
                     plugin_columns!(),
@@ -173,7 +173,7 @@ macro_rules! impl_plugin_store {
                 Ok(Page::from_overfetch(items, page, |p| p.id.as_uuid()))
             }
 
-            async fn delete_plugin(&self, scope: Scope, id: PluginId, actor: &Actor) -> StoreResult<Vec<InstanceId>> {
+            async fn delete_plugin(&self, scope: Visibility, id: PluginId, actor: &Actor) -> StoreResult<Vec<InstanceId>> {
                 let mut tx = self.begin_write().await?;
                 let subscription_id = plugin_owner(&mut tx, scope, id).await?;
                 let bound: Vec<(Uuid,)> =
@@ -212,7 +212,7 @@ macro_rules! impl_plugin_store {
 
             async fn add_plugin_version(
                 &self,
-                scope: Scope,
+                scope: Visibility,
                 new: NewPluginVersion,
                 actor: &Actor,
             ) -> StoreResult<PluginVersion> {
@@ -283,7 +283,7 @@ macro_rules! impl_plugin_store {
 
             async fn list_plugin_versions(
                 &self,
-                scope: Scope,
+                scope: Visibility,
                 plugin_id: PluginId,
             ) -> StoreResult<Vec<PluginVersion>> {
                 let mut conn = self.pool.acquire().await.map_err(db_err("plugin"))?;
@@ -302,7 +302,7 @@ macro_rules! impl_plugin_store {
 
             async fn activate_plugin_version(
                 &self,
-                scope: Scope,
+                scope: Visibility,
                 plugin_id: PluginId,
                 version: i32,
                 actor: &Actor,
@@ -335,7 +335,7 @@ macro_rules! impl_plugin_store {
                     actor,
                 )
                 .await?;
-                let plugin = fetch_plugin(&mut tx, Scope::All, plugin_id).await?;
+                let plugin = fetch_plugin(&mut tx, Visibility::All, plugin_id).await?;
                 tx.commit().await.map_err(db_err("plugin"))?;
                 Ok(plugin)
             }
@@ -355,7 +355,7 @@ macro_rules! impl_plugin_store {
                 let mut tx = self.begin_write().await?;
                 let subscription_id = <$store>::instance_owner(&mut tx, new.instance_id).await?;
                 // Another subscription's plugin is simply not found: ids do not leak across tenants.
-                plugin_owner(&mut tx, Scope::Subscription(subscription_id), new.plugin_id).await?;
+                plugin_owner(&mut tx, Visibility::Subscription(subscription_id), new.plugin_id).await?;
                 if let Some(version_id) = new.version_id {
                     check_version_of(&mut tx, new.plugin_id, version_id).await?;
                 }

@@ -4,7 +4,7 @@ macro_rules! impl_user_store {
     ($store:ty) => {
         use async_trait::async_trait;
         use gw_core::{Email, Timestamp, User, UserId};
-        use gw_store::{Actor, NewUser, Page, PageRequest, Scope, StoreError, StoreResult, UserPatch, UserStore};
+        use gw_store::{Actor, NewUser, Page, PageRequest, StoreError, StoreResult, UserPatch, UserStore, Visibility};
         use uuid::Uuid;
 
         use crate::error::{OnForeignKey, db_err, db_err_fk};
@@ -45,7 +45,7 @@ macro_rules! impl_user_store {
                 Ok(user)
             }
 
-            async fn get_user(&self, scope: Scope, id: UserId) -> StoreResult<User> {
+            async fn get_user(&self, scope: Visibility, id: UserId) -> StoreResult<User> {
                 sqlx::query_as::<_, UserRow>(concat!(
                     "SELECT ",
                     user_columns!(),
@@ -70,7 +70,7 @@ macro_rules! impl_user_store {
                     .transpose()
             }
 
-            async fn list_users(&self, scope: Scope, page: PageRequest) -> StoreResult<Page<User>> {
+            async fn list_users(&self, scope: Visibility, page: PageRequest) -> StoreResult<Page<User>> {
                 let rows = sqlx::query_as::<_, UserRow>(concat!(
                     "SELECT ",
                     user_columns!(),
@@ -89,7 +89,7 @@ macro_rules! impl_user_store {
 
             async fn update_user(
                 &self,
-                scope: Scope,
+                scope: Visibility,
                 id: UserId,
                 patch: UserPatch,
                 actor: &Actor,
@@ -119,7 +119,7 @@ macro_rules! impl_user_store {
                 Ok(user)
             }
 
-            async fn delete_user(&self, scope: Scope, id: UserId, actor: &Actor) -> StoreResult<()> {
+            async fn delete_user(&self, scope: Visibility, id: UserId, actor: &Actor) -> StoreResult<()> {
                 let mut tx = self.begin_write().await?;
                 let deleted: Option<(Option<Uuid>,)> = sqlx::query_as(
                     "DELETE FROM users WHERE id = $1 AND ($2 IS NULL OR subscription_id = $2) \

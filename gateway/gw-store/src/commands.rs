@@ -30,19 +30,19 @@ impl Actor {
     }
 }
 
-/// Which subscriptions a read may see: an operator sees all, a tenant only its own. A row outside the scope is
-/// reported as not found, so ids of other tenants do not leak.
+/// Which subscriptions a read may see (tenant visibility; not an API key's scopes): an operator sees all, a tenant
+/// only its own. A row outside it is reported as not found, so ids of other tenants do not leak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub enum Visibility {
     All,
     Subscription(SubscriptionId),
 }
 
-impl Scope {
+impl Visibility {
     pub fn subscription_id(&self) -> Option<SubscriptionId> {
         match self {
-            Scope::All => None,
-            Scope::Subscription(id) => Some(*id),
+            Visibility::All => None,
+            Visibility::Subscription(id) => Some(*id),
         }
     }
 }

@@ -14,7 +14,7 @@ use gw_core::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{Actor, Page, PageRequest, Scope, StoreResult};
+use crate::{Actor, Page, PageRequest, StoreResult, Visibility};
 
 /// Log lines kept per binding; older ones are trimmed as new ones arrive.
 pub const PLUGIN_LOG_KEEP: u32 = 500;
@@ -151,25 +151,25 @@ pub trait PluginStore: Send + Sync {
     /// count and the insert are one transaction with the subscription's row locked, so concurrent creates never
     /// overshoot.
     async fn create_plugin(&self, new: NewPlugin, actor: &Actor) -> StoreResult<Plugin>;
-    async fn get_plugin(&self, scope: Scope, id: PluginId) -> StoreResult<Plugin>;
-    async fn list_plugins(&self, scope: Scope, page: PageRequest) -> StoreResult<Page<Plugin>>;
+    async fn get_plugin(&self, scope: Visibility, id: PluginId) -> StoreResult<Plugin>;
+    async fn list_plugins(&self, scope: Visibility, page: PageRequest) -> StoreResult<Page<Plugin>>;
     /// Deletes the plugin with its versions, bindings, logs and key-value data; returns the instances that were
     /// bound to it (their chains changed). Component bytes no other version uses are removed too.
-    async fn delete_plugin(&self, scope: Scope, id: PluginId, actor: &Actor) -> StoreResult<Vec<InstanceId>>;
+    async fn delete_plugin(&self, scope: Visibility, id: PluginId, actor: &Actor) -> StoreResult<Vec<InstanceId>>;
     /// Stores a version numbered one above the plugin's latest (atomically); the plugin's first version becomes
     /// its active one. Identical bytes are stored once.
     async fn add_plugin_version(
         &self,
-        scope: Scope,
+        scope: Visibility,
         new: NewPluginVersion,
         actor: &Actor,
     ) -> StoreResult<PluginVersion>;
     /// Versions, newest first.
-    async fn list_plugin_versions(&self, scope: Scope, plugin_id: PluginId) -> StoreResult<Vec<PluginVersion>>;
+    async fn list_plugin_versions(&self, scope: Visibility, plugin_id: PluginId) -> StoreResult<Vec<PluginVersion>>;
     /// Makes `version` the plugin's active one (an earlier one: a rollback).
     async fn activate_plugin_version(
         &self,
-        scope: Scope,
+        scope: Visibility,
         plugin_id: PluginId,
         version: i32,
         actor: &Actor,

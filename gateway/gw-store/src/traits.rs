@@ -11,8 +11,8 @@ use gw_core::{
 use crate::{
     Actor, ApiKeyPatch, ApiKeyRecord, ApiKeyUsage, AuditFilter, ConnectionUpdate, ContactUpsert, DeliveryOutcome,
     InstancePatch, MessageStatDelta, MessagesReserved, NewApiKey, NewAuditEntry, NewInstance, NewRefreshToken,
-    NewSubscription, NewUser, NewWebhookConfig, Page, PageRequest, RefreshOutcome, Reserved, Scope, StoreResult,
-    SubscriptionPatch, UsageDelta, UsageFilter, UserPatch, WebhookConfigPatch,
+    NewSubscription, NewUser, NewWebhookConfig, Page, PageRequest, RefreshOutcome, Reserved, StoreResult,
+    SubscriptionPatch, UsageDelta, UsageFilter, UserPatch, Visibility, WebhookConfigPatch,
 };
 
 #[async_trait]
@@ -42,11 +42,11 @@ pub trait SubscriptionStore: Send + Sync {
 #[async_trait]
 pub trait UserStore: Send + Sync {
     async fn create_user(&self, new: NewUser, actor: &Actor) -> StoreResult<User>;
-    async fn get_user(&self, scope: Scope, id: UserId) -> StoreResult<User>;
+    async fn get_user(&self, scope: Visibility, id: UserId) -> StoreResult<User>;
     async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<User>>;
-    async fn list_users(&self, scope: Scope, page: PageRequest) -> StoreResult<Page<User>>;
-    async fn update_user(&self, scope: Scope, id: UserId, patch: UserPatch, actor: &Actor) -> StoreResult<User>;
-    async fn delete_user(&self, scope: Scope, id: UserId, actor: &Actor) -> StoreResult<()>;
+    async fn list_users(&self, scope: Visibility, page: PageRequest) -> StoreResult<Page<User>>;
+    async fn update_user(&self, scope: Visibility, id: UserId, patch: UserPatch, actor: &Actor) -> StoreResult<User>;
+    async fn delete_user(&self, scope: Visibility, id: UserId, actor: &Actor) -> StoreResult<()>;
     async fn record_login(&self, id: UserId, at: Timestamp) -> StoreResult<()>;
     /// Active operators; zero on first run.
     async fn count_active_admins(&self) -> StoreResult<i64>;
@@ -57,11 +57,11 @@ pub trait InstanceStore: Send + Sync {
     /// Reserves a slot of the subscription and inserts the instance in one transaction: a refused or failed
     /// insert leaves the counter as it was.
     async fn create_instance(&self, new: NewInstance, actor: &Actor) -> StoreResult<Instance>;
-    async fn get_instance(&self, scope: Scope, id: InstanceId) -> StoreResult<Instance>;
-    async fn list_instances(&self, scope: Scope, page: PageRequest) -> StoreResult<Page<Instance>>;
+    async fn get_instance(&self, scope: Visibility, id: InstanceId) -> StoreResult<Instance>;
+    async fn list_instances(&self, scope: Visibility, page: PageRequest) -> StoreResult<Page<Instance>>;
     async fn update_instance(
         &self,
-        scope: Scope,
+        scope: Visibility,
         id: InstanceId,
         patch: InstancePatch,
         actor: &Actor,
@@ -71,7 +71,7 @@ pub trait InstanceStore: Send + Sync {
     async fn update_connection(&self, id: InstanceId, update: ConnectionUpdate) -> StoreResult<Instance>;
     /// Deletes the instance with its keys, stats, contacts, webhooks and session, folds its usage records into
     /// the subscription's unattributed ones, and releases its slot, in one transaction.
-    async fn delete_instance(&self, scope: Scope, id: InstanceId, actor: &Actor) -> StoreResult<()>;
+    async fn delete_instance(&self, scope: Visibility, id: InstanceId, actor: &Actor) -> StoreResult<()>;
     /// Active instances of active subscriptions, for the session engine to resume at start-up.
     async fn list_resumable_instances(&self) -> StoreResult<Vec<Instance>>;
 }

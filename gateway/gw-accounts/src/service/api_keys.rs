@@ -15,7 +15,7 @@ impl Accounts {
 
     /// The instance, if the caller may see it, and the caller may manage its keys.
     async fn key_owner(&self, by: &Principal, instance_id: InstanceId) -> Result<Instance, AccountError> {
-        let instance = self.store.get_instance(by.scope(), instance_id).await?;
+        let instance = self.store.get_instance(by.visibility(), instance_id).await?;
         by.require(Action::ManageApiKeys)?;
         Ok(instance)
     }

@@ -1,7 +1,7 @@
 //! Reading the audit log.
 
 use gw_core::AuditLogEntry;
-use gw_store::{AuditFilter, Page, PageRequest, Scope, StoreError};
+use gw_store::{AuditFilter, Page, PageRequest, StoreError, Visibility};
 
 use super::Accounts;
 use crate::{AccountError, Action, Principal};
@@ -15,7 +15,7 @@ impl Accounts {
         page: PageRequest,
     ) -> Result<Page<AuditLogEntry>, AccountError> {
         by.require(Action::ReadAudit)?;
-        if let Scope::Subscription(own) = by.scope() {
+        if let Visibility::Subscription(own) = by.visibility() {
             if filter.subscription_id.is_some_and(|id| id != own) {
                 return Err(StoreError::not_found("subscription").into());
             }

@@ -32,12 +32,12 @@ impl Accounts {
 
     pub async fn list_instances(&self, by: &Principal, page: PageRequest) -> Result<Page<Instance>, AccountError> {
         by.require(Action::ReadInstances)?;
-        Ok(self.store.list_instances(by.scope(), page).await?)
+        Ok(self.store.list_instances(by.visibility(), page).await?)
     }
 
     pub async fn get_instance(&self, by: &Principal, id: gw_core::InstanceId) -> Result<Instance, AccountError> {
         by.require(Action::ReadInstances)?;
-        Ok(self.store.get_instance(by.scope(), id).await?)
+        Ok(self.store.get_instance(by.visibility(), id).await?)
     }
 
     pub async fn update_instance(
@@ -47,22 +47,22 @@ impl Accounts {
         update: UpdateInstance,
     ) -> Result<Instance, AccountError> {
         // Visibility first: another tenant's instance is not found, not forbidden.
-        self.store.get_instance(by.scope(), id).await?;
+        self.store.get_instance(by.visibility(), id).await?;
         by.require(Action::ManageInstances)?;
         let patch = InstancePatch {
             name: update.name.as_deref().map(|n| checked_name("name", n, 100)).transpose()?,
             settings: update.settings.map(checked_settings).transpose()?,
             is_active: update.is_active,
         };
-        let instance = self.store.update_instance(by.scope(), id, patch, &by.actor()).await?;
+        let instance = self.store.update_instance(by.visibility(), id, patch, &by.actor()).await?;
         self.invalidate_all_keys();
         Ok(instance)
     }
 
     pub async fn delete_instance(&self, by: &Principal, id: gw_core::InstanceId) -> Result<(), AccountError> {
-        self.store.get_instance(by.scope(), id).await?;
+        self.store.get_instance(by.visibility(), id).await?;
         by.require(Action::ManageInstances)?;
-        self.store.delete_instance(by.scope(), id, &by.actor()).await?;
+        self.store.delete_instance(by.visibility(), id, &by.actor()).await?;
         self.invalidate_all_keys();
         Ok(())
     }

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use gw_core::{Email, SubscriptionId, Timestamp, TokenFamilyId, User, UserId};
-use gw_store::{Actor, NewAuditEntry, NewRefreshToken, RefreshOutcome, Scope, StoreError, UserPatch};
+use gw_store::{Actor, NewAuditEntry, NewRefreshToken, RefreshOutcome, StoreError, UserPatch, Visibility};
 
 use super::{Accounts, Session};
 use crate::password::Verification;
@@ -46,7 +46,7 @@ impl Accounts {
             let rehashed = self.hash_password(password).await?;
             self.store
                 .update_user(
-                    Scope::All,
+                    Visibility::All,
                     user.id,
                     UserPatch { password: Some(rehashed), ..Default::default() },
                     &Actor::system(),
@@ -138,7 +138,7 @@ impl Accounts {
             .await?;
         match outcome {
             RefreshOutcome::Rotated { previous, .. } => {
-                let user = self.store.get_user(Scope::All, previous.user_id).await?;
+                let user = self.store.get_user(Visibility::All, previous.user_id).await?;
                 if let Err(err) = self.ensure_active(&user).await {
                     self.store.revoke_refresh_family(previous.family_id, now).await?;
                     return Err(err);
@@ -146,7 +146,7 @@ impl Accounts {
                 self.session(user, successor, expires_at, now)
             }
             RefreshOutcome::Reused { user_id, family_id } => {
-                let user = self.store.get_user(Scope::All, user_id).await.ok();
+                let user = self.store.get_user(Visibility::All, user_id).await.ok();
                 tracing::warn!(%user_id, ?family_id, "refresh token reused; its family is revoked");
                 self.audit(
                     user.and_then(|u| u.subscription_id),
@@ -172,7 +172,7 @@ impl Accounts {
             return Ok(());
         };
         self.store.revoke_refresh_family(token.family_id, Timestamp::now()).await?;
-        let user = self.store.get_user(Scope::All, token.user_id).await?;
+        let user = self.store.get_user(Visibility::All, token.user_id).await?;
         self.audit(user.subscription_id, "auth.logout", "session", Some(user.id.to_string()), Actor::user(user.id, ip))
             .await
     }
@@ -182,7 +182,7 @@ impl Accounts {
     pub async fn authenticate(&self, access_token: &str, ip: Option<String>) -> Result<Principal, AccountError> {
         let claims = self.tokens.verify(access_token)?;
         let user_id = claims.user_id()?;
-        let user = match self.store.get_user(Scope::All, user_id).await {
+        let user = match self.store.get_user(Visibility::All, user_id).await {
             Ok(user) => user,
             Err(StoreError::NotFound { .. }) => return Err(AccountError::AccountInactive),
             Err(err) => return Err(err.into()),

@@ -1,7 +1,7 @@
 //! Users of a subscription: creation, listing, deactivation, password resets, and the signed-in user's own record.
 
 use gw_core::{Email, SubscriptionId, Timestamp, User, UserId, UserRole};
-use gw_store::{NewUser, Page, PageRequest, Scope, UserPatch};
+use gw_store::{NewUser, Page, PageRequest, UserPatch, Visibility};
 
 use super::{Accounts, CreateUser, checked_name};
 use crate::password::check_policy;
@@ -60,19 +60,24 @@ impl Accounts {
         self.ensure_visible(by, subscription_id)?;
         by.require(Action::ReadSubscription)?;
         self.store.get_subscription(subscription_id).await?;
-        Ok(self.store.list_users(Scope::Subscription(subscription_id), page).await?)
+        Ok(self.store.list_users(Visibility::Subscription(subscription_id), page).await?)
     }
 
     /// Activates or deactivates a user; deactivation ends every session of the user at once.
     pub async fn set_user_active(&self, by: &Principal, user_id: UserId, active: bool) -> Result<User, AccountError> {
-        self.store.get_user(by.scope(), user_id).await?;
+        self.store.get_user(by.visibility(), user_id).await?;
         by.require(Action::ManagePlatform)?;
         if user_id == by.user_id && !active {
             return Err(AccountError::invalid("is_active", "operators cannot deactivate themselves"));
         }
         let user = self
             .store
-            .update_user(Scope::All, user_id, UserPatch { is_active: Some(active), ..Default::default() }, &by.actor())
+            .update_user(
+                Visibility::All,
+                user_id,
+                UserPatch { is_active: Some(active), ..Default::default() },
+                &by.actor(),
+            )
             .await?;
         if !active {
             self.store.revoke_user_refresh_tokens(user_id, Timestamp::now()).await?;
@@ -82,13 +87,18 @@ impl Accounts {
 
     /// Sets a new password (checked against the policy) and ends every session of the user.
     pub async fn reset_password(&self, by: &Principal, user_id: UserId, password: &str) -> Result<User, AccountError> {
-        let user = self.store.get_user(by.scope(), user_id).await?;
+        let user = self.store.get_user(by.visibility(), user_id).await?;
         by.require(Action::ManagePlatform)?;
         check_policy(password, user.email.as_str())?;
         let hash = self.hash_password(password).await?;
         let user = self
             .store
-            .update_user(Scope::All, user_id, UserPatch { password: Some(hash), ..Default::default() }, &by.actor())
+            .update_user(
+                Visibility::All,
+                user_id,
+                UserPatch { password: Some(hash), ..Default::default() },
+                &by.actor(),
+            )
             .await?;
         self.store.revoke_user_refresh_tokens(user_id, Timestamp::now()).await?;
         Ok(user)
@@ -96,6 +106,6 @@ impl Accounts {
 
     /// The signed-in user's own record.
     pub async fn me(&self, by: &Principal) -> Result<gw_core::User, AccountError> {
-        Ok(self.store.get_user(Scope::All, by.user_id).await?)
+        Ok(self.store.get_user(Visibility::All, by.user_id).await?)
     }
 }

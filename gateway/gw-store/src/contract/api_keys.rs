@@ -67,7 +67,12 @@ pub async fn api_key_crud_and_lookup_by_hash(store: Arc<dyn Store>) {
     assert_eq!((used.usage_count, used.last_used_at), (42, Some(t2)), "counts add up, last use only moves forward");
 
     store
-        .update_instance(Scope::All, inst.id, InstancePatch { is_active: Some(false), ..Default::default() }, &actor())
+        .update_instance(
+            Visibility::All,
+            inst.id,
+            InstancePatch { is_active: Some(false), ..Default::default() },
+            &actor(),
+        )
         .await
         .expect("deactivate instance");
     store

@@ -111,7 +111,7 @@ pub async fn a_stale_epoch_is_refused_on_every_session_write(store: Arc<dyn Stor
     );
 
     // Nothing of the stale writes landed.
-    let now = store.get_instance(Scope::All, inst.id).await.expect("instance");
+    let now = store.get_instance(Visibility::All, inst.id).await.expect("instance");
     assert_eq!(now.status, InstanceStatus::Connected);
     let session = store.load_session(inst.id).await.expect("load").expect("session");
     assert!(session.session_valid);

@@ -13,7 +13,7 @@ pub async fn pagination_is_stable_under_inserts(store: Arc<dyn Store>) {
     for n in 0..7 {
         expected.push(instance(&store, sub.id, &format!("i{n}")).await.id);
     }
-    let scope = Scope::Subscription(sub.id);
+    let scope = Visibility::Subscription(sub.id);
     let first = store.list_instances(scope, PageRequest::first(3)).await.expect("page 1");
     assert_eq!(first.items.iter().map(|i| i.id).collect::<Vec<_>>(), expected[..3]);
 
@@ -35,8 +35,8 @@ pub async fn missing_rows_are_not_found(store: Arc<dyn Store>) {
     let sub = subscription(&store, 1).await;
     let inst = instance(&store, sub.id, "main").await;
     assert!(store.get_subscription(SubscriptionId::new()).await.expect_err("x").is_not_found());
-    assert!(store.get_user(Scope::All, UserId::new()).await.expect_err("x").is_not_found());
-    assert!(store.get_instance(Scope::All, InstanceId::new()).await.expect_err("x").is_not_found());
+    assert!(store.get_user(Visibility::All, UserId::new()).await.expect_err("x").is_not_found());
+    assert!(store.get_instance(Visibility::All, InstanceId::new()).await.expect_err("x").is_not_found());
     assert!(store.get_api_key(inst.id, ApiKeyId::new()).await.expect_err("x").is_not_found());
     assert!(store.get_contact(inst.id, gw_core::ContactId::new()).await.expect_err("x").is_not_found());
     assert!(store.get_webhook_config(inst.id, gw_core::WebhookConfigId::new()).await.expect_err("x").is_not_found());

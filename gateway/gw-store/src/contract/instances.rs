@@ -32,7 +32,7 @@ pub async fn instance_crud_and_scoped_name_uniqueness(store: Arc<dyn Store>) {
     );
     assert_eq!(created.settings, json!({"min_interval_ms": 1500}));
     assert_eq!(store.get_subscription(acme.id).await.expect("read").current_instances, 1);
-    assert_eq!(store.get_instance(Scope::Subscription(acme.id), created.id).await.expect("read"), created);
+    assert_eq!(store.get_instance(Visibility::Subscription(acme.id), created.id).await.expect("read"), created);
 
     let dup = store
         .create_instance(
@@ -57,7 +57,7 @@ pub async fn instance_crud_and_scoped_name_uniqueness(store: Arc<dyn Store>) {
 
     let renamed = store
         .update_instance(
-            Scope::Subscription(acme.id),
+            Visibility::Subscription(acme.id),
             created.id,
             InstancePatch { name: Some("sales".into()), settings: Some(json!({"typing": true})), ..Default::default() },
             &actor(),
@@ -69,7 +69,7 @@ pub async fn instance_crud_and_scoped_name_uniqueness(store: Arc<dyn Store>) {
     let second = instance(&store, acme.id, "support").await;
     let clash = store
         .update_instance(
-            Scope::All,
+            Visibility::All,
             second.id,
             InstancePatch { name: Some("sales".into()), ..Default::default() },
             &actor(),
@@ -78,12 +78,12 @@ pub async fn instance_crud_and_scoped_name_uniqueness(store: Arc<dyn Store>) {
         .expect_err("rename onto a taken name");
     assert_eq!(clash.conflict_key(), Some(UniqueKey::InstanceName));
 
-    let listed = store.list_instances(Scope::Subscription(acme.id), PageRequest::default()).await.expect("list");
+    let listed = store.list_instances(Visibility::Subscription(acme.id), PageRequest::default()).await.expect("list");
     assert_eq!(listed.items.iter().map(|i| i.id).collect::<Vec<_>>(), vec![created.id, second.id]);
 
     store
         .update_instance(
-            Scope::All,
+            Visibility::All,
             second.id,
             InstancePatch { is_active: Some(false), ..Default::default() },
             &actor(),
@@ -99,11 +99,11 @@ pub async fn instance_crud_and_scoped_name_uniqueness(store: Arc<dyn Store>) {
         .expect("deactivate globex");
     assert_eq!(store.list_resumable_instances().await.expect("resumable").len(), 1, "only acme's active instance");
 
-    store.delete_instance(Scope::Subscription(acme.id), created.id, &actor()).await.expect("delete");
-    assert!(store.get_instance(Scope::All, created.id).await.expect_err("gone").is_not_found());
+    store.delete_instance(Visibility::Subscription(acme.id), created.id, &actor()).await.expect("delete");
+    assert!(store.get_instance(Visibility::All, created.id).await.expect_err("gone").is_not_found());
     assert_eq!(store.get_subscription(acme.id).await.expect("read").current_instances, 1, "slot released");
 
-    store.delete_user(Scope::All, ann.id, &actor()).await.expect("delete creator");
+    store.delete_user(Visibility::All, ann.id, &actor()).await.expect("delete creator");
     let audit = store
         .list_audit(AuditFilter { resource: Some("instance".into()), ..Default::default() }, PageRequest::default())
         .await
@@ -219,10 +219,10 @@ pub async fn instance_delete_cascades_and_keeps_usage(store: Arc<dyn Store>) {
     store.add_usage(&[usage(Some(inst.id), 7), usage(None, 3)]).await.expect("usage");
 
     // The creator leaving does not take the instance along.
-    store.delete_user(Scope::All, ann.id, &actor()).await.expect("delete creator");
-    assert_eq!(store.get_instance(Scope::All, inst.id).await.expect("still there").created_by_id, None);
+    store.delete_user(Visibility::All, ann.id, &actor()).await.expect("delete creator");
+    assert_eq!(store.get_instance(Visibility::All, inst.id).await.expect("still there").created_by_id, None);
 
-    store.delete_instance(Scope::All, inst.id, &actor()).await.expect("delete");
+    store.delete_instance(Visibility::All, inst.id, &actor()).await.expect("delete");
     assert!(store.get_api_key(inst.id, key.id).await.expect_err("cascaded").is_not_found());
     assert_eq!(store.find_api_key_by_hash(&key.key_hash).await.expect("lookup"), None);
     assert!(store.list_message_stats(inst.id, day(1), day(30)).await.expect("stats").is_empty());
@@ -267,7 +267,7 @@ pub async fn concurrent_instance_creates_never_overshoot(store: Arc<dyn Store>) 
         }
     }
     assert_eq!(created, 10);
-    let listed = store.list_instances(Scope::Subscription(sub.id), PageRequest::first(100)).await.expect("list");
+    let listed = store.list_instances(Visibility::Subscription(sub.id), PageRequest::first(100)).await.expect("list");
     assert_eq!(listed.items.len(), 10);
     assert_eq!(store.get_subscription(sub.id).await.expect("read").current_instances, 10);
 }

@@ -25,7 +25,7 @@ async fn plugin(store: &Arc<dyn Store>, subscription_id: SubscriptionId, name: &
 async fn upload(store: &Arc<dyn Store>, plugin_id: gw_core::PluginId, byte: u8) -> PluginVersion {
     store
         .add_plugin_version(
-            Scope::All,
+            Visibility::All,
             NewPluginVersion { plugin_id, sha256: sha(byte), bytes: vec![byte; 100], uploaded_by: None },
             &actor(),
         )
@@ -72,24 +72,24 @@ pub async fn plugin_versions_activation_and_rollback(store: Arc<dyn Store>) {
     assert_eq!((v1.version, v2.version, v3.version), (1, 2, 3));
     assert_eq!(v3.sha256, v1.sha256);
     assert_eq!(v1.size_bytes, 100);
-    let after = store.get_plugin(Scope::Subscription(sub.id), created.id).await.expect("get");
+    let after = store.get_plugin(Visibility::Subscription(sub.id), created.id).await.expect("get");
     assert_eq!((after.active_version, after.active_version_id, after.latest_version), (Some(1), Some(v1.id), 3));
-    let versions = store.list_plugin_versions(Scope::Subscription(sub.id), created.id).await.expect("versions");
+    let versions = store.list_plugin_versions(Visibility::Subscription(sub.id), created.id).await.expect("versions");
     assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [3, 2, 1]);
     assert_eq!(store.plugin_component(&sha(2)).await.expect("component"), Some(vec![2; 100]));
     assert_eq!(store.plugin_component(&sha(9)).await.expect("component"), None);
 
-    let activated = store.activate_plugin_version(Scope::All, created.id, 2, &actor()).await.expect("activate");
+    let activated = store.activate_plugin_version(Visibility::All, created.id, 2, &actor()).await.expect("activate");
     assert_eq!((activated.active_version, activated.active_version_id), (Some(2), Some(v2.id)));
-    let rolled_back = store.activate_plugin_version(Scope::All, created.id, 1, &actor()).await.expect("rollback");
+    let rolled_back = store.activate_plugin_version(Visibility::All, created.id, 1, &actor()).await.expect("rollback");
     assert_eq!(rolled_back.active_version, Some(1));
     assert!(matches!(
-        store.activate_plugin_version(Scope::All, created.id, 9, &actor()).await,
+        store.activate_plugin_version(Visibility::All, created.id, 9, &actor()).await,
         Err(StoreError::NotFound { entity: "plugin version" })
     ));
 
     // Another tenant sees none of it.
-    let foreign = Scope::Subscription(other.id);
+    let foreign = Visibility::Subscription(other.id);
     assert!(store.get_plugin(foreign, created.id).await.expect_err("hidden").is_not_found());
     assert!(store.list_plugin_versions(foreign, created.id).await.expect_err("hidden").is_not_found());
     assert!(store.activate_plugin_version(foreign, created.id, 2, &actor()).await.expect_err("hidden").is_not_found());
@@ -101,7 +101,7 @@ pub async fn plugin_versions_activation_and_rollback(store: Arc<dyn Store>) {
         )
         .await;
     assert!(upload_elsewhere.expect_err("hidden").is_not_found());
-    let listed = store.list_plugins(Scope::Subscription(sub.id), PageRequest::first(10)).await.expect("list");
+    let listed = store.list_plugins(Visibility::Subscription(sub.id), PageRequest::first(10)).await.expect("list");
     assert_eq!(listed.items.iter().map(|p| p.id).collect::<Vec<_>>(), [created.id]);
 
     let audit = store
@@ -137,7 +137,7 @@ pub async fn concurrent_plugin_creates_never_overshoot(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(created, 3);
-    let listed = store.list_plugins(Scope::Subscription(sub.id), PageRequest::first(50)).await.expect("list");
+    let listed = store.list_plugins(Visibility::Subscription(sub.id), PageRequest::first(50)).await.expect("list");
     assert_eq!(listed.items.len(), 3);
 }
 
@@ -149,7 +149,7 @@ pub async fn concurrent_uploads_take_consecutive_versions(store: Arc<dyn Store>)
         tokio::spawn(async move {
             store
                 .add_plugin_version(
-                    Scope::Subscription(sub.id),
+                    Visibility::Subscription(sub.id),
                     NewPluginVersion { plugin_id: created.id, sha256: sha(n), bytes: vec![n; 10], uploaded_by: None },
                     &Actor::system(),
                 )
@@ -227,7 +227,7 @@ pub async fn plugin_bindings_resolve_the_chain(store: Arc<dyn Store>) {
     assert_eq!(chain[1].subscription_id, sub.id);
     assert_eq!(chain[1].version_id, a1.id);
 
-    store.activate_plugin_version(Scope::All, a.id, 2, &actor()).await.expect("activate");
+    store.activate_plugin_version(Visibility::All, a.id, 2, &actor()).await.expect("activate");
     assert_eq!(store.plugin_chain(inst.id).await.expect("chain")[1].version_id, a2.id);
 
     // Pin `a` to v1, move it first, enable `c`; then unpin.
@@ -392,14 +392,14 @@ pub async fn plugin_delete_cascades_and_reports_bound_instances(store: Arc<dyn S
     let other = subscription(&store, 5).await;
     assert!(
         store
-            .delete_plugin(Scope::Subscription(other.id), doomed.id, &actor())
+            .delete_plugin(Visibility::Subscription(other.id), doomed.id, &actor())
             .await
             .expect_err("hidden")
             .is_not_found()
     );
-    let affected = store.delete_plugin(Scope::Subscription(sub.id), doomed.id, &actor()).await.expect("delete");
+    let affected = store.delete_plugin(Visibility::Subscription(sub.id), doomed.id, &actor()).await.expect("delete");
     assert_eq!(affected, [inst.id]);
-    assert!(store.get_plugin(Scope::All, doomed.id).await.expect_err("gone").is_not_found());
+    assert!(store.get_plugin(Visibility::All, doomed.id).await.expect_err("gone").is_not_found());
     assert!(store.get_plugin_binding(inst.id, bound.id).await.expect_err("binding gone").is_not_found());
     assert_eq!(store.plugin_kv_get(doomed.id, inst.id, "k").await.expect("kv"), None);
     // Bytes only the deleted plugin used are gone; shared ones stay.
@@ -408,7 +408,7 @@ pub async fn plugin_delete_cascades_and_reports_bound_instances(store: Arc<dyn S
 
     // Deleting the instance takes its bindings along.
     store.create_plugin_binding(binding(inst.id, keeper.id), &actor()).await.expect("bind keeper");
-    store.delete_instance(Scope::All, inst.id, &actor()).await.expect("delete instance");
+    store.delete_instance(Visibility::All, inst.id, &actor()).await.expect("delete instance");
     assert!(store.plugin_instances(keeper.id).await.expect("instances").is_empty());
 }
 

@@ -60,7 +60,7 @@ pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<
     let v1 = store.rotate_refresh_token(b"v1", refresh_token(ann.id, family, b"v2", later), now).await.expect("rotate");
     assert_eq!(v1, RefreshOutcome::Invalid);
 
-    store.delete_user(Scope::All, ann.id, &actor()).await.expect("delete user");
+    store.delete_user(Visibility::All, ann.id, &actor()).await.expect("delete user");
     assert_eq!(store.find_refresh_token(b"t2").await.expect("find"), None, "tokens go with their user");
     let orphan =
         store.create_refresh_token(refresh_token(UserId::new(), family, b"z", later)).await.expect_err("no user");

@@ -67,11 +67,11 @@ pub async fn subscription_delete_is_restricted_while_referenced(store: Arc<dyn S
     assert!(matches!(err, StoreError::InUse { entity: "subscription", .. }), "{err:?}");
     assert!(store.get_subscription(sub.id).await.is_ok(), "nothing deleted");
 
-    store.delete_user(Scope::All, user.id, &actor()).await.expect("delete user");
+    store.delete_user(Visibility::All, user.id, &actor()).await.expect("delete user");
     let inst = instance(&store, sub.id, "main").await;
     let err = store.delete_subscription(sub.id, &actor()).await.expect_err("restricted by instance");
     assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
-    store.delete_instance(Scope::All, inst.id, &actor()).await.expect("delete instance");
+    store.delete_instance(Visibility::All, inst.id, &actor()).await.expect("delete instance");
     store.delete_subscription(sub.id, &actor()).await.expect("now deletable");
 }
 

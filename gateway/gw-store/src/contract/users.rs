@@ -27,7 +27,7 @@ pub async fn user_crud_and_email_uniqueness(store: Arc<dyn Store>) {
     assert_eq!(store.count_active_admins().await.expect("count"), 1);
 
     let ann = owner(&store, sub.id, "ann").await;
-    assert_eq!(store.get_user(Scope::All, ann.id).await.expect("read"), ann);
+    assert_eq!(store.get_user(Visibility::All, ann.id).await.expect("read"), ann);
     assert_eq!(store.find_user_by_email(&email("ANN")).await.expect("find"), Some(ann.clone()));
     assert_eq!(store.find_user_by_email(&email("nobody")).await.expect("find"), None);
 
@@ -64,7 +64,7 @@ pub async fn user_crud_and_email_uniqueness(store: Arc<dyn Store>) {
     let new_hash = PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaA".into());
     let updated = store
         .update_user(
-            Scope::Subscription(sub.id),
+            Visibility::Subscription(sub.id),
             ann.id,
             UserPatch { role: Some(UserRole::Member), password: Some(new_hash.clone()), ..Default::default() },
             &actor(),
@@ -75,20 +75,20 @@ pub async fn user_crud_and_email_uniqueness(store: Arc<dyn Store>) {
 
     let login_at = Timestamp::now();
     store.record_login(ann.id, login_at).await.expect("login");
-    assert_eq!(store.get_user(Scope::All, ann.id).await.expect("read").last_login_at, Some(login_at));
+    assert_eq!(store.get_user(Visibility::All, ann.id).await.expect("read").last_login_at, Some(login_at));
 
     let deactivated = store
-        .update_user(Scope::All, admin.id, UserPatch { is_active: Some(false), ..Default::default() }, &actor())
+        .update_user(Visibility::All, admin.id, UserPatch { is_active: Some(false), ..Default::default() }, &actor())
         .await
         .expect("deactivate");
     assert!(!deactivated.is_active);
     assert_eq!(store.count_active_admins().await.expect("count"), 0);
 
-    let page = store.list_users(Scope::All, PageRequest::default()).await.expect("list");
+    let page = store.list_users(Visibility::All, PageRequest::default()).await.expect("list");
     assert_eq!(page.items.iter().map(|u| u.id).collect::<Vec<_>>(), vec![admin.id, ann.id]);
 
-    store.delete_user(Scope::All, ann.id, &actor()).await.expect("delete");
-    assert!(store.get_user(Scope::All, ann.id).await.expect_err("gone").is_not_found());
+    store.delete_user(Visibility::All, ann.id, &actor()).await.expect("delete");
+    assert!(store.get_user(Visibility::All, ann.id).await.expect_err("gone").is_not_found());
     let audit = store
         .list_audit(AuditFilter { resource: Some("user".into()), ..Default::default() }, PageRequest::default())
         .await
@@ -102,7 +102,7 @@ pub async fn user_scope_hides_other_tenants(store: Arc<dyn Store>) {
     let globex = subscription(&store, 3).await;
     let ann = owner(&store, acme.id, "ann").await;
     let bob = owner(&store, globex.id, "bob").await;
-    let as_globex = Scope::Subscription(globex.id);
+    let as_globex = Visibility::Subscription(globex.id);
 
     assert!(store.get_user(as_globex, ann.id).await.expect_err("hidden").is_not_found());
     let err = store
@@ -111,7 +111,7 @@ pub async fn user_scope_hides_other_tenants(store: Arc<dyn Store>) {
         .expect_err("hidden");
     assert!(err.is_not_found());
     assert!(store.delete_user(as_globex, ann.id, &actor()).await.expect_err("hidden").is_not_found());
-    assert_eq!(store.get_user(Scope::All, ann.id).await.expect("untouched").name, "ann");
+    assert_eq!(store.get_user(Visibility::All, ann.id).await.expect("untouched").name, "ann");
 
     let listed = store.list_users(as_globex, PageRequest::default()).await.expect("list");
     assert_eq!(listed.items, vec![bob]);
