@@ -1,4 +1,7 @@
 //! End-to-end: the real `gateway` binary over HTTP, on SQLite and on PostgreSQL.
+//!
+//! Over 800 lines: the walkthroughs of the API's areas, one test each, share this file's helpers (`As`, `tenant`,
+//! `paired_instance`, `eventually`); the topics with their own set-up (outages, plugins, cluster, ...) are modules.
 
 #[macro_use]
 extern crate gw_test_support;

@@ -10,6 +10,10 @@
 //! Semantics follow the library's own `InMemoryBackend`. Read-modify-write operations (LID mapping reverse index,
 //! message-secret merges, trusted-contact tokens, the pre-key `uploaded` flag) run under one per-instance lock:
 //! the gateway lets exactly one node own a session at a time, so an in-process lock is enough to make them atomic.
+//!
+//! Over 800 lines on purpose: one type implements the library's five storage traits (`SignalStore`, `AppSyncStore`,
+//! `ProtocolStore`, `MsgSecretStore`, `DeviceStore`), an `impl` block each, over the key helpers at the top; read
+//! together they show every record the library keeps and how it is keyed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
