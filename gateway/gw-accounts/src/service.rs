@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use chrono::Duration;
 use gw_core::{
-    ApiKey, ApiKeyId, AuditLogEntry, DriverKind, Email, Instance, InstanceId, LimitOverrides, PasswordHash, Redacted,
-    Subscription, SubscriptionId, Tier, Timestamp, TokenFamilyId, User, UserId, UserRole,
+    ApiKey, ApiKeyId, AuditAction, AuditLogEntry, DriverKind, Email, Instance, InstanceId, LimitOverrides,
+    PasswordHash, Redacted, Subscription, SubscriptionId, Tier, Timestamp, TokenFamilyId, User, UserId, UserRole,
 };
 use gw_store::{
     Actor, ApiKeyPatch, AuditFilter, InstancePatch, NewApiKey, NewAuditEntry, NewInstance, NewRefreshToken,
@@ -278,7 +278,7 @@ impl Accounts {
         let now = Timestamp::now();
         self.store.record_login(user.id, now).await?;
         let actor = Actor::user(user.id, ip);
-        self.audit(user.subscription_id, "auth.login", "session", Some(user.id.to_string()), actor).await?;
+        self.audit(user.subscription_id, AuditAction::AuthLogin, Some(user.id.to_string()), actor).await?;
         let user = User { last_login_at: Some(now), ..user };
         self.start_session(user, TokenFamilyId::new(), now).await
     }
@@ -372,8 +372,7 @@ impl Accounts {
                 tracing::warn!(%user_id, ?family_id, "refresh token reused; its family is revoked");
                 self.audit(
                     user.and_then(|u| u.subscription_id),
-                    "auth.refresh_reuse",
-                    "session",
+                    AuditAction::AuthRefreshReuse,
                     Some(user_id.to_string()),
                     Actor { user_id: Some(user_id), api_key_id: None, ip_address: ip },
                 )
@@ -395,7 +394,7 @@ impl Accounts {
         };
         self.store.revoke_refresh_family(token.family_id, Timestamp::now()).await?;
         let user = self.store.get_user(Scope::All, token.user_id).await?;
-        self.audit(user.subscription_id, "auth.logout", "session", Some(user.id.to_string()), Actor::user(user.id, ip))
+        self.audit(user.subscription_id, AuditAction::AuthLogout, Some(user.id.to_string()), Actor::user(user.id, ip))
             .await
     }
 
@@ -416,20 +415,11 @@ impl Accounts {
     async fn audit(
         &self,
         subscription_id: Option<SubscriptionId>,
-        action: &str,
-        resource: &str,
+        action: AuditAction,
         resource_id: Option<String>,
         actor: Actor,
     ) -> Result<(), AccountError> {
-        self.store
-            .append_audit(NewAuditEntry {
-                subscription_id,
-                action: action.into(),
-                resource: resource.into(),
-                resource_id,
-                actor,
-            })
-            .await?;
+        self.store.append_audit(NewAuditEntry { subscription_id, action, resource_id, actor }).await?;
         Ok(())
     }
 
