@@ -139,7 +139,7 @@ macro_rules! impl_message_store {
                     Some(row) => {
                         // One unit of the monthly quota, in the transaction that stores the row: a send that
                         // fails or is abandoned after this point (a timeout, a crash) rolls both back.
-                        let granted: Option<(i64, i64)> = sqlx::query_as(crate::store_impl::RESERVE_MESSAGES)
+                        let granted: Option<(i64, i64)> = sqlx::query_as(crate::subscriptions::RESERVE_MESSAGES)
                             .bind(new.charge_to.as_uuid())
                             .bind(1_i64)
                             .bind(new.at.period().start().as_datetime())

@@ -1,5 +1,5 @@
 //! [`gw_store::PluginStore`] in SQL both backends accept, instantiated per backend by [`impl_plugin_store!`] the way
-//! [`impl_store!`] does for the other traits. Tables: migration 0005.
+//! the other aggregates' files do (see `shared.rs`). Tables: migration 0005.
 
 use chrono::{DateTime, Utc};
 use gw_core::{BindingDirection, FailurePolicy, Timestamp};

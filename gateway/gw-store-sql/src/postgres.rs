@@ -64,7 +64,51 @@ pub fn migration_versions() -> Vec<i64> {
 }
 
 mod store {
-    impl_store!(super::PgStore, sqlx::Postgres, "postgres");
+    crate::shared::impl_store!(super::PgStore, "postgres");
+}
+
+mod subscriptions {
+    crate::subscriptions::impl_subscription_store!(super::PgStore);
+}
+
+mod users {
+    crate::users::impl_user_store!(super::PgStore);
+}
+
+mod instances {
+    crate::instances::impl_instance_store!(super::PgStore, sqlx::Postgres);
+}
+
+mod api_keys {
+    crate::api_keys::impl_api_key_store!(super::PgStore);
+}
+
+mod message_stats {
+    crate::message_stats::impl_message_stat_store!(super::PgStore);
+}
+
+mod contacts {
+    crate::contacts::impl_contact_store!(super::PgStore);
+}
+
+mod webhook_configs {
+    crate::webhook_configs::impl_webhook_config_store!(super::PgStore);
+}
+
+mod sessions {
+    crate::sessions::impl_session_store!(super::PgStore);
+}
+
+mod usage {
+    crate::usage::impl_usage_store!(super::PgStore);
+}
+
+mod audit {
+    crate::audit::impl_audit_log_store!(super::PgStore, sqlx::Postgres);
+}
+
+mod refresh_tokens {
+    crate::refresh_tokens::impl_refresh_token_store!(super::PgStore);
 }
 
 mod message_store {

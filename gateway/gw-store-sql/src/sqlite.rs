@@ -78,7 +78,51 @@ pub fn migration_versions() -> Vec<i64> {
 }
 
 mod store {
-    impl_store!(super::SqliteStore, sqlx::Sqlite, "sqlite");
+    crate::shared::impl_store!(super::SqliteStore, "sqlite");
+}
+
+mod subscriptions {
+    crate::subscriptions::impl_subscription_store!(super::SqliteStore);
+}
+
+mod users {
+    crate::users::impl_user_store!(super::SqliteStore);
+}
+
+mod instances {
+    crate::instances::impl_instance_store!(super::SqliteStore, sqlx::Sqlite);
+}
+
+mod api_keys {
+    crate::api_keys::impl_api_key_store!(super::SqliteStore);
+}
+
+mod message_stats {
+    crate::message_stats::impl_message_stat_store!(super::SqliteStore);
+}
+
+mod contacts {
+    crate::contacts::impl_contact_store!(super::SqliteStore);
+}
+
+mod webhook_configs {
+    crate::webhook_configs::impl_webhook_config_store!(super::SqliteStore);
+}
+
+mod sessions {
+    crate::sessions::impl_session_store!(super::SqliteStore);
+}
+
+mod usage {
+    crate::usage::impl_usage_store!(super::SqliteStore);
+}
+
+mod audit {
+    crate::audit::impl_audit_log_store!(super::SqliteStore, sqlx::Sqlite);
+}
+
+mod refresh_tokens {
+    crate::refresh_tokens::impl_refresh_token_store!(super::SqliteStore);
 }
 
 mod message_store {

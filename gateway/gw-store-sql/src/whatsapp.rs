@@ -1,6 +1,6 @@
 //! [`gw_store::WhatsAppStateStore`] in SQL both backends accept, instantiated per backend by
-//! [`impl_whatsapp_state_store!`] the way [`impl_store!`] does for the other traits. The table is
-//! `whatsapp_state` (migration 0007); values arrive encrypted and are stored as they are.
+//! [`impl_whatsapp_state_store!`] the way the other aggregates' files do (see `shared.rs`).
+//! The table is `whatsapp_state` (migration 0007); values arrive encrypted and are stored as they are.
 
 /// Keys per `IN (...)` list: far below SQLite's and PostgreSQL's bind-parameter limits.
 pub(crate) const KEYS_PER_QUERY: usize = 500;

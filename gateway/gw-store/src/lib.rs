@@ -19,8 +19,6 @@ mod webhooks;
 mod whatsapp;
 
 #[cfg(feature = "testing")]
-mod cluster_contract;
-#[cfg(feature = "testing")]
 pub mod contract;
 
 pub use cluster::{

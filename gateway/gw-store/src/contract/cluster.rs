@@ -1,12 +1,11 @@
-//! The contract of [`crate::ClusterStore`] and of fenced session writes, registered in
-//! [`crate::store_contract_tests!`] beside the rest of the suite.
+//! The contract of [`crate::ClusterStore`] and of fenced session writes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gw_core::{InstanceId, InstanceStatus, MessageStatus, NodeId, Timestamp};
 
-use crate::contract::{instance, outbound, subscription};
+use super::fixtures::{instance, outbound, subscription};
 use crate::*;
 
 const LONG: Duration = Duration::from_secs(60);
