@@ -139,7 +139,7 @@ async fn login_issues_tokens_that_authenticate(f: Fixture) {
         .list_audit(AuditFilter { user_id: Some(owner.user_id), ..Default::default() }, PageRequest::default())
         .await
         .expect("audit");
-    assert_eq!(audit.items[0].action, "auth.login");
+    assert_eq!(audit.items[0].action, gw_core::AuditAction::AuthLogin);
     assert_eq!(audit.items[0].ip_address.as_deref(), Some("198.51.100.4"));
 }
 
@@ -453,7 +453,9 @@ async fn audit_reads_are_scoped(f: Fixture) {
     let own = f.accounts.list_audit(&owner, AuditFilter::default(), PageRequest::default()).await.expect("own");
     assert!(!own.items.is_empty());
     assert!(own.items.iter().all(|e| e.subscription_id == Some(acme.id)));
-    assert!(own.items.iter().any(|e| e.action == "instance.create" && e.user_id == Some(owner.user_id)));
+    assert!(
+        own.items.iter().any(|e| e.action == gw_core::AuditAction::InstanceCreate && e.user_id == Some(owner.user_id))
+    );
 
     let other = f
         .accounts

@@ -166,7 +166,8 @@ pub struct WebhookConfig {
     pub id: WebhookConfigId,
     pub instance_id: InstanceId,
     pub url: String,
-    pub events: Vec<String>,
+    /// What it receives, in the order the tenant listed them.
+    pub events: Vec<crate::EventSelector>,
     /// Signing secret (`whsec_…`); shown to the tenant once.
     pub secret: crate::Redacted<String>,
     pub is_active: bool,
@@ -189,7 +190,7 @@ impl WebhookConfig {
     /// Whether the endpoint wants events of this type: listed by name, or `"*"` (every type but the test event,
     /// which is only ever fired at one endpoint on request).
     pub fn subscribes(&self, event_type: &str) -> bool {
-        self.events.iter().any(|e| e == event_type || (e == "*" && event_type != "webhook.test"))
+        self.events.iter().any(|selector| selector.selects(event_type))
     }
 }
 
@@ -226,8 +227,8 @@ pub struct AuditLogEntry {
     pub id: AuditLogId,
     /// The subscription the resource belongs to; `None` for platform-level actions.
     pub subscription_id: Option<SubscriptionId>,
-    pub action: String,
-    pub resource: String,
+    pub action: crate::AuditAction,
+    pub resource: crate::AuditResource,
     pub resource_id: Option<String>,
     pub user_id: Option<UserId>,
     pub api_key_id: Option<ApiKeyId>,
@@ -246,15 +247,15 @@ pub struct Message {
     /// WhatsApp's own id, once known (outbound: after sending).
     pub wa_message_id: Option<String>,
     pub kind: crate::MessageKind,
-    /// The kind-specific payload (location, contact card, media metadata, reaction target), as the API takes it.
-    pub content: Value,
+    /// The kind-specific payload (location, contact card, media metadata, reaction target; inbound metadata).
+    pub content: crate::MessageContent,
     pub text: Option<String>,
     pub quoted_message_id: Option<String>,
     pub status: crate::MessageStatus,
     pub failure_reason: Option<String>,
     pub idempotency_key: Option<String>,
-    /// `api`, `plugin_reply:<depth>` or `whatsapp`.
-    pub origin: String,
+    /// Stored as its label: `api`, `plugin_reply:<depth>` or `whatsapp`.
+    pub origin: crate::Origin,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub sent_at: Option<Timestamp>,

@@ -264,3 +264,201 @@ string_enum!(
         SmokeTestFailed = "smoke_test_failed",
     }
 );
+
+string_enum!(
+    /// What an audit row records. The spelling is `<resource>.<verb>`, stored as written and matched by the audit
+    /// filter; every mutating store write and every sign-in event writes one of these.
+    AuditAction, "audit action" {
+        SubscriptionCreate = "subscription.create",
+        SubscriptionUpdate = "subscription.update",
+        SubscriptionDelete = "subscription.delete",
+        UserCreate = "user.create",
+        UserUpdate = "user.update",
+        /// A user's password was set by a patch (by themselves or an operator).
+        UserPasswordReset = "user.password_reset",
+        UserDelete = "user.delete",
+        AuthLogin = "auth.login",
+        AuthLogout = "auth.logout",
+        /// A rotated refresh token was presented again: its whole family was revoked.
+        AuthRefreshReuse = "auth.refresh_reuse",
+        InstanceCreate = "instance.create",
+        InstanceUpdate = "instance.update",
+        InstanceDelete = "instance.delete",
+        ApiKeyCreate = "api_key.create",
+        ApiKeyUpdate = "api_key.update",
+        ApiKeyRevoke = "api_key.revoke",
+        ApiKeyDelete = "api_key.delete",
+        ContactBlock = "contact.block",
+        ContactUnblock = "contact.unblock",
+        ContactDelete = "contact.delete",
+        WebhookCreate = "webhook.create",
+        WebhookUpdate = "webhook.update",
+        WebhookRotateSecret = "webhook.rotate_secret",
+        WebhookDelete = "webhook.delete",
+        /// The gateway disabled a failing endpoint (the actor is the system).
+        WebhookDisable = "webhook.disable",
+        WebhookReplay = "webhook.replay",
+        WebhookReplayRange = "webhook.replay_range",
+        PluginCreate = "plugin.create",
+        PluginUpload = "plugin.upload",
+        PluginActivate = "plugin.activate",
+        PluginDelete = "plugin.delete",
+        PluginBindingCreate = "plugin_binding.create",
+        PluginBindingUpdate = "plugin_binding.update",
+        PluginBindingDelete = "plugin_binding.delete",
+    }
+);
+
+string_enum!(
+    /// What kind of thing an audit row is about (the part of its action before the dot; `session` for sign-ins).
+    AuditResource, "audit resource" {
+        Subscription = "subscription",
+        User = "user",
+        Session = "session",
+        Instance = "instance",
+        ApiKey = "api_key",
+        Contact = "contact",
+        Webhook = "webhook",
+        Plugin = "plugin",
+        PluginBinding = "plugin_binding",
+    }
+);
+
+impl AuditAction {
+    /// The resource every row of this action is about; one place, so an action and its resource never disagree.
+    pub const fn resource(&self) -> AuditResource {
+        use AuditAction::*;
+        match self {
+            SubscriptionCreate | SubscriptionUpdate | SubscriptionDelete => AuditResource::Subscription,
+            UserCreate | UserUpdate | UserPasswordReset | UserDelete => AuditResource::User,
+            AuthLogin | AuthLogout | AuthRefreshReuse => AuditResource::Session,
+            InstanceCreate | InstanceUpdate | InstanceDelete => AuditResource::Instance,
+            ApiKeyCreate | ApiKeyUpdate | ApiKeyRevoke | ApiKeyDelete => AuditResource::ApiKey,
+            ContactBlock | ContactUnblock | ContactDelete => AuditResource::Contact,
+            WebhookCreate | WebhookUpdate | WebhookRotateSecret | WebhookDelete | WebhookDisable | WebhookReplay
+            | WebhookReplayRange => AuditResource::Webhook,
+            PluginCreate | PluginUpload | PluginActivate | PluginDelete => AuditResource::Plugin,
+            PluginBindingCreate | PluginBindingUpdate | PluginBindingDelete => AuditResource::PluginBinding,
+        }
+    }
+}
+
+/// One entry of a webhook endpoint's event list: one event type, or `*` for every type but `webhook.test` (which
+/// is only ever fired at one endpoint on request). Stored and shown as its spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventSelector {
+    All,
+    Only(EventType),
+}
+
+impl EventSelector {
+    pub const ALL_SPELLING: &'static str = "*";
+
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            EventSelector::All => Self::ALL_SPELLING,
+            EventSelector::Only(event_type) => event_type.as_str(),
+        }
+    }
+
+    /// Whether an event of this type goes to an endpoint that lists this selector.
+    pub fn selects(&self, event_type: &str) -> bool {
+        match self {
+            EventSelector::All => event_type != EventType::WebhookTest.as_str(),
+            EventSelector::Only(t) => t.as_str() == event_type,
+        }
+    }
+}
+
+impl fmt::Display for EventSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventSelector {
+    type Err = ParseEnumError;
+
+    /// `*` or an event type an endpoint may subscribe to (not `webhook.test`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == Self::ALL_SPELLING {
+            return Ok(EventSelector::All);
+        }
+        match s.parse::<EventType>() {
+            Ok(t) if t != EventType::WebhookTest => Ok(EventSelector::Only(t)),
+            _ => Err(ParseEnumError {
+                kind: "webhook event selector",
+                value: s.to_owned(),
+                expected: "* or an event type other than webhook.test",
+            }),
+        }
+    }
+}
+
+impl Serialize for EventSelector {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventSelector {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spelling = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        spelling.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+// The document enumerates what an endpoint may list, from the same set the server parses.
+impl utoipa::PartialSchema for EventSelector {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let spellings = std::iter::once(Self::ALL_SPELLING)
+            .chain(EventType::ALL.iter().filter(|t| **t != EventType::WebhookTest).map(EventType::as_str));
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(spellings))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventSelector {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "WebhookEventName".into()
+    }
+}
+
+#[cfg(test)]
+mod audit_and_selector_tests {
+    use super::*;
+
+    #[test]
+    fn every_audit_action_is_spelled_after_its_resource() {
+        for action in AuditAction::ALL {
+            let (resource, _) = action.as_str().split_once('.').expect("<resource>.<verb>");
+            let expected = if resource == "auth" { "session" } else { resource };
+            assert_eq!(action.resource().as_str(), expected, "{action}");
+            assert_eq!(action.as_str().parse::<AuditAction>(), Ok(*action));
+        }
+    }
+
+    #[test]
+    fn selectors_parse_star_and_event_types_but_not_the_test_event() {
+        assert_eq!("*".parse::<EventSelector>(), Ok(EventSelector::All));
+        assert_eq!("message.sent".parse::<EventSelector>(), Ok(EventSelector::Only(EventType::MessageSent)));
+        let refused = "webhook.test".parse::<EventSelector>().expect_err("the test event is fired on request only");
+        assert_eq!(refused.value, "webhook.test");
+        assert!("message.nope".parse::<EventSelector>().is_err());
+        let json =
+            serde_json::to_string(&[EventSelector::All, EventSelector::Only(EventType::QrUpdated)]).expect("json");
+        assert_eq!(json, r#"["*","qr.updated"]"#);
+        let back: Vec<EventSelector> = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, [EventSelector::All, EventSelector::Only(EventType::QrUpdated)]);
+    }
+
+    #[test]
+    fn star_selects_everything_but_the_test_event() {
+        assert!(EventSelector::All.selects("message.received"));
+        assert!(!EventSelector::All.selects("webhook.test"));
+        assert!(EventSelector::Only(EventType::WebhookDisabled).selects("webhook.disabled"));
+        assert!(!EventSelector::Only(EventType::WebhookDisabled).selects("message.sent"));
+    }
+}

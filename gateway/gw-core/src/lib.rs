@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate does no I/O and knows no storage, HTTP or WebAssembly types. Every other
 //! crate speaks in these types; the edge and the store translate them to JSON and SQL at their own borders.
 
+mod content;
 mod contract;
 mod entities;
 mod enums;
@@ -16,6 +17,7 @@ mod public;
 mod time;
 mod values;
 
+pub use content::{ContactCard, InboundContent, Location, MessageContent, OutboundContent, Reaction};
 pub use contract::{
     MAX_CAPTION_CHARS, MAX_TEXT_CHARS, PLUGIN_FAILURE_KINDS, PLUGIN_KV_MAX_KEY_BYTES, PLUGIN_KV_MAX_KEYS,
     PLUGIN_KV_MAX_VALUE_BYTES, PLUGIN_KV_MAX_WRITES_PER_CALL, PLUGIN_MAX_DROP_REASON_BYTES, PLUGIN_MAX_LOG_LINE_BYTES,
@@ -27,8 +29,8 @@ pub use entities::{
     Subscription, UsageRecord, User, WebhookConfig,
 };
 pub use enums::{
-    Direction, DriverKind, EventType, InstanceStatus, KeyScope, MessageKind, MessageStatus, ParseEnumError,
-    RejectionKind, Tier, UsageRecordType, UserRole,
+    AuditAction, AuditResource, Direction, DriverKind, EventSelector, EventType, InstanceStatus, KeyScope, MessageKind,
+    MessageStatus, ParseEnumError, RejectionKind, Tier, UsageRecordType, UserRole,
 };
 pub use events::{EventSink, EventSinkError, GatewayEvent};
 pub use id::{
@@ -38,7 +40,8 @@ pub use id::{
 };
 pub use per_thread::PerThread;
 pub use pipeline::{
-    Disposition, MediaInfo, MessageEvent, MessagePipeline, Origin, PassThrough, PipelineOutcome, Reply,
+    Disposition, MediaInfo, MessageEvent, MessagePipeline, Origin, ParseOriginError, PassThrough, PipelineOutcome,
+    Reply,
 };
 pub use plugins::{
     BindingDirection, BindingFailure, BoundPlugin, CatalogError, FailurePolicy, KvSetError, PluginCatalog,

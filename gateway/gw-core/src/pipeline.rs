@@ -10,9 +10,10 @@ use crate::{Direction, InstanceId, MessageId, MessageKind, SubscriptionId, Times
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub struct MediaInfo {
+    // Alphabetical: stored message payloads were written as sorted maps, and `MessageContent` keeps their bytes.
+    pub file_name: Option<String>,
     pub mime_type: String,
     pub size_bytes: u64,
-    pub file_name: Option<String>,
 }
 
 /// Where an outbound message came from. Plugin replies carry their depth so a chain cannot feed itself forever.
@@ -25,6 +26,53 @@ pub enum Origin {
     Api,
     /// Produced by a plugin's reply verdict while processing another message; `depth` counts the hops.
     PluginReply { depth: u8 },
+}
+
+impl Origin {
+    /// The one-word form a stored message and its public shape carry: `whatsapp`, `api` or `plugin_reply:<depth>`.
+    pub fn label(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Origin::WhatsApp => "whatsapp".into(),
+            Origin::Api => "api".into(),
+            Origin::PluginReply { depth } => format!("plugin_reply:{depth}").into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+/// A stored origin that is none of `whatsapp`, `api`, `plugin_reply:<depth>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a message origin; expected whatsapp, api or plugin_reply:<depth>")]
+pub struct ParseOriginError(pub String);
+
+impl std::str::FromStr for Origin {
+    type Err = ParseOriginError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "whatsapp" => Ok(Origin::WhatsApp),
+            "api" => Ok(Origin::Api),
+            _ => s
+                .strip_prefix("plugin_reply:")
+                .and_then(|depth| depth.parse().ok())
+                .map(|depth| Origin::PluginReply { depth })
+                .ok_or_else(|| ParseOriginError(s.to_owned())),
+        }
+    }
+}
+
+/// `Origin` as its label, for the public message (the pipeline's `MessageEvent` keeps the tagged form plugins see).
+pub mod origin_label {
+    use super::Origin;
+
+    pub fn serialize<S: serde::Serializer>(origin: &Origin, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(origin)
+    }
 }
 
 /// A message as the pipeline sees it.
@@ -97,5 +145,23 @@ pub struct PassThrough;
 impl MessagePipeline for PassThrough {
     async fn process(&self, event: MessageEvent) -> PipelineOutcome {
         PipelineOutcome::deliver(event)
+    }
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::Origin;
+
+    #[test]
+    fn origins_round_trip_through_their_label() {
+        for origin in
+            [Origin::WhatsApp, Origin::Api, Origin::PluginReply { depth: 0 }, Origin::PluginReply { depth: 3 }]
+        {
+            assert_eq!(origin.label().parse::<Origin>(), Ok(origin));
+        }
+        assert_eq!(Origin::PluginReply { depth: 2 }.to_string(), "plugin_reply:2");
+        for bad in ["", "API", "plugin_reply", "plugin_reply:", "plugin_reply:x", "plugin_reply:256"] {
+            assert!(bad.parse::<Origin>().is_err(), "{bad:?} must be refused");
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! serialise these, so one instant or one message never prints two ways.
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::{Direction, Message, MessageKind, MessageStatus, Timestamp};
 
@@ -56,13 +55,15 @@ pub struct PublicMessage {
     pub kind: MessageKind,
     pub text: Option<String>,
     /// The kind-specific payload (location, contact card, media metadata, reaction target).
-    pub content: Value,
+    pub content: crate::MessageContent,
     pub quoted_message_id: Option<String>,
     /// queued, sent, delivered, read, failed (outbound); received, dropped (inbound).
     pub status: MessageStatus,
     pub failure_reason: Option<String>,
     /// `api`, `plugin_reply:<depth>` or `whatsapp`.
-    pub origin: String,
+    #[serde(with = "crate::pipeline::origin_label")]
+    #[schema(value_type = String, pattern = "^(api|whatsapp|plugin_reply:[0-9]+)$", example = "api")]
+    pub origin: crate::Origin,
     pub created_at: Rfc3339,
     pub sent_at: Option<Rfc3339>,
     pub delivered_at: Option<Rfc3339>,

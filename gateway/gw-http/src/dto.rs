@@ -1,7 +1,9 @@
 //! The JSON shapes of the API. Requests refuse unknown fields; responses never carry secrets.
 
 use gw_accounts::{Session, TierLimits};
-use gw_core::{AuditLogEntry, Instance, LimitOverrides, Subscription, Timestamp, User};
+use gw_core::{
+    AuditAction, AuditLogEntry, AuditResource, EventSelector, Instance, LimitOverrides, Subscription, Timestamp, User,
+};
 use gw_store::Page;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -47,24 +49,6 @@ impl utoipa::PartialSchema for TenantRole {
 }
 
 impl ToSchema for TenantRole {}
-
-/// An event type a webhook may subscribe to (`*` for all): the server's own list, less the test event.
-#[derive(Debug)]
-pub struct WebhookEventName;
-
-impl utoipa::PartialSchema for WebhookEventName {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        let names = std::iter::once("*").chain(
-            gw_core::EventType::ALL.iter().filter(|e| **e != gw_core::EventType::WebhookTest).map(|e| e.as_str()),
-        );
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .enum_values(Some(names))
-            .into()
-    }
-}
-
-impl ToSchema for WebhookEventName {}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -415,9 +399,8 @@ pub struct UpdateInstanceRequest {
 pub struct AuditEntryDto {
     pub id: String,
     pub subscription_id: Option<String>,
-    #[schema(example = "instance.create")]
-    pub action: String,
-    pub resource: String,
+    pub action: AuditAction,
+    pub resource: AuditResource,
     pub resource_id: Option<String>,
     pub user_id: Option<String>,
     pub api_key_id: Option<String>,
@@ -557,8 +540,7 @@ pub struct WebhookDto {
     pub instance_id: String,
     pub url: String,
     /// Subscribed event types, or `["*"]`.
-    #[schema(value_type = Vec<WebhookEventName>)]
-    pub events: Vec<String>,
+    pub events: Vec<EventSelector>,
     pub is_active: bool,
     /// Why the gateway disabled it (410 Gone, failing too long); `null` while active.
     pub disabled_reason: Option<String>,

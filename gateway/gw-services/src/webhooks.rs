@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use gw_accounts::FieldError;
-use gw_core::{EventType, InstanceId, Timestamp, WebhookConfig, WebhookConfigId, WebhookDeliveryId};
+use gw_core::{EventSelector, InstanceId, Timestamp, WebhookConfig, WebhookConfigId, WebhookDeliveryId};
 use gw_store::{NewWebhookConfig, Page, PageRequest, Store, StoreError, WebhookConfigPatch, WebhookDelivery};
 use gw_webhooks::{Dispatcher, SigningSecret, TestFire};
 
@@ -82,17 +82,19 @@ impl Webhooks {
         self.policy.validate_url(url).map(|_| ()).map_err(|e| WebhookError::UrlRefused(e.to_string()))
     }
 
-    fn check_events(events: &[String]) -> Result<(), WebhookError> {
+    /// The tenant's list as selectors, in its order; the first entry that names no event type is the error.
+    fn parse_events(events: &[String]) -> Result<Vec<EventSelector>, WebhookError> {
         if events.is_empty() || events.len() > MAX_EVENTS {
             return Err(invalid("events", format!("list 1 to {MAX_EVENTS} event types, or [\"*\"]")));
         }
-        for event in events {
-            let known = event == "*" || event.parse::<EventType>().is_ok_and(|t| t != EventType::WebhookTest);
-            if !known {
-                return Err(invalid("events", format!("`{event}` is not an event type (the book's events reference)")));
-            }
-        }
-        Ok(())
+        events
+            .iter()
+            .map(|event| {
+                event.parse::<EventSelector>().map_err(|_| {
+                    invalid("events", format!("`{event}` is not an event type (the book's events reference)"))
+                })
+            })
+            .collect()
     }
 
     /// Adds an endpoint for `events` (all of them when `None`) with a new signing secret.
@@ -105,8 +107,10 @@ impl Webhooks {
     ) -> Result<WithSecret, WebhookError> {
         let instance = self.access.instance(caller, id, Need::MANAGE_WEBHOOKS).await?;
         self.check_url(&url)?;
-        let events = events.unwrap_or_else(|| vec!["*".into()]);
-        Self::check_events(&events)?;
+        let events = match events {
+            Some(events) => Self::parse_events(&events)?,
+            None => vec![EventSelector::All],
+        };
         let secret = SigningSecret::generate();
         let new = NewWebhookConfig { instance_id: instance.id, url, events, secret: secret.clone() };
         let webhook = self.store.create_webhook_config(new, &caller.actor()).await?;
@@ -142,9 +146,7 @@ impl Webhooks {
         if let Some(url) = &url {
             self.check_url(url)?;
         }
-        if let Some(events) = &events {
-            Self::check_events(events)?;
-        }
+        let events = events.as_deref().map(Self::parse_events).transpose()?;
         let patch = WebhookConfigPatch { url, events, secret: None, is_active };
         let config = self.store.update_webhook_config(instance.id, webhook, patch, &caller.actor()).await?;
         if config.is_active {

@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use gw_core::{Direction, EventType, Instance, InstanceStatus, MessageEvent, MessageId, Origin, Reply, Timestamp};
+use gw_core::{
+    ContactCard, Direction, EventType, Instance, InstanceStatus, Location, MessageContent, MessageEvent, MessageId,
+    Origin, OutboundContent, Reaction, Reply, Timestamp,
+};
 use gw_store::{Enqueued, NewOutboundMessage};
 
 use crate::engine::{Accepted, EngineError};
@@ -48,14 +51,7 @@ pub(crate) async fn send_message(
         };
     }
     let request = fetch_media(inner, request).await?;
-    let media_info = match &request.content {
-        SendContent::Media { kind, mime_type, data, file_name, .. } => {
-            let mut info = check_media(*kind, mime_type, data.len() as u64)?;
-            info.file_name = file_name.clone();
-            Some(info)
-        }
-        _ => None,
-    };
+    let media_info = media_info(&request.content)?;
     let id = MessageId::new();
     let event = MessageEvent {
         direction: Direction::Outbound,
@@ -77,7 +73,7 @@ pub(crate) async fn send_message(
             (request.text(), Some(by.map_or_else(|| reason.clone(), |by| format!("{by}: {reason}"))))
         }
     };
-    let (content, media) = content_json(&request.content, text.as_deref(), media_info.as_ref());
+    let (content, media) = stored_content(&request.content, text.as_deref())?;
     let at = Timestamp::now();
     let new = NewOutboundMessage {
         id,
@@ -95,7 +91,7 @@ pub(crate) async fn send_message(
         media,
         idempotency_key: request.idempotency.as_ref().map(|i| i.key.clone()),
         request_hash: request.idempotency.as_ref().map(|i| i.request_hash.clone()),
-        origin: origin_label(origin),
+        origin,
         dropped_reason: dropped_reason.clone(),
         at,
     };
@@ -201,35 +197,55 @@ pub(crate) async fn send_replies(inner: &Arc<Inner>, instance: &Instance, replie
     }
 }
 
-fn origin_label(origin: Origin) -> String {
-    match origin {
-        Origin::WhatsApp => "whatsapp".into(),
-        Origin::Api => "api".into(),
-        Origin::PluginReply { depth } => format!("plugin_reply:{depth}"),
+/// The attachment's metadata, checked against its kind's limits; `None` for a send without bytes.
+fn media_info(content: &SendContent) -> Result<Option<gw_core::MediaInfo>, MediaRefused> {
+    match content {
+        SendContent::Media { kind, mime_type, data, file_name, .. } => {
+            attachment(*kind, mime_type, data, file_name.as_ref()).map(Some)
+        }
+        _ => Ok(None),
     }
 }
 
-/// The stored payload of a send: what the API took, minus the bytes (those go to the `media` column).
-fn content_json(
-    content: &SendContent,
-    text: Option<&str>,
-    media: Option<&gw_core::MediaInfo>,
-) -> (serde_json::Value, Option<Vec<u8>>) {
-    use serde_json::json;
-    match content {
-        SendContent::Text { .. } => (json!({}), None),
-        SendContent::Media { data, .. } => (json!({ "media": media }), Some(data.clone())),
-        // Fetched into `Media` before anything is stored; kept for completeness.
-        SendContent::MediaUrl { url, .. } => (json!({ "media": media, "url": url }), None),
-        SendContent::Location { latitude, longitude, name, address } => (
-            json!({ "location": { "latitude": latitude, "longitude": longitude, "name": name, "address": address } }),
-            None,
-        ),
-        SendContent::ContactCard { display_name, vcard } => {
-            (json!({ "contact": { "display_name": display_name, "vcard": vcard } }), None)
+fn attachment(
+    kind: gw_core::MessageKind,
+    mime_type: &str,
+    data: &[u8],
+    file_name: Option<&String>,
+) -> Result<gw_core::MediaInfo, MediaRefused> {
+    let mut info = check_media(kind, mime_type, data.len() as u64)?;
+    info.file_name = file_name.cloned();
+    Ok(info)
+}
+
+/// The stored payload of a send: what the API took, minus the bytes (those go to the `media` column). `text` is
+/// the text after the pipeline (a plugin may have changed a reaction's emoji).
+fn stored_content(content: &SendContent, text: Option<&str>) -> Result<(MessageContent, Option<Vec<u8>>), EngineError> {
+    let outbound = match content {
+        SendContent::Text { .. } => OutboundContent::Text {},
+        SendContent::Media { kind, mime_type, data, file_name, .. } => {
+            let media = attachment(*kind, mime_type, data, file_name.as_ref())?;
+            return Ok((OutboundContent::Media { media }.into(), Some(data.clone())));
         }
-        SendContent::Reaction { message_id, emoji } => {
-            (json!({ "reaction": { "message_id": message_id, "emoji": text.unwrap_or(emoji) } }), None)
+        // `fetch_media` turns media by URL into bytes before anything is stored; storing the URL alone would make
+        // a message that can never be sent.
+        SendContent::MediaUrl { .. } => {
+            return Err(InvalidField { field: "media.url", reason: "was not fetched".into() }.into());
         }
-    }
+        SendContent::Location { latitude, longitude, name, address } => OutboundContent::Location {
+            location: Location {
+                latitude: *latitude,
+                longitude: *longitude,
+                name: name.clone(),
+                address: address.clone(),
+            },
+        },
+        SendContent::ContactCard { display_name, vcard } => OutboundContent::Contact {
+            contact: ContactCard { display_name: display_name.clone(), vcard: vcard.clone() },
+        },
+        SendContent::Reaction { message_id, emoji } => OutboundContent::Reaction {
+            reaction: Reaction { message_id: message_id.clone(), emoji: text.unwrap_or(emoji).to_owned() },
+        },
+    };
+    Ok((outbound.into(), None))
 }

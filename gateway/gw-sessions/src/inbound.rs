@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use gw_core::{Direction, EventId, EventType, Instance, MessageEvent, MessageStatus, Origin, Timestamp};
+use gw_core::{
+    Direction, EventId, EventType, InboundContent, Instance, MessageEvent, MessageStatus, Origin, Timestamp,
+};
 use gw_store::{ContactUpsert, NewInboundMessage};
-use serde_json::json;
 
 use crate::InboundMessage;
 use crate::accept::send_replies;
@@ -40,12 +41,13 @@ pub(crate) async fn handle_inbound(inner: &Arc<Inner>, instance: &Instance, mess
         sender_jid: sender.clone(),
         wa_message_id,
         kind,
-        content: json!({
-            "media": media,
-            "sender_lid": sender_jid.ends_with("@lid").then_some(&sender_jid),
-            "push_name": push_name,
-            "from_me": from_me,
-        }),
+        content: InboundContent {
+            from_me,
+            media,
+            push_name: push_name.clone(),
+            sender_lid: sender_jid.ends_with("@lid").then(|| sender_jid.clone()),
+        }
+        .into(),
         text: text.clone(),
         quoted_message_id,
         at: timestamp,
@@ -121,5 +123,5 @@ pub(crate) async fn handle_inbound(inner: &Arc<Inner>, instance: &Instance, mess
 }
 
 fn media_of(message: &gw_core::Message) -> Option<gw_core::MediaInfo> {
-    serde_json::from_value(message.content.get("media")?.clone()).ok()
+    message.content.media().cloned()
 }

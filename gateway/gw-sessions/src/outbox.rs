@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gw_core::{EventType, Instance, MessageKind, Timestamp};
+use gw_core::{EventType, Instance, MessageKind, OutboundContent, Timestamp};
 use gw_store::QueuedMessage;
 
 use crate::events::message_json;
@@ -129,37 +129,38 @@ async fn fail(inner: &Inner, shared: &Shared, instance: &Instance, id: gw_core::
     }
 }
 
-/// Rebuilds the driver's message from the stored row.
+/// Rebuilds the driver's message from the stored row: its kind and typed payload must agree.
 fn to_outgoing(queued: &QueuedMessage) -> Result<OutgoingMessage, String> {
     let message = &queued.message;
-    let content = &message.content;
-    let field =
-        |path: &[&str]| -> Option<&serde_json::Value> { path.iter().try_fold(content, |value, key| value.get(*key)) };
-    let text_of = |path: &[&str]| field(path).and_then(|v| v.as_str()).map(str::to_owned);
     let malformed = || format!("stored {} message is malformed", message.kind);
-    let body = match message.kind {
-        MessageKind::Text => OutgoingContent::Text { body: message.text.clone().ok_or_else(malformed)? },
-        MessageKind::Image | MessageKind::Video | MessageKind::Audio | MessageKind::Document | MessageKind::Sticker => {
-            let info: gw_core::MediaInfo =
-                serde_json::from_value(field(&["media"]).cloned().ok_or_else(malformed)?).map_err(|_| malformed())?;
+    // A text needs only its text column; every other kind needs its payload.
+    let body = match (message.kind, message.content.outbound()) {
+        (MessageKind::Text, _) => OutgoingContent::Text { body: message.text.clone().ok_or_else(malformed)? },
+        (
+            MessageKind::Image | MessageKind::Video | MessageKind::Audio | MessageKind::Document | MessageKind::Sticker,
+            Some(OutboundContent::Media { media }),
+        ) => {
             let bytes = queued.media.clone().ok_or_else(malformed)?;
-            OutgoingContent::Media { kind: message.kind, info, bytes: bytes.into(), caption: message.text.clone() }
+            OutgoingContent::Media {
+                kind: message.kind,
+                info: media.clone(),
+                bytes: bytes.into(),
+                caption: message.text.clone(),
+            }
         }
-        MessageKind::Location => OutgoingContent::Location {
-            latitude: field(&["location", "latitude"]).and_then(|v| v.as_f64()).ok_or_else(malformed)?,
-            longitude: field(&["location", "longitude"]).and_then(|v| v.as_f64()).ok_or_else(malformed)?,
-            name: text_of(&["location", "name"]),
-            address: text_of(&["location", "address"]),
+        (MessageKind::Location, Some(OutboundContent::Location { location })) => OutgoingContent::Location {
+            latitude: location.latitude,
+            longitude: location.longitude,
+            name: location.name.clone(),
+            address: location.address.clone(),
         },
-        MessageKind::ContactCard => OutgoingContent::ContactCard {
-            display_name: text_of(&["contact", "display_name"]).ok_or_else(malformed)?,
-            vcard: text_of(&["contact", "vcard"]).ok_or_else(malformed)?,
-        },
-        MessageKind::Reaction => OutgoingContent::Reaction {
-            target_message_id: text_of(&["reaction", "message_id"]).ok_or_else(malformed)?,
-            emoji: text_of(&["reaction", "emoji"]).unwrap_or_default(),
-        },
-        MessageKind::Other => return Err(malformed()),
+        (MessageKind::ContactCard, Some(OutboundContent::Contact { contact })) => {
+            OutgoingContent::ContactCard { display_name: contact.display_name.clone(), vcard: contact.vcard.clone() }
+        }
+        (MessageKind::Reaction, Some(OutboundContent::Reaction { reaction })) => {
+            OutgoingContent::Reaction { target_message_id: reaction.message_id.clone(), emoji: reaction.emoji.clone() }
+        }
+        _ => return Err(malformed()),
     };
     // Every accepted outbound message has its id from the moment it was stored (migration 0008 gave one to those
     // queued before); sending without it would let a retry arrive twice.

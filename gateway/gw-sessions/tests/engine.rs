@@ -430,8 +430,9 @@ async fn media_by_url_is_fetched_before_the_send_is_accepted(store: Arc<dyn Stor
     node.engine.resume_all().await.expect("resume");
     let accepted = node.engine.send(&inst, image_url("https://media.example/cat.png")).await.expect("accepted");
     assert_eq!(accepted.message.kind, gw_core::MessageKind::Image);
-    assert_eq!(accepted.message.content["media"]["mime_type"], "image/png", "type taken from the response");
-    assert_eq!(accepted.message.content["media"]["size_bytes"], 9);
+    let media = accepted.message.content.media().expect("the attachment's metadata");
+    assert_eq!(media.mime_type, "image/png", "type taken from the response");
+    assert_eq!(media.size_bytes, 9);
 
     assert!(matches!(
         node.engine.send(&inst, image_url("https://media.example/huge.png")).await,

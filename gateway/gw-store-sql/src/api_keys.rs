@@ -41,8 +41,7 @@ macro_rules! impl_api_key_store {
                 Self::write_audit(
                     &mut tx,
                     Some(subscription_id),
-                    "api_key.create",
-                    "api_key",
+                    gw_core::AuditAction::ApiKeyCreate,
                     Some(key.id.to_string()),
                     actor,
                 )
@@ -123,9 +122,12 @@ macro_rules! impl_api_key_store {
                 .map_err(db_err("api key"))?
                 .ok_or(StoreError::not_found("api key"))?
                 .into();
-                let action = if patch.is_active == Some(false) { "api_key.revoke" } else { "api_key.update" };
-                Self::write_audit(&mut tx, Some(subscription_id), action, "api_key", Some(id.to_string()), actor)
-                    .await?;
+                let action = if patch.is_active == Some(false) {
+                    gw_core::AuditAction::ApiKeyRevoke
+                } else {
+                    gw_core::AuditAction::ApiKeyUpdate
+                };
+                Self::write_audit(&mut tx, Some(subscription_id), action, Some(id.to_string()), actor).await?;
                 tx.commit().await.map_err(db_err("api key"))?;
                 Ok(key)
             }
@@ -134,7 +136,7 @@ macro_rules! impl_api_key_store {
                 self.delete_instance_owned(
                     "DELETE FROM api_keys WHERE id = $1 AND instance_id = $2",
                     "api key",
-                    "api_key",
+                    gw_core::AuditAction::ApiKeyDelete,
                     instance_id,
                     id.as_uuid(),
                     actor,

@@ -17,8 +17,7 @@ macro_rules! impl_audit_log_store {
             pub(crate) async fn write_audit(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 subscription_id: Option<SubscriptionId>,
-                action: &str,
-                resource: &str,
+                action: gw_core::AuditAction,
                 resource_id: Option<String>,
                 actor: &Actor,
             ) -> StoreResult<AuditLogEntry> {
@@ -29,8 +28,8 @@ macro_rules! impl_audit_log_store {
                 ))
                 .bind(Uuid::now_v7())
                 .bind(subscription_id.map(|id| id.as_uuid()))
-                .bind(action)
-                .bind(resource)
+                .bind(action.as_str())
+                .bind(action.resource().as_str())
                 .bind(resource_id)
                 .bind(actor.user_id.map(|id| id.as_uuid()))
                 .bind(actor.api_key_id.map(|id| id.as_uuid()))
@@ -38,8 +37,8 @@ macro_rules! impl_audit_log_store {
                 .bind(now())
                 .fetch_one(&mut *conn)
                 .await
-                .map(Into::into)
                 .map_err(db_err("audit log entry"))
+                .and_then(AuditLogEntry::try_from)
             }
         }
 
@@ -47,15 +46,7 @@ macro_rules! impl_audit_log_store {
         impl AuditLogStore for $store {
             async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditLogEntry> {
                 let mut conn = self.pool.acquire().await.map_err(db_err("audit log entry"))?;
-                Self::write_audit(
-                    &mut conn,
-                    entry.subscription_id,
-                    &entry.action,
-                    &entry.resource,
-                    entry.resource_id,
-                    &entry.actor,
-                )
-                .await
+                Self::write_audit(&mut conn, entry.subscription_id, entry.action, entry.resource_id, &entry.actor).await
             }
 
             async fn list_audit(&self, filter: AuditFilter, page: PageRequest) -> StoreResult<Page<AuditLogEntry>> {
@@ -65,20 +56,21 @@ macro_rules! impl_audit_log_store {
                     " FROM audit_log WHERE ($1 IS NULL OR subscription_id = $1) AND ($2 IS NULL OR user_id = $2) \
                      AND ($3 IS NULL OR api_key_id = $3) AND ($4 IS NULL OR resource = $4) \
                      AND ($5 IS NULL OR timestamp >= $5) AND ($6 IS NULL OR timestamp < $6) \
-                     AND ($7 IS NULL OR id < $7) ORDER BY id DESC LIMIT $8"
+                     AND ($7 IS NULL OR id < $7) AND ($9 IS NULL OR action = $9) ORDER BY id DESC LIMIT $8"
                 ))
                 .bind(filter.subscription_id.map(|id| id.as_uuid()))
                 .bind(filter.user_id.map(|id| id.as_uuid()))
                 .bind(filter.api_key_id.map(|id| id.as_uuid()))
-                .bind(filter.resource.as_deref())
+                .bind(filter.resource.map(|r| r.as_str()))
                 .bind(filter.since.map(|t| t.as_datetime()))
                 .bind(filter.until.map(|t| t.as_datetime()))
                 .bind(after(page))
                 .bind(page_limit(page))
+                .bind(filter.action.map(|a| a.as_str()))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_err("audit log entry"))?;
-                let items: Vec<AuditLogEntry> = rows.into_iter().map(Into::into).collect();
+                let items = rows.into_iter().map(AuditLogEntry::try_from).collect::<StoreResult<Vec<_>>>()?;
                 Ok(Page::from_overfetch(items, page, |e| e.id.as_uuid()))
             }
         }

@@ -181,8 +181,8 @@ macro_rules! impl_contact_store {
                 .map_err(db_err("contact"))?
                 .ok_or(StoreError::not_found("contact"))?
                 .into();
-                let action = if blocked { "contact.block" } else { "contact.unblock" };
-                Self::write_audit(&mut tx, Some(subscription_id), action, "contact", Some(id.to_string()), actor).await?;
+                let action = if blocked { gw_core::AuditAction::ContactBlock } else { gw_core::AuditAction::ContactUnblock };
+                Self::write_audit(&mut tx, Some(subscription_id), action, Some(id.to_string()), actor).await?;
                 tx.commit().await.map_err(db_err("contact"))?;
                 Ok(contact)
             }
@@ -191,7 +191,7 @@ macro_rules! impl_contact_store {
                 self.delete_instance_owned(
                     "DELETE FROM contacts WHERE id = $1 AND instance_id = $2",
                     "contact",
-                    "contact",
+                    gw_core::AuditAction::ContactDelete,
                     instance_id,
                     id.as_uuid(),
                     actor,

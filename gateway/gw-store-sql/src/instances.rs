@@ -68,8 +68,7 @@ macro_rules! impl_instance_store {
                 Self::write_audit(
                     &mut tx,
                     Some(instance.subscription_id),
-                    "instance.create",
-                    "instance",
+                    gw_core::AuditAction::InstanceCreate,
                     Some(instance.id.to_string()),
                     actor,
                 )
@@ -138,8 +137,7 @@ macro_rules! impl_instance_store {
                 Self::write_audit(
                     &mut tx,
                     Some(instance.subscription_id),
-                    "instance.update",
-                    "instance",
+                    gw_core::AuditAction::InstanceUpdate,
                     Some(id.to_string()),
                     actor,
                 )
@@ -242,8 +240,7 @@ macro_rules! impl_instance_store {
                 Self::write_audit(
                     &mut tx,
                     Some(subscription_id.into()),
-                    "instance.delete",
-                    "instance",
+                    gw_core::AuditAction::InstanceDelete,
                     Some(id.to_string()),
                     actor,
                 )
@@ -267,12 +264,12 @@ macro_rules! impl_instance_store {
 
         impl $store {
             /// Deletes one row of an instance-owned table (`statement` binds the row id then the instance id) and
-            /// writes its `<resource>.delete` audit row, in one transaction.
+            /// writes its audit row (`action`, a `<resource>.delete`), in one transaction.
             pub(crate) async fn delete_instance_owned(
                 &self,
                 statement: &'static str,
                 entity: &'static str,
-                resource: &'static str,
+                action: gw_core::AuditAction,
                 instance_id: InstanceId,
                 id: Uuid,
                 actor: &Actor,
@@ -288,9 +285,7 @@ macro_rules! impl_instance_store {
                 if deleted.rows_affected() == 0 {
                     return Err(StoreError::not_found(entity));
                 }
-                let action = format!("{resource}.delete");
-                Self::write_audit(&mut tx, Some(subscription_id), &action, resource, Some(id.to_string()), actor)
-                    .await?;
+                Self::write_audit(&mut tx, Some(subscription_id), action, Some(id.to_string()), actor).await?;
                 tx.commit().await.map_err(db_err(entity))
             }
         }

@@ -3,7 +3,6 @@
 use chrono::{DateTime, Utc};
 use gw_core::{Message, Timestamp};
 use gw_store::StoreError;
-use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -24,7 +23,7 @@ pub(crate) struct MessageRow {
     sender_jid: Option<String>,
     wa_message_id: Option<String>,
     kind: String,
-    content: Json<Value>,
+    content: Json<gw_core::MessageContent>,
     text: Option<String>,
     quoted_message_id: Option<String>,
     status: String,
@@ -60,7 +59,7 @@ impl TryFrom<MessageRow> for Message {
             status: row.status.parse().map_err(corrupt)?,
             failure_reason: row.failure_reason,
             idempotency_key: row.idempotency_key,
-            origin: row.origin,
+            origin: row.origin.parse().map_err(corrupt)?,
             created_at: Timestamp::from_datetime(row.created_at),
             updated_at: Timestamp::from_datetime(row.updated_at),
             sent_at: row.sent_at.map(Timestamp::from_datetime),
@@ -128,7 +127,7 @@ macro_rules! impl_message_store {
                 .bind(new.media.as_deref())
                 .bind(new.idempotency_key.as_deref())
                 .bind(new.request_hash.as_deref())
-                .bind(&new.origin)
+                .bind(new.origin.label().as_ref())
                 .bind(new.at.as_datetime())
                 .bind(new.dropped_reason.as_deref())
                 .bind(&new.wa_message_id)

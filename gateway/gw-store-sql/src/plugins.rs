@@ -140,8 +140,7 @@ macro_rules! impl_plugin_store {
                 Self::write_audit(
                     &mut tx,
                     Some(new.subscription_id),
-                    "plugin.create",
-                    "plugin",
+                    gw_core::AuditAction::PluginCreate,
                     Some(id.to_string()),
                     actor,
                 )
@@ -204,7 +203,7 @@ macro_rules! impl_plugin_store {
                     .await
                     .map_err(db_err("plugin component"))?;
                 }
-                Self::write_audit(&mut tx, Some(subscription_id), "plugin.delete", "plugin", Some(id.to_string()), actor)
+                Self::write_audit(&mut tx, Some(subscription_id), gw_core::AuditAction::PluginDelete, Some(id.to_string()), actor)
                     .await?;
                 tx.commit().await.map_err(db_err("plugin"))?;
                 Ok(bound.into_iter().map(|(id,)| id.into()).collect())
@@ -271,8 +270,7 @@ macro_rules! impl_plugin_store {
                 Self::write_audit(
                     &mut tx,
                     Some(subscription_id.into()),
-                    "plugin.upload",
-                    "plugin",
+                    gw_core::AuditAction::PluginUpload,
                     Some(format!("{}@{}", new.plugin_id, version.version)),
                     actor,
                 )
@@ -329,8 +327,7 @@ macro_rules! impl_plugin_store {
                 Self::write_audit(
                     &mut tx,
                     Some(subscription_id),
-                    "plugin.activate",
-                    "plugin",
+                    gw_core::AuditAction::PluginActivate,
                     Some(format!("{plugin_id}@{version}")),
                     actor,
                 )
@@ -399,8 +396,7 @@ macro_rules! impl_plugin_store {
                 Self::write_audit(
                     &mut tx,
                     Some(subscription_id),
-                    "plugin_binding.create",
-                    "plugin_binding",
+                    gw_core::AuditAction::PluginBindingCreate,
                     Some(binding.id.to_string()),
                     actor,
                 )
@@ -477,8 +473,7 @@ macro_rules! impl_plugin_store {
                 Self::write_audit(
                     &mut tx,
                     Some(subscription_id),
-                    "plugin_binding.update",
-                    "plugin_binding",
+                    gw_core::AuditAction::PluginBindingUpdate,
                     Some(id.to_string()),
                     actor,
                 )
@@ -508,8 +503,7 @@ macro_rules! impl_plugin_store {
                 Self::write_audit(
                     &mut tx,
                     Some(subscription_id),
-                    "plugin_binding.delete",
-                    "plugin_binding",
+                    gw_core::AuditAction::PluginBindingDelete,
                     Some(id.to_string()),
                     actor,
                 )

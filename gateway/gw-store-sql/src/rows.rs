@@ -341,7 +341,7 @@ pub(crate) struct WebhookConfigRow {
     id: Uuid,
     instance_id: Uuid,
     url: String,
-    events: Json<Vec<String>>,
+    events: Json<Vec<gw_core::EventSelector>>,
     secret: String,
     is_active: bool,
     created_at: DateTime<Utc>,
@@ -467,19 +467,21 @@ pub(crate) struct AuditRow {
     timestamp: DateTime<Utc>,
 }
 
-impl From<AuditRow> for AuditLogEntry {
-    fn from(row: AuditRow) -> Self {
-        AuditLogEntry {
+impl TryFrom<AuditRow> for AuditLogEntry {
+    type Error = StoreError;
+
+    fn try_from(row: AuditRow) -> Result<Self, StoreError> {
+        Ok(AuditLogEntry {
             id: row.id.into(),
             subscription_id: row.subscription_id.map(Into::into),
-            action: row.action,
-            resource: row.resource,
+            action: parse("audit log entry", &row.action)?,
+            resource: parse("audit log entry", &row.resource)?,
             resource_id: row.resource_id,
             user_id: row.user_id.map(Into::into),
             api_key_id: row.api_key_id.map(Into::into),
             ip_address: row.ip_address,
             timestamp: ts(row.timestamp),
-        }
+        })
     }
 }
 

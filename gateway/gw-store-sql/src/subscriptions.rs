@@ -81,8 +81,7 @@ macro_rules! impl_subscription_store {
                 Self::write_audit(
                     &mut tx,
                     Some(subscription.id),
-                    "subscription.create",
-                    "subscription",
+                    gw_core::AuditAction::SubscriptionCreate,
                     Some(subscription.id.to_string()),
                     actor,
                 )
@@ -150,8 +149,7 @@ macro_rules! impl_subscription_store {
                 Self::write_audit(
                     &mut tx,
                     Some(id),
-                    "subscription.update",
-                    "subscription",
+                    gw_core::AuditAction::SubscriptionUpdate,
                     Some(id.to_string()),
                     actor,
                 )
@@ -176,8 +174,7 @@ macro_rules! impl_subscription_store {
                 Self::write_audit(
                     &mut tx,
                     Some(id),
-                    "subscription.delete",
-                    "subscription",
+                    gw_core::AuditAction::SubscriptionDelete,
                     Some(id.to_string()),
                     actor,
                 )

@@ -35,8 +35,7 @@ macro_rules! impl_user_store {
                 Self::write_audit(
                     &mut tx,
                     user.subscription_id,
-                    "user.create",
-                    "user",
+                    gw_core::AuditAction::UserCreate,
                     Some(user.id.to_string()),
                     actor,
                 )
@@ -113,8 +112,12 @@ macro_rules! impl_user_store {
                 .map_err(db_err("user"))?
                 .ok_or(StoreError::not_found("user"))?;
                 let user = User::try_from(row)?;
-                let action = if patch.password.is_some() { "user.password_reset" } else { "user.update" };
-                Self::write_audit(&mut tx, user.subscription_id, action, "user", Some(id.to_string()), actor).await?;
+                let action = if patch.password.is_some() {
+                    gw_core::AuditAction::UserPasswordReset
+                } else {
+                    gw_core::AuditAction::UserUpdate
+                };
+                Self::write_audit(&mut tx, user.subscription_id, action, Some(id.to_string()), actor).await?;
                 tx.commit().await.map_err(db_err("user"))?;
                 Ok(user)
             }
@@ -134,8 +137,7 @@ macro_rules! impl_user_store {
                 Self::write_audit(
                     &mut tx,
                     subscription_id.map(Into::into),
-                    "user.delete",
-                    "user",
+                    gw_core::AuditAction::UserDelete,
                     Some(id.to_string()),
                     actor,
                 )

@@ -36,7 +36,7 @@ macro_rules! impl_webhook_config_store {
                 .await
                 .map_err(db_err_fk("webhook config", OnForeignKey::MissingParent("instance")))?
                 .into();
-                Self::write_audit(&mut tx, Some(subscription_id), "webhook.create", "webhook", Some(config.id.to_string()), actor)
+                Self::write_audit(&mut tx, Some(subscription_id), gw_core::AuditAction::WebhookCreate, Some(config.id.to_string()), actor)
                     .await?;
                 tx.commit().await.map_err(db_err("webhook config"))?;
                 Ok(config)
@@ -99,8 +99,8 @@ macro_rules! impl_webhook_config_store {
                 .map_err(db_err("webhook config"))?
                 .ok_or(StoreError::not_found("webhook config"))?
                 .into();
-                let action = if patch.secret.is_some() { "webhook.rotate_secret" } else { "webhook.update" };
-                Self::write_audit(&mut tx, Some(subscription_id), action, "webhook", Some(id.to_string()), actor).await?;
+                let action = if patch.secret.is_some() { gw_core::AuditAction::WebhookRotateSecret } else { gw_core::AuditAction::WebhookUpdate };
+                Self::write_audit(&mut tx, Some(subscription_id), action, Some(id.to_string()), actor).await?;
                 tx.commit().await.map_err(db_err("webhook config"))?;
                 Ok(config)
             }
@@ -114,7 +114,7 @@ macro_rules! impl_webhook_config_store {
                 self.delete_instance_owned(
                     "DELETE FROM webhook_configs WHERE id = $1 AND instance_id = $2",
                     "webhook config",
-                    "webhook",
+                    gw_core::AuditAction::WebhookDelete,
                     instance_id,
                     id.as_uuid(),
                     actor,

@@ -382,7 +382,7 @@ macro_rules! impl_webhook_delivery_store {
                     if let Some((instance_id, url)) = disabled {
                         let instance_id: InstanceId = instance_id.into();
                         let subscription_id = <$store>::instance_owner(&mut tx, instance_id).await?;
-                        <$store>::write_audit(&mut tx, Some(subscription_id), "webhook.disable", "webhook", Some(config_id.to_string()), &Actor::system())
+                        <$store>::write_audit(&mut tx, Some(subscription_id), gw_core::AuditAction::WebhookDisable, Some(config_id.to_string()), &Actor::system())
                             .await?;
                         report.disabled.push(DisabledEndpoint { config_id, instance_id, subscription_id, url, reason });
                     }
@@ -490,7 +490,7 @@ macro_rules! impl_webhook_delivery_store {
                 .await
                 .map_err(db_err("webhook delivery"))?;
                 if updated.rows_affected() > 0 {
-                    <$store>::write_audit(&mut tx, Some(subscription_id), "webhook.replay", "webhook", Some(id.to_string()), actor).await?;
+                    <$store>::write_audit(&mut tx, Some(subscription_id), gw_core::AuditAction::WebhookReplay, Some(id.to_string()), actor).await?;
                 }
                 tx.commit().await.map_err(db_err("webhook delivery"))?;
                 self.get_webhook_delivery(instance_id, config_id, id).await
@@ -520,7 +520,7 @@ macro_rules! impl_webhook_delivery_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("webhook delivery"))?;
-                <$store>::write_audit(&mut tx, Some(subscription_id), "webhook.replay_range", "webhook", Some(config_id.to_string()), actor).await?;
+                <$store>::write_audit(&mut tx, Some(subscription_id), gw_core::AuditAction::WebhookReplayRange, Some(config_id.to_string()), actor).await?;
                 tx.commit().await.map_err(db_err("webhook delivery"))?;
                 Ok(updated.rows_affected())
             }
@@ -550,7 +550,7 @@ macro_rules! impl_webhook_delivery_store {
                 .map_err(db_err("webhook config"))?
                 .ok_or(StoreError::not_found("webhook config"))?
                 .into();
-                <$store>::write_audit(&mut tx, Some(subscription_id), "webhook.rotate_secret", "webhook", Some(id.to_string()), actor).await?;
+                <$store>::write_audit(&mut tx, Some(subscription_id), gw_core::AuditAction::WebhookRotateSecret, Some(id.to_string()), actor).await?;
                 tx.commit().await.map_err(db_err("webhook config"))?;
                 Ok(config)
             }

@@ -2,8 +2,9 @@
 
 use chrono::NaiveDate;
 use gw_core::{
-    ApiKeyHash, ApiKeyId, DriverKind, Email, InstanceId, InstanceStatus, LimitOverrides, PasswordHash, RefreshToken,
-    SubscriptionId, Tier, Timestamp, TokenFamilyId, UsagePeriod, UsageRecordType, UserId, UserRole,
+    ApiKeyHash, ApiKeyId, AuditAction, AuditResource, DriverKind, Email, EventSelector, InstanceId, InstanceStatus,
+    LimitOverrides, PasswordHash, RefreshToken, SubscriptionId, Tier, Timestamp, TokenFamilyId, UsagePeriod,
+    UsageRecordType, UserId, UserRole,
 };
 use serde_json::Value;
 
@@ -208,14 +209,14 @@ pub struct ContactUpsert {
 pub struct NewWebhookConfig {
     pub instance_id: InstanceId,
     pub url: String,
-    pub events: Vec<String>,
+    pub events: Vec<EventSelector>,
     pub secret: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WebhookConfigPatch {
     pub url: Option<String>,
-    pub events: Option<Vec<String>>,
+    pub events: Option<Vec<EventSelector>>,
     pub secret: Option<String>,
     pub is_active: Option<bool>,
 }
@@ -250,8 +251,8 @@ pub struct UsageFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAuditEntry {
     pub subscription_id: Option<SubscriptionId>,
-    pub action: String,
-    pub resource: String,
+    /// Its resource is the action's (`AuditAction::resource`).
+    pub action: AuditAction,
     pub resource_id: Option<String>,
     pub actor: Actor,
 }
@@ -262,7 +263,8 @@ pub struct AuditFilter {
     pub subscription_id: Option<SubscriptionId>,
     pub user_id: Option<UserId>,
     pub api_key_id: Option<ApiKeyId>,
-    pub resource: Option<String>,
+    pub resource: Option<AuditResource>,
+    pub action: Option<AuditAction>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
 }

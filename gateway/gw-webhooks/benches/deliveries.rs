@@ -137,7 +137,7 @@ async fn outbox(name: &str, store: Arc<dyn Store>, n: usize) {
             NewWebhookConfig {
                 instance_id: instance.id,
                 url,
-                events: vec!["*".into()],
+                events: vec![gw_core::EventSelector::All],
                 secret: SigningSecret::generate(),
             },
             &Actor::system(),

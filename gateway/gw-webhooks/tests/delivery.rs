@@ -154,7 +154,7 @@ async fn endpoint(store: &Arc<dyn Store>, instance: &Instance, url: &str) -> (gw
             NewWebhookConfig {
                 instance_id: instance.id,
                 url: url.into(),
-                events: vec!["*".into()],
+                events: vec![gw_core::EventSelector::All],
                 secret: secret.clone(),
             },
             &Actor::system(),
@@ -343,7 +343,12 @@ async fn failing_too_long_disables_with_audit_and_event(store: Arc<dyn Store>) {
         )
         .await
         .expect("audit");
-    assert!(audit.items.iter().any(|e| e.action == "webhook.disable" && e.resource_id == Some(config.id.to_string())));
+    assert!(
+        audit
+            .items
+            .iter()
+            .any(|e| e.action == gw_core::AuditAction::WebhookDisable && e.resource_id == Some(config.id.to_string()))
+    );
     until_within(Duration::from_secs(10), "a webhook.disabled event", async || {
         recorder.0.lock().expect("recorder").iter().any(|e| e.event_type == EventType::WebhookDisabled)
     })

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use gw_core::{Email, SubscriptionId, Timestamp, TokenFamilyId, User, UserId};
+use gw_core::{AuditAction, Email, SubscriptionId, Timestamp, TokenFamilyId, User, UserId};
 use gw_store::{Actor, NewAuditEntry, NewRefreshToken, RefreshOutcome, StoreError, UserPatch, Visibility};
 
 use super::{Accounts, Session};
@@ -56,7 +56,7 @@ impl Accounts {
         let now = Timestamp::now();
         self.store.record_login(user.id, now).await?;
         let actor = Actor::user(user.id, ip);
-        self.audit(user.subscription_id, "auth.login", "session", Some(user.id.to_string()), actor).await?;
+        self.audit(user.subscription_id, AuditAction::AuthLogin, Some(user.id.to_string()), actor).await?;
         let user = User { last_login_at: Some(now), ..user };
         self.start_session(user, TokenFamilyId::new(), now).await
     }
@@ -150,8 +150,7 @@ impl Accounts {
                 tracing::warn!(%user_id, ?family_id, "refresh token reused; its family is revoked");
                 self.audit(
                     user.and_then(|u| u.subscription_id),
-                    "auth.refresh_reuse",
-                    "session",
+                    AuditAction::AuthRefreshReuse,
                     Some(user_id.to_string()),
                     Actor { user_id: Some(user_id), api_key_id: None, ip_address: ip },
                 )
@@ -173,7 +172,7 @@ impl Accounts {
         };
         self.store.revoke_refresh_family(token.family_id, Timestamp::now()).await?;
         let user = self.store.get_user(Visibility::All, token.user_id).await?;
-        self.audit(user.subscription_id, "auth.logout", "session", Some(user.id.to_string()), Actor::user(user.id, ip))
+        self.audit(user.subscription_id, AuditAction::AuthLogout, Some(user.id.to_string()), Actor::user(user.id, ip))
             .await
     }
 
@@ -194,20 +193,11 @@ impl Accounts {
     async fn audit(
         &self,
         subscription_id: Option<SubscriptionId>,
-        action: &str,
-        resource: &str,
+        action: AuditAction,
         resource_id: Option<String>,
         actor: Actor,
     ) -> Result<(), AccountError> {
-        self.store
-            .append_audit(NewAuditEntry {
-                subscription_id,
-                action: action.into(),
-                resource: resource.into(),
-                resource_id,
-                actor,
-            })
-            .await?;
+        self.store.append_audit(NewAuditEntry { subscription_id, action, resource_id, actor }).await?;
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use gw_core::{ApiKeyId, SubscriptionId, Timestamp, UserId};
+use gw_core::{ApiKeyId, AuditAction, AuditResource, SubscriptionId, Timestamp, UserId};
 use gw_store::AuditFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -24,8 +24,10 @@ pub struct AuditQuery {
     /// Actions by this API key.
     #[param(value_type = Option<String>, format = Uuid)]
     pub api_key_id: Option<ApiKeyId>,
-    /// e.g. `instance`, `user`, `subscription`, `session`.
-    pub resource: Option<String>,
+    /// Rows about this kind of resource (`session` for sign-ins).
+    pub resource: Option<AuditResource>,
+    /// Rows of this action.
+    pub action: Option<AuditAction>,
     /// RFC 3339; inclusive.
     #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<DateTime<Utc>>,
@@ -51,6 +53,7 @@ pub async fn list(
         user_id: query.user_id,
         api_key_id: query.api_key_id,
         resource: query.resource,
+        action: query.action,
         since: query.since.map(Timestamp::from),
         until: query.until.map(Timestamp::from),
     };

@@ -20,7 +20,7 @@ pub struct CreateWebhookRequest {
     #[schema(max_length = 2048)]
     pub url: String,
     /// Event types to receive, or `["*"]` (the default) for all of them.
-    #[schema(value_type = Option<Vec<crate::dto::WebhookEventName>>, min_items = 1, max_items = 32)]
+    #[schema(value_type = Option<Vec<gw_core::EventSelector>>, min_items = 1, max_items = 32)]
     pub events: Option<Vec<String>>,
 }
 
@@ -29,7 +29,7 @@ pub struct CreateWebhookRequest {
 pub struct UpdateWebhookRequest {
     #[schema(max_length = 2048)]
     pub url: Option<String>,
-    #[schema(value_type = Option<Vec<crate::dto::WebhookEventName>>, min_items = 1, max_items = 32)]
+    #[schema(value_type = Option<Vec<gw_core::EventSelector>>, min_items = 1, max_items = 32)]
     pub events: Option<Vec<String>>,
     /// `true` re-enables an endpoint the gateway disabled (and clears `disabled_reason`).
     pub is_active: Option<bool>,

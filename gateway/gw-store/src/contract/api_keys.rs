@@ -97,7 +97,10 @@ pub async fn api_key_crud_and_lookup_by_hash(store: Arc<dyn Store>) {
     store.delete_api_key(inst.id, created.id, &actor()).await.expect("delete");
     assert!(store.delete_api_key(inst.id, created.id, &actor()).await.expect_err("twice").is_not_found());
     let audit = store
-        .list_audit(AuditFilter { resource: Some("api_key".into()), ..Default::default() }, PageRequest::default())
+        .list_audit(
+            AuditFilter { resource: Some(gw_core::AuditResource::ApiKey), ..Default::default() },
+            PageRequest::default(),
+        )
         .await
         .expect("audit");
     let actions: Vec<&str> = audit.items.iter().map(|e| e.action.as_str()).collect();

@@ -12,12 +12,11 @@ pub async fn audit_log_filters_and_order(store: Arc<dyn Store>) {
     let globex = subscription(&store, 1).await;
     let ann = UserId::new();
     let before = Timestamp::now();
-    for action in ["auth.login", "auth.logout", "auth.login"] {
+    for action in [gw_core::AuditAction::AuthLogin, gw_core::AuditAction::AuthLogout, gw_core::AuditAction::AuthLogin] {
         store
             .append_audit(NewAuditEntry {
                 subscription_id: Some(acme.id),
-                action: action.into(),
-                resource: "session".into(),
+                action,
                 resource_id: None,
                 actor: Actor::user(ann, Some("198.51.100.1".into())),
             })
@@ -28,8 +27,7 @@ pub async fn audit_log_filters_and_order(store: Arc<dyn Store>) {
     store
         .append_audit(NewAuditEntry {
             subscription_id: Some(globex.id),
-            action: "message.send".into(),
-            resource: "message".into(),
+            action: gw_core::AuditAction::InstanceUpdate,
             resource_id: Some("m1".into()),
             actor: Actor::api_key(key, None),
         })
@@ -56,7 +54,7 @@ pub async fn audit_log_filters_and_order(store: Arc<dyn Store>) {
         .list_audit(
             AuditFilter {
                 subscription_id: Some(acme.id),
-                resource: Some("session".into()),
+                resource: Some(gw_core::AuditResource::Session),
                 since: Some(before),
                 ..Default::default()
             },
@@ -69,7 +67,7 @@ pub async fn audit_log_filters_and_order(store: Arc<dyn Store>) {
         .list_audit(
             AuditFilter {
                 subscription_id: Some(acme.id),
-                resource: Some("session".into()),
+                resource: Some(gw_core::AuditResource::Session),
                 since: Some(before),
                 ..Default::default()
             },
@@ -81,10 +79,22 @@ pub async fn audit_log_filters_and_order(store: Arc<dyn Store>) {
 
     let none_yet = store
         .list_audit(
-            AuditFilter { until: Some(before), resource: Some("session".into()), ..Default::default() },
+            AuditFilter { until: Some(before), resource: Some(gw_core::AuditResource::Session), ..Default::default() },
             PageRequest::default(),
         )
         .await
         .expect("until");
     assert!(none_yet.items.is_empty());
+
+    let logouts = store
+        .list_audit(
+            AuditFilter { action: Some(gw_core::AuditAction::AuthLogout), ..Default::default() },
+            PageRequest::default(),
+        )
+        .await
+        .expect("by action");
+    assert_eq!(
+        logouts.items.iter().map(|e| (e.action, e.resource, e.subscription_id)).collect::<Vec<_>>(),
+        [(gw_core::AuditAction::AuthLogout, gw_core::AuditResource::Session, Some(acme.id))]
+    );
 }

@@ -105,10 +105,13 @@ pub async fn instance_crud_and_scoped_name_uniqueness(store: Arc<dyn Store>) {
 
     store.delete_user(Visibility::All, ann.id, &actor()).await.expect("delete creator");
     let audit = store
-        .list_audit(AuditFilter { resource: Some("instance".into()), ..Default::default() }, PageRequest::default())
+        .list_audit(
+            AuditFilter { resource: Some(gw_core::AuditResource::Instance), ..Default::default() },
+            PageRequest::default(),
+        )
         .await
         .expect("audit");
-    assert!(audit.items.iter().any(|e| e.action == "instance.create" && e.user_id == Some(ann.id)));
+    assert!(audit.items.iter().any(|e| e.action == gw_core::AuditAction::InstanceCreate && e.user_id == Some(ann.id)));
 }
 
 pub async fn instance_connection_updates(store: Arc<dyn Store>) {
@@ -199,7 +202,7 @@ pub async fn instance_delete_cascades_and_keeps_usage(store: Arc<dyn Store>) {
             NewWebhookConfig {
                 instance_id: inst.id,
                 url: "https://example.com/h".into(),
-                events: vec!["*".into()],
+                events: vec![gw_core::EventSelector::All],
                 secret: "whsec_x".into(),
             },
             &actor(),

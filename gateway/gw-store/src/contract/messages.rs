@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use gw_core::{Tier, Timestamp};
-use serde_json::json;
 
 use super::fixtures::{actor, instance, outbound, subscription};
 use crate::*;
@@ -179,7 +178,7 @@ pub async fn inbound_redelivery_is_recognised(store: Arc<dyn Store>) {
         sender_jid: "15550003@s.whatsapp.net".into(),
         wa_message_id: "WAIN1".into(),
         kind: gw_core::MessageKind::Text,
-        content: json!({}),
+        content: gw_core::MessageContent::text(),
         text: Some("hello".into()),
         quoted_message_id: None,
         at: Timestamp::now(),

@@ -90,11 +90,16 @@ pub async fn user_crud_and_email_uniqueness(store: Arc<dyn Store>) {
     store.delete_user(Visibility::All, ann.id, &actor()).await.expect("delete");
     assert!(store.get_user(Visibility::All, ann.id).await.expect_err("gone").is_not_found());
     let audit = store
-        .list_audit(AuditFilter { resource: Some("user".into()), ..Default::default() }, PageRequest::default())
+        .list_audit(
+            AuditFilter { resource: Some(gw_core::AuditResource::User), ..Default::default() },
+            PageRequest::default(),
+        )
         .await
         .expect("audit");
-    assert!(audit.items.iter().any(|e| e.action == "user.password_reset"));
-    assert!(audit.items.iter().any(|e| e.action == "user.delete" && e.subscription_id == Some(sub.id)));
+    assert!(audit.items.iter().any(|e| e.action == gw_core::AuditAction::UserPasswordReset));
+    assert!(
+        audit.items.iter().any(|e| e.action == gw_core::AuditAction::UserDelete && e.subscription_id == Some(sub.id))
+    );
 }
 
 pub async fn user_scope_hides_other_tenants(store: Arc<dyn Store>) {

@@ -16,7 +16,10 @@ pub async fn webhook_config_crud_and_counters(store: Arc<dyn Store>) {
             NewWebhookConfig {
                 instance_id: inst.id,
                 url: "https://hooks.example.com/wa".into(),
-                events: vec!["message.received".into(), "message.status".into()],
+                events: vec![
+                    gw_core::EventSelector::Only(gw_core::EventType::MessageReceived),
+                    gw_core::EventSelector::Only(gw_core::EventType::MessageStatus),
+                ],
                 secret: "whsec_c2VjcmV0".into(),
             },
             &actor(),
@@ -32,7 +35,7 @@ pub async fn webhook_config_crud_and_counters(store: Arc<dyn Store>) {
             inst.id,
             created.id,
             WebhookConfigPatch {
-                events: Some(vec!["*".into()]),
+                events: Some(vec![gw_core::EventSelector::All]),
                 secret: Some("whsec_bmV3".into()),
                 ..Default::default()
             },
@@ -42,7 +45,7 @@ pub async fn webhook_config_crud_and_counters(store: Arc<dyn Store>) {
         .expect("update");
     assert_eq!(
         (updated.events.clone(), updated.secret.expose().as_str(), updated.url.as_str()),
-        (vec!["*".to_owned()], "whsec_bmV3", "https://hooks.example.com/wa")
+        (vec![gw_core::EventSelector::All], "whsec_bmV3", "https://hooks.example.com/wa")
     );
 
     let t1 = at(2026, 11, 5);
@@ -73,7 +76,7 @@ async fn endpoint(store: &Arc<dyn Store>, instance_id: InstanceId, events: &[&st
             NewWebhookConfig {
                 instance_id,
                 url: "https://hooks.example.com/wa".into(),
-                events: events.iter().map(|e| (*e).to_owned()).collect(),
+                events: events.iter().map(|e| e.parse().expect("an event selector")).collect(),
                 secret: "whsec_c2VjcmV0".into(),
             },
             &actor(),
@@ -250,7 +253,7 @@ pub async fn webhook_endpoints_are_disabled_by_410_and_by_failing_too_long(store
         .list_audit(AuditFilter { subscription_id: Some(sub.id), ..Default::default() }, PageRequest::default())
         .await
         .expect("audit");
-    let disables: Vec<_> = audit.items.iter().filter(|e| e.action == "webhook.disable").collect();
+    let disables: Vec<_> = audit.items.iter().filter(|e| e.action == gw_core::AuditAction::WebhookDisable).collect();
     assert_eq!(disables.len(), 2);
 
     // Re-enabling clears the verdict and the failure run.
