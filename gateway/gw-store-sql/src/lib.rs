@@ -10,8 +10,10 @@
 
 mod cluster;
 mod error;
+mod group_commit;
 mod messages;
 mod open;
+mod outbox_writer;
 mod plugins;
 mod rows;
 mod webhooks;

@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::*;
 
 pub use crate::cluster_contract::*;
+pub use crate::outbox_contract::*;
 
 /// A fresh store for one test, and what to run once the test is done with it (drop a database, say).
 pub struct TestStore {
@@ -71,6 +72,8 @@ macro_rules! store_contract_tests {
             concurrent_refresh_rotations_have_one_winner,
             outbox_is_idempotent_and_ordered,
             concurrent_enqueues_charge_exactly_what_is_stored,
+            sends_written_together_are_answered_as_alone,
+            many_concurrent_sends_are_each_stored_and_charged_once,
             dropped_messages_are_charged_and_inactive_subscriptions_store_nothing,
             receipts_only_move_messages_forward,
             inbound_redelivery_is_recognised,
@@ -1410,7 +1413,7 @@ pub async fn outbox_is_idempotent_and_ordered(store: Arc<dyn Store>) {
     assert!(page.next.is_some());
 }
 
-async fn subscription_with_quota(store: &Arc<dyn Store>, monthly_messages: i64) -> gw_core::Subscription {
+pub(crate) async fn subscription_with_quota(store: &Arc<dyn Store>, monthly_messages: i64) -> gw_core::Subscription {
     store
         .create_subscription(
             NewSubscription {

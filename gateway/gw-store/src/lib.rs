@@ -22,6 +22,8 @@ mod whatsapp;
 mod cluster_contract;
 #[cfg(feature = "testing")]
 pub mod contract;
+#[cfg(feature = "testing")]
+mod outbox_contract;
 
 pub use cluster::{
     ClusterNode, ClusterStore, CommandOutcome, HeldLease, InstanceCommand, InstanceCommandKind, NodeAnnouncement,
