@@ -43,12 +43,15 @@ pub(crate) trait BatchWriter: Clone + Send + Sync + 'static {
     fn write(&self, batch: Vec<Pending<Self::Item, Self::Answer>>) -> impl Future<Output = ()> + Send;
 }
 
+/// Where callers put their writes for the writer task.
+type Queue<W> = mpsc::UnboundedSender<Pending<<W as BatchWriter>::Item, <W as BatchWriter>::Answer>>;
+
 /// The queue in front of one writer task, started on first use (and again if it stopped: a runtime that ended, a
 /// panic), on the runtime of the caller that found it missing.
 pub(crate) struct GroupCommit<W: BatchWriter> {
     writer: W,
     max_batch: usize,
-    queue: Mutex<Option<mpsc::UnboundedSender<Pending<W::Item, W::Answer>>>>,
+    queue: Mutex<Option<Queue<W>>>,
 }
 
 impl<W: BatchWriter> GroupCommit<W> {

@@ -109,7 +109,7 @@ macro_rules! impl_message_store {
             async fn enqueue_message(&self, new: NewOutboundMessage) -> StoreResult<Enqueued> {
                 // Committed by the outbox writer together with whatever else is being accepted right now.
                 match self.outbox.submit(new).await? {
-                    Written::Enqueued(enqueued) => Ok(enqueued),
+                    Written::Enqueued(enqueued) => Ok(*enqueued),
                     Written::Refused(subscription) => Err(self.refused_reservation(subscription, false).await),
                 }
             }

@@ -22,7 +22,7 @@ use gw_store::{Enqueued, StoreError};
 /// to say whether it is inactive or exhausted) once the writer has moved on.
 #[derive(Debug)]
 pub(crate) enum Written {
-    Enqueued(Enqueued),
+    Enqueued(Box<Enqueued>),
     Refused(SubscriptionId),
 }
 
@@ -105,7 +105,7 @@ macro_rules! impl_outbox_writer {
                         }
                         None => first_result(&mut tx, new).await?,
                     };
-                    answers.push(Written::Enqueued(enqueued));
+                    answers.push(Written::Enqueued(Box::new(enqueued)));
                 }
                 for ((subscription, period), count) in charges {
                     if !reserve(&mut tx, subscription, count, period).await? {
@@ -141,7 +141,7 @@ macro_rules! impl_outbox_writer {
                     return Err(StoreError::Backend("the caller stopped waiting: rolled back".into()));
                 }
                 tx.commit().await.map_err(db_err("message"))?;
-                Ok(Written::Enqueued(outcome))
+                Ok(Written::Enqueued(Box::new(outcome)))
             }
         }
 
