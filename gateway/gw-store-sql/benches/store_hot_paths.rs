@@ -15,6 +15,8 @@ use gw_store_sql::{OpenOptions, PgStore, SqliteStore};
 const SEQUENTIAL_OPS: usize = 3_000;
 const CONCURRENT_CLIENTS: usize = 16;
 const OPS_PER_CLIENT: usize = 500;
+const SENDERS: usize = 64;
+const SENDS_PER_CLIENT: usize = 200;
 
 struct Stats {
     ops_per_sec: f64,
@@ -120,6 +122,37 @@ async fn bench(backend: &str, store: Arc<dyn Store>) {
     let used = store.get_subscription(sub.id).await.expect("read").messages_used;
     assert_eq!(used as usize, SEQUENTIAL_OPS + CONCURRENT_CLIENTS * OPS_PER_CLIENT, "no reservation lost");
 
+    // Accepted sends (outbox row + idempotency key + quota unit, committed before the answer) from as many clients
+    // as the HTTP benchmark's connections, beside the same number of clients each committing one reservation per
+    // operation (the cost of a commit per send, measured in the same run).
+    let used_before = store.get_subscription(sub.id).await.expect("read").messages_used;
+    let per_commit = concurrently(SENDERS, SENDS_PER_CLIENT, {
+        let store = store.clone();
+        move |_, _| {
+            let store = store.clone();
+            async move {
+                store.reserve_messages(sub.id, 1, Timestamp::now()).await.expect("reserve");
+            }
+        }
+    })
+    .await;
+    report(backend, &format!("reserve_messages, {SENDERS} clients (a commit each)"), &per_commit);
+    let grouped = concurrently(SENDERS, SENDS_PER_CLIENT, {
+        let store = store.clone();
+        let instance = instance.clone();
+        move |client, n| {
+            let (store, new) = (store.clone(), outbound(&instance, client, n));
+            async move {
+                let enqueued = store.enqueue_message(new).await.expect("enqueue");
+                assert!(matches!(enqueued, gw_store::Enqueued::Created(_)));
+            }
+        }
+    })
+    .await;
+    report(backend, &format!("enqueue_message, {SENDERS} clients (group commit)"), &grouped);
+    let used = store.get_subscription(sub.id).await.expect("read").messages_used - used_before;
+    assert_eq!(used as usize, 2 * SENDERS * SENDS_PER_CLIENT, "every reservation and every send charged once");
+
     let mut latencies = Vec::with_capacity(SEQUENTIAL_OPS);
     let started = Instant::now();
     for _ in 0..SEQUENTIAL_OPS {
@@ -178,6 +211,53 @@ async fn bench(backend: &str, store: Arc<dyn Store>) {
         latencies.push(t.elapsed());
     }
     report(backend, "plugin_chain (3 bindings), 1 client", &summarise(latencies, started.elapsed()));
+}
+
+/// `clients` tasks each running `op(client, n)` `ops` times in a row; latencies of every operation.
+async fn concurrently<F, Fut>(clients: usize, ops: usize, op: F) -> Stats
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(ops);
+                for n in 0..ops {
+                    let t = Instant::now();
+                    op(client, n).await;
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let latencies = futures_join(tasks.into_iter()).await.into_iter().flatten().collect();
+    summarise(latencies, started.elapsed())
+}
+
+/// A text send with its own idempotency key, as the HTTP send path builds it.
+fn outbound(instance: &gw_core::Instance, client: usize, n: usize) -> gw_store::NewOutboundMessage {
+    let key = format!("bench-{client}-{n}");
+    gw_store::NewOutboundMessage {
+        id: gw_core::MessageId::new(),
+        instance_id: instance.id,
+        charge_to: instance.subscription_id,
+        wa_message_id: format!("3EB0{}", uuid::Uuid::now_v7().simple()),
+        chat_jid: "15550004242@s.whatsapp.net".into(),
+        kind: gw_core::MessageKind::Text,
+        content: gw_core::MessageContent::text(),
+        text: Some("load test message".into()),
+        quoted_message_id: None,
+        media: None,
+        request_hash: Some(key.as_bytes().to_vec()),
+        idempotency_key: Some(key),
+        origin: gw_core::Origin::Api,
+        dropped_reason: None,
+        at: Timestamp::now(),
+    }
 }
 
 async fn futures_join<T: Send + 'static>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {

@@ -16,7 +16,7 @@ pub(crate) use message_columns;
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct MessageRow {
-    id: Uuid,
+    pub(crate) id: Uuid,
     instance_id: Uuid,
     direction: String,
     chat_jid: String,
@@ -81,6 +81,7 @@ macro_rules! impl_message_store {
 
         use crate::error::{OnForeignKey, db_err, db_err_fk};
         use crate::messages::{MessageRow, message_columns};
+        use crate::outbox_writer::Written;
 
         fn to_messages(rows: Vec<MessageRow>) -> StoreResult<Vec<Message>> {
             rows.into_iter().map(Message::try_from).collect()
@@ -105,81 +106,11 @@ macro_rules! impl_message_store {
         #[async_trait]
         impl MessageStore for $store {
             async fn enqueue_message(&self, new: NewOutboundMessage) -> StoreResult<Enqueued> {
-                let mut tx = self.begin_write().await?;
-                // The row first, then the charge: on PostgreSQL the subscription's row lock (which serialises
-                // every send of the tenant) is then held only from the charge to the commit.
-                let inserted = sqlx::query_as::<_, MessageRow>(concat!(
-                    "INSERT INTO messages (id, instance_id, direction, chat_jid, wa_message_id, kind, content, text, \
-                     quoted_message_id, media, status, failure_reason, idempotency_key, request_hash, origin, \
-                     created_at, updated_at) VALUES ($1, $2, 'outbound', $3, $14, $4, $5, $6, $7, $8, \
-                     CASE WHEN $13 IS NULL THEN 'queued' ELSE 'dropped' END, $13, $9, $10, $11, \
-                     $12, $12) ON CONFLICT (instance_id, idempotency_key) WHERE idempotency_key IS NOT NULL \
-                     DO NOTHING RETURNING ",
-                    message_columns!()
-                ))
-                .bind(new.id.as_uuid())
-                .bind(new.instance_id.as_uuid())
-                .bind(&new.chat_jid)
-                .bind(new.kind.as_str())
-                .bind(Json(&new.content))
-                .bind(new.text.as_deref())
-                .bind(new.quoted_message_id.as_deref())
-                .bind(new.media.as_deref())
-                .bind(new.idempotency_key.as_deref())
-                .bind(new.request_hash.as_deref())
-                .bind(new.origin.label().as_ref())
-                .bind(new.at.as_datetime())
-                .bind(new.dropped_reason.as_deref())
-                .bind(&new.wa_message_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err_fk("message", OnForeignKey::MissingParent("instance")))?;
-                let outcome = match inserted {
-                    Some(row) => {
-                        // One unit of the monthly quota, in the transaction that stores the row: a send that
-                        // fails or is abandoned after this point (a timeout, a crash) rolls both back.
-                        let granted: Option<(i64, i64)> = sqlx::query_as(crate::subscriptions::RESERVE_MESSAGES)
-                            .bind(new.charge_to.as_uuid())
-                            .bind(1_i64)
-                            .bind(new.at.period().start().as_datetime())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(db_err("subscription"))?;
-                        if granted.is_none() {
-                            tx.rollback().await.map_err(db_err("message"))?;
-                            return Err(self.refused_reservation(new.charge_to, false).await);
-                        }
-                        Enqueued::Created(row.try_into()?)
-                    }
-                    None => {
-                        // The key was used before (and charged then): same request -> the first result; another
-                        // request -> refused. Neither charges again.
-                        let (hash, row): (Option<Vec<u8>>, MessageRow) = {
-                            let hash: (Option<Vec<u8>>,) = sqlx::query_as(
-                                "SELECT request_hash FROM messages WHERE instance_id = $1 AND idempotency_key = $2",
-                            )
-                            .bind(new.instance_id.as_uuid())
-                            .bind(new.idempotency_key.as_deref())
-                            .fetch_one(&mut *tx)
-                            .await
-                            .map_err(db_err("message"))?;
-                            let row = sqlx::query_as::<_, MessageRow>(concat!(
-                                "SELECT ",
-                                message_columns!(),
-                                " FROM messages WHERE instance_id = $1 AND idempotency_key = $2"
-                            ))
-                            .bind(new.instance_id.as_uuid())
-                            .bind(new.idempotency_key.as_deref())
-                            .fetch_one(&mut *tx)
-                            .await
-                            .map_err(db_err("message"))?;
-                            (hash.0, row)
-                        };
-                        if hash == new.request_hash { Enqueued::Replayed(row.try_into()?) } else { Enqueued::KeyReused }
-                    }
-                };
-                tx.commit().await.map_err(db_err("message"))?;
-                Ok(outcome)
+                // Committed by the outbox writer together with whatever else is being accepted right now.
+                match self.outbox.submit(new).await? {
+                    Written::Enqueued(enqueued) => Ok(*enqueued),
+                    Written::Refused(subscription) => Err(self.refused_reservation(subscription, false).await),
+                }
             }
 
             async fn find_idempotent_message(

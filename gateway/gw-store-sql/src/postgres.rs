@@ -6,7 +6,9 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::error::db_err;
+use crate::group_commit::GroupCommit;
 use crate::open::{OpenError, OpenOptions, redact_url};
+use crate::outbox_writer::MAX_BATCH;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -14,6 +16,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Wake-ups of every node, forwarded from PostgreSQL by one `LISTEN` task started on first subscription.
     wakes: tokio::sync::broadcast::Sender<gw_core::InstanceId>,
+    /// Accepted sends, committed in groups by one writer (one WAL flush for every send that arrived meanwhile).
+    outbox: GroupCommit<outbox::OutboxWriter>,
     listening: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -36,6 +40,7 @@ impl PgStore {
             MIGRATOR.run(&pool).await.map_err(|source| OpenError::Migrate { url: redact_url(url), source })?;
         }
         Ok(Self {
+            outbox: GroupCommit::new(outbox::OutboxWriter::new(pool.clone()), MAX_BATCH),
             pool,
             wakes: tokio::sync::broadcast::channel(crate::cluster::WAKE_BUFFER).0,
             listening: std::sync::Mutex::new(None),
@@ -109,6 +114,10 @@ mod audit {
 
 mod refresh_tokens {
     crate::refresh_tokens::impl_refresh_token_store!(super::PgStore);
+}
+
+mod outbox {
+    crate::outbox_writer::impl_outbox_writer!(sqlx::Postgres, "BEGIN");
 }
 
 mod message_store {

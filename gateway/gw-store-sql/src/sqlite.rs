@@ -11,7 +11,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::error::db_err;
+use crate::group_commit::GroupCommit;
 use crate::open::{OpenError, OpenOptions, redact_url};
+use crate::outbox_writer::MAX_BATCH;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -19,6 +21,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Wake-ups stay in the process: SQLite serves one node.
     wakes: tokio::sync::broadcast::Sender<gw_core::InstanceId>,
+    /// Accepted sends, committed in groups by one writer (so they stop queueing on SQLite's write lock one by one).
+    outbox: GroupCommit<outbox::OutboxWriter>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -56,7 +60,11 @@ impl SqliteStore {
         if options.migrate {
             MIGRATOR.run(&pool).await.map_err(|source| OpenError::Migrate { url: redact_url(url), source })?;
         }
-        Ok(Self { pool, wakes: tokio::sync::broadcast::channel(crate::cluster::WAKE_BUFFER).0 })
+        Ok(Self {
+            outbox: GroupCommit::new(outbox::OutboxWriter::new(pool.clone()), MAX_BATCH),
+            pool,
+            wakes: tokio::sync::broadcast::channel(crate::cluster::WAKE_BUFFER).0,
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -123,6 +131,10 @@ mod audit {
 
 mod refresh_tokens {
     crate::refresh_tokens::impl_refresh_token_store!(super::SqliteStore);
+}
+
+mod outbox {
+    crate::outbox_writer::impl_outbox_writer!(sqlx::Sqlite, "BEGIN IMMEDIATE");
 }
 
 mod message_store {

@@ -51,7 +51,7 @@ pub async fn outbox_is_idempotent_and_ordered(store: Arc<dyn Store>) {
     assert!(page.next.is_some());
 }
 
-async fn subscription_with_quota(store: &Arc<dyn Store>, monthly_messages: i64) -> gw_core::Subscription {
+pub(super) async fn subscription_with_quota(store: &Arc<dyn Store>, monthly_messages: i64) -> gw_core::Subscription {
     store
         .create_subscription(
             NewSubscription {

@@ -17,6 +17,7 @@ mod general;
 mod instances;
 mod message_stats;
 mod messages;
+mod outbox;
 mod plugins;
 mod refresh_tokens;
 mod sessions;
@@ -33,6 +34,7 @@ pub use general::*;
 pub use instances::*;
 pub use message_stats::*;
 pub use messages::*;
+pub use outbox::*;
 pub use plugins::*;
 pub use refresh_tokens::*;
 pub use sessions::*;
@@ -96,6 +98,8 @@ macro_rules! store_contract_tests {
             concurrent_refresh_rotations_have_one_winner,
             outbox_is_idempotent_and_ordered,
             concurrent_enqueues_charge_exactly_what_is_stored,
+            sends_written_together_are_answered_as_alone,
+            many_concurrent_sends_are_each_stored_and_charged_once,
             dropped_messages_are_charged_and_inactive_subscriptions_store_nothing,
             receipts_only_move_messages_forward,
             inbound_redelivery_is_recognised,
