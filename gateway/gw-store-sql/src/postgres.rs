@@ -64,15 +64,15 @@ pub fn migration_versions() -> Vec<i64> {
 }
 
 mod store {
-    impl_store!(super::PgStore, sqlx::Postgres, "postgres");
+    impl_store!(super::PgStore, sqlx::Postgres, "postgres", " FOR SHARE");
 }
 
 mod message_store {
-    crate::messages::impl_message_store!(super::PgStore);
+    crate::messages::impl_message_store!(super::PgStore, " FOR SHARE");
 }
 
 mod whatsapp_state {
-    impl_whatsapp_state_store!(super::PgStore);
+    impl_whatsapp_state_store!(super::PgStore, " FOR SHARE");
 }
 
 mod webhook_deliveries {

@@ -78,15 +78,15 @@ pub fn migration_versions() -> Vec<i64> {
 }
 
 mod store {
-    impl_store!(super::SqliteStore, sqlx::Sqlite, "sqlite");
+    impl_store!(super::SqliteStore, sqlx::Sqlite, "sqlite", "");
 }
 
 mod message_store {
-    crate::messages::impl_message_store!(super::SqliteStore);
+    crate::messages::impl_message_store!(super::SqliteStore, "");
 }
 
 mod whatsapp_state {
-    impl_whatsapp_state_store!(super::SqliteStore);
+    impl_whatsapp_state_store!(super::SqliteStore, "");
 }
 
 mod webhook_deliveries {

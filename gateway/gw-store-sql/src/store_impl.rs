@@ -32,7 +32,7 @@ pub(crate) fn like_pattern(term: &str) -> String {
 }
 
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:literal) => {
+    ($store:ty, $db:ty, $backend:literal, $fence_lock:literal) => {
         use async_trait::async_trait;
         use chrono::{DateTime, NaiveDate, Utc};
         use gw_core::{
@@ -1215,7 +1215,7 @@ macro_rules! impl_store {
                 let row = sqlx::query_as::<_, SessionRow>(concat!(
                     "INSERT INTO session_data (id, instance_id, auth_state, created_at, updated_at, session_valid, \
                      last_backup) SELECT $1, $2, $3, $4, $4, TRUE, $4 WHERE TRUE",
-                    crate::cluster::fence_on_instance_of!("$2", "$5"),
+                    crate::cluster::fence_on_instance_of!("$2", "$5", $fence_lock),
                     " ON CONFLICT (instance_id) DO UPDATE SET auth_state = excluded.auth_state, \
                      updated_at = excluded.updated_at, session_valid = TRUE, last_backup = excluded.last_backup \
                      RETURNING ",
@@ -1257,7 +1257,7 @@ macro_rules! impl_store {
             ) -> StoreResult<()> {
                 let done = sqlx::query(concat!(
                     "UPDATE session_data SET session_valid = FALSE, updated_at = $2 WHERE instance_id = $1",
-                    crate::cluster::fence_on_instance_of!("$1", "$3")
+                    crate::cluster::fence_on_instance_of!("$1", "$3", $fence_lock)
                 ))
                 .bind(instance_id.as_uuid())
                 .bind(at.as_datetime())

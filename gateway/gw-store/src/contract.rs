@@ -95,6 +95,8 @@ macro_rules! store_contract_tests {
             orphaned_instances_and_the_node_list,
             wake_ups_reach_subscribers,
             commands_are_taken_once_and_answered,
+            a_stale_epoch_is_refused_on_driver_state_and_inbound_writes,
+            dead_nodes_and_old_commands_are_pruned_in_batches,
         );
     };
     (@each $make:path; $($name:ident),+ $(,)?) => {
@@ -120,7 +122,8 @@ fn email(local: &str) -> Email {
     Email::parse(&format!("{local}@example.com")).expect("valid email")
 }
 
-pub(crate) async fn subscription(store: &Arc<dyn Store>, max_instances: i32) -> gw_core::Subscription {
+/// A subscription for up to `max_instances` instances (also for backend-specific tests).
+pub async fn subscription(store: &Arc<dyn Store>, max_instances: i32) -> gw_core::Subscription {
     store
         .create_subscription(
             NewSubscription {
@@ -152,7 +155,8 @@ async fn owner(store: &Arc<dyn Store>, subscription_id: SubscriptionId, local: &
         .expect("create user")
 }
 
-pub(crate) async fn instance(store: &Arc<dyn Store>, subscription_id: SubscriptionId, name: &str) -> gw_core::Instance {
+/// A sandbox instance (also for backend-specific tests).
+pub async fn instance(store: &Arc<dyn Store>, subscription_id: SubscriptionId, name: &str) -> gw_core::Instance {
     store
         .create_instance(
             NewInstance {
@@ -1340,7 +1344,8 @@ fn wa_id() -> String {
     format!("3EB0{}", &uuid::Uuid::now_v7().simple().to_string().to_uppercase()[14..32])
 }
 
-pub(crate) fn outbound(
+/// An outbound text message to enqueue (also for backend-specific tests).
+pub fn outbound(
     inst: &gw_core::Instance,
     chat: &str,
     text: &str,
@@ -1541,6 +1546,7 @@ pub async fn inbound_redelivery_is_recognised(store: Arc<dyn Store>) {
         text: Some("hello".into()),
         quoted_message_id: None,
         at: Timestamp::now(),
+        fence: None,
     };
     let first = store.record_inbound(new.clone()).await.expect("record");
     assert!(first.created && !first.processed);
@@ -1555,6 +1561,7 @@ pub async fn inbound_redelivery_is_recognised(store: Arc<dyn Store>) {
             Some("HELLO".into()),
             None,
             Timestamp::now(),
+            None,
         )
         .await
         .expect("finish");
