@@ -44,7 +44,11 @@ async fn read_presence_and_block_through_a_non_owner_are_executed_by_the_owner()
     let to_alice = sent(other.app, &bob_key, &bob, &alice_phone, "read me", "delivered").await;
     let wa_id = to_alice["wa_message_id"].as_str().expect("wa id").to_owned();
     let (status, body) = other
-        .call(Method::POST, &format!("/v1/instances/{alice}/chats/{bob_phone}/read"), Some(json!({"message_ids": [wa_id]})))
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{alice}/chats/{bob_phone}/read"),
+            Some(json!({"message_ids": [wa_id]})),
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let message_path = format!("/v1/instances/{bob}/messages/{}", to_alice["id"].as_str().expect("id"));

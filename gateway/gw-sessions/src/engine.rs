@@ -261,10 +261,17 @@ impl Engine {
             };
         };
         let tenure = Tenure::held(epoch, tokio::time::Instant::now());
-        let invalidated = self.inner.store.invalidate_session(instance.id, gw_core::Timestamp::now(), tenure.fence()).await;
+        let invalidated =
+            self.inner.store.invalidate_session(instance.id, gw_core::Timestamp::now(), tenure.fence()).await;
         if invalidated.is_ok() {
-            record_status(&self.inner, Some(&tenure), instance, InstanceStatus::LoggedOut, Some("logged out by the API"))
-                .await;
+            record_status(
+                &self.inner,
+                Some(&tenure),
+                instance,
+                InstanceStatus::LoggedOut,
+                Some("logged out by the API"),
+            )
+            .await;
         }
         if let Err(error) = self.inner.store.release_lease(instance.id, self.inner.node, epoch).await {
             tracing::warn!(instance = %instance.id, %error, "lease not released after the logout; it expires by itself");
@@ -354,23 +361,24 @@ impl Engine {
         if let Some(connection) = self.inner.connection(instance.id) {
             return Ok(connection.mark_read(chat_jid, wa_message_ids).await?);
         }
-        let kind = InstanceCommandKind::MarkRead {
-            chat_jid: chat_jid.to_owned(),
-            wa_message_ids: wa_message_ids.to_vec(),
-        };
+        let kind =
+            InstanceCommandKind::MarkRead { chat_jid: chat_jid.to_owned(), wa_message_ids: wa_message_ids.to_vec() };
         self.done_on_owner(instance, kind).await
     }
 
     /// Shows a presence (typing, ...) in a chat, from whichever node runs the session.
-    pub async fn send_presence(&self, instance: &Instance, chat_jid: &str, presence: Presence) -> Result<(), EngineError> {
+    pub async fn send_presence(
+        &self,
+        instance: &Instance,
+        chat_jid: &str,
+        presence: Presence,
+    ) -> Result<(), EngineError> {
         if let Some(connection) = self.inner.connection(instance.id) {
             return Ok(connection.send_presence(chat_jid, presence).await?);
         }
         let spelling = serde_json::to_value(presence).ok().and_then(|v| v.as_str().map(str::to_owned));
-        let kind = InstanceCommandKind::Presence {
-            chat_jid: chat_jid.to_owned(),
-            presence: spelling.unwrap_or_default(),
-        };
+        let kind =
+            InstanceCommandKind::Presence { chat_jid: chat_jid.to_owned(), presence: spelling.unwrap_or_default() };
         self.done_on_owner(instance, kind).await
     }
 

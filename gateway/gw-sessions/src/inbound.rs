@@ -111,8 +111,10 @@ pub(crate) async fn handle_inbound(inner: &Arc<Inner>, tenure: &Tenure, instance
         tracing::warn!(instance = %instance.id, error = %e, "inbound event not durable; not acknowledging");
         return;
     }
-    let finished =
-        inner.store.finish_inbound(message.id, status, message.text.clone(), reason, Timestamp::now(), tenure.fence()).await;
+    let finished = inner
+        .store
+        .finish_inbound(message.id, status, message.text.clone(), reason, Timestamp::now(), tenure.fence())
+        .await;
     tenure.check(&finished);
     if let Err(e) = finished {
         tracing::warn!(instance = %instance.id, error = %e, "inbound message not finished; not acknowledging");

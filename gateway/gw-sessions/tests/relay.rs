@@ -23,12 +23,7 @@ struct Node {
     relay: Arc<EventRelay>,
 }
 
-async fn node(
-    store: &Arc<dyn Store>,
-    url: &str,
-    network: &Arc<SandboxNetwork>,
-    stop: &watch::Receiver<bool>,
-) -> Node {
+async fn node(store: &Arc<dyn Store>, url: &str, network: &Arc<SandboxNetwork>, stop: &watch::Receiver<bool>) -> Node {
     let relay = EventRelay::new();
     let engine = Engine::builder(
         store.clone(),

@@ -101,11 +101,15 @@ async fn fenced_writes_wait_for_a_takeover_in_flight_and_are_refused() {
     let writes: Vec<(&str, Write)> = vec![
         ("mark_message_sent", {
             let store = store.clone();
-            Box::new(move |e| Box::pin(async move { store.mark_message_sent(queued.id, Timestamp::now(), Some(e)).await.map(drop) }))
+            Box::new(move |e| {
+                Box::pin(async move { store.mark_message_sent(queued.id, Timestamp::now(), Some(e)).await.map(drop) })
+            })
         }),
         ("save_session", {
             let store = store.clone();
-            Box::new(move |e| Box::pin(async move { store.save_session(id, vec![2], Timestamp::now(), Some(e)).await.map(drop) }))
+            Box::new(move |e| {
+                Box::pin(async move { store.save_session(id, vec![2], Timestamp::now(), Some(e)).await.map(drop) })
+            })
         }),
         ("invalidate_session", {
             let store = store.clone();

@@ -67,16 +67,29 @@ pub struct HeldLease {
 /// What a node asks of the node running an instance's session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InstanceCommandKind {
-    Connect { pair_phone: Option<String> },
+    Connect {
+        pair_phone: Option<String>,
+    },
     Restart,
     Logout,
-    PairCode { phone: String },
+    PairCode {
+        phone: String,
+    },
     /// Read receipts for messages of a chat (WhatsApp's message ids).
-    MarkRead { chat_jid: String, wa_message_ids: Vec<String> },
+    MarkRead {
+        chat_jid: String,
+        wa_message_ids: Vec<String>,
+    },
     /// A presence shown in a chat; `presence` is the session engine's spelling (`composing`, `paused`, ...), which
     /// the store does not interpret.
-    Presence { chat_jid: String, presence: String },
-    Block { jid: String, blocked: bool },
+    Presence {
+        chat_jid: String,
+        presence: String,
+    },
+    Block {
+        jid: String,
+        blocked: bool,
+    },
 }
 
 /// The stored argument of the commands that carry more than one value.
