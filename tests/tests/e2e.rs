@@ -38,6 +38,7 @@ mod cluster;
 mod deploy;
 mod hardening;
 mod multi_node;
+mod multi_node_forwarding;
 mod openapi_fuzz;
 mod outages;
 mod plugins;

@@ -16,13 +16,13 @@ use super::{As, GATEWAY, api_key, paired_instance, tenant, with_key};
 
 /// One server-sent event: its `event:` and parsed `data:`.
 #[derive(Debug, Clone)]
-struct Sse {
-    event: String,
-    data: Value,
+pub(super) struct Sse {
+    pub(super) event: String,
+    pub(super) data: Value,
 }
 
 /// Opens the instance's event stream on `app`; returns once the stream is established (the node subscribed).
-async fn events(app: &TestApp, token: &str, iid: &str) -> mpsc::UnboundedReceiver<Sse> {
+pub(super) async fn events(app: &TestApp, token: &str, iid: &str) -> mpsc::UnboundedReceiver<Sse> {
     // No overall timeout: the stream is long-lived; each wait on it has its own deadline.
     let client = reqwest::Client::new();
     let mut response = client
@@ -57,7 +57,7 @@ async fn events(app: &TestApp, token: &str, iid: &str) -> mpsc::UnboundedReceive
 }
 
 /// Waits (at most ten seconds) for the first event that `matches`; returns it and every event before it.
-async fn next_matching(
+pub(super) async fn next_matching(
     stream: &mut mpsc::UnboundedReceiver<Sse>,
     what: &str,
     matches: impl Fn(&Sse) -> bool,
@@ -83,7 +83,7 @@ fn status_is(status: &'static str) -> impl Fn(&Sse) -> bool {
 }
 
 /// The node whose listen address the instance's `owner_node` names, if the API says (ownership leases).
-async fn owner_of(cluster: &TestCluster, operator: &As<'_>, iid: &str) -> Option<usize> {
+pub(super) async fn owner_of(cluster: &TestCluster, operator: &As<'_>, iid: &str) -> Option<usize> {
     let (_, instance) = operator.call(Method::GET, &format!("/v1/instances/{iid}"), None).await;
     let owner = instance["owner_node"].as_str()?.to_owned();
     let (_, nodes) = operator.call(Method::GET, "/v1/cluster/nodes", None).await;

@@ -17,8 +17,7 @@ pub async fn relay(
     }
     let fanout =
         gw_store_sql::PgFanout::connect(&settings.database.url).await.context("cannot open the live event channel")?;
-    // Names this process's envelopes, so it ignores its own notifications.
-    let node = format!("{:032x}", rand::random::<u128>());
-    tracing::info!(node, "live events fan out through PostgreSQL LISTEN/NOTIFY");
-    Ok(Some((gw_sessions::EventRelay::new(node), Arc::new(fanout))))
+    // The relay names its envelopes with the engine's node id once spawned, so it ignores its own notifications.
+    tracing::info!("live events fan out through PostgreSQL LISTEN/NOTIFY");
+    Ok(Some((gw_sessions::EventRelay::new(), Arc::new(fanout))))
 }

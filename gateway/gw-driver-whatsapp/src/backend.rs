@@ -203,8 +203,16 @@ impl GatewayBackend {
         WaStateWrite::Delete { kind, key: key.into() }
     }
 
+    /// A store result, after telling the session about a fenced write (which stops it).
+    fn observed<T>(&self, result: gw_store::StoreResult<T>) -> gw_store::StoreResult<T> {
+        if let Err(error) = &result {
+            self.vault.observe(error);
+        }
+        result
+    }
+
     async fn apply(&self, writes: Vec<WaStateWrite>) -> StateResult<()> {
-        Ok(self.store.wa_state_apply(self.instance_id, writes).await?)
+        Ok(self.observed(self.store.wa_state_apply(self.instance_id, writes, self.vault.fence()).await)?)
     }
 
     async fn put_one(&self, kind: &'static str, key: String, value: &[u8], stamp: i64) -> StateResult<()> {
@@ -246,7 +254,9 @@ impl GatewayBackend {
     }
 
     async fn delete_before(&self, kind: &'static str, cutoff: i64) -> StateResult<u32> {
-        let removed = self.store.wa_state_delete_stamped_before(self.instance_id, kind, cutoff).await?;
+        let removed = self.observed(
+            self.store.wa_state_delete_stamped_before(self.instance_id, kind, cutoff, self.vault.fence()).await,
+        )?;
         Ok(u32::try_from(removed).unwrap_or(u32::MAX))
     }
 
@@ -716,8 +726,9 @@ impl ProtocolStore for GatewayBackend {
 
     async fn take_sent_message(&self, chat_jid: &str, message_id: &str) -> Result<Option<Vec<u8>>> {
         let key = join2(chat_jid, message_id);
-        let taken =
-            self.store.wa_state_take(self.instance_id, kind::SENT_MESSAGE, &key).await.map_err(StateError::from)?;
+        let taken = self
+            .observed(self.store.wa_state_take(self.instance_id, kind::SENT_MESSAGE, &key, self.vault.fence()).await)
+            .map_err(StateError::from)?;
         match taken {
             Some(record) => Ok(Some(self.open(kind::SENT_MESSAGE, &key, &record.value)?)),
             None => Ok(None),

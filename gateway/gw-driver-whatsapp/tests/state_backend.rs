@@ -394,6 +394,7 @@ async fn moved_rows_are_refused(f: Fixture) {
                 WaStateWrite::Put { kind: "session", key: "a@s.whatsapp.net".into(), value: b_row.value, stamp: 0 },
                 WaStateWrite::Put { kind: "session", key: "b@s.whatsapp.net".into(), value: a.value.clone(), stamp: 0 },
             ],
+            None,
         )
         .await
         .expect("swap");
@@ -411,6 +412,7 @@ async fn moved_rows_are_refused(f: Fixture) {
                 value: a.value.clone(),
                 stamp: 0,
             }],
+            None,
         )
         .await
         .expect("copy");
@@ -420,6 +422,7 @@ async fn moved_rows_are_refused(f: Fixture) {
         .wa_state_apply(
             other.instance_id,
             vec![WaStateWrite::Put { kind: "session", key: "a@s.whatsapp.net".into(), value: a.value, stamp: 0 }],
+            None,
         )
         .await
         .expect("copy to another instance");
@@ -449,6 +452,7 @@ async fn raw_store_operations(f: Fixture) {
         .wa_state_apply(
             id,
             vec![put("k", "a_b|1", 1), put("k", "axb|2", 2), put("k", "a%|3", 3), put("other", "a_b|9", 1)],
+            None,
         )
         .await
         .expect("apply");
@@ -459,23 +463,23 @@ async fn raw_store_operations(f: Fixture) {
 
     // More keys than one IN list holds.
     let many: Vec<WaStateWrite> = (0..1200).map(|i| put("bulk", &format!("{i:05}"), 0)).collect();
-    store.wa_state_apply(id, many).await.expect("bulk");
+    store.wa_state_apply(id, many, None).await.expect("bulk");
     let mut wanted: Vec<String> = (0..1200).step_by(2).map(|i| format!("{i:05}")).collect();
     wanted.push("missing".into());
     assert_eq!(store.wa_state_get_many(id, "bulk", &wanted).await.expect("many").len(), 600);
 
     // Records belong to an existing instance (foreign key).
     let orphan = InstanceId::new();
-    assert!(store.wa_state_apply(orphan, vec![put("k", "x", 0)]).await.is_err(), "no such instance");
+    assert!(store.wa_state_apply(orphan, vec![put("k", "x", 0)], None).await.is_err(), "no such instance");
     assert!(store.wa_state_list(orphan, "k", "").await.expect("list").is_empty());
 
-    assert!(store.wa_state_take(id, "k", "axb|2").await.expect("take").is_some());
-    assert!(store.wa_state_take(id, "k", "axb|2").await.expect("take").is_none());
-    assert_eq!(store.wa_state_delete_stamped_before(id, "k", 3).await.expect("sweep"), 1);
+    assert!(store.wa_state_take(id, "k", "axb|2", None).await.expect("take").is_some());
+    assert!(store.wa_state_take(id, "k", "axb|2", None).await.expect("take").is_none());
+    assert_eq!(store.wa_state_delete_stamped_before(id, "k", 3, None).await.expect("sweep"), 1);
     assert_eq!(keys(store.wa_state_list(id, "k", "").await.expect("list")), vec!["a%|3".to_owned()]);
     assert!(store.wa_state_get(id, "other", "a_b|9").await.expect("get").is_some(), "other kinds untouched");
     store
-        .wa_state_apply(id, vec![WaStateWrite::DeletePrefix { kind: "bulk", prefix: "001".into() }])
+        .wa_state_apply(id, vec![WaStateWrite::DeletePrefix { kind: "bulk", prefix: "001".into() }], None)
         .await
         .expect("delete prefix");
     assert_eq!(store.wa_state_list(id, "bulk", "").await.expect("list").len(), 1100);

@@ -174,6 +174,9 @@ pub enum ApiError {
     Internal(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The node running the instance's session did not answer a forwarded command in time.
+    #[error("the node running this instance did not answer in time")]
+    OwnerUnavailable,
     /// The plugin host refused an upload.
     #[error("plugin rejected: {0}")]
     PluginRejected(gw_core::PluginRejection),
@@ -249,6 +252,15 @@ impl ApiError {
                     ..simple(&ProblemType::UNAVAILABLE, "the database is unavailable; retry later".into())
                 },
                 Some(Duration::from_secs(5)),
+            ),
+            ApiError::OwnerUnavailable => (
+                simple(
+                    &ProblemType::UNAVAILABLE,
+                    "the node running this instance did not answer in time; the command is kept and may still be \
+                     carried out; retry later"
+                        .into(),
+                ),
+                Some(Duration::from_secs(2)),
             ),
         }
     }
@@ -366,7 +378,7 @@ impl From<gw_sessions::EngineError> for ApiError {
             EngineError::Driver(_) => ApiError::Problem(&ProblemType::DRIVER_ERROR, detail),
             EngineError::Store(e) => e.into(),
             // Another node runs the instance and did not answer: retrying reaches it (or its successor).
-            EngineError::OwnerUnavailable => ApiError::Unavailable(err.to_string()),
+            EngineError::OwnerUnavailable => ApiError::OwnerUnavailable,
         }
     }
 }

@@ -17,7 +17,7 @@ mod webhooks;
 pub use access::{Access, AccessError};
 pub use caller::{Caller, Need};
 pub use gw_core::KeyScope;
-pub use messaging::{Messaging, MessagingError};
+pub use messaging::{LiveEvents, Messaging, MessagingError};
 pub use plugins::{Bind, CreatePlugin, MAX_BINDING_POSITION, PluginError, Plugins, Rebind};
 pub use usage::{Usage, UsageError};
 pub use webhooks::{WebhookError, Webhooks, WithSecret};

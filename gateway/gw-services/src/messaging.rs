@@ -171,8 +171,8 @@ impl Messaging {
         if message_ids.is_empty() || message_ids.len() > MAX_MARK_READ {
             return Err(invalid("message_ids", format!("1 to {MAX_MARK_READ} message ids")));
         }
-        let connection = self.engine.connection(&instance)?;
-        connection.mark_read(&chat, message_ids).await.map_err(EngineError::from)?;
+        // Executed by whichever node runs the session.
+        self.engine.mark_read(&instance, &chat, message_ids).await?;
         Ok(())
     }
 
@@ -185,8 +185,7 @@ impl Messaging {
     ) -> Result<(), MessagingError> {
         let instance = self.access.instance(caller, id, Need::SEND).await?;
         let chat = gw_sessions::normalize_recipient("chat", chat)?;
-        let connection = self.engine.connection(&instance)?;
-        connection.send_presence(&chat, presence).await.map_err(EngineError::from)?;
+        self.engine.send_presence(&instance, &chat, presence).await?;
         Ok(())
     }
 
@@ -223,8 +222,7 @@ impl Messaging {
     ) -> Result<Contact, MessagingError> {
         let instance = self.access.instance(caller, id, Need::WRITE_CONTACTS).await?;
         let found = self.store.get_contact(instance.id, contact).await?;
-        let connection = self.engine.connection(&instance)?;
-        connection.set_blocked(&found.jid, blocked).await.map_err(EngineError::from)?;
+        self.engine.set_blocked(&instance, &found.jid, blocked).await?;
         Ok(self.store.set_contact_blocked(instance.id, contact, blocked, &caller.actor()).await?)
     }
 
@@ -235,12 +233,21 @@ impl Messaging {
     }
 
     /// The live event bus and the instance whose events the caller may follow on it.
-    pub async fn events(
-        &self,
-        caller: &Caller,
-        id: InstanceId,
-    ) -> Result<(InstanceId, tokio::sync::broadcast::Receiver<GatewayEvent>), MessagingError> {
+    pub async fn events(&self, caller: &Caller, id: InstanceId) -> Result<LiveEvents, MessagingError> {
         let instance = self.access.instance(caller, id, Need::READ_MESSAGES).await?;
-        Ok((instance.id, self.engine.subscribe()))
+        // Gaps first: a gap recorded after this point is one the stream may have missed events in.
+        let gaps = self.engine.relay_gaps();
+        Ok(LiveEvents { instance_id: instance.id, events: self.engine.subscribe(), gaps })
     }
+}
+
+/// What a live event stream follows.
+#[derive(Debug)]
+pub struct LiveEvents {
+    pub instance_id: InstanceId,
+    /// Every instance's events on this node; the stream keeps the instance's.
+    pub events: tokio::sync::broadcast::Receiver<GatewayEvent>,
+    /// Changes when this node may have missed other nodes' events (its relay reconnected): the client should
+    /// resync from the API.
+    pub gaps: tokio::sync::watch::Receiver<u64>,
 }

@@ -51,6 +51,14 @@ pub trait AuthVault: Send + Sync + fmt::Debug {
     async fn save(&self, state: &[u8]) -> Result<(), DriverError>;
     /// The session was logged out: the state is kept for audit but never used again.
     async fn invalidate(&self) -> Result<(), DriverError>;
+    /// The fencing token (lease epoch) the driver's own state writes carry; `None` when the session holds no lease
+    /// (a vault outside the engine, as in tests).
+    fn fence(&self) -> Option<gw_store::OwnerEpoch> {
+        None
+    }
+    /// Tells the session a store write of the driver failed: a [`gw_store::StoreError::Fenced`] one stops the
+    /// session (another node took the instance over).
+    fn observe(&self, _error: &gw_store::StoreError) {}
 }
 
 /// What the engine asks a driver to connect.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use gw_core::{
     DriverKind, GatewayEvent, Instance, InstanceId, InstanceStatus, Message, MessagePipeline, NodeId, Origin,
 };
-use gw_store::{Store, StoreError};
-use tokio::sync::{broadcast, oneshot};
+use gw_store::{CommandOutcome, InstanceCommandKind, Store, StoreError};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::accept::send_message;
 use crate::media::MediaFetcher;
@@ -20,7 +20,7 @@ use crate::state::{Inner, Tenure};
 use crate::supervision::Command;
 use crate::translate::record_status;
 use crate::vault::SessionCipher;
-use crate::{Connection, Driver, DriverError};
+use crate::{Connection, Driver, DriverError, Presence};
 
 /// How the engine behaves; defaults suit production.
 #[derive(Debug, Clone)]
@@ -141,6 +141,7 @@ impl EngineBuilder {
                 pipeline: self.pipeline,
                 sinks: self.sinks,
                 bus,
+                gaps: watch::Sender::new(0),
                 meter: self.meter,
                 media_fetcher: self.media_fetcher,
                 cipher: self.cipher,
@@ -176,6 +177,17 @@ impl Engine {
     /// Live events of every instance; the edge filters per instance and tenant.
     pub fn subscribe(&self) -> broadcast::Receiver<GatewayEvent> {
         self.inner.bus.subscribe()
+    }
+
+    /// Changes each time the live bus may have missed other nodes' events (the relay lost its connection to the
+    /// database and listens again): an SSE client is told to resync from the API.
+    pub fn relay_gaps(&self) -> watch::Receiver<u64> {
+        self.inner.gaps.subscribe()
+    }
+
+    /// Records that other nodes' events may have been missed (see [`Engine::relay_gaps`]).
+    pub fn relay_gap(&self) {
+        self.inner.gaps.send_modify(|gaps| *gaps += 1);
     }
 
     /// Puts an event from another subsystem (the webhook dispatcher's `webhook.disabled`) on the live bus.
@@ -235,15 +247,40 @@ impl Engine {
         {
             return result.map_err(EngineError::Driver);
         }
-        if let Some(outcome) = self.on_owner(instance.id, gw_store::InstanceCommandKind::Logout).await? {
-            return match outcome {
-                gw_store::CommandOutcome::Failed(reason) => Err(EngineError::Driver(DriverError::Transient(reason))),
-                _ => Ok(()),
-            };
+        if let Some(outcome) = self.on_owner(instance.id, InstanceCommandKind::Logout).await? {
+            return logout_outcome(outcome);
         }
-        // No session anywhere: forget the stored one (if it was ever paired) and record the status ourselves.
-        self.inner.store.invalidate_session(instance.id, gw_core::Timestamp::now(), None).await?;
-        record_status(&self.inner, None, instance, InstanceStatus::LoggedOut, Some("logged out by the API")).await;
+        // No session anywhere: this node takes the lease for its two writes, so they are fenced like a session's (a
+        // node claiming the instance meanwhile waits for them or has them refused).
+        let ttl = self.inner.config.cluster.lease_ttl;
+        let Some(epoch) = self.inner.store.acquire_lease(instance.id, self.inner.node, ttl).await? else {
+            // Another node took the instance between the look and now: the logout is its to carry out.
+            return match self.on_owner(instance.id, InstanceCommandKind::Logout).await? {
+                Some(outcome) => logout_outcome(outcome),
+                None => Err(EngineError::OwnerUnavailable),
+            };
+        };
+        let tenure = Tenure::held(epoch, tokio::time::Instant::now());
+        let invalidated =
+            self.inner.store.invalidate_session(instance.id, gw_core::Timestamp::now(), tenure.fence()).await;
+        if invalidated.is_ok() {
+            record_status(
+                &self.inner,
+                Some(&tenure),
+                instance,
+                InstanceStatus::LoggedOut,
+                Some("logged out by the API"),
+            )
+            .await;
+        }
+        if let Err(error) = self.inner.store.release_lease(instance.id, self.inner.node, epoch).await {
+            tracing::warn!(instance = %instance.id, %error, "lease not released after the logout; it expires by itself");
+        }
+        invalidated?;
+        if tenure.is_lost() {
+            // The status write was refused: another node owns the instance now.
+            return Err(EngineError::OwnerUnavailable);
+        }
         Ok(())
     }
 
@@ -253,9 +290,9 @@ impl Engine {
         let digits = phone.trim_end_matches("@s.whatsapp.net").to_owned();
         let (reply, done) = oneshot::channel();
         if !self.inner.command(instance.id, Command::PairCode { phone: digits.clone(), reply }, None) {
-            let kind = gw_store::InstanceCommandKind::PairCode { phone: digits };
+            let kind = InstanceCommandKind::PairCode { phone: digits };
             return match self.on_owner(instance.id, kind).await? {
-                Some(gw_store::CommandOutcome::Done(Some(code))) => Ok(code),
+                Some(CommandOutcome::Done(Some(code))) => Ok(code),
                 _ => Err(EngineError::NotConnected { status: instance.status }),
             };
         }
@@ -270,8 +307,8 @@ impl Engine {
     async fn on_owner(
         &self,
         instance_id: InstanceId,
-        kind: gw_store::InstanceCommandKind,
-    ) -> Result<Option<gw_store::CommandOutcome>, EngineError> {
+        kind: InstanceCommandKind,
+    ) -> Result<Option<CommandOutcome>, EngineError> {
         match self.inner.store.instance_owner(instance_id).await? {
             Some(owner) if owner != self.inner.node => {}
             _ => return Ok(None),
@@ -311,11 +348,60 @@ impl Engine {
 
     /// The live connection of a connected instance.
     pub fn connection(&self, instance: &Instance) -> Result<Arc<dyn Connection>, EngineError> {
-        self.inner
-            .lock_sessions()
-            .get(&instance.id)
-            .and_then(|h| h.shared.connection.lock().ok().and_then(|c| c.clone()))
-            .ok_or(EngineError::NotConnected { status: instance.status })
+        self.inner.connection(instance.id).ok_or(EngineError::NotConnected { status: instance.status })
+    }
+
+    /// Sends read receipts for messages of a chat (WhatsApp's ids), from whichever node runs the session.
+    pub async fn mark_read(
+        &self,
+        instance: &Instance,
+        chat_jid: &str,
+        wa_message_ids: &[String],
+    ) -> Result<(), EngineError> {
+        if let Some(connection) = self.inner.connection(instance.id) {
+            return Ok(connection.mark_read(chat_jid, wa_message_ids).await?);
+        }
+        let kind =
+            InstanceCommandKind::MarkRead { chat_jid: chat_jid.to_owned(), wa_message_ids: wa_message_ids.to_vec() };
+        self.done_on_owner(instance, kind).await
+    }
+
+    /// Shows a presence (typing, ...) in a chat, from whichever node runs the session.
+    pub async fn send_presence(
+        &self,
+        instance: &Instance,
+        chat_jid: &str,
+        presence: Presence,
+    ) -> Result<(), EngineError> {
+        if let Some(connection) = self.inner.connection(instance.id) {
+            return Ok(connection.send_presence(chat_jid, presence).await?);
+        }
+        let spelling = serde_json::to_value(presence).ok().and_then(|v| v.as_str().map(str::to_owned));
+        let kind =
+            InstanceCommandKind::Presence { chat_jid: chat_jid.to_owned(), presence: spelling.unwrap_or_default() };
+        self.done_on_owner(instance, kind).await
+    }
+
+    /// Blocks or unblocks a contact on WhatsApp, from whichever node runs the session.
+    pub async fn set_blocked(&self, instance: &Instance, jid: &str, blocked: bool) -> Result<(), EngineError> {
+        if let Some(connection) = self.inner.connection(instance.id) {
+            return Ok(connection.set_blocked(jid, blocked).await?);
+        }
+        self.done_on_owner(instance, InstanceCommandKind::Block { jid: jid.to_owned(), blocked }).await
+    }
+
+    /// Runs a command that answers nothing on the node that owns the instance. Not connected when no other node
+    /// owns it or the owner's session is not connected; the owner's driver error otherwise.
+    async fn done_on_owner(&self, instance: &Instance, kind: InstanceCommandKind) -> Result<(), EngineError> {
+        match self.on_owner(instance.id, kind).await? {
+            Some(CommandOutcome::Done(_)) => Ok(()),
+            Some(CommandOutcome::Failed(reason)) if reason == crate::forward::NOT_CONNECTED => {
+                Err(EngineError::NotConnected { status: instance.status })
+            }
+            Some(CommandOutcome::Failed(reason)) => Err(EngineError::Driver(DriverError::Other(reason))),
+            Some(CommandOutcome::Pending) => Err(EngineError::OwnerUnavailable),
+            None => Err(EngineError::NotConnected { status: instance.status }),
+        }
     }
 
     /// How many instance tasks run on this node.
@@ -343,6 +429,14 @@ impl Engine {
     /// wherever it runs.
     pub async fn send(&self, instance: &Instance, request: SendRequest) -> Result<Accepted, EngineError> {
         send_message(&self.inner, instance, request, Origin::Api).await
+    }
+}
+
+/// What the owner's answer to a forwarded logout means for the caller.
+fn logout_outcome(outcome: CommandOutcome) -> Result<(), EngineError> {
+    match outcome {
+        CommandOutcome::Failed(reason) => Err(EngineError::Driver(DriverError::Transient(reason))),
+        _ => Ok(()),
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::state::{Inner, Tenure};
 use crate::supervision::Command;
+use crate::{Connection, DriverError, Presence};
 
 /// How often the receiving node looks for the owner's answer.
 const ANSWER_POLL: Duration = Duration::from_millis(20);
@@ -61,8 +62,11 @@ pub(crate) async fn execute_pending(inner: Arc<Inner>, instance_id: InstanceId) 
     }
 }
 
+/// The recorded reason of a command refused because the session does not run here (or is not connected).
+pub(crate) const NOT_CONNECTED: &str = "not connected";
+
 async fn execute(inner: &Arc<Inner>, instance_id: InstanceId, kind: InstanceCommandKind) -> CommandOutcome {
-    let not_here = || CommandOutcome::Failed("the instance's session is not running".into());
+    let not_here = || CommandOutcome::Failed(NOT_CONNECTED.into());
     match kind {
         InstanceCommandKind::Connect { pair_phone } => {
             inner.command(instance_id, Command::Connect { pair_phone }, Some(Tenure::default()));
@@ -94,5 +98,33 @@ async fn execute(inner: &Arc<Inner>, instance_id: InstanceId, kind: InstanceComm
                 Err(_) => not_here(),
             }
         }
+        InstanceCommandKind::MarkRead { chat_jid, wa_message_ids } => {
+            on_connection(inner, instance_id, |c| async move { c.mark_read(&chat_jid, &wa_message_ids).await }).await
+        }
+        InstanceCommandKind::Presence { chat_jid, presence } => {
+            let Ok(presence) = serde_json::from_value::<Presence>(serde_json::Value::String(presence.clone())) else {
+                return CommandOutcome::Failed(format!("unknown presence {presence}"));
+            };
+            on_connection(inner, instance_id, |c| async move { c.send_presence(&chat_jid, presence).await }).await
+        }
+        InstanceCommandKind::Block { jid, blocked } => {
+            on_connection(inner, instance_id, |c| async move { c.set_blocked(&jid, blocked).await }).await
+        }
+    }
+}
+
+/// Runs `call` on the instance's live connection here and records its result.
+async fn on_connection<F, Fut>(inner: &Inner, instance_id: InstanceId, call: F) -> CommandOutcome
+where
+    F: FnOnce(Arc<dyn Connection>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), DriverError>>,
+{
+    let Some(connection) = inner.connection(instance_id) else {
+        return CommandOutcome::Failed(NOT_CONNECTED.into());
+    };
+    match call(connection).await {
+        Ok(()) => CommandOutcome::Done(None),
+        Err(DriverError::NotConnected) => CommandOutcome::Failed(NOT_CONNECTED.into()),
+        Err(e) => CommandOutcome::Failed(e.to_string()),
     }
 }

@@ -1,6 +1,6 @@
-//! The inbound path: store, contact, pipeline, durable publish, then acknowledge to WhatsApp. Inbound writes are
-//! not fenced: a message stored twice is recognised by its unique WhatsApp id, so a former owner's late write is
-//! harmless.
+//! The inbound path: store, contact, pipeline, durable publish, then acknowledge to WhatsApp. Storing and finishing
+//! the message carry the session's lease epoch: once another node took the instance over, both are refused, the
+//! message is not acknowledged here (WhatsApp delivers it to the new owner's connection) and the session stops.
 
 use std::sync::Arc;
 
@@ -13,12 +13,12 @@ use crate::InboundMessage;
 use crate::accept::send_replies;
 use crate::events::message_json;
 use crate::meter::Metered;
-use crate::state::Inner;
+use crate::state::{Inner, Tenure};
 
 /// Stores an inbound message, runs it through the pipeline, publishes it, and only then acknowledges it to
 /// WhatsApp: a crash anywhere before the ack makes WhatsApp deliver it again, and the stored row recognises the
 /// redelivery (its `message.received` event keeps the same id, so receivers can de-duplicate).
-pub(crate) async fn handle_inbound(inner: &Arc<Inner>, instance: &Instance, message: InboundMessage) {
+pub(crate) async fn handle_inbound(inner: &Arc<Inner>, tenure: &Tenure, instance: &Instance, message: InboundMessage) {
     let InboundMessage {
         wa_message_id,
         chat_jid,
@@ -51,8 +51,11 @@ pub(crate) async fn handle_inbound(inner: &Arc<Inner>, instance: &Instance, mess
         text: text.clone(),
         quoted_message_id,
         at: timestamp,
+        fence: tenure.fence(),
     };
-    let recorded = match inner.store.record_inbound(new).await {
+    let recorded = inner.store.record_inbound(new).await;
+    tenure.check(&recorded);
+    let recorded = match recorded {
         Ok(recorded) => recorded,
         Err(e) => {
             // Not acknowledged: WhatsApp will deliver it again.
@@ -110,8 +113,12 @@ pub(crate) async fn handle_inbound(inner: &Arc<Inner>, instance: &Instance, mess
         tracing::warn!(instance = %instance.id, error = %e, "inbound event not durable; not acknowledging");
         return;
     }
-    if let Err(e) = inner.store.finish_inbound(message.id, status, message.text.clone(), reason, Timestamp::now()).await
-    {
+    let finished = inner
+        .store
+        .finish_inbound(message.id, status, message.text.clone(), reason, Timestamp::now(), tenure.fence())
+        .await;
+    tenure.check(&finished);
+    if let Err(e) = finished {
         tracing::warn!(instance = %instance.id, error = %e, "inbound message not finished; not acknowledging");
         return;
     }

@@ -2,7 +2,8 @@
 //!
 //! Three loops per node. The **ownership loop** (every third of the lease TTL) renews every lease the node holds in
 //! one statement, stops sessions whose lease is gone, gives up leases nothing runs under, announces the node
-//! (heartbeat) and claims orphaned instances that placement gives it. The **watchdog** stops any session whose lease
+//! (heartbeat), claims orphaned instances that placement gives it, and at most once a minute deletes what is past
+//! the retention (dead nodes' rows, old forwarded commands). The **watchdog** stops any session whose lease
 //! could not be renewed within two thirds of the TTL, so it is down before the lease can pass to another node. The
 //! **wake loop** turns wake-ups (a send accepted on another node) and a slow poll into outbox wake-ups here.
 //!
@@ -43,6 +44,9 @@ pub struct ClusterConfig {
     /// The node knows it is the only one (SQLite, whose file lock it holds): at start-up, leases other nodes hold
     /// are a dead process's and are cleared at once instead of waiting for them to expire.
     pub exclusive: bool,
+    /// Rows of nodes silent this long, and forwarded commands written this long ago, are deleted (in batches, at
+    /// most once a minute, by whichever node gets there).
+    pub retention: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -55,6 +59,7 @@ impl Default for ClusterConfig {
             claim_batch: 512,
             command_wait: Duration::from_secs(5),
             exclusive: false,
+            retention: Duration::from_secs(3600),
         }
     }
 }
@@ -68,7 +73,16 @@ impl ClusterConfig {
     fn stop_after(&self) -> Duration {
         self.lease_ttl * 2 / 3
     }
+
+    fn prune_every(&self) -> Duration {
+        self.retention.min(PRUNE_EVERY)
+    }
 }
+
+/// How often a node deletes what is past [`ClusterConfig::retention`], at most.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Rows one delete statement removes at most, so a long backlog never holds locks for long.
+const PRUNE_BATCH: u32 = 500;
 
 /// The node's running cluster loops.
 #[derive(Debug)]
@@ -108,6 +122,7 @@ pub(crate) async fn announce(inner: &Inner) -> StoreResult<()> {
 async fn ownership_loop(inner: Arc<Inner>) {
     let cluster = inner.config.cluster.clone();
     let mut placement = Placement::default();
+    let mut pruned_at: Option<Instant> = None;
     let mut ticks = tokio::time::interval(cluster.tick());
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -132,6 +147,29 @@ async fn ownership_loop(inner: Arc<Inner>) {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => tracing::warn!(%error, "orphaned instances not claimed"),
             Err(_) => tracing::warn!("claim round did not finish in time"),
+        }
+        if pruned_at.is_none_or(|at| at.elapsed() >= cluster.prune_every()) {
+            pruned_at = Some(Instant::now());
+            match tokio::time::timeout(cluster.tick(), prune(&inner)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(deleted)) => tracing::debug!(deleted, "dead nodes and old commands deleted"),
+                Ok(Err(error)) => tracing::warn!(%error, "dead nodes and old commands not deleted; retrying later"),
+                Err(_) => tracing::warn!("pruning did not finish in time; the rest goes next time"),
+            }
+        }
+    }
+}
+
+/// Deletes the rows of nodes dead for longer than the retention and commands older than it, batch by batch.
+pub(crate) async fn prune(inner: &Inner) -> StoreResult<u64> {
+    let retention = inner.config.cluster.retention;
+    let mut deleted = 0;
+    loop {
+        let nodes = inner.store.prune_dead_nodes(retention, PRUNE_BATCH).await?;
+        let commands = inner.store.prune_commands(retention, PRUNE_BATCH).await?;
+        deleted += nodes + commands;
+        if nodes < u64::from(PRUNE_BATCH) && commands < u64::from(PRUNE_BATCH) {
+            return Ok(deleted);
         }
     }
 }

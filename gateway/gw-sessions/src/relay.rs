@@ -3,8 +3,11 @@
 //! `LISTEN/NOTIFY`), and puts what it hears from the others on its own engine's live bus.
 //!
 //! The relay is an [`EventSink`] of the engine, so it sees only the events raised on this node, never those it put
-//! on the bus for others: nothing is published twice. Each envelope names its node, because a node hears its own
-//! notifications too. Publishing never slows the engine: events wait in a bounded queue, and when the database is
+//! on the bus for others: nothing is published twice. Each envelope names its node (the engine's
+//! [`Engine::node_id`], the id the cluster knows it by), because a node hears its own notifications too.
+//!
+//! Notifications sent while the listening connection is down are lost. Whenever the listener comes back after
+//! a drop, the engine records a gap ([`Engine::relay_gap`]), and the SSE streams tell their clients to resync. Publishing never slows the engine: events wait in a bounded queue, and when the database is
 //! slow or away the newest are dropped and counted (the live stream is best effort; webhooks are the durable
 //! channel).
 
@@ -12,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gw_core::{EventSink, EventSinkError, GatewayEvent};
+use gw_core::{EventSink, EventSinkError, GatewayEvent, NodeId};
 use gw_store::{Heard, NodeFanout};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -27,31 +30,30 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Serialize)]
 struct Outgoing<'a> {
-    node: &'a str,
+    node: NodeId,
     event: &'a GatewayEvent,
 }
 
 #[derive(Deserialize)]
 struct Incoming {
-    node: String,
+    node: NodeId,
     event: GatewayEvent,
 }
 
 /// Publishes this node's live events to the other nodes and hears theirs.
 #[derive(Debug)]
 pub struct EventRelay {
-    node: String,
     queue: mpsc::Sender<GatewayEvent>,
     pending: Mutex<Option<mpsc::Receiver<GatewayEvent>>>,
     dropped: AtomicU64,
 }
 
 impl EventRelay {
-    /// A relay for the node named `node` (unique per process). Register it with [`crate::EngineBuilder::sink`] after
-    /// the durable sinks, then [`EventRelay::spawn`] it with the built engine.
-    pub fn new(node: impl Into<String>) -> Arc<Self> {
+    /// A relay for this process. Register it with [`crate::EngineBuilder::sink`] after the durable sinks, then
+    /// [`EventRelay::spawn`] it with the built engine, whose node id names the envelopes.
+    pub fn new() -> Arc<Self> {
         let (queue, pending) = mpsc::channel(QUEUE);
-        Arc::new(Self { node: node.into(), queue, pending: Mutex::new(Some(pending)), dropped: AtomicU64::new(0) })
+        Arc::new(Self { queue, pending: Mutex::new(Some(pending)), dropped: AtomicU64::new(0) })
     }
 
     /// Events not published because the queue was full.
@@ -67,8 +69,9 @@ impl EventRelay {
         stop: watch::Receiver<bool>,
     ) -> Option<JoinHandle<()>> {
         let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner()).take()?;
-        let publisher = tokio::spawn(publish(self.node.clone(), pending, fanout.clone(), stop.clone()));
-        let listener = tokio::spawn(listen(self.node.clone(), fanout, engine, stop));
+        let node = engine.node_id();
+        let publisher = tokio::spawn(publish(node, pending, fanout.clone(), stop.clone()));
+        let listener = tokio::spawn(listen(node, fanout, engine, stop));
         Some(tokio::spawn(async move {
             let _ = publisher.await;
             let _ = listener.await;
@@ -91,7 +94,7 @@ impl EventSink for EventRelay {
 }
 
 async fn publish(
-    node: String,
+    node: NodeId,
     mut pending: mpsc::Receiver<GatewayEvent>,
     fanout: Arc<dyn NodeFanout>,
     mut stop: watch::Receiver<bool>,
@@ -105,7 +108,7 @@ async fn publish(
                 None => return,
             },
         };
-        let message = match serde_json::to_string(&Outgoing { node: &node, event: &event }) {
+        let message = match serde_json::to_string(&Outgoing { node, event: &event }) {
             Ok(message) => message,
             Err(err) => {
                 tracing::error!(%err, "a live event could not be encoded");
@@ -127,9 +130,11 @@ async fn publish(
     }
 }
 
-async fn listen(node: String, fanout: Arc<dyn NodeFanout>, engine: Engine, mut stop: watch::Receiver<bool>) {
+async fn listen(node: NodeId, fanout: Arc<dyn NodeFanout>, engine: Engine, mut stop: watch::Receiver<bool>) {
     const FIRST_BACKOFF: Duration = Duration::from_millis(100);
     let mut backoff = FIRST_BACKOFF;
+    // Before the first listener nothing was missed: SSE streams opened then see only what comes after.
+    let mut listened_before = false;
     loop {
         let started = tokio::time::Instant::now();
         let listening = async {
@@ -137,6 +142,10 @@ async fn listen(node: String, fanout: Arc<dyn NodeFanout>, engine: Engine, mut s
                 Ok(listener) => listener,
                 Err(err) => return err.to_string(),
             };
+            if std::mem::replace(&mut listened_before, true) {
+                tracing::info!("hearing other nodes' live events again; their events meanwhile are lost");
+                engine.relay_gap();
+            }
             loop {
                 match listener.next().await {
                     Ok(Heard::Message(message)) => match serde_json::from_str::<Incoming>(&message) {
@@ -146,6 +155,7 @@ async fn listen(node: String, fanout: Arc<dyn NodeFanout>, engine: Engine, mut s
                     },
                     Ok(Heard::Gap) => {
                         tracing::warn!("the live event listener reconnected; other nodes' events meanwhile are lost");
+                        engine.relay_gap();
                     }
                     Err(err) => return err.to_string(),
                 }

@@ -70,7 +70,14 @@ impl Tenure {
 
     /// Notes a store result: a fenced write means another node owns the instance now.
     pub(crate) fn check<T>(&self, result: &Result<T, StoreError>) {
-        if let Err(StoreError::Fenced { instance }) = result {
+        if let Err(error) = result {
+            self.observe(error);
+        }
+    }
+
+    /// Marks the lease lost when a write was refused as fenced.
+    pub(crate) fn observe(&self, error: &StoreError) {
+        if let StoreError::Fenced { instance } = error {
             tracing::warn!(%instance, "another node took this instance over; stopping its session here");
             self.lose();
         }
@@ -106,6 +113,8 @@ pub(crate) struct Inner {
     pub(crate) pipeline: Arc<dyn MessagePipeline>,
     pub(crate) sinks: Vec<Arc<dyn gw_core::EventSink>>,
     pub(crate) bus: broadcast::Sender<GatewayEvent>,
+    /// Counts the times the live bus may have missed other nodes' events (the relay's listener reconnected).
+    pub(crate) gaps: watch::Sender<u64>,
     pub(crate) meter: Arc<dyn Meter>,
     pub(crate) media_fetcher: Option<Arc<dyn MediaFetcher>>,
     pub(crate) cipher: Arc<SessionCipher>,
@@ -158,6 +167,14 @@ impl Inner {
         let task = tokio::spawn(supervision::supervise(self.clone(), instance_id, shared.clone(), rx));
         sessions.insert(instance_id, SessionHandle { commands: tx, shared, task });
         true
+    }
+
+    /// The live connection of a session running here, if it is connected.
+    pub(crate) fn connection(&self, instance_id: InstanceId) -> Option<Arc<dyn crate::Connection>> {
+        self.lock_sessions()
+            .get(&instance_id)
+            .filter(|h| !h.task.is_finished())
+            .and_then(|h| h.shared.connection.lock().ok().and_then(|c| c.clone()))
     }
 
     /// Wakes the instance's outbox worker if it runs on this node; otherwise whichever node owns it.

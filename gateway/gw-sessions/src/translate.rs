@@ -102,7 +102,7 @@ pub(crate) async fn on_event(
             record_status(inner, Some(shared.tenure.as_ref()), instance, InstanceStatus::Banned, Some(&reason)).await;
             return Some(Exit::Parked);
         }
-        DriverEvent::Message(message) => handle_inbound(inner, instance, message).await,
+        DriverEvent::Message(message) => handle_inbound(inner, &shared.tenure, instance, message).await,
         DriverEvent::Receipt { wa_message_ids, kind, at, .. } => {
             let status = match kind {
                 ReceiptKind::Delivered => MessageStatus::Delivered,

@@ -118,6 +118,16 @@ impl AuthVault for StoreVault {
         self.check(&invalidated);
         invalidated.map_err(store_err)
     }
+
+    fn fence(&self) -> Option<gw_store::OwnerEpoch> {
+        StoreVault::fence(self)
+    }
+
+    fn observe(&self, error: &gw_store::StoreError) {
+        if let Some(tenure) = &self.tenure {
+            tenure.observe(error);
+        }
+    }
 }
 
 #[cfg(test)]

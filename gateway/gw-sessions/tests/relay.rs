@@ -23,14 +23,8 @@ struct Node {
     relay: Arc<EventRelay>,
 }
 
-async fn node(
-    store: &Arc<dyn Store>,
-    url: &str,
-    network: &Arc<SandboxNetwork>,
-    name: &str,
-    stop: &watch::Receiver<bool>,
-) -> Node {
-    let relay = EventRelay::new(name);
+async fn node(store: &Arc<dyn Store>, url: &str, network: &Arc<SandboxNetwork>, stop: &watch::Receiver<bool>) -> Node {
+    let relay = EventRelay::new();
     let engine = Engine::builder(
         store.clone(),
         Arc::new(DirectMeter::new(store.clone())),
@@ -91,8 +85,8 @@ async fn another_nodes_events_reach_this_nodes_bus_once() {
     let store: Arc<dyn Store> = pg.clone();
     let (stop, stopped) = watch::channel(false);
     let network = SandboxNetwork::new();
-    let mut a = node(&store, database.url(), &network, "node-a", &stopped).await;
-    let mut b = node(&store, database.url(), &network, "node-b", &stopped).await;
+    let mut a = node(&store, database.url(), &network, &stopped).await;
+    let mut b = node(&store, database.url(), &network, &stopped).await;
     let instance = new_instance(&store).await;
 
     // The listeners are up once a's first event reaches b; the QR event proves it.
@@ -128,6 +122,58 @@ async fn another_nodes_events_reach_this_nodes_bus_once() {
     let rest = until(&mut a, &instance, "a's next event", |e| e.event_type == EventType::ConnectionUpdate).await;
     assert!(rest.iter().all(|e| e.id != message_id), "a's own event did not come back: {rest:?}");
     assert_eq!((a.relay.dropped(), b.relay.dropped()), (0, 0));
+
+    let _ = stop.send(true);
+    a.engine.shutdown().await;
+    b.engine.shutdown().await;
+    pg.close().await;
+    database.drop_database().await;
+}
+
+/// When the relay's connection to the database drops, the node records a gap (its SSE streams tell clients to
+/// resync), and other nodes' events reach it again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_listener_is_a_gap_and_other_nodes_events_come_again() {
+    let Some(database) = PgTestDatabase::create().await else { return };
+    let pg = Arc::new(PgStore::open(database.url(), &OpenOptions::default()).await.expect("postgres"));
+    let store: Arc<dyn Store> = pg.clone();
+    let (stop, stopped) = watch::channel(false);
+    let network = SandboxNetwork::new();
+    let a = node(&store, database.url(), &network, &stopped).await;
+    let mut b = node(&store, database.url(), &network, &stopped).await;
+    let instance = new_instance(&store).await;
+    a.engine.start(&instance, None).expect("start");
+    until(&mut b, &instance, "the QR code on b", |e| e.event_type == EventType::QrUpdated).await;
+    network.scan(instance.id, Some("Relayed".into())).await.expect("scan");
+    until(&mut b, &instance, "connected on b", connected).await;
+
+    let mut gaps = b.engine.relay_gaps();
+    assert_eq!(*gaps.borrow_and_update(), 0, "no gap while the listener was up");
+    assert!(database.terminate_connections(None).await > 0, "the listeners' connections were there to drop");
+    tokio::time::timeout(WAIT, gaps.changed()).await.expect("a gap within the wait").expect("the engine lives");
+    // What b heard before the drop does not count.
+    while !matches!(b.events.try_recv(), Err(broadcast::error::TryRecvError::Empty)) {}
+
+    // a's events reach b again: blips until one of their status changes shows on b (the first ones may fall into
+    // the gap, before b listens again).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        network.drop_connection(instance.id).ok();
+        let heard = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                match b.events.recv().await {
+                    Ok(event) if event.instance_id == instance.id => return,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("bus closed: {e}"),
+                }
+            }
+        })
+        .await;
+        if heard.is_ok() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "b never heard a's events again after the gap");
+    }
 
     let _ = stop.send(true);
     a.engine.shutdown().await;

@@ -69,6 +69,13 @@ pub(crate) const COMPLETE_COMMAND: &str = "UPDATE instance_commands SET status =
 
 pub(crate) const COMMAND_OUTCOME: &str = "SELECT status, result FROM instance_commands WHERE id = $1";
 
+/// Batch deletes by a sub-select with `LIMIT` (both dialects accept it; neither accepts `DELETE ... LIMIT`).
+pub(crate) const PRUNE_NODES: &str = "DELETE FROM nodes WHERE id IN (SELECT id FROM nodes \
+     WHERE heartbeat_at < (SELECT now_ms FROM db_clock) - $1 ORDER BY heartbeat_at LIMIT $2)";
+
+pub(crate) const PRUNE_COMMANDS: &str = "DELETE FROM instance_commands WHERE id IN (SELECT id FROM instance_commands \
+     WHERE created_at < (SELECT now_ms FROM db_clock) - $1 ORDER BY created_at LIMIT $2)";
+
 pub(crate) const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
 /// The epoch of an instance, to tell a fenced write from a missing row.
@@ -86,9 +93,13 @@ macro_rules! fence_on_instances {
 }
 pub(crate) use fence_on_instances;
 
-/// The condition a fenced write on a table with an `instance_id` column adds.
+/// The condition a fenced write on a table with an `instance_id` column adds. `$lock` is the backend's row lock
+/// for the instance row the condition reads (`" FOR SHARE"` on PostgreSQL, empty on SQLite, whose writers are
+/// serialised anyway): without it, PostgreSQL would judge the condition on the statement's snapshot, so a write
+/// could pass the check while a take-over of the instance commits, and land after it. With it, the write waits for
+/// a take-over in progress and then re-reads the instance row (and fails), and a take-over waits for the write.
 macro_rules! fence_on_instance_of {
-    ($column:literal, $n:literal) => {
+    ($column:literal, $n:literal, $lock:literal) => {
         concat!(
             " AND (",
             $n,
@@ -96,11 +107,21 @@ macro_rules! fence_on_instance_of {
             $column,
             " AND f.owner_epoch = ",
             $n,
+            $lock,
             "))"
         )
     };
 }
 pub(crate) use fence_on_instance_of;
+
+/// The instance's epoch, read inside a write transaction under the backend's row lock (`$lock`, as for
+/// [`fence_on_instance_of!`]) before the fenced writes of that transaction.
+macro_rules! epoch_under_lock {
+    ($lock:literal) => {
+        concat!("SELECT owner_epoch FROM instances WHERE id = $1", $lock)
+    };
+}
+pub(crate) use epoch_under_lock;
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct NodeRow {
@@ -442,6 +463,26 @@ macro_rules! impl_cluster_store {
                     }
                     _ => gw_store::CommandOutcome::Pending,
                 })
+            }
+
+            async fn prune_dead_nodes(&self, dead_for: Duration, batch: u32) -> StoreResult<u64> {
+                let done = sqlx::query(PRUNE_NODES)
+                    .bind(millis(dead_for))
+                    .bind(i64::from(batch))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err("node"))?;
+                Ok(done.rows_affected())
+            }
+
+            async fn prune_commands(&self, older_than: Duration, batch: u32) -> StoreResult<u64> {
+                let done = sqlx::query(PRUNE_COMMANDS)
+                    .bind(millis(older_than))
+                    .bind(i64::from(batch))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err("command"))?;
+                Ok(done.rows_affected())
             }
 
             async fn wake_instance(&self, instance_id: InstanceId) -> StoreResult<()> {

@@ -70,7 +70,7 @@ impl TryFrom<MessageRow> for Message {
 }
 
 macro_rules! impl_message_store {
-    ($store:ty) => {
+    ($store:ty, $fence_lock:literal) => {
         use async_trait::async_trait;
         use gw_core::{InstanceId, Message, MessageId, MessageStatus, Timestamp};
         use gw_store::{
@@ -168,7 +168,7 @@ macro_rules! impl_message_store {
                 let row = sqlx::query_as::<_, MessageRow>(concat!(
                     "UPDATE messages SET status = 'sent', media = NULL, sent_at = $2, updated_at = $2 \
                      WHERE id = $1 AND status = 'queued'",
-                    crate::cluster::fence_on_instance_of!("messages.instance_id", "$3"),
+                    crate::cluster::fence_on_instance_of!("messages.instance_id", "$3", $fence_lock),
                     " RETURNING ",
                     message_columns!()
                 ))
@@ -191,7 +191,7 @@ macro_rules! impl_message_store {
                 let row = sqlx::query_as::<_, MessageRow>(concat!(
                     "UPDATE messages SET status = 'failed', failure_reason = $2, media = NULL, updated_at = $3 \
                      WHERE id = $1 AND status = 'queued'",
-                    crate::cluster::fence_on_instance_of!("messages.instance_id", "$4"),
+                    crate::cluster::fence_on_instance_of!("messages.instance_id", "$4", $fence_lock),
                     " RETURNING ",
                     message_columns!()
                 ))
@@ -221,7 +221,7 @@ macro_rules! impl_message_store {
                 let mut changed = Vec::new();
                 let mut tx = self.begin_write().await?;
                 if let Some(fence) = fence {
-                    let current: Option<(i64,)> = sqlx::query_as("SELECT owner_epoch FROM instances WHERE id = $1")
+                    let current: Option<(i64,)> = sqlx::query_as(crate::cluster::epoch_under_lock!($fence_lock))
                         .bind(instance_id.as_uuid())
                         .fetch_optional(&mut *tx)
                         .await
@@ -237,7 +237,7 @@ macro_rules! impl_message_store {
                          read_at = CASE WHEN $3 = 'read' THEN $4 ELSE read_at END, updated_at = $4 \
                          WHERE instance_id = $1 AND direction = 'outbound' AND wa_message_id = $2 \
                          AND (status = $5 OR status = $6)",
-                        crate::cluster::fence_on_instance_of!("$1", "$7"),
+                        crate::cluster::fence_on_instance_of!("$1", "$7", $fence_lock),
                         " RETURNING ",
                         message_columns!()
                     ))
@@ -261,6 +261,17 @@ macro_rules! impl_message_store {
 
             async fn record_inbound(&self, new: NewInboundMessage) -> StoreResult<RecordedInbound> {
                 let mut tx = self.begin_write().await?;
+                if let Some(fence) = new.fence {
+                    // Under the instance row's lock until commit, as every fenced write (see cluster.rs).
+                    let current: Option<(i64,)> = sqlx::query_as(crate::cluster::epoch_under_lock!($fence_lock))
+                        .bind(new.instance_id.as_uuid())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err("instance"))?;
+                    if current.is_some_and(|(epoch,)| epoch != fence.get()) {
+                        return Err(StoreError::Fenced { instance: new.instance_id });
+                    }
+                }
                 let inserted = sqlx::query_as::<_, MessageRow>(concat!(
                     "INSERT INTO messages (id, instance_id, direction, chat_jid, sender_jid, wa_message_id, kind, \
                      content, text, quoted_message_id, status, origin, created_at, updated_at) \
@@ -316,19 +327,28 @@ macro_rules! impl_message_store {
                 text: Option<String>,
                 reason: Option<String>,
                 at: Timestamp,
+                fence: Option<OwnerEpoch>,
             ) -> StoreResult<()> {
-                sqlx::query(
+                let done = sqlx::query(concat!(
                     "UPDATE messages SET status = $2, text = COALESCE($3, text), failure_reason = $4, \
                      processed = TRUE, updated_at = $5 WHERE id = $1 AND direction = 'inbound'",
-                )
+                    crate::cluster::fence_on_instance_of!("messages.instance_id", "$6", $fence_lock)
+                ))
                 .bind(id.as_uuid())
                 .bind(status.as_str())
                 .bind(text)
                 .bind(reason)
                 .bind(at.as_datetime())
+                .bind(fence.map(|f| f.get()))
                 .execute(&self.pool)
                 .await
                 .map_err(db_err("message"))?;
+                if done.rows_affected() == 0
+                    && let Some(fence) = fence
+                    && let err @ StoreError::Fenced { .. } = self.message_refusal(id, fence).await
+                {
+                    return Err(err);
+                }
                 Ok(())
             }
 

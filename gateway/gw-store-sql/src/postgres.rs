@@ -101,7 +101,7 @@ mod webhook_configs {
 }
 
 mod sessions {
-    crate::sessions::impl_session_store!(super::PgStore);
+    crate::sessions::impl_session_store!(super::PgStore, " FOR SHARE");
 }
 
 mod usage {
@@ -121,11 +121,11 @@ mod outbox {
 }
 
 mod message_store {
-    crate::messages::impl_message_store!(super::PgStore);
+    crate::messages::impl_message_store!(super::PgStore, " FOR SHARE");
 }
 
 mod whatsapp_state {
-    impl_whatsapp_state_store!(super::PgStore);
+    impl_whatsapp_state_store!(super::PgStore, " FOR SHARE");
 }
 
 mod webhook_deliveries {

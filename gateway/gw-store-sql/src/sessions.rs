@@ -1,7 +1,7 @@
 //! [`gw_store::SessionStore`] in SQL both backends accept, instantiated per backend by [`impl_session_store!`].
 
 macro_rules! impl_session_store {
-    ($store:ty) => {
+    ($store:ty, $fence_lock:literal) => {
         use async_trait::async_trait;
         use gw_core::{InstanceId, SessionData, Timestamp};
         use gw_store::{SessionStore, StoreError, StoreResult};
@@ -23,7 +23,7 @@ macro_rules! impl_session_store {
                 let row = sqlx::query_as::<_, SessionRow>(concat!(
                     "INSERT INTO session_data (id, instance_id, auth_state, created_at, updated_at, session_valid, \
                      last_backup) SELECT $1, $2, $3, $4, $4, TRUE, $4 WHERE TRUE",
-                    crate::cluster::fence_on_instance_of!("$2", "$5"),
+                    crate::cluster::fence_on_instance_of!("$2", "$5", $fence_lock),
                     " ON CONFLICT (instance_id) DO UPDATE SET auth_state = excluded.auth_state, \
                      updated_at = excluded.updated_at, session_valid = TRUE, last_backup = excluded.last_backup \
                      RETURNING ",
@@ -65,7 +65,7 @@ macro_rules! impl_session_store {
             ) -> StoreResult<()> {
                 let done = sqlx::query(concat!(
                     "UPDATE session_data SET session_valid = FALSE, updated_at = $2 WHERE instance_id = $1",
-                    crate::cluster::fence_on_instance_of!("$1", "$3")
+                    crate::cluster::fence_on_instance_of!("$1", "$3", $fence_lock)
                 ))
                 .bind(instance_id.as_uuid())
                 .bind(at.as_datetime())

@@ -118,7 +118,7 @@ mod webhook_configs {
 }
 
 mod sessions {
-    crate::sessions::impl_session_store!(super::SqliteStore);
+    crate::sessions::impl_session_store!(super::SqliteStore, "");
 }
 
 mod usage {
@@ -138,11 +138,11 @@ mod outbox {
 }
 
 mod message_store {
-    crate::messages::impl_message_store!(super::SqliteStore);
+    crate::messages::impl_message_store!(super::SqliteStore, "");
 }
 
 mod whatsapp_state {
-    impl_whatsapp_state_store!(super::SqliteStore);
+    impl_whatsapp_state_store!(super::SqliteStore, "");
 }
 
 mod webhook_deliveries {

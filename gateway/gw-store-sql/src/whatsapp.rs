@@ -10,11 +10,13 @@ pub(crate) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
 }
 
+/// Instantiates the trait for a backend; `$fence_lock` is its row lock for fence checks (see
+/// [`crate::cluster::fence_on_instance_of!`]).
 macro_rules! impl_whatsapp_state_store {
-    ($store:ty) => {
+    ($store:ty, $fence_lock:literal) => {
         use async_trait::async_trait;
         use gw_core::{InstanceId, Timestamp};
-        use gw_store::{StoreResult, WaStateRecord, WaStateWrite, WhatsAppStateStore};
+        use gw_store::{OwnerEpoch, StoreError, StoreResult, WaStateRecord, WaStateWrite, WhatsAppStateStore};
 
         use crate::error::{OnForeignKey, db_err, db_err_fk};
         use crate::whatsapp::{KEYS_PER_QUERY, placeholders};
@@ -23,6 +25,20 @@ macro_rules! impl_whatsapp_state_store {
 
         fn record((key, value, stamp): Row) -> WaStateRecord {
             WaStateRecord { key, value, stamp }
+        }
+
+        impl $store {
+            /// What a fenced take or delete that changed nothing means: nothing to change (`Ok`), or another
+            /// owner's epoch (fenced).
+            async fn wa_state_unchanged(&self, instance_id: InstanceId, fence: Option<OwnerEpoch>) -> StoreResult<()> {
+                match fence {
+                    Some(fence) => match self.instance_refusal(instance_id, fence, "instance").await {
+                        err @ StoreError::Fenced { .. } => Err(err),
+                        _ => Ok(()),
+                    },
+                    None => Ok(()),
+                }
+            }
         }
 
         #[async_trait]
@@ -92,12 +108,32 @@ macro_rules! impl_whatsapp_state_store {
                 .collect())
             }
 
-            async fn wa_state_apply(&self, instance_id: InstanceId, writes: Vec<WaStateWrite>) -> StoreResult<()> {
+            async fn wa_state_apply(
+                &self,
+                instance_id: InstanceId,
+                writes: Vec<WaStateWrite>,
+                fence: Option<OwnerEpoch>,
+            ) -> StoreResult<()> {
                 if writes.is_empty() {
                     return Ok(());
                 }
                 let now = Timestamp::now().as_datetime();
                 let mut tx = self.begin_write().await?;
+                if let Some(fence) = fence {
+                    // Under the instance row's lock until commit: a take-over waits for these writes or they fail.
+                    let current: Option<(i64,)> = sqlx::query_as(crate::cluster::epoch_under_lock!($fence_lock))
+                        .bind(instance_id.as_uuid())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err("instance"))?;
+                    match current {
+                        Some((epoch,)) if epoch != fence.get() => {
+                            return Err(StoreError::Fenced { instance: instance_id });
+                        }
+                        Some(_) => {}
+                        None => return Err(StoreError::not_found("instance")),
+                    }
+                }
                 for write in writes {
                     match write {
                         WaStateWrite::Put { kind, key, value, stamp } => {
@@ -147,19 +183,25 @@ macro_rules! impl_whatsapp_state_store {
                 instance_id: InstanceId,
                 kind: &str,
                 key: &str,
+                fence: Option<OwnerEpoch>,
             ) -> StoreResult<Option<WaStateRecord>> {
                 // One DELETE ... RETURNING: the row goes to exactly one caller.
-                Ok(sqlx::query_as::<_, Row>(
-                    "DELETE FROM whatsapp_state WHERE instance_id = $1 AND kind = $2 AND key = $3 \
-                     RETURNING key, value, stamp",
-                )
+                let taken = sqlx::query_as::<_, Row>(concat!(
+                    "DELETE FROM whatsapp_state WHERE instance_id = $1 AND kind = $2 AND key = $3",
+                    crate::cluster::fence_on_instance_of!("$1", "$4", $fence_lock),
+                    " RETURNING key, value, stamp"
+                ))
                 .bind(instance_id.as_uuid())
                 .bind(kind)
                 .bind(key)
+                .bind(fence.map(|f| f.get()))
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(db_err("whatsapp state"))?
-                .map(record))
+                .map_err(db_err("whatsapp state"))?;
+                if taken.is_none() {
+                    self.wa_state_unchanged(instance_id, fence).await?;
+                }
+                Ok(taken.map(record))
             }
 
             async fn wa_state_delete_stamped_before(
@@ -167,15 +209,24 @@ macro_rules! impl_whatsapp_state_store {
                 instance_id: InstanceId,
                 kind: &str,
                 cutoff: i64,
+                fence: Option<OwnerEpoch>,
             ) -> StoreResult<u64> {
-                Ok(sqlx::query("DELETE FROM whatsapp_state WHERE instance_id = $1 AND kind = $2 AND stamp < $3")
-                    .bind(instance_id.as_uuid())
-                    .bind(kind)
-                    .bind(cutoff)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db_err("whatsapp state"))?
-                    .rows_affected())
+                let removed = sqlx::query(concat!(
+                    "DELETE FROM whatsapp_state WHERE instance_id = $1 AND kind = $2 AND stamp < $3",
+                    crate::cluster::fence_on_instance_of!("$1", "$4", $fence_lock)
+                ))
+                .bind(instance_id.as_uuid())
+                .bind(kind)
+                .bind(cutoff)
+                .bind(fence.map(|f| f.get()))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err("whatsapp state"))?
+                .rows_affected();
+                if removed == 0 {
+                    self.wa_state_unchanged(instance_id, fence).await?;
+                }
+                Ok(removed)
             }
         }
     };

@@ -67,30 +67,80 @@ pub struct HeldLease {
 /// What a node asks of the node running an instance's session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InstanceCommandKind {
-    Connect { pair_phone: Option<String> },
+    Connect {
+        pair_phone: Option<String>,
+    },
     Restart,
     Logout,
-    PairCode { phone: String },
+    PairCode {
+        phone: String,
+    },
+    /// Read receipts for messages of a chat (WhatsApp's message ids).
+    MarkRead {
+        chat_jid: String,
+        wa_message_ids: Vec<String>,
+    },
+    /// A presence shown in a chat; `presence` is the session engine's spelling (`composing`, `paused`, ...), which
+    /// the store does not interpret.
+    Presence {
+        chat_jid: String,
+        presence: String,
+    },
+    Block {
+        jid: String,
+        blocked: bool,
+    },
+}
+
+/// The stored argument of the commands that carry more than one value.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Argument {
+    MarkRead { chat_jid: String, wa_message_ids: Vec<String> },
+    Presence { chat_jid: String, presence: String },
+    Block { jid: String, blocked: bool },
 }
 
 impl InstanceCommandKind {
     /// The stored spelling and argument.
-    pub fn to_parts(&self) -> (&'static str, Option<&str>) {
+    pub fn to_parts(&self) -> (&'static str, Option<String>) {
+        let json = |argument: Argument| serde_json::to_string(&argument).ok();
         match self {
-            Self::Connect { pair_phone } => ("connect", pair_phone.as_deref()),
+            Self::Connect { pair_phone } => ("connect", pair_phone.clone()),
             Self::Restart => ("restart", None),
             Self::Logout => ("logout", None),
-            Self::PairCode { phone } => ("pair_code", Some(phone)),
+            Self::PairCode { phone } => ("pair_code", Some(phone.clone())),
+            Self::MarkRead { chat_jid, wa_message_ids } => (
+                "mark_read",
+                json(Argument::MarkRead { chat_jid: chat_jid.clone(), wa_message_ids: wa_message_ids.clone() }),
+            ),
+            Self::Presence { chat_jid, presence } => {
+                ("presence", json(Argument::Presence { chat_jid: chat_jid.clone(), presence: presence.clone() }))
+            }
+            Self::Block { jid, blocked } => ("block", json(Argument::Block { jid: jid.clone(), blocked: *blocked })),
         }
     }
 
-    /// Back from the stored spelling; `None` for one this version does not know.
+    /// Back from the stored spelling; `None` for one this version does not know (or an argument it cannot read).
     pub fn from_parts(kind: &str, argument: Option<String>) -> Option<Self> {
+        let parsed = || serde_json::from_str::<Argument>(argument.as_deref()?).ok();
         Some(match kind {
             "connect" => Self::Connect { pair_phone: argument },
             "restart" => Self::Restart,
             "logout" => Self::Logout,
             "pair_code" => Self::PairCode { phone: argument? },
+            "mark_read" => match parsed()? {
+                Argument::MarkRead { chat_jid, wa_message_ids } => Self::MarkRead { chat_jid, wa_message_ids },
+                _ => return None,
+            },
+            "presence" => match parsed()? {
+                Argument::Presence { chat_jid, presence } => Self::Presence { chat_jid, presence },
+                _ => return None,
+            },
+            "block" => match parsed()? {
+                Argument::Block { jid, blocked } => Self::Block { jid, blocked },
+                _ => return None,
+            },
             _ => return None,
         })
     }
@@ -161,6 +211,13 @@ pub trait ClusterStore: Send + Sync {
     /// Records a taken command's outcome.
     async fn complete_command(&self, id: InstanceCommandId, outcome: &CommandOutcome) -> StoreResult<()>;
     async fn command_outcome(&self, id: InstanceCommandId) -> StoreResult<CommandOutcome>;
+
+    /// Deletes up to `batch` rows of nodes whose last heartbeat is older than `dead_for` by the database's clock;
+    /// returns how many. Their leases are untouched (they expired long ago, and the epochs must stay).
+    async fn prune_dead_nodes(&self, dead_for: Duration, batch: u32) -> StoreResult<u64>;
+    /// Deletes up to `batch` commands written longer than `older_than` ago, oldest first, whatever their state:
+    /// finished ones, and pending ones whose caller stopped waiting long ago; returns how many.
+    async fn prune_commands(&self, older_than: Duration, batch: u32) -> StoreResult<u64>;
 
     /// Wakes whichever node owns the instance (every node's receiver sees it).
     async fn wake_instance(&self, instance_id: InstanceId) -> StoreResult<()>;

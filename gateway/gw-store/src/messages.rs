@@ -63,6 +63,8 @@ pub struct NewInboundMessage {
     pub text: Option<String>,
     pub quoted_message_id: Option<String>,
     pub at: Timestamp,
+    /// The session's lease epoch: refused as [`crate::StoreError::Fenced`] once another node owns the instance.
+    pub fence: Option<OwnerEpoch>,
 }
 
 /// What `record_inbound` did. A message WhatsApp redelivers after a crash is found, not stored twice; `processed`
@@ -110,7 +112,8 @@ pub trait MessageStore: Send + Sync {
         fence: Option<OwnerEpoch>,
     ) -> StoreResult<Vec<Message>>;
     async fn record_inbound(&self, new: NewInboundMessage) -> StoreResult<RecordedInbound>;
-    /// The pipeline finished with an inbound message: `received` (possibly rewritten text) or `dropped`.
+    /// The pipeline finished with an inbound message: `received` (possibly rewritten text) or `dropped`. Fenced
+    /// like [`MessageStore::mark_message_sent`].
     async fn finish_inbound(
         &self,
         id: MessageId,
@@ -118,6 +121,7 @@ pub trait MessageStore: Send + Sync {
         text: Option<String>,
         reason: Option<String>,
         at: Timestamp,
+        fence: Option<OwnerEpoch>,
     ) -> StoreResult<()>;
     async fn get_message(&self, instance_id: InstanceId, id: MessageId) -> StoreResult<Message>;
     /// The instance's messages, newest first, optionally of one chat.

@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 use gw_core::InstanceId;
 
-use crate::StoreResult;
+use crate::{OwnerEpoch, StoreResult};
 
 /// One stored record of a kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,16 +43,30 @@ pub trait WhatsAppStateStore: Send + Sync {
     /// Every record of the kind whose key starts with `prefix` (all of the kind for `""`), ordered by key.
     async fn wa_state_list(&self, instance_id: InstanceId, kind: &str, prefix: &str)
     -> StoreResult<Vec<WaStateRecord>>;
-    /// Applies the writes in order, in one transaction: all of them or none.
-    async fn wa_state_apply(&self, instance_id: InstanceId, writes: Vec<WaStateWrite>) -> StoreResult<()>;
-    /// Removes the record and returns it, atomically: of two concurrent takes, one gets it.
-    async fn wa_state_take(&self, instance_id: InstanceId, kind: &str, key: &str)
-    -> StoreResult<Option<WaStateRecord>>;
-    /// Removes the records of the kind whose stamp is below `cutoff`; returns how many.
+    /// Applies the writes in order, in one transaction: all of them or none. With a `fence` (the session's lease
+    /// epoch), none of them once another node took the instance over: [`crate::StoreError::Fenced`].
+    async fn wa_state_apply(
+        &self,
+        instance_id: InstanceId,
+        writes: Vec<WaStateWrite>,
+        fence: Option<OwnerEpoch>,
+    ) -> StoreResult<()>;
+    /// Removes the record and returns it, atomically: of two concurrent takes, one gets it. Fenced as
+    /// [`WhatsAppStateStore::wa_state_apply`].
+    async fn wa_state_take(
+        &self,
+        instance_id: InstanceId,
+        kind: &str,
+        key: &str,
+        fence: Option<OwnerEpoch>,
+    ) -> StoreResult<Option<WaStateRecord>>;
+    /// Removes the records of the kind whose stamp is below `cutoff`; returns how many. Fenced as
+    /// [`WhatsAppStateStore::wa_state_apply`].
     async fn wa_state_delete_stamped_before(
         &self,
         instance_id: InstanceId,
         kind: &str,
         cutoff: i64,
+        fence: Option<OwnerEpoch>,
     ) -> StoreResult<u64>;
 }

@@ -563,8 +563,13 @@ pub async fn groups(
     ))
 }
 
+/// The SSE event that tells a client this node may have missed other nodes' events (its relay's connection to the
+/// database dropped and came back): the client should read the state it cares about from the API again.
+pub const RESYNC_EVENT: &str = "resync";
+
 /// The instance's events as Server-Sent Events (`event:` is the event type, `id:` its stable id, `data:` the JSON
-/// envelope). Live only: events before the connection are not replayed (webhooks are the durable channel).
+/// envelope). Live only: events before the connection are not replayed (webhooks are the durable channel). Besides
+/// the events: `lagged` when this stream fell behind, `resync` when this node's relay missed other nodes' events.
 #[utoipa::path(get, path = "/v1/instances/{id}/events", tag = "sessions", security(("bearer" = []), ("api_key" = [])),
     params(("id" = uuid::Uuid, Path)), responses((status = 200, content_type = "text/event-stream", description = "event stream")))]
 pub async fn events(
@@ -572,19 +577,30 @@ pub async fn events(
     caller: Caller,
     Path(id): Path<InstanceId>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let (instance_id, receiver) = state.messaging.events(&caller, id).await?;
-    let stream = futures::stream::unfold(receiver, move |mut receiver| async move {
+    let live = state.messaging.events(&caller, id).await?;
+    let instance_id = live.instance_id;
+    let stream = futures::stream::unfold((live.events, live.gaps), move |(mut receiver, mut gaps)| async move {
         loop {
-            match receiver.recv().await {
+            let received = tokio::select! {
+                received = receiver.recv() => received,
+                changed = gaps.changed(), if gaps.has_changed().is_ok() => {
+                    if changed.is_ok() {
+                        let sse = Event::default().event(RESYNC_EVENT).data(r#"{"reason":"relay_reconnected"}"#);
+                        return Some((Ok(sse), (receiver, gaps)));
+                    }
+                    continue;
+                }
+            };
+            match received {
                 Ok(event) if event.instance_id == instance_id => {
                     let data = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
                     let sse = Event::default().event(event.event_type.as_str()).id(event.id.to_string()).data(data);
-                    return Some((Ok(sse), receiver));
+                    return Some((Ok(sse), (receiver, gaps)));
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                     let sse = Event::default().event("lagged").data(format!("{{\"missed\":{missed}}}"));
-                    return Some((Ok(sse), receiver));
+                    return Some((Ok(sse), (receiver, gaps)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }

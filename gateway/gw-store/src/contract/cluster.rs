@@ -221,6 +221,13 @@ pub async fn commands_are_taken_once_and_answered(store: Arc<dyn Store>) {
         InstanceCommandKind::PairCode { phone: "15550001".into() },
         InstanceCommandKind::Connect { pair_phone: None },
         InstanceCommandKind::Logout,
+        InstanceCommandKind::MarkRead {
+            chat_jid: "15550001@s.whatsapp.net".into(),
+            wa_message_ids: vec!["3EB0AA".into(), "3EB0BB".into()],
+        },
+        InstanceCommandKind::Presence { chat_jid: "15550001@s.whatsapp.net".into(), presence: "composing".into() },
+        InstanceCommandKind::Block { jid: "15550002@s.whatsapp.net".into(), blocked: true },
+        InstanceCommandKind::Block { jid: "15550002@s.whatsapp.net".into(), blocked: false },
     ];
     let mut ids = Vec::new();
     for kind in &kinds {
@@ -271,4 +278,129 @@ pub async fn wake_ups_reach_subscribers(store: Arc<dyn Store>) {
         }
         assert!(started.elapsed() < DEADLINE, "no wake-up arrived");
     }
+}
+
+/// The WhatsApp driver's state writes and the inbound path carry the session's epoch too: a paused former owner
+/// changes nothing once another node took the instance over, and an unfenced write (no lease) still goes through.
+pub async fn a_stale_epoch_is_refused_on_driver_state_and_inbound_writes(store: Arc<dyn Store>) {
+    let inst = paired(&store, "fenced-driver").await;
+    let (paused, successor) = (NodeId::new(), NodeId::new());
+    let stale = store.acquire_lease(inst.id, paused, Duration::from_millis(1)).await.expect("acquire").expect("free");
+    let put = |key: &str, value: &[u8]| WaStateWrite::Put {
+        kind: "session",
+        key: key.into(),
+        value: value.to_vec(),
+        stamp: 10,
+    };
+    // While it owns the instance, its writes go through.
+    store.wa_state_apply(inst.id, vec![put("kept", b"v1"), put("taken", b"t")], Some(stale)).await.expect("owner's");
+    let inbound = |wa: &str, fence| NewInboundMessage {
+        id: gw_core::MessageId::new(),
+        instance_id: inst.id,
+        chat_jid: "15550003@s.whatsapp.net".into(),
+        sender_jid: "15550003@s.whatsapp.net".into(),
+        wa_message_id: wa.into(),
+        kind: gw_core::MessageKind::Text,
+        content: gw_core::MessageContent::text(),
+        text: Some("hello".into()),
+        quoted_message_id: None,
+        at: Timestamp::now(),
+        fence,
+    };
+    let recorded = store.record_inbound(inbound("WAFENCE1", Some(stale))).await.expect("owner's inbound");
+
+    let (current, _) = acquire_eventually(&store, inst.id, successor).await;
+    let fenced = |result: StoreResult<()>, what: &str| match result {
+        Err(StoreError::Fenced { instance }) => assert_eq!(instance, inst.id, "{what}"),
+        other => panic!("{what}: a stale epoch must be refused as fenced, got {other:?}"),
+    };
+    fenced(store.wa_state_apply(inst.id, vec![put("kept", b"v2")], Some(stale)).await, "wa_state_apply");
+    let delete = vec![WaStateWrite::DeletePrefix { kind: "session", prefix: String::new() }];
+    fenced(store.wa_state_apply(inst.id, delete, Some(stale)).await, "wa_state_apply (delete)");
+    fenced(store.wa_state_take(inst.id, "session", "taken", Some(stale)).await.map(drop), "wa_state_take");
+    fenced(
+        store.wa_state_delete_stamped_before(inst.id, "session", 1_000, Some(stale)).await.map(drop),
+        "wa_state_delete_stamped_before",
+    );
+    // Refused even when there is nothing to take or delete: the caller learns it lost the instance.
+    fenced(store.wa_state_take(inst.id, "session", "absent", Some(stale)).await.map(drop), "take of nothing");
+    fenced(
+        store.wa_state_delete_stamped_before(inst.id, "session", 0, Some(stale)).await.map(drop),
+        "delete of nothing",
+    );
+    fenced(store.record_inbound(inbound("WAFENCE2", Some(stale))).await.map(drop), "record_inbound");
+    let finish = |fence| {
+        store.finish_inbound(
+            recorded.message.id,
+            gw_core::MessageStatus::Received,
+            Some("late".into()),
+            None,
+            Timestamp::now(),
+            fence,
+        )
+    };
+    fenced(finish(Some(stale)).await, "finish_inbound");
+
+    // Nothing of the stale writes landed.
+    let kept = store.wa_state_get(inst.id, "session", "kept").await.expect("get").expect("kept");
+    assert_eq!(kept.value, b"v1".to_vec());
+    assert!(store.wa_state_get(inst.id, "session", "taken").await.expect("get").is_some(), "not taken");
+    let listed = store.list_messages(inst.id, None, PageRequest::default()).await.expect("messages");
+    assert_eq!(listed.items.len(), 1, "the stale inbound was not stored: {:?}", listed.items);
+    assert_eq!(store.get_message(inst.id, recorded.message.id).await.expect("message").text.as_deref(), Some("hello"));
+
+    // The current owner's epoch, and no fence at all, write.
+    store.wa_state_apply(inst.id, vec![put("kept", b"v3")], Some(current)).await.expect("current owner");
+    let taken = store.wa_state_take(inst.id, "session", "taken", Some(current)).await.expect("take");
+    assert_eq!(taken.expect("there").value, b"t".to_vec());
+    assert_eq!(store.wa_state_take(inst.id, "session", "taken", Some(current)).await.expect("again"), None);
+    assert_eq!(store.wa_state_delete_stamped_before(inst.id, "session", 0, Some(current)).await.expect("none"), 0);
+    finish(Some(current)).await.expect("current owner's finish");
+    store.record_inbound(inbound("WAFENCE3", None)).await.expect("unfenced inbound");
+    store.wa_state_apply(inst.id, vec![put("other", b"x")], None).await.expect("unfenced state");
+    let missing = store.wa_state_apply(InstanceId::new(), vec![put("k", b"v")], Some(current)).await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
+}
+
+/// Rows of nodes silent longer than the retention and commands older than it go, a batch at a time; live nodes
+/// and recent commands stay. Ages are the database's clock.
+pub async fn dead_nodes_and_old_commands_are_pruned_in_batches(store: Arc<dyn Store>) {
+    let inst = paired(&store, "pruned").await;
+    let retention = Duration::from_millis(1500);
+    let announce = |id| NodeAnnouncement { id, address: "127.0.0.1:1".into(), capacity: 1 };
+    let (dead_a, dead_b, live) = (NodeId::new(), NodeId::new(), NodeId::new());
+    store.heartbeat(&announce(dead_a)).await.expect("heartbeat");
+    store.heartbeat(&announce(dead_b)).await.expect("heartbeat");
+    let command = |kind| InstanceCommand { id: gw_core::InstanceCommandId::new(), instance_id: inst.id, kind };
+    let (done, pending) = (command(InstanceCommandKind::Restart), command(InstanceCommandKind::Logout));
+    store.enqueue_command(&done).await.expect("enqueue");
+    store.enqueue_command(&pending).await.expect("enqueue");
+    store.complete_command(done.id, &CommandOutcome::Done(None)).await.expect("complete");
+    assert_eq!(store.prune_dead_nodes(retention, 10).await.expect("prune"), 0, "nothing is old yet");
+    assert_eq!(store.prune_commands(retention, 10).await.expect("prune"), 0, "nothing is old yet");
+
+    // Wait, by the database's clock, until the first rows are older than the retention.
+    let started = Instant::now();
+    while !store.list_nodes(retention).await.expect("nodes").is_empty() {
+        assert!(started.elapsed() < DEADLINE, "the heartbeats never aged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.heartbeat(&announce(live)).await.expect("heartbeat");
+    let recent = command(InstanceCommandKind::Restart);
+    store.enqueue_command(&recent).await.expect("enqueue");
+
+    assert_eq!(store.prune_dead_nodes(retention, 1).await.expect("prune"), 1, "one per batch");
+    assert_eq!(store.prune_dead_nodes(retention, 1).await.expect("prune"), 1);
+    assert_eq!(store.prune_dead_nodes(retention, 1).await.expect("prune"), 0, "the live node stays");
+    let nodes: Vec<NodeId> = store.list_nodes(LONG).await.expect("nodes").into_iter().map(|n| n.id).collect();
+    assert_eq!(nodes, vec![live]);
+
+    assert_eq!(store.prune_commands(retention, 1).await.expect("prune"), 1, "one per batch");
+    assert_eq!(store.prune_commands(retention, 10).await.expect("prune"), 1);
+    assert_eq!(store.prune_commands(retention, 10).await.expect("prune"), 0);
+    for gone in [done.id, pending.id] {
+        let outcome = store.command_outcome(gone).await;
+        assert!(matches!(outcome, Err(StoreError::NotFound { .. })), "finished and expired ones go: {outcome:?}");
+    }
+    assert_eq!(store.command_outcome(recent.id).await.expect("recent"), CommandOutcome::Pending);
 }

@@ -19,7 +19,8 @@ pub(super) fn email(local: &str) -> Email {
     Email::parse(&format!("{local}@example.com")).expect("valid email")
 }
 
-pub(super) async fn subscription(store: &Arc<dyn Store>, max_instances: i32) -> gw_core::Subscription {
+/// A subscription for up to `max_instances` instances (also for backend-specific tests).
+pub async fn subscription(store: &Arc<dyn Store>, max_instances: i32) -> gw_core::Subscription {
     store
         .create_subscription(
             NewSubscription {
@@ -51,7 +52,8 @@ pub(super) async fn owner(store: &Arc<dyn Store>, subscription_id: SubscriptionI
         .expect("create user")
 }
 
-pub(super) async fn instance(store: &Arc<dyn Store>, subscription_id: SubscriptionId, name: &str) -> gw_core::Instance {
+/// A sandbox instance (also for backend-specific tests).
+pub async fn instance(store: &Arc<dyn Store>, subscription_id: SubscriptionId, name: &str) -> gw_core::Instance {
     store
         .create_instance(
             NewInstance {
@@ -96,7 +98,8 @@ pub(super) fn wa_id() -> String {
     format!("3EB0{}", &uuid::Uuid::now_v7().simple().to_string().to_uppercase()[14..32])
 }
 
-pub(super) fn outbound(
+/// An outbound text message to enqueue (also for backend-specific tests).
+pub fn outbound(
     inst: &gw_core::Instance,
     chat: &str,
     text: &str,

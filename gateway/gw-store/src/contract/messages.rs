@@ -182,6 +182,7 @@ pub async fn inbound_redelivery_is_recognised(store: Arc<dyn Store>) {
         text: Some("hello".into()),
         quoted_message_id: None,
         at: Timestamp::now(),
+        fence: None,
     };
     let first = store.record_inbound(new.clone()).await.expect("record");
     assert!(first.created && !first.processed);
@@ -196,6 +197,7 @@ pub async fn inbound_redelivery_is_recognised(store: Arc<dyn Store>) {
             Some("HELLO".into()),
             None,
             Timestamp::now(),
+            None,
         )
         .await
         .expect("finish");

@@ -30,6 +30,7 @@ pub use api_keys::*;
 pub use audit::*;
 pub use cluster::*;
 pub use contacts::*;
+pub use fixtures::{instance, outbound, subscription};
 pub use general::*;
 pub use instances::*;
 pub use message_stats::*;
@@ -124,6 +125,8 @@ macro_rules! store_contract_tests {
             orphaned_instances_and_the_node_list,
             wake_ups_reach_subscribers,
             commands_are_taken_once_and_answered,
+            a_stale_epoch_is_refused_on_driver_state_and_inbound_writes,
+            dead_nodes_and_old_commands_are_pruned_in_batches,
         );
     };
     (@each $make:path; $($name:ident),+ $(,)?) => {
