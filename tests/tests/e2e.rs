@@ -33,6 +33,7 @@ on_both_backends!(
 
 mod cluster;
 mod deploy;
+mod failover;
 mod hardening;
 mod multi_node;
 mod openapi_fuzz;
