@@ -78,15 +78,31 @@ impl Fleet {
     }
 }
 
-/// The checks both scenarios end with.
+/// The checks both scenarios end with (each list shown by its first ten).
 fn assert_clean(tally: &Tally, check: &DeliveryCheck, stopped: &[String]) {
-    assert!(tally.bad.is_empty(), "responses other than 2xx or 503 with Retry-After: {:?}", tally.bad);
-    assert!(tally.abandoned.is_empty(), "sends left without an answer: {:?}", tally.abandoned);
+    let first = |list: &[String]| list.iter().take(10).cloned().collect::<Vec<_>>();
+    assert!(
+        tally.bad.is_empty(),
+        "{} answers other than 2xx or 503 with Retry-After: {:?}",
+        tally.bad.len(),
+        first(&tally.bad)
+    );
+    assert!(tally.abandoned.is_empty(), "sends left without an answer: {:?}", first(&tally.abandoned));
     let elsewhere: Vec<_> = tally.connection_errors.keys().filter(|base| !stopped.contains(base)).collect();
     assert!(elsewhere.is_empty(), "connections refused by nodes that were not stopped: {elsewhere:?}");
-    assert!(check.lost.is_empty(), "accepted but never delivered: {:?}", check.lost);
-    assert!(check.duplicated.is_empty(), "delivered more than once: {:?}", check.duplicated);
-    assert!(check.unexpected.is_empty(), "delivered but never accepted: {:?}", check.unexpected);
+    assert!(check.lost.is_empty(), "{} accepted but never delivered: {:?}", check.lost.len(), first(&check.lost));
+    assert!(
+        check.duplicated.is_empty(),
+        "{} delivered more than once: {:?}",
+        check.duplicated.len(),
+        first(&check.duplicated)
+    );
+    assert!(
+        check.unexpected.is_empty(),
+        "{} delivered but never accepted: {:?}",
+        check.unexpected.len(),
+        first(&check.unexpected)
+    );
     assert_eq!(check.delivered, tally.accepted.len(), "each accepted message delivered once");
 }
 
