@@ -72,12 +72,17 @@ impl ClusterConfig {
         self.lease_ttl * 2 / 3
     }
 
-    /// How often a node looks for orphans. A dead node's leases all expire at once (one renewal statement), and
-    /// the time from then to the next claim round adds to every one of its instances' failover time.
+    /// How often a node looks for orphans: a tenth of the TTL, at least [`MIN_CLAIM_EVERY`], at most a renewal
+    /// period. A dead node's leases all expire at once (one renewal statement), and the time from then to the next
+    /// claim round adds to every one of its instances' failover time.
     fn claim_every(&self) -> Duration {
-        (self.lease_ttl / 10).max(Duration::from_millis(10))
+        (self.lease_ttl / 10).max(MIN_CLAIM_EVERY).min(self.tick())
     }
 }
+
+/// Claim rounds cost two queries each even when nothing is orphaned; with short leases (tests) this keeps them
+/// from crowding the database.
+const MIN_CLAIM_EVERY: Duration = Duration::from_millis(500);
 
 /// The node's running cluster loops.
 #[derive(Debug)]
@@ -98,8 +103,9 @@ impl ClusterTasks {
 
 pub(crate) fn spawn(inner: Arc<Inner>) -> ClusterTasks {
     let (announced, heartbeat) = watch::channel(None);
-    // Reconciling after a renewal and claiming take turns: a lease claimed while a renewal's answer is reconciled
-    // could otherwise look like one held without a session, and be given up.
+    // Reconciling after a renewal and taking a lease take turns: a lease claimed while a renewal's answer is
+    // reconciled could otherwise look like one held without a session, and be given up. Only one statement at a
+    // time is waited for, so the renewals keep their pace.
     let turn = Arc::new(Mutex::new(()));
     ClusterTasks {
         tasks: vec![
@@ -160,8 +166,7 @@ async fn claim_loop(inner: Arc<Inner>, heartbeat: watch::Receiver<Option<Instant
         if !fresh {
             continue;
         }
-        let _turn = turn.lock().await;
-        match tokio::time::timeout(cluster.tick(), claim_round(&inner, &mut placement)).await {
+        match tokio::time::timeout(cluster.tick(), claim_round(&inner, &mut placement, &turn)).await {
             Ok(Ok(claimed)) if claimed > 0 => tracing::info!(claimed, "instances taken over"),
             Ok(Ok(_)) => {}
             Ok(Err(error)) => tracing::warn!(%error, "orphaned instances not claimed"),
@@ -369,10 +374,15 @@ pub(crate) async fn take_lease(inner: &Inner, instance: InstanceId, tenure: &Ten
 
 /// One claim round: the orphaned instances placement gives this node (or that their preferred node left alone for
 /// a TTL) are acquired and started, up to the node's capacity. Returns how many started.
-pub(crate) async fn claim_round(inner: &Arc<Inner>, placement: &mut Placement) -> StoreResult<usize> {
+/// Each lease is taken and its session started under `turn` (see [`spawn`]).
+pub(crate) async fn claim_round(inner: &Arc<Inner>, placement: &mut Placement, turn: &Mutex<()>) -> StoreResult<usize> {
     let cluster = &inner.config.cluster;
-    let nodes = inner.store.list_nodes(cluster.lease_ttl).await?;
     let orphans = inner.store.list_orphaned_instances(cluster.claim_batch).await?;
+    if orphans.is_empty() {
+        placement.retain(std::iter::empty());
+        return Ok(0);
+    }
+    let nodes = inner.store.list_nodes(cluster.lease_ttl).await?;
     let mut load: HashMap<NodeId, u64> = nodes.iter().map(|n| (n.id, n.instances)).collect();
     let mut running = inner.lock_sessions().values().filter(|h| !h.task.is_finished()).count();
     let now = Instant::now();
@@ -393,6 +403,7 @@ pub(crate) async fn claim_round(inner: &Arc<Inner>, placement: &mut Placement) -
         if running >= cluster.capacity as usize {
             break;
         }
+        let _turn = turn.lock().await;
         let sent = Instant::now();
         if let Some(epoch) = inner.store.acquire_lease(instance.id, inner.node, cluster.lease_ttl).await? {
             let tenure = Tenure::held(epoch, sent);
