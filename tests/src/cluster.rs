@@ -1,6 +1,6 @@
 //! `TestCluster`: one shared sandbox network process and N gateway nodes on one fresh PostgreSQL database (and
 //! Redis, when `GW_TEST_REDIS_URL` is set, under a key prefix of its own), each on a free loopback port, with
-//! helpers for the faults the cluster must survive: kill -9, SIGSTOP/SIGCONT, restart.
+//! helpers for the faults the cluster must survive: kill -9, SIGTERM, SIGSTOP/SIGCONT, restart.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -143,6 +143,20 @@ impl TestCluster {
     /// Starts node `i` again (after [`TestCluster::kill`]) on a new port.
     pub async fn restart(&mut self, i: usize) {
         self.kill(i).await;
+        let node = self.spawn_node().await;
+        self.nodes[i] = Some(node);
+    }
+
+    /// SIGTERM to node `i` (a drain: sessions stopped, leases given up) and its exit status.
+    pub async fn stop(&mut self, i: usize) -> std::process::ExitStatus {
+        let node = self.nodes[i].take().unwrap_or_else(|| panic!("node {i} is down"));
+        node.terminate().await
+    }
+
+    /// Starts node `i` again after [`TestCluster::stop`] or [`TestCluster::kill`] (on a new port); returns once it
+    /// is ready.
+    pub async fn start_node(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} runs");
         let node = self.spawn_node().await;
         self.nodes[i] = Some(node);
     }

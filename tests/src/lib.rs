@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub mod cluster;
+pub mod load;
 pub use cluster::{SandboxProcess, TestCluster};
 
 /// The operator password the harness configures.

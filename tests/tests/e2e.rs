@@ -36,6 +36,7 @@ on_both_backends!(
 
 mod cluster;
 mod deploy;
+mod failover;
 mod hardening;
 mod multi_node;
 mod multi_node_forwarding;

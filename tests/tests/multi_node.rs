@@ -145,7 +145,7 @@ async fn sse_through_another_node_shows_the_sessions_events() {
         (!got.as_array().expect("list").is_empty()).then_some(got)
     })
     .await;
-    assert_eq!(got, json!([{"wa_message_id": sent["wa_message_id"], "kind": "text", "text": "one copy"}]));
+    assert_eq!(got, json!([{"wa_message_id": sent["wa_message_id"], "kind": "text", "text": "one copy", "copies": 1}]));
     cluster.shutdown().await;
 }
 

@@ -197,8 +197,8 @@ impl Engine {
     }
 
     /// Announces the node and claims what placement gives it of the instances nobody holds (active, with a valid
-    /// session, not waiting for a person). Returns how many sessions it started. [`Engine::run_cluster`] does the
-    /// same every third of a lease, and renews what it holds.
+    /// session, not waiting for a person). Returns how many sessions it started. [`Engine::run_cluster`] claims the
+    /// same way every tenth of a lease, and renews what it holds every third.
     pub async fn resume_all(&self) -> Result<usize, EngineError> {
         if self.inner.config.cluster.exclusive {
             let cleared = self.inner.store.release_foreign_leases(self.inner.node).await?;
@@ -207,7 +207,9 @@ impl Engine {
             }
         }
         ownership::announce(&self.inner).await?;
-        Ok(ownership::claim_round(&self.inner, &mut ownership::Placement::default()).await?)
+        // Before the cluster loops run: nothing to take turns with.
+        let turn = tokio::sync::Mutex::new(());
+        Ok(ownership::claim_round(&self.inner, &mut ownership::Placement::default(), &turn).await?)
     }
 
     /// Starts the node's cluster loops: heartbeat, lease renewal (a session whose lease could not be renewed in

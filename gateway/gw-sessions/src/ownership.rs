@@ -1,9 +1,11 @@
 //! The node's part in the cluster: a session runs only where its instance's lease is held.
 //!
-//! Three loops per node. The **ownership loop** (every third of the lease TTL) renews every lease the node holds in
+//! Four loops per node. The **ownership loop** (every third of the lease TTL) renews every lease the node holds in
 //! one statement, stops sessions whose lease is gone, gives up leases nothing runs under, announces the node
-//! (heartbeat), claims orphaned instances that placement gives it, and at most once a minute deletes what is past
-//! the retention (dead nodes' rows, old forwarded commands). The **watchdog** stops any session whose lease
+//! (heartbeat) and at most once a minute deletes what is past the retention (dead nodes' rows, old forwarded
+//! commands). The **claim loop** (every tenth of the TTL, while the heartbeat is fresh) claims orphaned instances
+//! that placement gives it: more often than renewal, so a dead node's instances are taken within about a tenth of
+//! the TTL of their leases expiring instead of up to a third. The **watchdog** stops any session whose lease
 //! could not be renewed within two thirds of the TTL, so it is down before the lease can pass to another node. The
 //! **wake loop** turns wake-ups (a send accepted on another node) and a slow poll into outbox wake-ups here.
 //!
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use gw_core::{InstanceId, NodeId};
 use gw_store::{ClusterNode, HeldLease, NodeAnnouncement, OwnerEpoch, StoreResult};
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -74,10 +77,21 @@ impl ClusterConfig {
         self.lease_ttl * 2 / 3
     }
 
+    /// How often a node looks for orphans: a tenth of the TTL, at least [`MIN_CLAIM_EVERY`], at most a renewal
+    /// period. A dead node's leases all expire at once (one renewal statement), and the time from then to the next
+    /// claim round adds to every one of its instances' failover time.
+    fn claim_every(&self) -> Duration {
+        (self.lease_ttl / 10).max(MIN_CLAIM_EVERY).min(self.tick())
+    }
+
     fn prune_every(&self) -> Duration {
         self.retention.min(PRUNE_EVERY)
     }
 }
+
+/// Claim rounds cost two queries each even when nothing is orphaned; with short leases (tests) this keeps them
+/// from crowding the database.
+const MIN_CLAIM_EVERY: Duration = Duration::from_millis(500);
 
 /// How often a node deletes what is past [`ClusterConfig::retention`], at most.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -102,9 +116,15 @@ impl ClusterTasks {
 }
 
 pub(crate) fn spawn(inner: Arc<Inner>) -> ClusterTasks {
+    let (announced, heartbeat) = watch::channel(None);
+    // Reconciling after a renewal and taking a lease take turns: a lease claimed while a renewal's answer is
+    // reconciled could otherwise look like one held without a session, and be given up. Only one statement at a
+    // time is waited for, so the renewals keep their pace.
+    let turn = Arc::new(Mutex::new(()));
     ClusterTasks {
         tasks: vec![
-            tokio::spawn(ownership_loop(inner.clone())),
+            tokio::spawn(ownership_loop(inner.clone(), announced, turn.clone())),
+            tokio::spawn(claim_loop(inner.clone(), heartbeat, turn)),
             tokio::spawn(watchdog(inner.clone())),
             tokio::spawn(wake_loop(inner)),
         ],
@@ -119,9 +139,8 @@ pub(crate) async fn announce(inner: &Inner) -> StoreResult<()> {
     inner.store.heartbeat(&node).await
 }
 
-async fn ownership_loop(inner: Arc<Inner>) {
+async fn ownership_loop(inner: Arc<Inner>, announced: watch::Sender<Option<Instant>>, turn: Arc<Mutex<()>>) {
     let cluster = inner.config.cluster.clone();
-    let mut placement = Placement::default();
     let mut pruned_at: Option<Instant> = None;
     let mut ticks = tokio::time::interval(cluster.tick());
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -129,24 +148,22 @@ async fn ownership_loop(inner: Arc<Inner>) {
         ticks.tick().await;
         // Renewal first: it is what keeps the sessions running.
         let sent = Instant::now();
-        match tokio::time::timeout(cluster.tick(), inner.store.renew_leases(inner.node, cluster.lease_ttl)).await {
+        let renewed = tokio::time::timeout(cluster.tick(), inner.store.renew_leases(inner.node, cluster.lease_ttl));
+        match renewed.await {
             Ok(Ok(held)) => {
                 *inner.lock_last_renewal() = Some(sent);
+                let _turn = turn.lock().await;
                 reconcile(&inner, &held, sent).await;
             }
             Ok(Err(error)) => tracing::warn!(%error, "leases not renewed"),
             Err(_) => tracing::warn!("leases not renewed in time"),
         }
-        let announced = tokio::time::timeout(cluster.tick(), announce(&inner)).await;
-        if !matches!(announced, Ok(Ok(()))) {
-            tracing::warn!("heartbeat not recorded; not claiming this round");
-            continue;
-        }
-        match tokio::time::timeout(cluster.tick(), claim_round(&inner, &mut placement)).await {
-            Ok(Ok(claimed)) if claimed > 0 => tracing::info!(claimed, "instances taken over"),
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "orphaned instances not claimed"),
-            Err(_) => tracing::warn!("claim round did not finish in time"),
+        let started = Instant::now();
+        match tokio::time::timeout(cluster.tick(), announce(&inner)).await {
+            Ok(Ok(())) => {
+                announced.send_replace(Some(started));
+            }
+            _ => tracing::warn!("heartbeat not recorded; not claiming until it is"),
         }
         if pruned_at.is_none_or(|at| at.elapsed() >= cluster.prune_every()) {
             pruned_at = Some(Instant::now());
@@ -156,6 +173,28 @@ async fn ownership_loop(inner: Arc<Inner>) {
                 Ok(Err(error)) => tracing::warn!(%error, "dead nodes and old commands not deleted; retrying later"),
                 Err(_) => tracing::warn!("pruning did not finish in time; the rest goes next time"),
             }
+        }
+    }
+}
+
+/// Claims orphans every [`ClusterConfig::claim_every`] while the node's last heartbeat is fresh (a node that
+/// cannot announce itself may be listed as gone, and must not take instances meanwhile).
+async fn claim_loop(inner: Arc<Inner>, heartbeat: watch::Receiver<Option<Instant>>, turn: Arc<Mutex<()>>) {
+    let cluster = inner.config.cluster.clone();
+    let mut placement = Placement::default();
+    let mut ticks = tokio::time::interval(cluster.claim_every());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let fresh = heartbeat.borrow().is_some_and(|at| at.elapsed() < cluster.stop_after());
+        if !fresh {
+            continue;
+        }
+        match tokio::time::timeout(cluster.tick(), claim_round(&inner, &mut placement, &turn)).await {
+            Ok(Ok(claimed)) if claimed > 0 => tracing::info!(claimed, "instances taken over"),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "orphaned instances not claimed"),
+            Err(_) => tracing::warn!("claim round did not finish in time"),
         }
     }
 }
@@ -373,10 +412,15 @@ pub(crate) async fn take_lease(inner: &Inner, instance: InstanceId, tenure: &Ten
 
 /// One claim round: the orphaned instances placement gives this node (or that their preferred node left alone for
 /// a TTL) are acquired and started, up to the node's capacity. Returns how many started.
-pub(crate) async fn claim_round(inner: &Arc<Inner>, placement: &mut Placement) -> StoreResult<usize> {
+/// Each lease is taken and its session started under `turn` (see [`spawn`]).
+pub(crate) async fn claim_round(inner: &Arc<Inner>, placement: &mut Placement, turn: &Mutex<()>) -> StoreResult<usize> {
     let cluster = &inner.config.cluster;
-    let nodes = inner.store.list_nodes(cluster.lease_ttl).await?;
     let orphans = inner.store.list_orphaned_instances(cluster.claim_batch).await?;
+    if orphans.is_empty() {
+        placement.retain(std::iter::empty());
+        return Ok(0);
+    }
+    let nodes = inner.store.list_nodes(cluster.lease_ttl).await?;
     let mut load: HashMap<NodeId, u64> = nodes.iter().map(|n| (n.id, n.instances)).collect();
     let mut running = inner.lock_sessions().values().filter(|h| !h.task.is_finished()).count();
     let now = Instant::now();
@@ -397,6 +441,7 @@ pub(crate) async fn claim_round(inner: &Arc<Inner>, placement: &mut Placement) -
         if running >= cluster.capacity as usize {
             break;
         }
+        let _turn = turn.lock().await;
         let sent = Instant::now();
         if let Some(epoch) = inner.store.acquire_lease(instance.id, inner.node, cluster.lease_ttl).await? {
             let tenure = Tenure::held(epoch, sent);

@@ -54,6 +54,14 @@ pub struct SandboxDelivery {
     pub wa_message_id: String,
     pub kind: MessageKind,
     pub text: Option<String>,
+    /// How often the sender sent this id: the network delivered it once, and more than one shows a resend (a
+    /// node that crashed after sending and before recording it, whose successor sent it again).
+    #[serde(default = "one")]
+    pub copies: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// What one recipient (a sandbox account or a simulated external contact) has received, oldest first.
@@ -65,10 +73,14 @@ struct Inbox {
 }
 
 impl Inbox {
-    /// Records a delivery; `false` (and nothing recorded) if this sender's id was delivered before.
+    /// Records a delivery; `false` (and only the copy counted) if this sender's id was delivered before.
     fn accept(&mut self, delivery: SandboxDelivery) -> bool {
         let key = (delivery.from.clone(), delivery.wa_message_id.clone());
         if self.seen.contains_key(&key) {
+            let first = self.deliveries.iter_mut().rev().find(|d| d.from == key.0 && d.wa_message_id == key.1);
+            if let Some(first) = first {
+                first.copies += 1;
+            }
             return false;
         }
         if self.deliveries.len() >= INBOX_CAPACITY
@@ -487,7 +499,8 @@ impl Connection for SandboxConnection {
                 continue;
             }
             let is_account = account.is_some();
-            let delivery = SandboxDelivery { from: me.clone(), wa_message_id: id.clone(), kind, text: text.clone() };
+            let delivery =
+                SandboxDelivery { from: me.clone(), wa_message_id: id.clone(), kind, text: text.clone(), copies: 1 };
             let inbox = state.inboxes.entry(recipient.clone()).or_default();
             if !inbox.accept(delivery) {
                 // Already delivered under this id: WhatsApp drops the copy. The recipient acknowledges it again

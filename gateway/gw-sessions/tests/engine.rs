@@ -570,14 +570,14 @@ async fn a_message_resent_after_a_crash_reaches_the_recipient_once(store: Arc<dy
             e.event_type == EventType::MessageSent && e.data["id"] == json!(after.message.id)
         })
         .await;
-    let texts: Vec<_> = network.received(recipient).into_iter().map(|d| (d.wa_message_id, d.text)).collect();
+    let texts: Vec<_> = network.received(recipient).into_iter().map(|d| (d.wa_message_id, d.text, d.copies)).collect();
     assert_eq!(
         texts,
         [
-            (wa_id.clone(), Some("only once".to_owned())),
-            (after.message.wa_message_id.clone().expect("id"), Some("and then this".to_owned()))
+            (wa_id.clone(), Some("only once".to_owned()), 2),
+            (after.message.wa_message_id.clone().expect("id"), Some("and then this".to_owned()), 1)
         ],
-        "the recipient got the first message once"
+        "the recipient got the first message once, though it was sent twice"
     );
     let row = store.get_message(inst.id, accepted.message.id).await.expect("message");
     assert!(matches!(row.status, MessageStatus::Sent | MessageStatus::Delivered), "{:?}", row.status);

@@ -210,10 +210,14 @@ pub struct SandboxDeliveryDto {
     pub wa_message_id: String,
     pub kind: gw_core::MessageKind,
     pub text: Option<String>,
+    /// How often the instance sent this id; delivered once all the same. More than 1 shows a resend after a
+    /// node crashed between sending and recording the message.
+    pub copies: u32,
 }
 
 /// What the recipient `to` got from this instance on the sandbox network, oldest first: each WhatsApp message id
-/// once, however often it was sent (a retry after a crash is not delivered again). The same through every node.
+/// once, however often it was sent (a retry after a crash is not delivered again; `copies` counts the sends). The
+/// same through every node.
 #[utoipa::path(get, path = "/v1/sandbox/instances/{id}/deliveries", tag = "sandbox", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path), DeliveriesQuery), responses((status = 200, body = Vec<SandboxDeliveryDto>), crate::openapi::NotConnected))]
 pub async fn deliveries(
@@ -234,7 +238,12 @@ pub async fn deliveries(
     Ok(Json(
         got.into_iter()
             .filter(|d| d.from == from)
-            .map(|d| SandboxDeliveryDto { wa_message_id: d.wa_message_id, kind: d.kind, text: d.text })
+            .map(|d| SandboxDeliveryDto {
+                wa_message_id: d.wa_message_id,
+                kind: d.kind,
+                text: d.text,
+                copies: d.copies,
+            })
             .collect(),
     ))
 }
