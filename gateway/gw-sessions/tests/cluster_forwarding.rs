@@ -54,7 +54,8 @@ async fn paired(store: &Arc<dyn Store>, engine: &Engine, network: &SandboxNetwor
     let jid = network.scan(instance.id, Some(name.into())).await.expect("scan");
     let id = instance.id;
     eventually("connected", || async {
-        (store.get_instance(Visibility::All, id).await.expect("instance").status == InstanceStatus::Connected).then_some(())
+        (store.get_instance(Visibility::All, id).await.expect("instance").status == InstanceStatus::Connected)
+            .then_some(())
     })
     .await;
     (store.get_instance(Visibility::All, id).await.expect("instance"), jid)
