@@ -12,7 +12,6 @@ use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus, Nod
 use gw_sessions::sandbox::{SandboxDriver, SandboxNetwork};
 use gw_sessions::{ClusterConfig, DirectMeter, Engine, EngineConfig, SessionCipher};
 use gw_store::{Store, Visibility};
-use gw_store_sql::testing::PgTestDatabase;
 use gw_store_sql::{OpenOptions, PgStore};
 use gw_test_support::until_within;
 use tokio::sync::broadcast;
@@ -305,19 +304,7 @@ async fn commands_through_another_node_are_executed_by_the_owner(store: Arc<dyn 
 }
 
 mod postgres {
-    use super::*;
-
-    async fn on_postgres<F, Fut>(test: F)
-    where
-        F: FnOnce(Arc<dyn Store>, String) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        let Some(database) = PgTestDatabase::create().await else { return };
-        let store = Arc::new(PgStore::open(database.url(), &OpenOptions::default()).await.expect("postgres"));
-        test(store.clone(), database.url().to_owned()).await;
-        store.close().await;
-        database.drop_database().await;
-    }
+    use crate::common::on_postgres;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn each_instance_has_exactly_one_owner() {

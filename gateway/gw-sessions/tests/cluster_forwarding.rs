@@ -15,12 +15,10 @@ use gw_sessions::{
     ClusterConfig, DirectMeter, Engine, EngineConfig, EngineError, Presence, SendContent, SendRequest, SessionCipher,
 };
 use gw_store::{Store, Visibility};
-use gw_store_sql::testing::PgTestDatabase;
-use gw_store_sql::{OpenOptions, PgStore};
 use gw_test_support::eventually;
 use tokio::sync::broadcast;
 
-use common::{new_instance, next_event, tenant};
+use common::{new_instance, next_event, on_postgres, tenant};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -180,29 +178,17 @@ async fn an_offline_logout_is_fenced_and_gives_the_lease_back(store: Arc<dyn Sto
     other.shutdown().await;
 }
 
-async fn on_postgres<F, Fut>(test: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let Some(database) = PgTestDatabase::create().await else { return };
-    let store = Arc::new(PgStore::open(database.url(), &OpenOptions::default()).await.expect("postgres"));
-    test(store.clone()).await;
-    store.close().await;
-    database.drop_database().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_presence_and_block_through_another_node_are_executed_by_the_owner() {
-    on_postgres(read_presence_and_block_go_to_the_owner).await;
+    on_postgres(|store, _| read_presence_and_block_go_to_the_owner(store)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_commands_without_an_answer_are_unavailable() {
-    on_postgres(no_owner_answering_is_unavailable_and_no_session_is_not_connected).await;
+    on_postgres(|store, _| no_owner_answering_is_unavailable_and_no_session_is_not_connected(store)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_with_no_session_anywhere_runs_under_a_lease() {
-    on_postgres(an_offline_logout_is_fenced_and_gives_the_lease_back).await;
+    on_postgres(|store, _| an_offline_logout_is_fenced_and_gives_the_lease_back(store)).await;
 }

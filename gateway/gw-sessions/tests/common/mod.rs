@@ -60,3 +60,19 @@ pub async fn next_event(
     };
     tokio::time::timeout(deadline, wait).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
+
+/// Runs `test` on a fresh PostgreSQL store (and hands it the database URL, for a second connection), then drops the
+/// database. Without PostgreSQL it returns at once (the harness prints `SKIPPED`; with `CI` set it fails instead).
+#[allow(dead_code)]
+pub async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(database) = gw_store_sql::testing::PgTestDatabase::create().await else { return };
+    let options = gw_store_sql::OpenOptions::default();
+    let store = Arc::new(gw_store_sql::PgStore::open(database.url(), &options).await.expect("postgres"));
+    test(store.clone(), database.url().to_owned()).await;
+    store.close().await;
+    database.drop_database().await;
+}
