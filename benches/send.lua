@@ -9,7 +9,9 @@
 local targets = {}
 local tag = "run"
 local counter = 0
-local thread_id = 0
+-- A global, not a local: setup() sets it in each thread's own Lua state with thread:set, which a file-level local
+-- would shadow (both threads would then send the same keys, and half the requests would be replays).
+thread_id = 0
 local next_thread = 0
 
 function setup(thread)
