@@ -321,6 +321,7 @@ fn plugin_host(
     let host_settings = gw_plugins::HostSettings {
         cache_dir: Some(cache_dir.clone()),
         max_reply_depth: settings.sessions.max_reply_depth,
+        chains_per_subscription: settings.plugins.chains_per_subscription,
         ..gw_plugins::HostSettings::default()
     };
     let host = gw_plugins::PluginHost::new(host_settings, catalog)

@@ -18,12 +18,13 @@ use std::{
 
 use gw_core::{
     BindingFailure, BoundPlugin, Disposition, FailurePolicy, InstanceId, MessageEvent, MessagePipeline, Origin,
-    PipelineOutcome, PluginBindingId, PluginCatalog, PluginLogRecord, Reply, Timestamp,
+    PipelineOutcome, PluginBindingId, PluginCatalog, PluginLogRecord, Reply, SubscriptionId, Timestamp,
 };
+use tokio::sync::Semaphore;
 
 use crate::{
     cache::{Compiled, sha256_hex},
-    call::{CallInput, KvBackend, WitAction, WitEvent, WitMedia, WitOrigin, WitVerdict},
+    call::{Budget, CallInput, KvBackend, WitAction, WitEvent, WitMedia, WitOrigin, WitVerdict},
     engine::HostSettings,
     error::{PluginError, truncate},
     host::{PluginHost, wit_direction},
@@ -49,6 +50,9 @@ pub(crate) struct ChainState {
     catalog: Arc<dyn PluginCatalog>,
     chains: moka::sync::Cache<InstanceId, Arc<LoadedChain>>,
     log_budgets: moka::sync::Cache<PluginBindingId, Arc<Mutex<LogBudget>>>,
+    /// Per subscription: permits for chains running at once (`HostSettings::chains_per_subscription`).
+    admission: moka::sync::Cache<SubscriptionId, Arc<Semaphore>>,
+    chains_per_subscription: usize,
     /// Bumped by every invalidation: a chain read from the catalog before an invalidation serves the event that
     /// read it but does not stay cached, so it cannot outlive the change it raced with.
     generation: std::sync::atomic::AtomicU64,
@@ -63,6 +67,12 @@ impl ChainState {
                 .max_capacity(100_000)
                 .time_to_idle(std::time::Duration::from_secs(600))
                 .build(),
+            // Idle eviction only: a semaphore with a waiter or a holder is in use, so not idle.
+            admission: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(std::time::Duration::from_secs(600))
+                .build(),
+            chains_per_subscription: usize::try_from(settings.chains_per_subscription.max(1)).unwrap_or(1),
             generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -171,7 +181,17 @@ impl MessagePipeline for PluginChain {
         if !chain.bindings.iter().any(|b| b.bound.direction.covers(event.direction)) {
             return PipelineOutcome::deliver(event);
         }
+        // Fair admission: this subscription's events wait for their own permits (FIFO), never for another's.
+        let permits = self
+            .state()
+            .admission
+            .get_with(event.subscription_id, || Arc::new(Semaphore::new(self.state().chains_per_subscription)));
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => permits.acquire_owned().await.ok(),
+        };
         let run = run_chain(&self.host, &chain, event).await;
+        drop(permit);
         if !run.failures.is_empty() || !run.logs.is_empty() {
             let catalog = self.state().catalog.clone();
             tokio::spawn(async move {
@@ -248,21 +268,56 @@ async fn run_chain(host: &PluginHost, chain: &LoadedChain, mut event: MessageEve
         Origin::PluginReply { depth } => depth < settings.max_reply_depth,
         Origin::Api | Origin::WhatsApp => settings.max_reply_depth > 0,
     };
+    // One budget per event for the whole chain, started with its first call (every binding of an instance has its
+    // subscription's limits): ten bindings of a spinning plugin get one deadline between them, not ten.
+    let mut budget: Option<Budget> = None;
     for binding in chain.bindings.iter().filter(|b| b.bound.direction.covers(event.direction)) {
         let bound = &binding.bound;
+        let budget = budget.get_or_insert_with(|| Budget::of(&bound.limits));
         let result = match &binding.compiled {
             Err(error) => Err(error.clone()),
+            Ok(_) if budget.spent() => {
+                // Not this binding's fault: it is not charged with a failure, but its policy still applies.
+                logs.push(PluginLogRecord {
+                    binding_id: bound.binding_id,
+                    level: "warn".into(),
+                    message: format!(
+                        "not run: earlier plugins in the chain used the event's whole budget ({} ms, {} fuel)",
+                        bound.limits.timeout_ms, bound.limits.fuel
+                    ),
+                    at: Timestamp::now(),
+                });
+                match bound.failure_policy {
+                    FailurePolicy::FailOpen => continue,
+                    FailurePolicy::FailClosed => {
+                        return ChainRun {
+                            outcome: PipelineOutcome {
+                                disposition: Disposition::Drop {
+                                    reason: "the event's plugin budget was spent before this fail-closed binding ran"
+                                        .into(),
+                                    by: Some(bound.plugin_name.clone()),
+                                },
+                                replies,
+                            },
+                            failures,
+                            logs,
+                        };
+                    }
+                }
+            }
             Ok(compiled) => {
-                let input = CallInput {
-                    event: to_wit(&event, &binding.config),
-                    limits: bound.limits,
-                    kv: KvBackend::Catalog {
+                let mut input = CallInput::new(
+                    to_wit(&event, &binding.config),
+                    bound.limits,
+                    KvBackend::Catalog {
                         catalog: host.inner.chains.catalog.clone(),
                         plugin: bound.plugin_id,
                         instance: event.instance_id,
                     },
-                };
+                );
+                input.budget = Some(*budget);
                 let output = host.inner.call(compiled, &input).await;
+                budget.fuel = budget.fuel.saturating_sub(output.fuel_used);
                 keep_logs(host, bound, output.logs, output.logs_dropped, &mut logs);
                 output.result.and_then(|verdict| validate(&input.event, &verdict).map(|()| verdict))
             }

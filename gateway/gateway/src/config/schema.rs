@@ -176,8 +176,10 @@ pub struct PluginSettings {
     /// Where compiled components are cached (by SHA-256 and engine version); empty: `plugin-cache` beside a SQLite
     /// database, else `./data/plugin-cache`.
     pub cache_dir: String,
-    /// Wall-clock deadline of one plugin call, in milliseconds.
+    /// Wall-clock deadline of one event's plugin chain (all its bindings together), in milliseconds.
     pub timeout_ms: u32,
+    /// Events of one subscription whose plugin chains run at once on a node; the rest queue for that subscription.
+    pub chains_per_subscription: u32,
 }
 
 /// The real WhatsApp driver (whatsapp-rust). Its protocol state is encrypted with `sessions.encryption_key`.
@@ -318,7 +320,12 @@ impl Default for Settings {
             },
             whatsapp: WhatsAppSettings { enabled: true, ws_url: String::new(), version: String::new() },
             webhooks: WebhookSettings::default(),
-            plugins: PluginSettings { enabled: true, cache_dir: String::new(), timeout_ms: 50 },
+            plugins: PluginSettings {
+                enabled: true,
+                cache_dir: String::new(),
+                timeout_ms: 50,
+                chains_per_subscription: 2,
+            },
             tiers: TierCatalog::default(),
             redis: RedisSettings {
                 url: Secret::default(),

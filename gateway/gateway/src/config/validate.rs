@@ -85,6 +85,9 @@ impl Settings {
         if self.plugins.timeout_ms == 0 || self.plugins.timeout_ms > 10_000 {
             return Err(invalid("plugins.timeout_ms", "must be between 1 and 10000"));
         }
+        if self.plugins.chains_per_subscription == 0 || self.plugins.chains_per_subscription > 1_000 {
+            return Err(invalid("plugins.chains_per_subscription", "must be between 1 and 1000"));
+        }
         if let Some(field) = self.tiers.invalid_field() {
             return Err(ConfigError::Invalid { key: "tiers", message: format!("{field} is out of range") });
         }
