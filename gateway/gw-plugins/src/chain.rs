@@ -28,6 +28,7 @@ use crate::{
     engine::HostSettings,
     error::{PluginError, truncate},
     host::{PluginHost, wit_direction},
+    reply_guard::{Admission, ReplyGuard},
 };
 
 // The verdict's limits are the contract's (gw-core), the same the send path applies to a reply.
@@ -53,6 +54,8 @@ pub(crate) struct ChainState {
     /// Per subscription: permits for chains running at once (`HostSettings::chains_per_subscription`).
     admission: moka::sync::Cache<SubscriptionId, Arc<Semaphore>>,
     chains_per_subscription: usize,
+    /// Automated replies per chat, across instances and tenants.
+    replies: ReplyGuard,
     /// Bumped by every invalidation: a chain read from the catalog before an invalidation serves the event that
     /// read it but does not stay cached, so it cannot outlive the change it raced with.
     generation: std::sync::atomic::AtomicU64,
@@ -72,6 +75,7 @@ impl ChainState {
                 .max_capacity(100_000)
                 .time_to_idle(std::time::Duration::from_secs(600))
                 .build(),
+            replies: ReplyGuard::new(settings.reply_guard),
             chains_per_subscription: usize::try_from(settings.chains_per_subscription.max(1)).unwrap_or(1),
             generation: std::sync::atomic::AtomicU64::new(0),
         }
@@ -268,6 +272,10 @@ async fn run_chain(host: &PluginHost, chain: &LoadedChain, mut event: MessageEve
         Origin::PluginReply { depth } => depth < settings.max_reply_depth,
         Origin::Api | Origin::WhatsApp => settings.max_reply_depth > 0,
     };
+    let guard = &host.inner.chains.replies;
+    if event.direction == gw_core::Direction::Inbound {
+        guard.inbound(event.instance_id, &event.chat_jid);
+    }
     // One budget per event for the whole chain, started with its first call (every binding of an instance has its
     // subscription's limits): ten bindings of a spinning plugin get one deadline between them, not ten.
     let mut budget: Option<Budget> = None;
@@ -353,7 +361,40 @@ async fn run_chain(host: &PluginHost, chain: &LoadedChain, mut event: MessageEve
         };
         if !verdict.replies.is_empty() {
             if replies_allowed {
-                replies.extend(verdict.replies.into_iter().map(|reply| Reply {
+                let wanted = verdict.replies.len();
+                let allowed = match guard.admit(event.instance_id, &event.chat_jid, wanted) {
+                    Admission::Allowed(allowed) => {
+                        if allowed < wanted {
+                            logs.push(warn_line(
+                                bound.binding_id,
+                                format!(
+                                    "{} reply(ies) to {} discarded: automated replies to one chat are limited to \
+                                     {} per minute (burst {})",
+                                    wanted - allowed,
+                                    event.chat_jid,
+                                    settings.reply_guard.replies_per_chat_per_minute,
+                                    settings.reply_guard.reply_burst_per_chat
+                                ),
+                            ));
+                        }
+                        allowed
+                    }
+                    Admission::PingPong { exchanges } => {
+                        tracing::warn!(instance = %event.instance_id, chat = %event.chat_jid, binding = %bound.binding_id, exchanges, "plugin replies discarded: ping-pong between automated parties");
+                        logs.push(warn_line(
+                            bound.binding_id,
+                            format!(
+                                "{wanted} reply(ies) discarded: {} answered this instance's automated replies \
+                                 promptly {exchanges} times in a row (a ping-pong between automated parties); \
+                                 replies to it resume once it has been quiet for {} s",
+                                event.chat_jid,
+                                settings.reply_guard.ping_pong_window.as_secs()
+                            ),
+                        ));
+                        0
+                    }
+                };
+                replies.extend(verdict.replies.into_iter().take(allowed).map(|reply| Reply {
                     chat_jid: event.chat_jid.clone(),
                     text: reply.text,
                     quoted_message_id: None,
@@ -390,6 +431,11 @@ async fn run_chain(host: &PluginHost, chain: &LoadedChain, mut event: MessageEve
         }
     }
     ChainRun { outcome: PipelineOutcome { disposition: Disposition::Deliver(event), replies }, failures, logs }
+}
+
+/// A `warn` line the host writes in a binding's log.
+fn warn_line(binding_id: PluginBindingId, message: String) -> PluginLogRecord {
+    PluginLogRecord { binding_id, level: "warn".into(), message, at: Timestamp::now() }
 }
 
 /// Keeps a call's log lines within the binding's budget (a token bucket of lines per minute).

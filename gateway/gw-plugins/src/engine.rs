@@ -46,6 +46,8 @@ pub struct HostSettings {
     /// subscription alone, so one tenant's plugins never hold more than this many workers and instance slots and
     /// another tenant's events do not wait behind them.
     pub chains_per_subscription: u32,
+    /// Automated replies per chat: rate, burst and ping-pong detection.
+    pub reply_guard: crate::ReplyGuardSettings,
 }
 
 impl Default for HostSettings {
@@ -63,6 +65,7 @@ impl Default for HostSettings {
             max_reply_depth: 1,
             log_lines_per_minute: 120,
             chains_per_subscription: 2,
+            reply_guard: crate::ReplyGuardSettings::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ mod chain;
 mod engine;
 mod error;
 mod host;
+mod reply_guard;
 pub mod runner;
 
 pub use cache::{CacheCounts, Compiled, LoadError, sha256_hex};
@@ -26,6 +27,7 @@ pub use chain::{MAX_REPLIES, MAX_REPLY_CHARS, PluginChain};
 pub use engine::HostSettings;
 pub use error::PluginError;
 pub use host::{HostError, PluginHost, sample_event};
+pub use reply_guard::ReplyGuardSettings;
 
 /// Paths of the guest components built from `plugins/` by the build script.
 pub mod guests {

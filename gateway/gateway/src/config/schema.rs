@@ -180,6 +180,15 @@ pub struct PluginSettings {
     pub timeout_ms: u32,
     /// Events of one subscription whose plugin chains run at once on a node; the rest queue for that subscription.
     pub chains_per_subscription: u32,
+    /// Plugin replies one instance may send to one chat per minute, on average.
+    pub replies_per_chat_per_minute: u32,
+    /// Plugin replies one instance may send to one chat at once.
+    pub reply_burst_per_chat: u32,
+    /// Prompt answers to automated replies in a row that make a chat a ping-pong between automated parties
+    /// (its plugin replies are then discarded until it is quiet); 0 turns detection off.
+    pub ping_pong_exchanges: u32,
+    /// How soon after an automated reply an answer counts as prompt, and how long a ping-pong chat must be quiet.
+    pub ping_pong_window_ms: u64,
 }
 
 /// The real WhatsApp driver (whatsapp-rust). Its protocol state is encrypted with `sessions.encryption_key`.
@@ -325,6 +334,10 @@ impl Default for Settings {
                 cache_dir: String::new(),
                 timeout_ms: 50,
                 chains_per_subscription: 2,
+                replies_per_chat_per_minute: 20,
+                reply_burst_per_chat: 10,
+                ping_pong_exchanges: 10,
+                ping_pong_window_ms: 5_000,
             },
             tiers: TierCatalog::default(),
             redis: RedisSettings {

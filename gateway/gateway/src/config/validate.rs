@@ -88,6 +88,12 @@ impl Settings {
         if self.plugins.chains_per_subscription == 0 || self.plugins.chains_per_subscription > 1_000 {
             return Err(invalid("plugins.chains_per_subscription", "must be between 1 and 1000"));
         }
+        if self.plugins.reply_burst_per_chat == 0 {
+            return Err(invalid("plugins.reply_burst_per_chat", "must be at least 1"));
+        }
+        if self.plugins.ping_pong_window_ms == 0 || self.plugins.ping_pong_window_ms > 3_600_000 {
+            return Err(invalid("plugins.ping_pong_window_ms", "must be between 1 and 3600000"));
+        }
         if let Some(field) = self.tiers.invalid_field() {
             return Err(ConfigError::Invalid { key: "tiers", message: format!("{field} is out of range") });
         }
