@@ -3,11 +3,11 @@
 //!
 //! `cargo bench --workspace --bench fairness` (release). The victim (its own subscription) runs the keyword
 //! responder, one event at a time; the attacker (another subscription) sends `GW_BENCH_SENDERS` (default 4)
-//! concurrent streams of events whose text triggers `hostile_abuse`. Each attack runs with the host's default
-//! `chains_per_subscription` and with that limit lifted (1,000), so the table shows what admission buys; every
+//! concurrent streams of events whose text triggers `hostile_abuse`. Each attack runs with
+//! `chains_per_subscription` 1 and 2 and with that limit lifted (1,000), so the table shows what admission buys; every
 //! event of a chain shares one budget either way. Measured is `PluginChain::process` (the plugin part of inbound
 //! processing), not the store or the send path. Times in milliseconds; the ratio is the victim's p99 against
-//! the baseline measured in the same run.
+//! a baseline (no attacker) measured just before each attack.
 //!
 //! `GW_BENCH_SECONDS` (default 3) per case.
 #![allow(clippy::unwrap_used, missing_debug_implementations)]
@@ -132,6 +132,8 @@ struct Figures {
     p50: f64,
     p99: f64,
     attacker_events: u64,
+    /// Victim events whose responder did not answer (it failed).
+    victim_failed: u64,
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
@@ -160,12 +162,14 @@ async fn run_case(
         }
     }
     let mut samples = Vec::new();
+    let mut missed = 0;
     let until = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < until {
         let started = Instant::now();
         let outcome = chain.process(event(victim.0, victim.1, "what is the price?")).await;
         samples.push(started.elapsed());
-        assert_eq!(outcome.replies.len(), 1, "the victim's responder answered");
+        // Without a reply the victim's plugin failed (its deadline passed on an overloaded machine): counted.
+        missed += u64::from(outcome.replies.is_empty());
         // A paced sender, as a person or a webhook would be: 2 ms between messages.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -174,7 +178,12 @@ async fn run_case(
         task.await.unwrap();
     }
     samples.sort();
-    Figures { p50: percentile(&samples, 0.5), p99: percentile(&samples, 0.99), attacker_events: attacked.load(Relaxed) }
+    Figures {
+        p50: percentile(&samples, 0.5),
+        p99: percentile(&samples, 0.99),
+        attacker_events: attacked.load(Relaxed),
+        victim_failed: missed,
+    }
 }
 
 fn main() {
@@ -182,12 +191,22 @@ fn main() {
     let senders: usize = std::env::var("GW_BENCH_SENDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!("{seconds} s per case, {senders} attacking senders, 2 worker threads; victim times in ms");
-    println!("| attack | chains per subscription | victim p50 | victim p99 | p99 / baseline p99 | attacker events |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| attack | chains per subscription | baseline p50 | baseline p99 | victim p50 | victim p99 | p99 / baseline p99 | victim failures | attacker events |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     runtime.block_on(async {
-        for per_subscription in [HostSettings::default().chains_per_subscription, 1_000] {
+        for per_subscription in [1, 2, 1_000] {
             let catalog = Arc::new(Catalog::default());
-            let settings = HostSettings { chains_per_subscription: per_subscription, ..HostSettings::default() };
+            // The victim writes to one chat far faster than a person: the per-chat reply guard is not measured here.
+            let reply_guard = gw_plugins::ReplyGuardSettings {
+                replies_per_chat_per_minute: u32::MAX,
+                reply_burst_per_chat: u32::MAX,
+                ping_pong_exchanges: 0,
+                ..Default::default()
+            };
+            let settings =
+                HostSettings { chains_per_subscription: per_subscription, reply_guard, ..HostSettings::default() };
             let chain = PluginHost::new(settings, catalog.clone()).unwrap().pipeline();
             let victim = (SubscriptionId::new(), InstanceId::new());
             let rules = serde_json::json!({"rules": [{"keywords": ["price"], "reply": "See our price list."}]});
@@ -200,8 +219,6 @@ fn main() {
             for _ in 0..50 {
                 chain.process(event(victim.0, victim.1, "price")).await;
             }
-            let baseline = run_case(&chain, victim, None, seconds, senders).await;
-            println!("| none (baseline) | {per_subscription} | {:.2} | {:.2} | 1.00 | 0 |", baseline.p50, baseline.p99);
             for attack in ATTACKS {
                 let attacker = (SubscriptionId::new(), InstanceId::new());
                 let bindings = (1..=attack.copies)
@@ -209,14 +226,19 @@ fn main() {
                     .collect();
                 catalog.chains.lock().unwrap().insert(attacker.1, bindings);
                 chain.process(event(attacker.0, attacker.1, "warm up")).await;
+                // Each attack against a baseline measured just before it: the machine's load drifts.
+                let baseline = run_case(&chain, victim, None, seconds, senders).await;
                 let figures =
                     run_case(&chain, victim, Some((attacker.0, attacker.1, attack.text)), seconds, senders).await;
                 println!(
-                    "| {} | {per_subscription} | {:.2} | {:.2} | {:.2} | {} |",
+                    "| {} | {per_subscription} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
                     attack.name,
+                    baseline.p50,
+                    baseline.p99,
                     figures.p50,
                     figures.p99,
                     figures.p99 / baseline.p99,
+                    figures.victim_failed,
                     figures.attacker_events
                 );
             }
