@@ -225,6 +225,40 @@ async fn a_stale_epoch_write_is_refused_and_stops_the_session(store: Arc<dyn Sto
     a.abandon().await;
 }
 
+/// A contact WhatsApp tells a paused former owner about is refused like its other writes: nothing is stored and the
+/// session stops.
+async fn a_stale_owners_contact_write_is_refused_and_stops_the_session(store: Arc<dyn Store>) {
+    let network = SandboxNetwork::new();
+    let ttl = Duration::from_millis(600);
+    let a = engine(store.clone(), &network, ttl);
+    let instance = paired(&store, &a, &network, "paused-contacts").await;
+    let successor = NodeId::new();
+    until_within(WAIT, "another node to take the expired lease", || async {
+        store.acquire_lease(instance.id, successor, Duration::from_secs(60)).await.expect("acquire").is_some()
+    })
+    .await;
+    let jid = "15550006@s.whatsapp.net";
+    network.push_contact(instance.id, jid, Some("Late".into())).expect("contact pushed");
+    until_within(WAIT, "the fenced session to stop", || async { !a.runs(instance.id) }).await;
+    assert_eq!(store.find_contact_by_jid(instance.id, jid).await.expect("lookup"), None, "the stale write landed");
+    assert_eq!(owner(&store, instance.id).await, Some(successor));
+
+    // The same event under a current lease is stored: the refusal above was the fence, not a dropped event.
+    let b = engine(store.clone(), &network, Duration::from_secs(10));
+    store.release_all_leases(successor).await.expect("release");
+    b.start(&instance, None).expect("start");
+    connected(&store, instance.id).await;
+    until_within(WAIT, "the new owner's session to connect", || async { b.runs(instance.id) }).await;
+    network.push_contact(instance.id, jid, Some("Current".into())).expect("contact pushed");
+    until_within(WAIT, "the current owner's contact", || async {
+        store.find_contact_by_jid(instance.id, jid).await.expect("lookup").and_then(|c| c.name).as_deref()
+            == Some("Current")
+    })
+    .await;
+    a.abandon().await;
+    b.shutdown().await;
+}
+
 async fn a_send_accepted_on_another_node_is_sent_by_the_owner(store: Arc<dyn Store>) {
     let network = SandboxNetwork::new();
     let ttl = Duration::from_secs(10);
@@ -340,16 +374,35 @@ mod postgres {
     async fn a_stale_epoch_write_is_refused_and_stops_the_session() {
         on_postgres(|store, _| super::a_stale_epoch_write_is_refused_and_stops_the_session(store)).await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_owners_contact_write_is_refused_and_stops_the_session() {
+        on_postgres(|store, _| super::a_stale_owners_contact_write_is_refused_and_stops_the_session(store)).await;
+    }
 }
 
 mod sqlite {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_stale_epoch_write_is_refused_and_stops_the_session() {
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use gw_store::Store;
+
+    async fn on_sqlite<Fut: Future<Output = ()>>(test: impl FnOnce(Arc<dyn Store>) -> Fut) {
         let dir = std::env::temp_dir().join(format!("gw-cluster-{}", gw_core::MessageId::new()));
         std::fs::create_dir_all(&dir).expect("dir");
         let url = format!("sqlite://{}", dir.join("db.sqlite").display());
         let store = gw_store_sql::SqliteStore::open(&url, &gw_store_sql::OpenOptions::default()).await.expect("open");
-        super::a_stale_epoch_write_is_refused_and_stops_the_session(std::sync::Arc::new(store)).await;
+        test(Arc::new(store)).await;
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_epoch_write_is_refused_and_stops_the_session() {
+        on_sqlite(super::a_stale_epoch_write_is_refused_and_stops_the_session).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_owners_contact_write_is_refused_and_stops_the_session() {
+        on_sqlite(super::a_stale_owners_contact_write_is_refused_and_stops_the_session).await;
     }
 }

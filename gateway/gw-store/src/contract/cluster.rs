@@ -362,6 +362,48 @@ pub async fn a_stale_epoch_is_refused_on_driver_state_and_inbound_writes(store: 
     assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
 }
 
+/// Contacts the session learns (names, push names, LID and phone number) carry its epoch like every other session
+/// write: after a take-over a former owner's upsert is refused and changes nothing, neither the merge of a LID row
+/// into a phone-number row nor a name; the current owner and an unfenced write still go through.
+pub async fn a_stale_epoch_is_refused_on_contact_upserts(store: Arc<dyn Store>) {
+    let inst = paired(&store, "fenced-contacts").await;
+    let (paused, successor) = (NodeId::new(), NodeId::new());
+    let stale = store.acquire_lease(inst.id, paused, Duration::from_millis(1)).await.expect("acquire").expect("free");
+    let (pn, lid) = ("15550004@s.whatsapp.net", "88880004@lid");
+    let upsert = |jid: &str, lid: Option<&str>, name: &str, fence| ContactUpsert {
+        instance_id: inst.id,
+        jid: jid.into(),
+        lid: lid.map(str::to_owned),
+        name: Some(name.into()),
+        fence,
+        ..Default::default()
+    };
+    store.upsert_contact(upsert(lid, None, "Owner's", Some(stale))).await.expect("owner's upsert");
+
+    let (current, _) = acquire_eventually(&store, inst.id, successor).await;
+    for (what, late) in [
+        ("a name", upsert(lid, None, "Stale", Some(stale))),
+        ("a new contact", upsert("15550005@s.whatsapp.net", None, "Stale", Some(stale))),
+        ("a LID merged into its phone number", upsert(pn, Some(lid), "Stale", Some(stale))),
+    ] {
+        match store.upsert_contact(late).await {
+            Err(StoreError::Fenced { instance }) => assert_eq!(instance, inst.id, "{what}"),
+            other => panic!("{what}: a stale epoch must be refused as fenced, got {other:?}"),
+        }
+    }
+    let listed = store.list_contacts(inst.id, None, PageRequest::default()).await.expect("contacts");
+    let rows: Vec<_> = listed.items.iter().map(|c| (c.jid.as_str(), c.lid.as_deref(), c.name.as_deref())).collect();
+    assert_eq!(rows, vec![(lid, None, Some("Owner's"))], "nothing of the stale upserts landed");
+
+    let merged = store.upsert_contact(upsert(pn, Some(lid), "Current", Some(current))).await.expect("current owner");
+    assert_eq!((merged.jid.as_str(), merged.lid.as_deref(), merged.name.as_deref()), (pn, Some(lid), Some("Current")));
+    store.upsert_contact(upsert(pn, None, "Unfenced", None)).await.expect("unfenced upsert");
+    let missing = store
+        .upsert_contact(ContactUpsert { instance_id: InstanceId::new(), ..upsert(pn, None, "x", Some(current)) })
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
+}
+
 /// Rows of nodes silent longer than the retention and commands older than it go, a batch at a time; live nodes
 /// and recent commands stay. Ages are the database's clock.
 pub async fn dead_nodes_and_old_commands_are_pruned_in_batches(store: Arc<dyn Store>) {
