@@ -259,6 +259,49 @@ async fn a_stale_owners_contact_write_is_refused_and_stops_the_session(store: Ar
     b.shutdown().await;
 }
 
+/// A pairing (QR shown, not scanned) on a node that loses its database is stopped by the watchdog; once its lease
+/// lapsed, another node ends it `disconnected` with the reason and tells its subscribers. The old QR code leads
+/// nowhere, and a new connect through the other node pairs afresh.
+async fn a_pairing_the_watchdog_stopped_ends_disconnected(store: Arc<dyn Store>, url: String) {
+    let network = SandboxNetwork::new();
+    let ttl = Duration::from_secs(2);
+    let own = Arc::new(PgStore::open(&url, &OpenOptions::default()).await.expect("open"));
+    let a = engine(own.clone(), &network, ttl);
+    a.run_cluster();
+    let b = engine(store.clone(), &network, ttl);
+    b.run_cluster();
+    let sub = tenant(&store, 1000).await;
+    let instance = new_instance(&store, &sub, "pairing").await;
+    let id = instance.id;
+    let mut a_events = a.subscribe();
+    let mut b_events = b.subscribe();
+    a.start(&instance, None).expect("start");
+    next_event(&mut a_events, "a QR code", |e| e.instance_id == id && e.event_type == EventType::QrUpdated).await;
+    assert_eq!(owner(&store, id).await, Some(a.node_id()));
+
+    own.close().await;
+    until_within(WAIT, "the watchdog to stop the pairing", || async { !a.runs(id) }).await;
+    next_event(&mut b_events, "the end of the pairing, told on the other node", |e| {
+        e.instance_id == id && e.event_type == EventType::ConnectionUpdate && e.data["status"] == "disconnected"
+    })
+    .await;
+    let ended = store.get_instance(Visibility::All, id).await.expect("instance");
+    assert_eq!(ended.status, InstanceStatus::Disconnected);
+    assert_eq!(ended.last_error.as_deref(), Some(gw_sessions::PAIRING_INTERRUPTED));
+    assert_eq!(ended.qr_code, None, "no stale QR code is shown");
+    assert_eq!(owner(&store, id).await, None);
+    assert!(!b.runs(id), "not resumed by anyone");
+    assert!(network.scan(id, None).await.is_err(), "the old QR code leads nowhere");
+
+    b.start(&ended, None).expect("connect again");
+    next_event(&mut b_events, "a new QR code", |e| e.instance_id == id && e.event_type == EventType::QrUpdated).await;
+    network.scan(id, Some("again".into())).await.expect("scan");
+    connected(&store, id).await;
+    assert_eq!(owner(&store, id).await, Some(b.node_id()));
+    a.abandon().await;
+    b.shutdown().await;
+}
+
 async fn a_send_accepted_on_another_node_is_sent_by_the_owner(store: Arc<dyn Store>) {
     let network = SandboxNetwork::new();
     let ttl = Duration::from_secs(10);
@@ -358,6 +401,11 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_node_that_cannot_renew_stops_its_sessions_before_the_lease_passes() {
         on_postgres(super::a_node_that_cannot_renew_stops_its_sessions_before_the_lease_passes).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pairing_the_watchdog_stopped_ends_disconnected() {
+        on_postgres(super::a_pairing_the_watchdog_stopped_ends_disconnected).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
