@@ -52,7 +52,7 @@ impl PrivatePostgres {
     pub async fn start_new() -> Option<Self> {
         let Some(bin) = server_binaries() else {
             assert!(!required(), "no PostgreSQL server binaries under /usr/lib/postgresql/*/bin");
-            eprintln!("\n*** SKIPPED: no PostgreSQL server binaries under /usr/lib/postgresql/*/bin ***\n");
+            eprintln!("\n*** SKIPPED: PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin ***\n");
             return None;
         };
         let dir = std::env::temp_dir().join(format!("gw-private-pg-{}", uuid::Uuid::now_v7().simple()));
