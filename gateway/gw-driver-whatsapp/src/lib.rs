@@ -8,6 +8,7 @@
 //! only the `Driver`/`Connection` traits.
 
 pub mod backend;
+pub mod contacts_check;
 pub mod crypto;
 pub mod driver;
 pub mod events;
