@@ -9,6 +9,7 @@
 
 mod access;
 mod caller;
+mod cluster_plugins;
 mod messaging;
 mod plugins;
 mod usage;
@@ -16,6 +17,7 @@ mod webhooks;
 
 pub use access::{Access, AccessError};
 pub use caller::{Caller, Need};
+pub use cluster_plugins::{ChainInvalidation, ChainInvalidationPublisher, ClusterPlugins};
 pub use gw_core::KeyScope;
 pub use messaging::{LiveEvents, Messaging, MessagingError};
 pub use plugins::{Bind, CreatePlugin, MAX_BINDING_POSITION, PluginError, Plugins, Rebind};
