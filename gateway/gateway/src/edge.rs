@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use gw_accounts::{Accounts, InvalidationPublisher, KeyInvalidation};
-use gw_ratelimit::pubsub::{Delivery, Publisher};
+use gw_redis::pubsub::{Delivery, Publisher};
+use gw_services::{ChainInvalidation, ChainInvalidationPublisher, ClusterPlugins};
 
 use crate::config::Settings;
 
@@ -84,45 +85,22 @@ pub fn subscribe_invalidations(
         let accounts = accounts.clone();
         tokio::spawn(async move { accounts.apply_invalidation(&invalidation).await });
     });
-    Some(gw_ratelimit::pubsub::spawn_subscriber(url.to_owned(), channel(settings), handler, stop))
+    Some(gw_redis::pubsub::spawn_subscriber(url.to_owned(), channel(settings), handler, stop))
 }
 
 fn plugin_channel(settings: &Settings) -> String {
     format!("{}plugin-invalidations", settings.redis.key_prefix)
 }
 
-/// The plugin host as the edge sees it when Redis is configured: a change to an instance's bindings or active
-/// versions invalidates its chain here and, through the channel, on every other node, so no node keeps running an
-/// old version for the chain cache's TTL.
-#[derive(Debug)]
-pub struct ClusterPlugins {
-    local: Arc<dyn gw_core::PluginRuntime>,
-    publisher: Publisher,
-}
+/// Publishes plugin-chain invalidations on the Redis channel, without blocking the change that caused them.
+#[derive(Debug, Clone)]
+pub struct RedisChainInvalidations(Publisher);
 
-#[async_trait::async_trait]
-impl gw_core::PluginRuntime for ClusterPlugins {
-    async fn prepare(
-        &self,
-        bytes: &[u8],
-        limits: &gw_core::PluginLimits,
-    ) -> Result<gw_core::PreparedComponent, gw_core::PluginRejection> {
-        self.local.prepare(bytes, limits).await
-    }
-
-    fn invalidate(&self, instance: gw_core::InstanceId) {
-        self.local.invalidate(instance);
-        self.publisher.publish_detached(instance.to_string());
-    }
-
-    fn invalidate_all(&self) {
-        self.local.invalidate_all();
-        self.publisher.publish_detached(ALL_INSTANCES.to_owned());
+impl ChainInvalidationPublisher for RedisChainInvalidations {
+    fn publish(&self, invalidation: ChainInvalidation) {
+        self.0.publish_detached(invalidation.encode());
     }
 }
-
-/// The message that invalidates every chain.
-const ALL_INSTANCES: &str = "all";
 
 /// `local` itself without Redis; with it, `local` behind a [`ClusterPlugins`].
 pub fn cluster_plugins(
@@ -134,7 +112,7 @@ pub fn cluster_plugins(
         return Ok(local);
     }
     let publisher = Publisher::connect_lazy(url, plugin_channel(settings)).context("invalid redis url")?;
-    Ok(Arc::new(ClusterPlugins { local, publisher }))
+    Ok(Arc::new(ClusterPlugins::new(local, Arc::new(RedisChainInvalidations(publisher)))))
 }
 
 /// Every node listens for plugin-chain invalidations (its own included, which costs one more load) and drops the
@@ -148,15 +126,14 @@ pub fn subscribe_plugin_invalidations(
     if url.is_empty() {
         return None;
     }
-    Some(gw_ratelimit::pubsub::spawn_subscriber(url.to_owned(), plugin_channel(settings), plugin_handler(local), stop))
+    Some(gw_redis::pubsub::spawn_subscriber(url.to_owned(), plugin_channel(settings), plugin_handler(local), stop))
 }
 
 fn plugin_handler(local: Arc<dyn gw_core::PluginRuntime>) -> Arc<dyn Fn(Delivery) + Send + Sync> {
     Arc::new(move |delivery: Delivery| match delivery {
-        Delivery::Message(raw) if raw == ALL_INSTANCES => local.invalidate_all(),
-        Delivery::Message(raw) => match raw.parse::<gw_core::InstanceId>() {
-            Ok(instance) => local.invalidate(instance),
-            Err(_) => tracing::warn!("unreadable plugin invalidation ignored"),
+        Delivery::Message(raw) => match ChainInvalidation::decode(&raw) {
+            Some(invalidation) => invalidation.apply(local.as_ref()),
+            None => tracing::warn!("unreadable plugin invalidation ignored"),
         },
         // Messages published while this node was not subscribed are lost: reload every chain to be safe.
         Delivery::Resubscribed => local.invalidate_all(),
@@ -227,7 +204,7 @@ mod tests {
             self.changed.notify_waiters();
         }
         fn invalidate_all(&self) {
-            self.seen.lock().unwrap().push(ALL_INSTANCES.into());
+            self.seen.lock().unwrap().push(ChainInvalidation::All.encode());
             self.changed.notify_waiters();
         }
     }
@@ -264,22 +241,22 @@ mod tests {
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let on_b = Arc::new(Recorder::default());
-        let subscriber = gw_ratelimit::pubsub::spawn_subscriber(url, channel, plugin_handler(on_b.clone()), stopped);
+        let subscriber = gw_redis::pubsub::spawn_subscriber(url, channel, plugin_handler(on_b.clone()), stopped);
         // Subscribing starts with a reload of every chain, which also says the subscription is live.
-        on_b.wait_for(ALL_INSTANCES, 1).await;
+        on_b.wait_for(&ChainInvalidation::All.encode(), 1).await;
 
         let on_a = Arc::new(Recorder::default());
-        let node_a = ClusterPlugins { local: on_a.clone(), publisher: publisher.clone() };
+        let node_a = ClusterPlugins::new(on_a.clone(), Arc::new(RedisChainInvalidations(publisher.clone())));
         let instance = InstanceId::new();
         publisher.publish("not an instance id").await.unwrap();
         node_a.invalidate(instance);
         assert_eq!(*on_a.seen.lock().unwrap(), vec![instance.to_string()], "node A's own chain at once");
         on_b.wait_for(&instance.to_string(), 1).await;
         node_a.invalidate_all();
-        on_b.wait_for(ALL_INSTANCES, 2).await;
+        on_b.wait_for(&ChainInvalidation::All.encode(), 2).await;
         assert_eq!(
             *on_b.seen.lock().unwrap(),
-            vec![ALL_INSTANCES.to_owned(), instance.to_string(), ALL_INSTANCES.to_owned()],
+            vec![ChainInvalidation::All.encode(), instance.to_string(), ChainInvalidation::All.encode()],
             "node B: the initial reload, the instance, everything; the unreadable message changed nothing"
         );
 

@@ -13,7 +13,7 @@ use gw_accounts::{
     UpdateInstance,
 };
 use gw_core::{DriverKind, Email, LimitOverrides, Redacted, Tier, UserRole};
-use gw_ratelimit::pubsub::{Delivery, Publisher, spawn_subscriber};
+use gw_redis::pubsub::{Delivery, Publisher, spawn_subscriber};
 use gw_store::{Actor, NewUser, Store};
 use gw_store_sql::{OpenOptions, SqliteStore};
 

@@ -10,6 +10,7 @@ mod entities;
 mod enums;
 mod events;
 mod id;
+mod meter;
 mod per_thread;
 mod pipeline;
 mod plugins;
@@ -38,6 +39,7 @@ pub use id::{
     NodeId, PluginBindingId, PluginId, PluginVersionId, RefreshTokenId, SessionDataId, SubscriptionId, TokenFamilyId,
     UsageRecordId, UserId, WebhookConfigId, WebhookDeliveryId,
 };
+pub use meter::{Meter, Metered};
 pub use per_thread::PerThread;
 pub use pipeline::{
     Disposition, MediaInfo, MessageEvent, MessagePipeline, Origin, ParseOriginError, PassThrough, PipelineOutcome,

@@ -12,8 +12,7 @@ pub struct Rfc3339(pub Timestamp);
 
 impl Serialize for Rfc3339 {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // `Timestamp`'s Display is the fixed-width form; its serde form (chrono's) drops trailing zero digits.
-        serializer.collect_str(&self.0)
+        self.0.serialize(serializer)
     }
 }
 
@@ -104,12 +103,17 @@ mod tests {
     use super::Rfc3339;
     use crate::Timestamp;
 
-    /// Whole seconds and whole milliseconds keep all six digits: an instant prints one way everywhere.
+    /// Whole seconds and whole milliseconds keep all six digits: an instant prints one way everywhere, whether
+    /// as the API's `Rfc3339`, as a bare `Timestamp` (event envelopes and payloads) or as text.
     #[test]
     fn instants_print_with_six_fractional_digits() {
         let print = |raw: &str| {
-            let at: chrono::DateTime<chrono::Utc> = raw.parse().expect("instant");
-            serde_json::to_string(&Rfc3339(Timestamp::from(at))).expect("json")
+            let at = Timestamp::from(raw.parse::<chrono::DateTime<chrono::Utc>>().expect("instant"));
+            let api = serde_json::to_string(&Rfc3339(at)).expect("json");
+            assert_eq!(serde_json::to_string(&at).expect("json"), api, "Timestamp and Rfc3339 agree");
+            assert_eq!(format!("\"{at}\""), api, "Display agrees");
+            assert_eq!(serde_json::from_str::<Timestamp>(&api).expect("read back"), at);
+            api
         };
         assert_eq!(print("2026-01-31T12:00:00Z"), "\"2026-01-31T12:00:00.000000Z\"");
         assert_eq!(print("2026-01-31T12:00:00.120Z"), "\"2026-01-31T12:00:00.120000Z\"");

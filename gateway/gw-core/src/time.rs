@@ -10,9 +10,20 @@ use serde::{Deserialize, Serialize};
 ///
 /// Microseconds because PostgreSQL's `timestamptz` keeps no more: truncating on creation makes a value read back
 /// from either backend equal to the value written.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Printed one way everywhere (`Display`, `Debug` and serde): RFC 3339 in UTC with exactly six fractional digits,
+/// `2026-01-31T12:00:00.123450Z`, so the REST API, the live stream and webhook bodies never print one instant two
+/// ways. Reading accepts any RFC 3339 instant.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(DateTime<Utc>);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // chrono's own serde form drops trailing zero digits, so one instant would print with 0 to 9 of them.
+        serializer.collect_str(self)
+    }
+}
 
 impl Timestamp {
     pub fn now() -> Self {

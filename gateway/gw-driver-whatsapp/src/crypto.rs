@@ -1,18 +1,18 @@
-//! Encryption at rest of the driver's state records.
+//! Encryption at rest of the driver's state records, with the gateway's one sealer ([`gw_sessions::Sealer`]).
 //!
-//! AES-256-GCM with a fresh random 96-bit nonce per write. The associated data binds a ciphertext to the instance,
-//! kind and key it was written under, so a row copied to another key or instance (or two rows swapped) fails
-//! authentication instead of handing one contact's Signal session to another. A stored value is
-//! `version (1 byte) || nonce (12) || ciphertext+tag`.
+//! The context of every record is the table, the instance, the kind and the key, so a row copied to another key or
+//! instance (or two rows swapped) fails authentication instead of handing one contact's Signal session to another.
+//! Every write is the sealer's version-2 envelope. Rows written before it (version 1: AES-256-GCM under the same
+//! key, `1 || nonce (12) || ciphertext+tag`) still open here, and [`crate::GatewayBackend::reseal_legacy_rows`]
+//! rewrites them once per instance.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use gw_core::InstanceId;
+use gw_sessions::sealer::{ENVELOPE_V1, ENVELOPE_V2, SealError, Sealer, envelope_version};
 
-const FORMAT_V1: u8 = 1;
-const NONCE_LEN: usize = 12;
-/// Domain separation: the same key used elsewhere in the gateway can never authenticate these records.
-const AAD_LABEL: &[u8] = b"gw-driver-whatsapp/state/v1";
+/// The table the context names, so a state record never opens as any other sealed row.
+const CONTEXT: &[u8] = b"whatsapp_state";
 
 /// Why a stored record could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,10 +30,23 @@ pub enum CryptoError {
     Authentication,
 }
 
+impl From<SealError> for CryptoError {
+    fn from(err: SealError) -> Self {
+        match err {
+            SealError::KeyLength(len) => CryptoError::KeyLength(len),
+            SealError::TooLarge => CryptoError::TooLarge,
+            SealError::Malformed => CryptoError::Malformed,
+            SealError::Authentication => CryptoError::Authentication,
+        }
+    }
+}
+
 /// The key that seals every state record of every instance.
 #[derive(Clone)]
 pub struct StateCipher {
-    cipher: Aes256Gcm,
+    sealer: Sealer,
+    /// Opens version-1 rows only; nothing is sealed with it any more.
+    legacy: Aes256Gcm,
 }
 
 impl std::fmt::Debug for StateCipher {
@@ -42,22 +55,11 @@ impl std::fmt::Debug for StateCipher {
     }
 }
 
-fn associated_data(instance_id: InstanceId, kind: &str, key: &str) -> Vec<u8> {
-    // Lengths are prefixed so ("ab", "c") and ("a", "bc") never produce the same bytes.
-    let mut aad = Vec::with_capacity(AAD_LABEL.len() + 16 + 16 + kind.len() + key.len());
-    aad.extend_from_slice(AAD_LABEL);
-    aad.extend_from_slice(instance_id.as_uuid().as_bytes());
-    aad.extend_from_slice(&(kind.len() as u64).to_be_bytes());
-    aad.extend_from_slice(kind.as_bytes());
-    aad.extend_from_slice(&(key.len() as u64).to_be_bytes());
-    aad.extend_from_slice(key.as_bytes());
-    aad
-}
-
 impl StateCipher {
     pub fn new(key: &[u8]) -> Result<Self, CryptoError> {
-        let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| CryptoError::KeyLength(key.len()))?;
-        Ok(Self { cipher })
+        let sealer = Sealer::from_slice(key)?;
+        let legacy = Aes256Gcm::new_from_slice(key).map_err(|_| CryptoError::KeyLength(key.len()))?;
+        Ok(Self { sealer, legacy })
     }
 
     /// A key given as standard base64 of 32 bytes (the configuration's form).
@@ -75,31 +77,59 @@ impl StateCipher {
         key: &str,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
-        let nonce_bytes: [u8; NONCE_LEN] = rand::random();
-        let nonce = Nonce::from(nonce_bytes);
-        let aad = associated_data(instance_id, kind, key);
-        // GCM refuses only plaintexts beyond its 64 GiB limit.
-        let ciphertext =
-            self.cipher.encrypt(&nonce, Payload { msg: plaintext, aad: &aad }).map_err(|_| CryptoError::TooLarge)?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
-        out.push(FORMAT_V1);
-        out.extend_from_slice(&nonce_bytes);
-        out.extend_from_slice(&ciphertext);
-        Ok(out)
+        let instance = instance_id.as_uuid();
+        Ok(self.sealer.seal(&[CONTEXT, instance.as_bytes(), kind.as_bytes(), key.as_bytes()], plaintext)?)
     }
 
     pub fn open(&self, instance_id: InstanceId, kind: &str, key: &str, stored: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let (&version, rest) = stored.split_first().ok_or(CryptoError::Malformed)?;
-        if version != FORMAT_V1 || rest.len() < NONCE_LEN + 16 {
-            return Err(CryptoError::Malformed);
+        match envelope_version(stored) {
+            Some(ENVELOPE_V1) => self.open_v1(instance_id, kind, key, stored),
+            _ => {
+                let instance = instance_id.as_uuid();
+                Ok(self.sealer.open(&[CONTEXT, instance.as_bytes(), kind.as_bytes(), key.as_bytes()], stored)?)
+            }
         }
-        let (nonce_bytes, ciphertext) = rest.split_at(NONCE_LEN);
-        let nonce_bytes: [u8; NONCE_LEN] = nonce_bytes.try_into().map_err(|_| CryptoError::Malformed)?;
-        let aad = associated_data(instance_id, kind, key);
-        self.cipher
-            .decrypt(&Nonce::from(nonce_bytes), Payload { msg: ciphertext, aad: &aad })
+    }
+
+    /// Whether `stored` is in the envelope every write produces (a row that is not should be sealed again).
+    pub fn is_current(stored: &[u8]) -> bool {
+        envelope_version(stored) == Some(ENVELOPE_V2)
+    }
+
+    fn open_v1(&self, instance_id: InstanceId, kind: &str, key: &str, stored: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let rest = stored.get(1..).filter(|rest| rest.len() >= V1_NONCE_LEN + 16).ok_or(CryptoError::Malformed)?;
+        let (nonce, ciphertext) = rest.split_at(V1_NONCE_LEN);
+        let nonce: [u8; V1_NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Malformed)?;
+        let aad = v1_associated_data(instance_id, kind, key);
+        self.legacy
+            .decrypt(&Nonce::from(nonce), Payload { msg: ciphertext, aad: &aad })
             .map_err(|_| CryptoError::Authentication)
     }
+}
+
+const V1_NONCE_LEN: usize = 12;
+/// Version 1's domain label; its associated data is kept byte for byte so old rows authenticate.
+const V1_AAD_LABEL: &[u8] = b"gw-driver-whatsapp/state/v1";
+
+fn v1_associated_data(instance_id: InstanceId, kind: &str, key: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(V1_AAD_LABEL.len() + 16 + 16 + kind.len() + key.len());
+    aad.extend_from_slice(V1_AAD_LABEL);
+    aad.extend_from_slice(instance_id.as_uuid().as_bytes());
+    aad.extend_from_slice(&(kind.len() as u64).to_be_bytes());
+    aad.extend_from_slice(kind.as_bytes());
+    aad.extend_from_slice(&(key.len() as u64).to_be_bytes());
+    aad.extend_from_slice(key.as_bytes());
+    aad
+}
+
+/// Seals as version 1 did, for tests that need a row written by the old code.
+#[doc(hidden)]
+pub fn seal_v1_for_tests(key: &[u8; 32], instance_id: InstanceId, kind: &str, row_key: &str, plain: &[u8]) -> Vec<u8> {
+    let cipher = Aes256Gcm::new(key.into());
+    let nonce: [u8; V1_NONCE_LEN] = rand::random();
+    let aad = v1_associated_data(instance_id, kind, row_key);
+    let sealed = cipher.encrypt(&Nonce::from(nonce), Payload { msg: plain, aad: &aad }).unwrap_or_default();
+    [&[ENVELOPE_V1][..], &nonce, &sealed].concat()
 }
 
 #[cfg(test)]
@@ -117,6 +147,7 @@ mod tests {
         let a = cipher.seal(id, "session", "123@s.whatsapp.net", b"ratchet").expect("seal");
         let b = cipher.seal(id, "session", "123@s.whatsapp.net", b"ratchet").expect("seal");
         assert_ne!(a, b, "a fresh nonce per write");
+        assert!(StateCipher::is_current(&a));
         assert_eq!(cipher.open(id, "session", "123@s.whatsapp.net", &a).expect("open"), b"ratchet");
     }
 
@@ -132,6 +163,19 @@ mod tests {
         assert_eq!(cipher.open(instance(), "session", "a", &sealed), Err(CryptoError::Authentication));
         assert_eq!(cipher.open(id, "session", "a", &[1, 2, 3]), Err(CryptoError::Malformed));
         assert_eq!(cipher.open(id, "session", "a", &[]), Err(CryptoError::Malformed));
+    }
+
+    /// A row the AES-256-GCM code wrote opens, bound to its instance, kind and key as before.
+    #[test]
+    fn rows_sealed_by_the_old_code_still_open() {
+        let cipher = StateCipher::new(&[7u8; 32]).expect("key");
+        let id = instance();
+        let old = seal_v1_for_tests(&[7; 32], id, "session", "a", b"old ratchet");
+        assert!(!StateCipher::is_current(&old));
+        assert_eq!(cipher.open(id, "session", "a", &old).expect("open"), b"old ratchet");
+        assert_eq!(cipher.open(id, "session", "b", &old), Err(CryptoError::Authentication));
+        let other = StateCipher::new(&[8u8; 32]).expect("key");
+        assert_eq!(other.open(id, "session", "a", &old), Err(CryptoError::Authentication));
     }
 
     #[test]

@@ -75,6 +75,15 @@ impl Driver for WhatsAppDriver {
         let backend = GatewayBackend::new(instance_id, self.store.clone(), vault.clone(), self.cipher.clone());
         let cleanup = GatewayBackend::new(instance_id, self.store.clone(), vault.clone(), self.cipher.clone());
         let forget = GatewayBackend::new(instance_id, self.store.clone(), vault, self.cipher.clone());
+        // Rows sealed by the old cipher open either way; rewriting them now, before the client starts writing, is
+        // what lets that code go one day. A failure here is logged and the connection goes on.
+        match forget.reseal_legacy_rows().instrument(span.clone()).await {
+            Ok(0) => {}
+            Ok(resealed) => {
+                tracing::info!(instance = %instance_id, resealed, "state sealed again in the current envelope")
+            }
+            Err(err) => warn!(instance = %instance_id, "could not seal the state again: {err}"),
+        }
         let mut factory = whatsapp_rust::transport::TokioWebSocketTransportFactory::new();
         let url = match &self.config.ws_url {
             Some(url) => {

@@ -429,6 +429,41 @@ async fn moved_rows_are_refused(f: Fixture) {
     assert!(other.backend().get_session("a@s.whatsapp.net").await.is_err());
 }
 
+/// Rows and a device record written by the AES-256-GCM code (version 1) open as they are; `reseal_legacy_rows`
+/// rewrites them in the current envelope once, leaving their contents and stamps as they were.
+async fn rows_sealed_by_the_old_code_open_and_are_sealed_again_once(f: Fixture) {
+    use gw_driver_whatsapp::crypto::seal_v1_for_tests;
+    let old = |kind: &'static str, key: &str, plain: &[u8], stamp: i64| WaStateWrite::Put {
+        kind,
+        key: key.to_owned(),
+        value: seal_v1_for_tests(&KEY, f.instance_id, kind, key, plain),
+        stamp,
+    };
+    let writes =
+        vec![old("session", "a@s.whatsapp.net", b"old ratchet", 0), old("sent_message", "c|m1", b"payload", 77)];
+    f.store.wa_state_apply(f.instance_id, writes, None).await.expect("old rows");
+    let device = serde_json::to_vec(&Device::new()).expect("device json");
+    let vault = StoreAuthVault::new(f.instance_id, f.store.clone());
+    vault.save(&seal_v1_for_tests(&KEY, f.instance_id, "device", "", &device)).await.expect("old device");
+
+    let b = f.backend();
+    let session = b.get_session("a@s.whatsapp.net").await.expect("old row opens");
+    assert_eq!(session.as_deref(), Some(&b"old ratchet"[..]));
+    assert!(b.load().await.expect("old device opens").is_some());
+
+    assert_eq!(b.reseal_legacy_rows().await.expect("reseal"), 3, "two rows and the device record");
+    for (kind, key, stamp) in [("session", "a@s.whatsapp.net", 0), ("sent_message", "c|m1", 77)] {
+        let row = f.store.wa_state_get(f.instance_id, kind, key).await.expect("get").expect("row");
+        assert!(StateCipher::is_current(&row.value), "{kind}/{key} sealed again");
+        assert_eq!(row.stamp, stamp, "{kind}/{key} keeps its stamp");
+    }
+    assert!(StateCipher::is_current(&vault.load().await.expect("load").expect("device")));
+    let session = b.get_session("a@s.whatsapp.net").await.expect("get");
+    assert_eq!(session.as_deref(), Some(&b"old ratchet"[..]));
+    assert!(b.load().await.expect("device opens").is_some());
+    assert_eq!(b.reseal_legacy_rows().await.expect("again"), 0, "done once per instance");
+}
+
 async fn instances_do_not_share_state(f: Fixture) {
     let other = Fixture { store: f.store.clone(), instance_id: new_instance(&f.store).await };
     f.backend().put_session("a@s.whatsapp.net", b"mine").await.expect("put");
@@ -503,4 +538,5 @@ gw_test_support::on_both_backends!(fixture =>
     instances_do_not_share_state,
     raw_store_operations,
     forget_session_wipes_protocol_state_and_invalidates,
+    rows_sealed_by_the_old_code_open_and_are_sealed_again_once,
 );

@@ -6,9 +6,9 @@
 //!   everything counted so far and writes it as two batched upserts; a failed write puts the counts back for the
 //!   next flush, so nothing counted is lost. [`Metering::spawn_flusher`] flushes every few seconds and once more
 //!   when told to stop (graceful shutdown).
-//! - [`EngineMeter`] is the session engine's [`gw_sessions::Meter`] over it: counts go to the counters. The monthly
-//!   quota is not counted here: the store charges it in the transaction that stores each outbound message, so it
-//!   is exact across nodes and equals what was accepted.
+//! - [`EngineMeter`] is the session engine's [`Meter`] (a port in `gw-core`) over it: counts go to the counters.
+//!   The monthly quota is not counted here: the store charges it in the transaction that stores each outbound
+//!   message, so it is exact across nodes and equals what was accepted.
 //!
 //! Architecture invariant: no HTTP and no SQL here; this crate talks to the `gw-store` traits only.
 
@@ -18,8 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use gw_core::{InstanceId, PerThread, SubscriptionId, Timestamp, UsagePeriod, UsageRecordType};
-use gw_sessions::{Meter, Metered};
+use gw_core::{InstanceId, Meter, Metered, PerThread, SubscriptionId, Timestamp, UsagePeriod, UsageRecordType};
 use gw_store::{MessageStatDelta, Store, StoreError, UsageDelta};
 
 /// One countable thing.

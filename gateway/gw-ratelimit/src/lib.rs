@@ -12,14 +12,10 @@
 //!   and goes back to Redis by itself when Redis answers again. While Redis fails, one decision at a time asks it
 //!   and the rest are local at once, so a hung Redis does not make every request wait out the deadline.
 //!
-//! - [`pubsub`]: a reconnecting Redis publish/subscribe channel, which the binary uses to tell every node to drop
-//!   cached API keys.
-//!
 //! Architecture invariant: no HTTP here. The edge turns a [`Decision`] into `RateLimit` headers and a 429.
 
 mod fallback;
 mod local;
-pub mod pubsub;
 mod redis_gcra;
 mod tokens;
 
@@ -77,6 +73,15 @@ pub enum LimiterError {
     Timeout(Duration),
     #[error("unexpected reply from the rate-limit script: {0}")]
     Reply(String),
+}
+
+impl From<gw_redis::RedisFailure> for LimiterError {
+    fn from(failure: gw_redis::RedisFailure) -> Self {
+        match failure {
+            gw_redis::RedisFailure::Redis(err) => LimiterError::Redis(err),
+            gw_redis::RedisFailure::Timeout(timeout) => LimiterError::Timeout(timeout),
+        }
+    }
 }
 
 /// What a limiter reports for metrics.
@@ -139,27 +144,3 @@ fn tightest(checks: &[(&str, Quota)], mut decide: impl FnMut(&str, Quota) -> Dec
 
 /// Shared handle.
 pub type SharedLimiter = Arc<dyn RateLimiter>;
-
-/// A Redis connection made on first use and remade after a failure, with short timeouts: a decision waits for
-/// Redis only as long as the fallback's deadline anyway. `TCP_NODELAY`, which redis-rs leaves off: decisions are
-/// small commands multiplexed on one connection, and Nagle's algorithm would hold a command back while an earlier
-/// one waits for its reply.
-fn lazy_connection(url: &str) -> Result<redis::aio::ConnectionManager, LimiterError> {
-    use redis::IntoConnectionInfo as _;
-    let info = url.into_connection_info()?;
-    let tcp = info.tcp_settings().clone().set_nodelay(true);
-    let client = redis::Client::open(info.set_tcp_settings(tcp))?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(1);
-    Ok(redis::aio::ConnectionManager::new_lazy_with_config(client, config)?)
-}
-
-async fn ping(connection: &redis::aio::ConnectionManager, timeout: Duration) -> Result<(), LimiterError> {
-    let mut connection = connection.clone();
-    match tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut connection)).await {
-        Ok(reply) => reply.map(|_| ()).map_err(LimiterError::from),
-        Err(_) => Err(LimiterError::Timeout(timeout)),
-    }
-}

@@ -114,13 +114,13 @@ impl RedisLimiter {
     /// failure, so a node can start while Redis is down (its fallback decides meanwhile). Only a malformed URL is
     /// an error.
     pub fn connect_lazy(url: &str, prefix: impl Into<String>) -> Result<Self, LimiterError> {
-        let connection = crate::lazy_connection(url)?;
+        let connection = gw_redis::lazy_connection(url)?;
         Ok(Self { connection, script: redis::Script::new(GCRA), take: redis::Script::new(TAKE), prefix: prefix.into() })
     }
 
     /// Whether Redis answers within `timeout`.
     pub async fn ping(&self, timeout: Duration) -> Result<(), LimiterError> {
-        crate::ping(&self.connection, timeout).await
+        Ok(gw_redis::ping(&self.connection, timeout).await?)
     }
 
     /// Loads the script into Redis's script cache (`SCRIPT LOAD`), so the first decision is one `EVALSHA` rather

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use gw_ratelimit::{FallbackLimiter, LocalLimiter, Quota, RateLimiter, RedisLimiter};
+use gw_test_support::until_within;
 
 fn redis_url() -> String {
     std::env::var("GW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -152,12 +153,11 @@ async fn fallback_limits_locally_during_an_outage_and_returns_to_redis() {
 /// Asks (polling, with a deadline) until a decision is made by Redis again, then shows that the next one is too:
 /// the fallback went back to Redis by itself, without a restart.
 async fn redis_decides_again(fallback: &FallbackLimiter, quota: Quota) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while fallback.is_degraded() {
-        assert!(tokio::time::Instant::now() < deadline, "never went back to Redis");
+    until_within(Duration::from_secs(15), "the fallback to go back to Redis", async || {
         fallback.check("probe-key", quota).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        !fallback.is_degraded()
+    })
+    .await;
     let fallbacks = fallback.fallback_decisions();
     assert!(fallback.check("fresh-key", quota).await.allowed);
     assert_eq!(fallback.fallback_decisions(), fallbacks, "decided by Redis, without a restart");

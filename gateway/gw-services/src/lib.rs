@@ -9,6 +9,7 @@
 
 mod access;
 mod caller;
+mod cluster_plugins;
 mod messaging;
 mod number_check;
 mod plugins;
@@ -17,6 +18,7 @@ mod webhooks;
 
 pub use access::{Access, AccessError};
 pub use caller::{Caller, Need};
+pub use cluster_plugins::{ChainInvalidation, ChainInvalidationPublisher, ClusterPlugins};
 pub use gw_core::KeyScope;
 pub use messaging::{LiveEvents, Messaging, MessagingError};
 pub use number_check::MAX_NUMBER_CHECK;

@@ -16,6 +16,7 @@ mod outbox;
 mod ownership;
 mod relay;
 pub mod sandbox;
+pub mod sealer;
 mod send;
 mod state;
 mod supervision;
@@ -27,6 +28,7 @@ pub use media::{FetchError, FetchedMedia, MediaFetcher};
 pub use meter::{DirectMeter, Meter, Metered, QuotaError};
 pub use ownership::{ClusterConfig, PAIRING_INTERRUPTED};
 pub use relay::EventRelay;
+pub use sealer::{SealError, Sealer};
 pub use send::{
     Idempotency, InvalidField, MediaRefused, SendContent, SendRequest, check_media, media_policy, normalize_recipient,
     phone_of,

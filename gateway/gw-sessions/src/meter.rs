@@ -1,16 +1,9 @@
-//! What the engine tells metering: counts of what happened. The monthly quota is not metering's business any more:
-//! the store charges it in the transaction that stores the message (`MessageStore::enqueue_message`), so the
-//! quota counts exactly the messages that were accepted.
+//! What the engine tells metering: counts of what happened, through the [`Meter`] port of `gw-core`. The monthly
+//! quota is not metering's business any more: the store charges it in the transaction that stores the message
+//! (`MessageStore::enqueue_message`), so the quota counts exactly the messages that were accepted.
 
 use gw_core::{InstanceId, SubscriptionId, Timestamp};
-
-/// One countable thing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metered {
-    MessageSent,
-    MessageReceived,
-    MessageFailed,
-}
+pub use gw_core::{Meter, Metered};
 
 /// Why a send was refused by the monthly quota.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,12 +27,6 @@ impl QuotaError {
             other => Err(other),
         }
     }
-}
-
-/// Counters, as the session engine needs them. Implemented over the metering service by the binary.
-pub trait Meter: Send + Sync + std::fmt::Debug {
-    /// Counts one event; never blocks on I/O.
-    fn record(&self, subscription: SubscriptionId, instance: InstanceId, event: Metered);
 }
 
 /// A [`Meter`] straight over the store: one statistics write per event. It writes on every message; the metering

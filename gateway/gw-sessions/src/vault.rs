@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use gw_core::{InstanceId, Timestamp};
 use gw_store::Store;
 
+use crate::sealer::{ENVELOPE_V1, Sealer, envelope_version};
 use crate::state::Tenure;
 use crate::{AuthVault, DriverError};
 
@@ -40,54 +39,40 @@ impl StoreVault {
     }
 }
 
-/// Encrypts auth state at rest (XChaCha20-Poly1305, a random nonce per write, the instance id as associated data so
-/// one instance's row cannot be replayed into another's).
+/// Seals auth state at rest with the gateway's [`Sealer`], the instance id in the context so one instance's row
+/// cannot be replayed into another's. Rows of the first format (version 1: the same cipher with the bare instance
+/// id as associated data) still open; every save writes version 2.
+#[derive(Debug)]
 pub struct SessionCipher {
-    aead: XChaCha20Poly1305,
+    sealer: Sealer,
 }
 
-impl std::fmt::Debug for SessionCipher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SessionCipher(..)")
-    }
-}
-
-const NONCE_LEN: usize = 24;
-/// Format tag of the sealed blob, so a future key rotation or algorithm can coexist.
-const VERSION: u8 = 1;
+/// The table the context names, so a `session_data` value never opens as any other sealed row.
+const CONTEXT: &[u8] = b"session_data";
 
 impl SessionCipher {
     pub fn new(key: &[u8; 32]) -> Self {
-        Self { aead: XChaCha20Poly1305::new(key.into()) }
+        Self { sealer: Sealer::new(key) }
     }
 
     pub fn seal(&self, instance_id: InstanceId, plain: &[u8]) -> Result<Vec<u8>, DriverError> {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let sealed = self
-            .aead
-            .encrypt(&nonce, Payload { msg: plain, aad: instance_id.as_uuid().as_bytes() })
-            .map_err(|_| DriverError::Other("session state could not be encrypted".into()))?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        out.push(VERSION);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        self.sealer
+            .seal(&[CONTEXT, instance_id.as_uuid().as_bytes()], plain)
+            .map_err(|_| DriverError::Other("session state could not be encrypted".into()))
     }
 
     pub fn open(&self, instance_id: InstanceId, sealed: &[u8]) -> Result<Vec<u8>, DriverError> {
-        let refused = || {
+        let instance = instance_id.as_uuid();
+        let opened = match envelope_version(sealed) {
+            Some(ENVELOPE_V1) => self.sealer.open_v1(instance.as_bytes(), sealed),
+            _ => self.sealer.open(&[CONTEXT, instance.as_bytes()], sealed),
+        };
+        opened.map_err(|_| {
             DriverError::LoggedOut(
                 "the stored session cannot be decrypted with the configured key (was sessions.encryption_key changed?)"
                     .into(),
             )
-        };
-        if sealed.len() < 1 + NONCE_LEN || sealed[0] != VERSION {
-            return Err(refused());
-        }
-        let (nonce, body) = sealed[1..].split_at(NONCE_LEN);
-        self.aead
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: instance_id.as_uuid().as_bytes() })
-            .map_err(|_| refused())
+        })
     }
 }
 
@@ -147,5 +132,25 @@ mod tests {
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         assert!(cipher.open(instance, &tampered).is_err());
+    }
+
+    /// A row as the first format sealed it (version 1: the bare instance id as associated data) still opens.
+    #[test]
+    fn rows_of_the_first_format_still_open() {
+        use chacha20poly1305::XChaCha20Poly1305;
+        use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+
+        let instance = InstanceId::new();
+        let aead = XChaCha20Poly1305::new(&[7; 32].into());
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let body =
+            aead.encrypt(&nonce, Payload { msg: b"old state", aad: instance.as_uuid().as_bytes() }).expect("seal");
+        let old = [&[1u8][..], &nonce, &body].concat();
+
+        let cipher = SessionCipher::new(&[7; 32]);
+        assert_eq!(cipher.open(instance, &old).expect("open"), b"old state");
+        assert!(cipher.open(InstanceId::new(), &old).is_err());
+        let resealed = cipher.seal(instance, b"old state").expect("seal");
+        assert_eq!(resealed[0], crate::sealer::ENVELOPE_V2, "every save writes the current envelope");
     }
 }

@@ -7,17 +7,16 @@ use std::time::Duration;
 use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus, MessageStatus};
 use gw_sessions::sandbox::{SandboxDriver, SandboxNetwork};
 use gw_sessions::{
-    DirectMeter, Engine, EngineConfig, EngineError, FetchError, FetchedMedia, Idempotency, MediaFetcher, MediaRefused,
-    SendContent, SendRequest, SessionCipher,
+    Engine, EngineError, FetchError, FetchedMedia, Idempotency, MediaFetcher, MediaRefused, SendContent, SendRequest,
 };
-use gw_store::{Actor, NewInstance, PageRequest, Store, Visibility};
+use gw_store::{PageRequest, Store, Visibility};
 use gw_test_support::TestDatabase;
 use serde_json::json;
 use tokio::sync::broadcast;
 
 mod common;
 
-use common::{new_instance, tenant};
+use common::{new_instance, new_instance_on, tenant};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -32,15 +31,9 @@ fn node(store: Arc<dyn Store>, network: Arc<SandboxNetwork>) -> Node {
 }
 
 fn node_with(store: Arc<dyn Store>, network: Arc<SandboxNetwork>, fetcher: Option<Arc<dyn MediaFetcher>>) -> Node {
-    let config = EngineConfig {
-        backoff_initial: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
-        ..Default::default()
-    };
-    let engine =
-        Engine::builder(store.clone(), Arc::new(DirectMeter::new(store)), Arc::new(SessionCipher::new(&[9; 32])))
-            .driver(DriverKind::Sandbox, Arc::new(SandboxDriver::new(network.clone())))
-            .config(config);
+    let engine = common::engine(&store)
+        .driver(DriverKind::Sandbox, Arc::new(SandboxDriver::new(network.clone())))
+        .config(common::fast_reconnects(20, 200));
     let engine = match fetcher {
         Some(fetcher) => engine.media_fetcher(fetcher),
         None => engine,
@@ -62,20 +55,12 @@ impl Node {
     }
 
     async fn expect_status(&mut self, instance: &Instance, status: InstanceStatus) -> GatewayEvent {
-        self.expect(instance, status.as_str(), |e| {
-            e.event_type == EventType::ConnectionUpdate && e.data["status"] == status.as_str()
-        })
-        .await
+        common::expect_status(&mut self.events, instance, WAIT, status).await
     }
 
     /// Connects and pairs a new instance; returns it as stored, connected.
     async fn paired(&mut self, store: &Arc<dyn Store>, instance: &Instance, name: &str) -> Instance {
-        self.engine.start(instance, None).expect("start");
-        let qr = self.expect(instance, "a QR code", |e| e.event_type == EventType::QrUpdated).await;
-        assert!(qr.data["qr"].as_str().is_some_and(|q| q.starts_with("2@sandbox,")));
-        self.network.scan(instance.id, Some(name.into())).await.expect("scan");
-        self.expect_status(instance, InstanceStatus::Connected).await;
-        store.get_instance(Visibility::All, instance.id).await.expect("instance")
+        common::pair(&self.engine, &mut self.events, store, instance, self.network.as_ref(), name, WAIT).await
     }
 }
 
@@ -273,33 +258,13 @@ impl gw_sessions::Driver for BrokenDriver {
 
 async fn an_unreachable_service_backs_off_with_a_clear_error(store: Arc<dyn Store>) {
     let broken = Arc::new(BrokenDriver::default());
-    let engine = Engine::builder(
-        store.clone(),
-        Arc::new(DirectMeter::new(store.clone())),
-        Arc::new(SessionCipher::new(&[1; 32])),
-    )
-    .driver(DriverKind::Whatsapp, broken.clone())
-    .config(EngineConfig {
-        backoff_initial: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(40),
-        ..Default::default()
-    })
-    .build();
+    let engine = common::engine(&store)
+        .driver(DriverKind::Whatsapp, broken.clone())
+        .config(common::fast_reconnects(10, 40))
+        .build();
     let mut events = engine.subscribe();
     let sub = tenant(&store, 10).await;
-    let inst = store
-        .create_instance(
-            NewInstance {
-                name: "wa".into(),
-                subscription_id: sub.id,
-                created_by_id: None,
-                driver: DriverKind::Whatsapp,
-                settings: json!({}),
-            },
-            &Actor::system(),
-        )
-        .await
-        .expect("instance");
+    let inst = new_instance_on(&store, &sub, "wa", DriverKind::Whatsapp).await;
     engine.start(&inst, None).expect("start");
     // Several attempts, each recorded as disconnected with the driver's reason, never a crash or a logout.
     let mut disconnected = 0;
@@ -328,34 +293,14 @@ async fn an_unreachable_service_backs_off_with_a_clear_error(store: Arc<dyn Stor
 async fn a_panicking_instance_never_touches_another(store: Arc<dyn Store>) {
     let broken = Arc::new(BrokenDriver::default());
     let network = SandboxNetwork::new();
-    let engine = Engine::builder(
-        store.clone(),
-        Arc::new(DirectMeter::new(store.clone())),
-        Arc::new(SessionCipher::new(&[1; 32])),
-    )
-    .driver(DriverKind::Whatsapp, broken.clone())
-    .driver(DriverKind::Sandbox, Arc::new(SandboxDriver::new(network.clone())))
-    .config(EngineConfig {
-        backoff_initial: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(40),
-        ..Default::default()
-    })
-    .build();
+    let engine = common::engine(&store)
+        .driver(DriverKind::Whatsapp, broken.clone())
+        .driver(DriverKind::Sandbox, Arc::new(SandboxDriver::new(network.clone())))
+        .config(common::fast_reconnects(10, 40))
+        .build();
     let mut node = Node { events: engine.subscribe(), engine, network };
     let sub = tenant(&store, 10).await;
-    let bad = store
-        .create_instance(
-            NewInstance {
-                name: "bad".into(),
-                subscription_id: sub.id,
-                created_by_id: None,
-                driver: DriverKind::Whatsapp,
-                settings: json!({}),
-            },
-            &Actor::system(),
-        )
-        .await
-        .expect("instance");
+    let bad = new_instance_on(&store, &sub, "bad", DriverKind::Whatsapp).await;
     *broken.panics_for.lock().expect("lock") = Some(bad.id);
     node.engine.start(&bad, None).expect("start");
     let good = new_instance(&store, &sub, "good").await;
@@ -533,13 +478,7 @@ async fn a_message_resent_after_a_crash_reaches_the_recipient_once(store: Arc<dy
     let on_the_wire = Arc::new(tokio::sync::Notify::new());
     let crashing =
         Arc::new(CrashAfterSend { inner: SandboxDriver::new(network.clone()), on_the_wire: on_the_wire.clone() });
-    let engine = Engine::builder(
-        store.clone(),
-        Arc::new(DirectMeter::new(store.clone())),
-        Arc::new(SessionCipher::new(&[9; 32])),
-    )
-    .driver(DriverKind::Sandbox, crashing)
-    .build();
+    let engine = common::engine(&store).driver(DriverKind::Sandbox, crashing).build();
     let mut first = Node { events: engine.subscribe(), engine, network: network.clone() };
     let sub = tenant(&store, 100).await;
     let inst = new_instance(&store, &sub, "crashy").await;

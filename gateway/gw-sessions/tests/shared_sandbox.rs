@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus};
 use gw_sessions::sandbox::{RemoteSandbox, SandboxControl, SandboxDriver, SandboxInbound, SandboxNetwork, server};
-use gw_sessions::{DirectMeter, Driver, Engine, EngineConfig, SendContent, SendRequest, SessionCipher};
+use gw_sessions::{Driver, Engine, SendContent, SendRequest, SessionCipher};
 use gw_store::{Store, Visibility};
 use gw_test_support::TestDatabase;
 use tokio::sync::broadcast;
@@ -64,19 +64,8 @@ struct Node {
 
 fn node(store: &Arc<dyn Store>, network: &Network) -> Node {
     let (driver, control) = network.dial();
-    let config = EngineConfig {
-        backoff_initial: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
-        ..Default::default()
-    };
-    let engine = Engine::builder(
-        store.clone(),
-        Arc::new(DirectMeter::new(store.clone())),
-        Arc::new(SessionCipher::new(&[9; 32])),
-    )
-    .driver(DriverKind::Sandbox, driver)
-    .config(config)
-    .build();
+    let engine =
+        common::engine(store).driver(DriverKind::Sandbox, driver).config(common::fast_reconnects(20, 200)).build();
     let events = engine.subscribe();
     Node { engine, control, events }
 }
@@ -92,19 +81,12 @@ impl Node {
     }
 
     async fn expect_status(&mut self, instance: &Instance, status: InstanceStatus) -> GatewayEvent {
-        self.expect(instance, status.as_str(), |e| {
-            e.event_type == EventType::ConnectionUpdate && e.data["status"] == status.as_str()
-        })
-        .await
+        common::expect_status(&mut self.events, instance, WAIT, status).await
     }
 
     /// Connects a new instance on this node and pairs it through `phone` (any node's control handle).
     async fn paired(&mut self, store: &Arc<dyn Store>, instance: &Instance, phone: &dyn SandboxControl) -> Instance {
-        self.engine.start(instance, None).expect("start");
-        self.expect(instance, "a QR code", |e| e.event_type == EventType::QrUpdated).await;
-        phone.scan(instance.id, Some(instance.name.clone())).await.expect("scan");
-        self.expect_status(instance, InstanceStatus::Connected).await;
-        store.get_instance(Visibility::All, instance.id).await.expect("instance")
+        common::pair(&self.engine, &mut self.events, store, instance, phone, &instance.name, WAIT).await
     }
 }
 

@@ -37,6 +37,22 @@ pub(crate) struct MessageRow {
     read_at: Option<DateTime<Utc>>,
 }
 
+/// A message found by its idempotency key, with the hash of the request that created it: what a repeated send is
+/// compared with, by the store's look-up and by the outbox writer alike.
+#[derive(sqlx::FromRow)]
+pub(crate) struct KeyedMessageRow {
+    #[sqlx(flatten)]
+    pub(crate) message: MessageRow,
+    pub(crate) request_hash: Option<Vec<u8>>,
+}
+
+/// The message an instance's idempotency key names (`$1` the instance, `$2` the key).
+pub(crate) const KEYED_MESSAGE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    ", request_hash FROM messages WHERE instance_id = $1 AND idempotency_key = $2"
+);
+
 fn corrupt(detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt { entity: "message", detail: detail.to_string() }
 }
@@ -80,7 +96,7 @@ macro_rules! impl_message_store {
         use sqlx::types::Json;
 
         use crate::error::{OnForeignKey, db_err, db_err_fk};
-        use crate::messages::{MessageRow, message_columns};
+        use crate::messages::{KEYED_MESSAGE, KeyedMessageRow, MessageRow, message_columns};
         use crate::outbox_writer::Written;
 
         fn to_messages(rows: Vec<MessageRow>) -> StoreResult<Vec<Message>> {
@@ -118,22 +134,12 @@ macro_rules! impl_message_store {
                 instance_id: InstanceId,
                 key: &str,
             ) -> StoreResult<Option<(Message, Option<Vec<u8>>)>> {
-                #[derive(sqlx::FromRow)]
-                struct Keyed {
-                    #[sqlx(flatten)]
-                    message: MessageRow,
-                    request_hash: Option<Vec<u8>>,
-                }
-                let row = sqlx::query_as::<_, Keyed>(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    ", request_hash FROM messages WHERE instance_id = $1 AND idempotency_key = $2"
-                ))
-                .bind(instance_id.as_uuid())
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_err("message"))?;
+                let row = sqlx::query_as::<_, KeyedMessageRow>(KEYED_MESSAGE)
+                    .bind(instance_id.as_uuid())
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err("message"))?;
                 row.map(|r| Ok((r.message.try_into()?, r.request_hash))).transpose()
             }
 

@@ -67,7 +67,7 @@ macro_rules! impl_outbox_writer {
 
         use crate::error::{OnForeignKey, db_err, db_err_fk};
         use crate::group_commit::{BatchWriter, Pending, share};
-        use crate::messages::{MessageRow, message_columns};
+        use crate::messages::{KEYED_MESSAGE, KeyedMessageRow, MessageRow, message_columns};
         use crate::outbox_writer::{BatchFailed, Written, outbound_status};
 
         type Waiting = Pending<NewOutboundMessage, Written>;
@@ -233,22 +233,12 @@ macro_rules! impl_outbox_writer {
         /// The key was used before (and charged then): same request -> the first result; another request ->
         /// refused. Neither charges again.
         async fn first_result(tx: &mut Transaction<'static, $db>, new: &NewOutboundMessage) -> StoreResult<Enqueued> {
-            #[derive(sqlx::FromRow)]
-            struct Keyed {
-                #[sqlx(flatten)]
-                message: MessageRow,
-                request_hash: Option<Vec<u8>>,
-            }
-            let row = sqlx::query_as::<_, Keyed>(concat!(
-                "SELECT ",
-                message_columns!(),
-                ", request_hash FROM messages WHERE instance_id = $1 AND idempotency_key = $2"
-            ))
-            .bind(new.instance_id.as_uuid())
-            .bind(new.idempotency_key.as_deref())
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(db_err("message"))?;
+            let row = sqlx::query_as::<_, KeyedMessageRow>(KEYED_MESSAGE)
+                .bind(new.instance_id.as_uuid())
+                .bind(new.idempotency_key.as_deref())
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(db_err("message"))?;
             Ok(if row.request_hash == new.request_hash {
                 Enqueued::Replayed(row.message.try_into()?)
             } else {

@@ -11,6 +11,7 @@ use gw_store::contract::{instance, outbound, subscription};
 use gw_store::{ContactUpsert, Enqueued, NewInboundMessage, OwnerEpoch, Store, StoreError, StoreResult, WaStateWrite};
 use gw_store_sql::testing::PgTestDatabase;
 use gw_store_sql::{OpenOptions, PgStore};
+use gw_test_support::until_within;
 use sqlx::{Connection, PgConnection};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -44,18 +45,12 @@ async fn write_waits_for_the_takeover(database: &PgTestDatabase, id: InstanceId,
     .expect("take over");
     assert_eq!(updated.rows_affected(), 1);
 
-    let mut task = tokio::spawn(write(OwnerEpoch::new(current)));
-    let started = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            result = &mut task => panic!("{what}: the stale write did not wait for the take-over: {result:?}"),
-            () = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
-        if database.sessions_waiting_on_locks().await > 0 {
-            break;
-        }
-        assert!(started.elapsed() < WAIT, "{what}: the write neither waited nor finished");
-    }
+    let task = tokio::spawn(write(OwnerEpoch::new(current)));
+    until_within(WAIT, &format!("{what}: the stale write to wait on the take-over's lock"), async || {
+        assert!(!task.is_finished(), "{what}: the stale write did not wait for the take-over");
+        database.sessions_waiting_on_locks().await > 0
+    })
+    .await;
     sqlx::query("COMMIT").execute(&mut takeover).await.expect("commit");
     let result = tokio::time::timeout(WAIT, task).await.expect("the write finished").expect("task");
     match result {

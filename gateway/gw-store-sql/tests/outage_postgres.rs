@@ -9,6 +9,7 @@ use gw_core::{LimitOverrides, Tier, Timestamp};
 use gw_store::{Actor, NewSubscription, StoreError, SubscriptionStore};
 use gw_store_sql::testing::{LockMode, PgTestDatabase};
 use gw_store_sql::{OpenOptions, PgStore};
+use gw_test_support::{eventually_within, until_within};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -43,11 +44,10 @@ async fn terminated_connections_are_unavailable_and_the_pool_recovers() {
         tokio::spawn(async move { store.reserve_messages(sub.id, 1, Timestamp::now()).await.map(|_| ()) })
     };
     let waiting: Vec<_> = reads.chain(std::iter::once(write)).collect();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while database.sessions_waiting_on_locks().await < 4 {
-        assert!(tokio::time::Instant::now() < deadline, "the store's statements never waited on the lock");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_within(DEADLINE, "the store's statements to wait on the lock", async || {
+        database.sessions_waiting_on_locks().await >= 4
+    })
+    .await;
     assert!(database.terminate_connections(Some(&lock)).await >= 4);
     lock.release().await;
     for task in waiting {
@@ -64,19 +64,14 @@ async fn terminated_connections_are_unavailable_and_the_pool_recovers() {
             Err(other) => panic!("terminated while idle: {other:?}"),
         }
     }
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        match store.get_subscription(sub.id).await {
-            Ok(read) => {
-                assert_eq!(read.messages_used, 0, "the terminated reservation was not applied");
-                break;
-            }
-            Err(StoreError::Unavailable(_)) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+    let read =
+        eventually_within(DEADLINE, "the pool to answer again", async || match store.get_subscription(sub.id).await {
+            Ok(read) => Some(read),
+            Err(StoreError::Unavailable(_)) => None,
             Err(other) => panic!("the pool did not recover: {other:?}"),
-        }
-    }
+        })
+        .await;
+    assert_eq!(read.messages_used, 0, "the terminated reservation was not applied");
     store.close().await;
     database.drop_database().await;
 }

@@ -185,7 +185,9 @@ impl DispatcherHandle {
     }
 }
 
-/// The Standard Webhooks payload: `{"type", "timestamp", "data"}`, with the instance's id added to `data`.
+/// The Standard Webhooks payload: `{"type", "timestamp", "data"}`, with the instance's id added to `data`. The body's
+/// `timestamp` is the event's instant as every other body prints it (RFC 3339, six fractional digits); the
+/// `webhook-timestamp` header is the attempt's time in whole seconds, as Standard Webhooks signs it.
 pub fn envelope(event: &GatewayEvent) -> String {
     let mut data = event.data.clone();
     if let Some(object) = data.as_object_mut() {
@@ -193,7 +195,7 @@ pub fn envelope(event: &GatewayEvent) -> String {
     }
     serde_json::json!({
         "type": event.event_type.as_str(),
-        "timestamp": event.occurred_at.as_datetime().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "timestamp": event.occurred_at,
         "data": data,
     })
     .to_string()
@@ -589,5 +591,31 @@ impl Inner {
         {
             tracing::warn!(error = %e, "webhook.disabled event not published");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gw_core::{InstanceId, SubscriptionId};
+
+    use super::*;
+
+    /// The webhook body, the live stream and the REST API print one instant the same way.
+    #[test]
+    fn the_envelope_prints_the_instant_as_the_live_stream_and_the_api_do() {
+        let at: chrono::DateTime<chrono::Utc> = "2026-01-31T12:00:00.120Z".parse().expect("instant");
+        let event = GatewayEvent::new(
+            EventType::MessageReceived,
+            SubscriptionId::new(),
+            InstanceId::new(),
+            Timestamp::from(at),
+            serde_json::json!({}),
+        );
+        let body: serde_json::Value = serde_json::from_str(&envelope(&event)).expect("json");
+        assert_eq!(body["timestamp"], "2026-01-31T12:00:00.120000Z");
+        let live = serde_json::to_value(&event).expect("json");
+        assert_eq!(live["occurred_at"], body["timestamp"], "the live stream's envelope");
+        let api = serde_json::to_value(gw_core::Rfc3339(event.occurred_at)).expect("json");
+        assert_eq!(api, body["timestamp"], "the REST API");
     }
 }

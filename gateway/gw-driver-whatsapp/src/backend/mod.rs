@@ -81,6 +81,9 @@ pub(crate) mod kind {
     ];
 }
 
+/// The marker row of [`GatewayBackend::reseal_legacy_rows`] (kind `meta`).
+const RESEALED: &str = "resealed_v2";
+
 /// Failures of this backend, kept typed inside the library's error so a caller can tell them apart.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -176,6 +179,40 @@ impl GatewayBackend {
         let writes = kind::ALL.iter().map(|kind| WaStateWrite::DeletePrefix { kind, prefix: String::new() }).collect();
         self.apply(writes).await?;
         self.vault.invalidate().await.map_err(StateError::Vault)
+    }
+
+    /// Rewrites every row (and the device record) still sealed by the old code in the current envelope, once per
+    /// instance: a marker row records that it was done, so a later connect costs one read. Run before the client
+    /// starts, while nothing else writes the instance's state; a row an older node writes afterwards still opens.
+    /// Answers how many records were sealed again.
+    pub async fn reseal_legacy_rows(&self) -> StateResult<usize> {
+        if self.get(kind::META, RESEALED).await?.is_some() {
+            return Ok(0);
+        }
+        let mut writes = Vec::new();
+        for kind in kind::ALL {
+            for record in self.store.wa_state_list(self.instance_id, kind, "").await? {
+                if !StateCipher::is_current(&record.value) {
+                    let plain = self.open(kind, &record.key, &record.value)?;
+                    writes.push(self.put(kind, record.key, &plain, record.stamp)?);
+                }
+            }
+        }
+        let mut resealed = writes.len();
+        if let Some(sealed) = self.vault.load().await.map_err(StateError::Vault)?
+            && !StateCipher::is_current(&sealed)
+        {
+            let device = self.open(kind::DEVICE, "", &sealed)?;
+            let sealed = self
+                .cipher
+                .seal(self.instance_id, kind::DEVICE, "", &device)
+                .map_err(|source| StateError::Crypto { kind: kind::DEVICE, key: String::new(), source })?;
+            self.vault.save(&sealed).await.map_err(StateError::Vault)?;
+            resealed += 1;
+        }
+        writes.push(self.put(kind::META, RESEALED.to_owned(), &[], 0)?);
+        self.apply(writes).await?;
+        Ok(resealed)
     }
 
     fn open(&self, kind: &'static str, key: &str, stored: &[u8]) -> StateResult<Vec<u8>> {

@@ -2,10 +2,28 @@
 
 use std::sync::Arc;
 
-use gw_core::{DriverKind, GatewayEvent, Instance, LimitOverrides, Tier};
-use gw_store::{Actor, NewInstance, NewSubscription, Store};
+use gw_core::{DriverKind, EventType, GatewayEvent, Instance, InstanceStatus, LimitOverrides, Tier};
+use gw_sessions::sandbox::SandboxControl;
+use gw_sessions::{DirectMeter, Engine, EngineBuilder, EngineConfig, SessionCipher};
+use gw_store::{Actor, NewInstance, NewSubscription, Store, Visibility};
 use serde_json::json;
 use tokio::sync::broadcast;
+
+/// An engine over `store` with direct metering and one session key for every node of a test.
+#[allow(dead_code, reason = "not every test file that shares the fixtures builds its engines here")]
+pub fn engine(store: &Arc<dyn Store>) -> EngineBuilder {
+    Engine::builder(store.clone(), Arc::new(DirectMeter::new(store.clone())), Arc::new(SessionCipher::new(&[9; 32])))
+}
+
+/// Reconnects within milliseconds (`from` at first, at most `max`), so tests that lose connections stay quick.
+#[allow(dead_code, reason = "not every test file that shares the fixtures reconnects")]
+pub fn fast_reconnects(from_ms: u64, max_ms: u64) -> EngineConfig {
+    EngineConfig {
+        backoff_initial: std::time::Duration::from_millis(from_ms),
+        backoff_max: std::time::Duration::from_millis(max_ms),
+        ..Default::default()
+    }
+}
 
 pub async fn tenant(store: &Arc<dyn Store>, monthly_messages: i64) -> gw_core::Subscription {
     store
@@ -24,13 +42,23 @@ pub async fn tenant(store: &Arc<dyn Store>, monthly_messages: i64) -> gw_core::S
 }
 
 pub async fn new_instance(store: &Arc<dyn Store>, subscription: &gw_core::Subscription, name: &str) -> Instance {
+    new_instance_on(store, subscription, name, DriverKind::Sandbox).await
+}
+
+#[allow(dead_code, reason = "not every test file that shares the fixtures needs another driver")]
+pub async fn new_instance_on(
+    store: &Arc<dyn Store>,
+    subscription: &gw_core::Subscription,
+    name: &str,
+    driver: DriverKind,
+) -> Instance {
     store
         .create_instance(
             NewInstance {
                 name: name.into(),
                 subscription_id: subscription.id,
                 created_by_id: None,
-                driver: DriverKind::Sandbox,
+                driver,
                 settings: json!({}),
             },
             &Actor::system(),
@@ -59,6 +87,40 @@ pub async fn next_event(
         }
     };
     tokio::time::timeout(deadline, wait).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Waits (up to `deadline`) until `instance` reports connection status `status`.
+#[allow(dead_code, reason = "not every test file that shares the fixtures waits for events")]
+pub async fn expect_status(
+    events: &mut broadcast::Receiver<GatewayEvent>,
+    instance: &Instance,
+    deadline: std::time::Duration,
+    status: InstanceStatus,
+) -> GatewayEvent {
+    next_event(events, instance, deadline, status.as_str(), |e| {
+        e.event_type == EventType::ConnectionUpdate && e.data["status"] == status.as_str()
+    })
+    .await
+}
+
+/// Starts `instance` on `engine`, scans its QR code through `phone` (any node's handle on the sandbox network) as
+/// `name`, and returns the instance as stored once connected.
+#[allow(dead_code, reason = "not every test file that shares the fixtures pairs")]
+pub async fn pair(
+    engine: &Engine,
+    events: &mut broadcast::Receiver<GatewayEvent>,
+    store: &Arc<dyn Store>,
+    instance: &Instance,
+    phone: &dyn SandboxControl,
+    name: &str,
+    deadline: std::time::Duration,
+) -> Instance {
+    engine.start(instance, None).expect("start");
+    let qr = next_event(events, instance, deadline, "a QR code", |e| e.event_type == EventType::QrUpdated).await;
+    assert!(qr.data["qr"].as_str().is_some_and(|q| q.starts_with("2@sandbox,")), "{}", qr.data);
+    phone.scan(instance.id, Some(name.into())).await.expect("scan");
+    expect_status(events, instance, deadline, InstanceStatus::Connected).await;
+    store.get_instance(Visibility::All, instance.id).await.expect("instance")
 }
 
 /// Runs `test` on a fresh PostgreSQL store (and hands it the database URL, for a second connection), then drops the

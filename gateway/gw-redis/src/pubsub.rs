@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use redis::aio::ConnectionManager;
 
-use crate::LimiterError;
+use crate::RedisFailure;
 
 /// What the subscriber hands to its handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +36,7 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     /// Connects to `url` and waits for Redis to answer; the connection manager reconnects by itself.
-    pub async fn connect(url: &str, channel: impl Into<String>) -> Result<Self, LimiterError> {
+    pub async fn connect(url: &str, channel: impl Into<String>) -> Result<Self, RedisFailure> {
         let publisher = Self::connect_lazy(url, channel)?;
         crate::ping(&publisher.connection, publisher.timeout).await?;
         Ok(publisher)
@@ -44,20 +44,20 @@ impl Publisher {
 
     /// Like [`Publisher::connect`] without waiting: the connection is made on first use and remade after a
     /// failure. Only a malformed URL is an error.
-    pub fn connect_lazy(url: &str, channel: impl Into<String>) -> Result<Self, LimiterError> {
+    pub fn connect_lazy(url: &str, channel: impl Into<String>) -> Result<Self, RedisFailure> {
         let connection = crate::lazy_connection(url)?;
         Ok(Self { connection, channel: channel.into(), timeout: Duration::from_secs(2) })
     }
 
     /// Publishes and waits for Redis to take it.
-    pub async fn publish(&self, message: &str) -> Result<(), LimiterError> {
+    pub async fn publish(&self, message: &str) -> Result<(), RedisFailure> {
         let mut connection = self.connection.clone();
         let mut command = redis::cmd("PUBLISH");
         command.arg(&self.channel).arg(message);
         let send = command.query_async::<i64>(&mut connection);
         match tokio::time::timeout(self.timeout, send).await {
-            Ok(result) => result.map(|_| ()).map_err(LimiterError::from),
-            Err(_) => Err(LimiterError::Timeout(self.timeout)),
+            Ok(result) => result.map(|_| ()).map_err(RedisFailure::from),
+            Err(_) => Err(RedisFailure::Timeout(self.timeout)),
         }
     }
 
