@@ -117,3 +117,28 @@ async fn a_js_plugin_sees_no_real_clock_no_network_and_no_files() {
     // Randomness is the seed baked in at build time: every event (a fresh instance) draws the same number.
     assert_eq!(run("random").await.unwrap(), run("random").await.unwrap());
 }
+
+/// A Python plugin built with `--stub-wasi` reaches WASI only through stubs that trap: Python's clock, the OS's
+/// randomness, files and sockets fail (a trap, or an exception where Python refuses first); the world's clock
+/// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_plugin_reaches_no_clock_no_randomness_no_files_and_no_sockets() {
+    let host = common::host(std::sync::Arc::default());
+    let Some(probe) = load(&host, Language::Python, "sandbox-probe") else { return };
+    assert!(probe.imports.iter().all(|name| name.starts_with("gateway:plugin/")), "{:?}", probe.imports);
+    let run = async |what: &str| {
+        let output = call(&host, &probe, WitDirection::Inbound, "hi", &json!({"probe": what}).to_string()).await;
+        output.result.map(|verdict| verdict.replies[0].text.clone())
+    };
+    let clock = run("clock").await.unwrap();
+    assert!(clock.strip_prefix("clock=").and_then(|ms| ms.parse::<i64>().ok()).is_some_and(|ms| ms > 0), "{clock}");
+    for denied in ["time", "urandom", "open", "socket"] {
+        // Either the stub traps, or Python refuses before reaching it (an exception the probe caught).
+        match run(denied).await {
+            Err(error) => assert_eq!(error.kind(), "trap", "{denied}: {error}"),
+            Ok(text) => assert!(text.starts_with(&format!("{denied}=raised ")), "{denied} got through: {text}"),
+        }
+    }
+    // `random` replays the seed baked in at build time.
+    assert_eq!(run("random").await.unwrap(), run("random").await.unwrap());
+}
