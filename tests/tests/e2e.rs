@@ -43,6 +43,7 @@ mod multi_node_forwarding;
 mod openapi_fuzz;
 mod outages;
 mod plugins;
+mod polyglot;
 mod secrets;
 
 /// A small client for one signed-in user.
