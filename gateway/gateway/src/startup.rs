@@ -167,7 +167,11 @@ async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow:
         limiter,
         engine: engine.clone(),
         sandbox,
-        messaging: gw_services::Messaging::new(access.clone(), engine.clone()),
+        messaging: gw_services::Messaging::new(
+            access.clone(),
+            engine.clone(),
+            Duration::from_secs(settings.sessions.number_check_cache_secs),
+        ),
         webhooks: gw_services::Webhooks::new(access.clone(), Arc::new(settings.egress()?), dispatcher),
         usage: gw_services::Usage::new(access.clone()),
         metering,

@@ -25,7 +25,7 @@ mod vault;
 pub use engine::{Accepted, Engine, EngineBuilder, EngineConfig, EngineError};
 pub use media::{FetchError, FetchedMedia, MediaFetcher};
 pub use meter::{DirectMeter, Meter, Metered, QuotaError};
-pub use ownership::ClusterConfig;
+pub use ownership::{ClusterConfig, PAIRING_INTERRUPTED};
 pub use relay::EventRelay;
 pub use send::{
     Idempotency, InvalidField, MediaRefused, SendContent, SendRequest, check_media, media_policy, normalize_recipient,
@@ -35,5 +35,6 @@ pub use vault::{SessionCipher, StoreVault};
 
 pub use driver::{
     AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvent, DriverEvents, GroupInfo, InboundAck,
-    InboundMessage, OutgoingContent, OutgoingMessage, Presence, ReceiptKind, SentMessage, new_wa_message_id,
+    InboundMessage, NumberCheck, OutgoingContent, OutgoingMessage, Presence, ReceiptKind, SentMessage,
+    new_wa_message_id,
 };

@@ -213,6 +213,8 @@ pub struct SessionSettings {
     pub media_by_url: bool,
     /// How long one media download may take, in seconds.
     pub media_fetch_timeout_secs: u64,
+    /// How long the answer of a number check ("is this number on WhatsApp?") is reused, in seconds; 0: never.
+    pub number_check_cache_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -315,6 +317,7 @@ impl Default for Settings {
                 max_reply_depth: 1,
                 media_by_url: true,
                 media_fetch_timeout_secs: 30,
+                number_check_cache_secs: 3600,
             },
             whatsapp: WhatsAppSettings { enabled: true, ws_url: String::new(), version: String::new() },
             webhooks: WebhookSettings::default(),

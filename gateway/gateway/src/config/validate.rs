@@ -56,6 +56,9 @@ impl Settings {
         if hooks.response_capture_bytes > 1024 {
             return Err(invalid("webhooks.response_capture_bytes", "at most 1024"));
         }
+        if self.sessions.number_check_cache_secs > 7 * 24 * 3600 {
+            return Err(invalid("sessions.number_check_cache_secs", "at most 604800 (7 days)"));
+        }
         if self.sessions.backoff_initial_ms == 0 || self.sessions.backoff_max_secs == 0 {
             return Err(invalid("sessions.backoff_initial_ms", "backoff delays must be positive"));
         }
