@@ -27,6 +27,7 @@ mod multi_node_forwarding;
 mod openapi_fuzz;
 mod outages;
 mod plugins;
+mod polyglot;
 mod secrets;
 mod tenancy;
 mod webhooks;

@@ -21,7 +21,7 @@ fn guest(name: &str) -> Vec<u8> {
 }
 
 /// Uploads `bytes` as a raw `application/wasm` body, or as the `file` field of a multipart form.
-async fn upload(owner: &As<'_>, pid: &str, bytes: Vec<u8>, multipart: bool) -> (StatusCode, Value) {
+pub(super) async fn upload(owner: &As<'_>, pid: &str, bytes: Vec<u8>, multipart: bool) -> (StatusCode, Value) {
     let mut request = owner
         .app
         .client
@@ -47,7 +47,7 @@ async fn upload(owner: &As<'_>, pid: &str, bytes: Vec<u8>, multipart: bool) -> (
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-async fn create_plugin(owner: &As<'_>, name: &str) -> String {
+pub(super) async fn create_plugin(owner: &As<'_>, name: &str) -> String {
     let (status, body) = owner.call(Method::POST, "/v1/plugins", Some(json!({"name": name}))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body["id"].as_str().expect("plugin id").to_owned()
@@ -61,14 +61,14 @@ pub(super) async fn plugin_with(owner: &As<'_>, name: &str, guest_name: &str) ->
     pid
 }
 
-async fn bind(owner: &As<'_>, iid: &str, body: Value) -> String {
+pub(super) async fn bind(owner: &As<'_>, iid: &str, body: Value) -> String {
     let (status, binding) = owner.call(Method::POST, &format!("/v1/instances/{iid}/plugins"), Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{binding}");
     binding["id"].as_str().expect("binding id").to_owned()
 }
 
 /// A contact writes to the instance (through the sandbox); returns the stored message once the pipeline is done.
-async fn inbound(owner: &As<'_>, iid: &str, from: &str, text: &str) -> Value {
+pub(super) async fn inbound(owner: &As<'_>, iid: &str, from: &str, text: &str) -> Value {
     let (status, body) = owner
         .call(Method::POST, &format!("/v1/sandbox/instances/{iid}/inbound"), Some(json!({"from": from, "text": text})))
         .await;
@@ -84,7 +84,7 @@ async fn inbound(owner: &As<'_>, iid: &str, from: &str, text: &str) -> Value {
     .await
 }
 
-async fn outbound_texts(owner: &As<'_>, iid: &str) -> Vec<(String, String, String)> {
+pub(super) async fn outbound_texts(owner: &As<'_>, iid: &str) -> Vec<(String, String, String)> {
     let (_, page) = owner.call(Method::GET, &format!("/v1/instances/{iid}/messages?limit=200"), None).await;
     page["items"]
         .as_array()

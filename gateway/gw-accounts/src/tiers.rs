@@ -108,7 +108,8 @@ impl Default for TierCatalog {
                 api_rate_limit_per_minute: 1_200,
                 requests_per_minute: 2_400,
                 plugin_max_count: 20,
-                plugin_max_module_bytes: 5 * MIB,
+                // Admits a JavaScript plugin (componentize-js: about 12 MB, the engine included); see the plugins guide.
+                plugin_max_module_bytes: 16 * MIB,
                 plugin_fuel: 10_000_000,
                 plugin_memory_bytes: 64 * MIB,
             },
@@ -118,7 +119,8 @@ impl Default for TierCatalog {
                 api_rate_limit_per_minute: 6_000,
                 requests_per_minute: 12_000,
                 plugin_max_count: 50,
-                plugin_max_module_bytes: 10 * MIB,
+                // Admits a Python plugin too (componentize-py: about 18 MB, CPython included).
+                plugin_max_module_bytes: 32 * MIB,
                 plugin_fuel: 50_000_000,
                 plugin_memory_bytes: 128 * MIB,
             },

@@ -71,8 +71,10 @@ impl Default for HostSettings {
 }
 
 /// Core instances, memories and tables a plugin component may have: Rust guests built for wasm32-wasip2 have a
-/// handful of core instances (the program, the WASI adapter, the shims between them) and one or two memories.
-const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// handful of core instances (the program, the WASI adapter, the shims between them) and one or two memories; a
+/// componentize-py guest links CPython and its libraries dynamically, 38 core instances (one memory). The limit is
+/// metadata per pool slot, not memory.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
 const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
 const MAX_TABLES_PER_COMPONENT: u32 = 8;
 

@@ -4,9 +4,12 @@
 //!   so a test that panics cleans up too;
 //! - [`on_both_backends!`]: one `#[tokio::test]` per backend for each named test function, and [`on_postgres!`]
 //!   for what only PostgreSQL can show;
-//! - [`eventually`] and its kin: poll a condition until it holds or a deadline passes, never a fixed sleep.
+//! - [`eventually`] and its kin: poll a condition until it holds or a deadline passes, never a fixed sleep;
+//! - [`polyglot`]: the JavaScript and Python plugins, built from source on first use.
 //!
 //! A dev-dependency only: nothing here is built into the gateway.
+
+pub mod polyglot;
 
 use std::path::PathBuf;
 use std::sync::Arc;
