@@ -86,6 +86,11 @@ impl TestCluster {
 
     pub async fn start_with(binary: &str, n: usize, env: Vec<(String, String)>) -> Option<Self> {
         let database = Database::create(Backend::Postgres).await?;
+        Some(Self::start_on(binary, n, database, env).await)
+    }
+
+    /// As [`TestCluster::start_with`], on a database the test made (on a private server it stops and starts).
+    pub async fn start_on(binary: &str, n: usize, database: Database, env: Vec<(String, String)>) -> Self {
         let sandbox = SandboxProcess::spawn(binary).await;
         let redis_prefix = format!("gw-cluster-{}:", uuid::Uuid::now_v7().simple());
         let mut cluster = Self { database, sandbox, binary: binary.to_owned(), env, redis_prefix, nodes: Vec::new() };
@@ -93,7 +98,7 @@ impl TestCluster {
             let node = cluster.spawn_node().await;
             cluster.nodes.push(Some(node));
         }
-        Some(cluster)
+        cluster
     }
 
     /// The command that starts a node of this cluster.

@@ -11,7 +11,9 @@ use tokio::process::{Child, Command};
 
 pub mod cluster;
 pub mod load;
+pub mod private_postgres;
 pub use cluster::{SandboxProcess, TestCluster};
+pub use private_postgres::PrivatePostgres;
 
 /// The operator password the harness configures.
 pub const OPERATOR_EMAIL: &str = "ops@gateway.test";

@@ -5,13 +5,18 @@
 //! (connections refused by a stopped node are counted apart: the client retries them on another node), and every
 //! instance is `connected` with exactly one live owner.
 //!
+//! A PostgreSQL outage longer than the lease runs on a server of the test's own (`PrivatePostgres`), stopped and
+//! started again under the same load.
+//!
 //! The same scenarios at full scale (1,000 instances, the default lease) are `failover_benchmark`, ignored here and
 //! run by `benches/failover.sh`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gw_e2e::load::{self, Api, DeliveryCheck, LiveNodes, Load, Tally};
-use gw_e2e::{OPERATOR_EMAIL, OPERATOR_PASSWORD, TestCluster};
+use gw_e2e::{Database, OPERATOR_EMAIL, OPERATOR_PASSWORD, PrivatePostgres, TestCluster};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -31,6 +36,10 @@ struct Fleet {
 impl Fleet {
     async fn start(binary: &str, nodes: usize, instances: usize, env: Vec<(String, String)>) -> Option<Self> {
         let cluster = TestCluster::start_with(binary, nodes, env).await?;
+        Some(Self::on(cluster, instances).await)
+    }
+
+    async fn on(cluster: TestCluster, instances: usize) -> Self {
         let bases: Vec<String> = cluster.live().map(|(_, app)| app.base.clone()).collect();
         let operator = Api::login(&bases[0], OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
         let limits = json!({"max_instances": instances + 10, "monthly_messages": 100_000_000});
@@ -53,7 +62,7 @@ impl Fleet {
         let parallel = std::env::var("BENCH_PAIR_PARALLEL").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
         let instances = load::pair_many(&owner, &bases, "fleet", instances, parallel).await;
         load::until_one_owner_each(&operator, &bases, &instances, Duration::from_secs(120)).await;
-        Some(Self { cluster, operator, owner, instances, nodes: LiveNodes::new(bases) })
+        Self { cluster, operator, owner, instances, nodes: LiveNodes::new(bases) }
     }
 
     fn base(&self, i: usize) -> String {
@@ -181,6 +190,101 @@ async fn a_rolling_restart_under_send_load_loses_nothing_and_answers_only_2xx_or
     );
     assert_clean(&tally, &check, &stopped);
     fleet.cluster.shutdown().await;
+}
+
+/// What the watchdog logs when it stops a session whose lease it could not renew in time.
+const WATCHDOG_STOP: &str = "lease not renewed in time; stopping the session before it can pass on";
+
+/// PostgreSQL stopped (`pg_ctl stop -m fast`) for longer than the lease under send load, then started again, with
+/// two nodes on it. During the outage every answer is 503 with `Retry-After` (sends, and reads of an instance
+/// through either node), never a 500 or a dropped connection, and every node's watchdog stops every session it ran
+/// within the lease of the stop, so no lease can pass while an old session still runs. Afterwards every instance
+/// is `connected` with exactly one live owner (a double owner would show as `replaced` on the shared network) and
+/// every accepted send, before, during or after the outage, was delivered exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_longer_than_the_lease_stops_every_session_and_recovers_with_one_owner_each() {
+    let Some(postgres) = PrivatePostgres::start_new().await else { return };
+    let database = Database::create_postgres_on(&postgres.admin_url()).await.expect("a database on the private server");
+    let ttl = Duration::from_secs(4);
+    let cluster = TestCluster::start_on(GATEWAY, 2, database, ci_lease()).await;
+    let fleet = Fleet::on(cluster, 6).await;
+    let load = Load::start(&fleet.owner, &fleet.instances, &fleet.nodes, 2);
+    load.until_accepted_more(20, Duration::from_secs(60)).await;
+    let stops_before: Vec<usize> =
+        fleet.cluster.live().map(|(_, node)| node.stderr.text().matches(WATCHDOG_STOP).count()).collect();
+
+    postgres.stop().await;
+    let stopped = tokio::time::Instant::now();
+    // Reads through both nodes, round after round, for as long as the outage lasts.
+    let probes: Vec<(String, String)> = fleet
+        .cluster
+        .live()
+        .flat_map(|(_, node)| fleet.instances.iter().map(|iid| (node.base.clone(), iid.clone())))
+        .collect();
+    let outage_over = Arc::new(AtomicBool::new(false));
+    let reads = tokio::spawn(reads_during_the_outage(fleet.operator.clone(), probes, outage_over.clone()));
+    let stops = || -> usize {
+        let now = fleet.cluster.live().map(|(_, node)| node.stderr.text().matches(WATCHDOG_STOP).count());
+        now.zip(&stops_before).map(|(now, before)| now - before).sum()
+    };
+    gw_test_support::until_within(ttl, "every session stopped by its node's watchdog within the lease", || async {
+        stops() >= fleet.instances.len()
+    })
+    .await;
+    // The outage lasts past every lease (their expiry is at most one TTL after the stop), however fast the above.
+    tokio::time::sleep_until(stopped + ttl * 3 / 2).await;
+    assert_eq!(stops(), fleet.instances.len(), "each session stopped once");
+    outage_over.store(true, Ordering::Relaxed);
+    let (answered_503, slowest) = reads.await.expect("every read during the outage answered 503 with Retry-After");
+    assert!(answered_503 > 0);
+    let outage = stopped.elapsed();
+    postgres.start().await;
+
+    let live = fleet.nodes.all();
+    let took = load::until_one_owner_each(&fleet.operator, &live, &fleet.instances, Duration::from_secs(60)).await;
+    load.until_accepted_more(20, Duration::from_secs(60)).await;
+    let tally = load.stop().await;
+    let check = fleet.deliveries(&tally, Duration::from_secs(60)).await;
+    eprintln!(
+        "PostgreSQL down for {outage:?} (lease {ttl:?}): {answered_503} reads answered 503 (slowest after \
+         {slowest:?}); every instance \
+         connected with one live owner {took:?} after the restart; {}; {}",
+        tally.summary(),
+        check.summary()
+    );
+    assert!(tally.statuses.get(&503).is_some_and(|n| *n > 0), "sends met the outage: {}", tally.summary());
+    assert_clean(&tally, &check, &[]);
+    fleet.cluster.shutdown().await;
+}
+
+/// Reads each instance through each node, all at once, round after round until `over`: every answer must be
+/// `503 /problems/unavailable` with `Retry-After`. Returns how many were answered and the slowest answer.
+async fn reads_during_the_outage(api: Api, probes: Vec<(String, String)>, over: Arc<AtomicBool>) -> (usize, Duration) {
+    let (mut answered, mut slowest) = (0, Duration::ZERO);
+    while !over.load(Ordering::Relaxed) {
+        let mut round = tokio::task::JoinSet::new();
+        for (base, iid) in &probes {
+            let request = api.client.get(format!("{base}/v1/instances/{iid}")).bearer_auth(&api.token);
+            let base = base.clone();
+            round.spawn(async move {
+                let sent = tokio::time::Instant::now();
+                let response = request.send().await;
+                let response = response.unwrap_or_else(|e| panic!("a read through {base} during the outage: {e}"));
+                let status = response.status();
+                let retry_after = response.headers().get(reqwest::header::RETRY_AFTER).cloned();
+                let body = response.text().await.unwrap_or_else(|e| panic!("an answer cut off by {base}: {e}"));
+                assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a read through {base} during the outage: {body}");
+                assert!(body.contains("/problems/unavailable"), "{body}");
+                assert!(retry_after.is_some(), "503 without Retry-After through {base}");
+                sent.elapsed()
+            });
+        }
+        while let Some(took) = round.join_next().await {
+            slowest = slowest.max(took.expect("a read"));
+            answered += 1;
+        }
+    }
+    (answered, slowest)
 }
 
 /// The full-scale measurement behind `benches/failover.sh` (see BENCHMARKS.md): `BENCH_INSTANCES` (1,000) sandbox

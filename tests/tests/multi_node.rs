@@ -149,6 +149,55 @@ async fn sse_through_another_node_shows_the_sessions_events() {
     cluster.shutdown().await;
 }
 
+/// A stream on the node that does not run the session, over HTTP: when that node's relay loses its PostgreSQL
+/// connection (every connection to the database terminated), the stream is told `event: resync` with the reason,
+/// and it then keeps showing the owner's events (each once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_on_another_node_is_told_resync_when_its_relay_reconnects_and_keeps_streaming() {
+    let Some(cluster) = TestCluster::start(GATEWAY, 2).await else { return };
+    let operator = As::login(cluster.node(0), OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
+    let (_, owner_email, _) = tenant(&operator, "Resync").await;
+    let owner = As::login(cluster.node(0), &owner_email, "a long enough password").await;
+    let (iid, _) = paired_instance(&owner, "resynced").await;
+    let runner = owner_of(&cluster, &operator, &iid).await.expect("an owner");
+    let other = As::login(cluster.node(1 - runner), &owner_email, "a long enough password").await;
+    let mut remote = events(other.app, other.token.as_deref().expect("token"), &iid).await;
+    let drop_path = format!("/v1/sandbox/instances/{iid}/drop");
+    let (status, _) = other.call(Method::POST, &drop_path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let before = next_matching(&mut remote, "the owner's events before the gap", status_is("connected")).await;
+    assert!(before.iter().all(|e| e.event != "resync"), "no resync without a gap: {before:?}");
+
+    let database = cluster.database.postgres().expect("PostgreSQL");
+    assert!(database.terminate_connections(None).await > 0, "the nodes' connections were there to drop");
+    let seen = next_matching(&mut remote, "resync", |e| e.event == "resync").await;
+    assert_eq!(seen.last().expect("resync").data, json!({"reason": "relay_reconnected"}));
+
+    // Events the owner raised before the relay listened again are lost (that is what `resync` says), so blip until
+    // one of its status changes shows here; the first control calls may meet the terminated connections (503).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "no event of the owner after the resync");
+        let (status, body) = other.call(Method::POST, &drop_path, None).await;
+        assert!(matches!(status, StatusCode::NO_CONTENT | StatusCode::SERVICE_UNAVAILABLE), "{status}: {body}");
+        let connected = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(event) = remote.recv().await {
+                if status_is("connected")(&event) {
+                    return true;
+                }
+            }
+            panic!("the stream on the other node ended");
+        })
+        .await;
+        if matches!(connected, Ok(true)) {
+            break;
+        }
+    }
+    let (_, body) = other.call(Method::GET, &format!("/v1/instances/{iid}"), None).await;
+    assert_eq!(body["status"], "connected", "{body}");
+    cluster.shutdown().await;
+}
+
 /// Pairs `count` instances, spreading the connect calls over the live nodes.
 async fn paired_on_every_node(cluster: &TestCluster, owner_email: &str, count: usize) -> Vec<(String, String)> {
     let mut instances = Vec::new();

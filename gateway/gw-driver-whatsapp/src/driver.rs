@@ -7,97 +7,30 @@
 //! `LoggedOut`, ... event) and closes its event channel.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use gw_core::{InstanceId, MediaInfo, MessageKind, Redacted, Timestamp};
+use gw_core::{InstanceId, MediaInfo, MessageKind, Timestamp};
 use gw_sessions::{
-    AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvent, DriverEvents, GroupInfo, InboundAck,
-    OutgoingContent, OutgoingMessage, Presence, SentMessage,
+    AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvents, GroupInfo, OutgoingContent,
+    OutgoingMessage, Presence, SentMessage,
 };
 use gw_store::Store;
 use tokio::sync::{Mutex, mpsc};
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, info_span, warn};
 use whatsapp_rust::bot::Bot;
 use whatsapp_rust::buffa::MessageField;
 use whatsapp_rust::client::Client;
 use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::pair_code::PairCodeOptions;
-use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
-use whatsapp_rust::types::events::{Event, EventHandler};
 use whatsapp_rust::waproto::whatsapp as wa;
-use whatsapp_rust::{ChatStateType, InboundDurabilityHook, SendError, SendOptions, TokioRuntime, UploadOptions};
+use whatsapp_rust::{ChatStateType, SendError, SendOptions, TokioRuntime, UploadOptions};
 
 use crate::backend::GatewayBackend;
-use crate::crypto::{CryptoError, StateCipher};
-use crate::events::{self, OwnIdentity};
-
-/// How the `whatsapp` driver is configured. Loaded by the gateway binary; nothing here reads the environment.
-#[derive(Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WhatsAppDriverConfig {
-    /// Standard base64 of 32 random bytes (`openssl rand -base64 32`). Seals every stored protocol record; losing
-    /// it means every instance must pair again, changing it needs a re-encryption the driver does not do.
-    pub encryption_key: Redacted<String>,
-    /// The WhatsApp Web websocket; `None` is the library's default (`wss://web.whatsapp.com/ws/chat`). Tests point it
-    /// at loopback.
-    #[serde(default)]
-    pub ws_url: Option<String>,
-    /// Pins the WhatsApp Web version instead of fetching the current one over HTTP at connect (tests set it so
-    /// that no request leaves the machine).
-    #[serde(default)]
-    pub version: Option<(u32, u32, u32)>,
-    /// How long an inbound message may wait for the engine's ack before it is left unacknowledged (WhatsApp then
-    /// redelivers it on the next connect).
-    #[serde(default = "default_ack_timeout_secs")]
-    pub inbound_ack_timeout_secs: u64,
-    /// Capacity of a connection's event channel to the engine; a full channel slows the connection down.
-    #[serde(default = "default_event_buffer")]
-    pub event_buffer: usize,
-}
-
-fn default_ack_timeout_secs() -> u64 {
-    60
-}
-
-fn default_event_buffer() -> usize {
-    256
-}
-
-impl WhatsAppDriverConfig {
-    pub fn new(encryption_key: impl Into<String>) -> Self {
-        Self {
-            encryption_key: Redacted::new(encryption_key.into()),
-            ws_url: None,
-            version: None,
-            inbound_ack_timeout_secs: default_ack_timeout_secs(),
-            event_buffer: default_event_buffer(),
-        }
-    }
-}
-
-impl std::fmt::Debug for WhatsAppDriverConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WhatsAppDriverConfig")
-            .field("encryption_key", &"***")
-            .field("ws_url", &self.ws_url)
-            .field("version", &self.version)
-            .field("inbound_ack_timeout_secs", &self.inbound_ack_timeout_secs)
-            .field("event_buffer", &self.event_buffer)
-            .finish()
-    }
-}
-
-/// Configuration the driver cannot start with.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("whatsapp.encryption_key: {0}")]
-    EncryptionKey(#[from] CryptoError),
-    #[error("whatsapp.ws_url {0:?} is not a ws:// or wss:// URL")]
-    WsUrl(String),
-    #[error("whatsapp.event_buffer must be at least 1")]
-    EventBuffer,
-}
+use crate::config::{ConfigError, WhatsAppDriverConfig};
+use crate::crypto::StateCipher;
+use crate::events;
+use crate::inbound::{AckAfterEngine, ConnectionEvents, DialRecorder, InlineForwarder, Pumped, pump};
 
 /// The `whatsapp` driver. Cheap to clone behind an `Arc`; holds no per-instance state.
 pub struct WhatsAppDriver {
@@ -127,198 +60,6 @@ impl WhatsAppDriver {
     }
 }
 
-/// The sending half of a connection's events, closed exactly once when the connection is over.
-#[derive(Debug)]
-struct ConnectionEvents {
-    tx: std::sync::Mutex<Option<mpsc::Sender<DriverEvent>>>,
-    /// A terminal event (`Disconnected`, `LoggedOut`, ...) was sent; later ones would only repeat it.
-    ended: AtomicBool,
-}
-
-impl ConnectionEvents {
-    fn sender(&self) -> Option<mpsc::Sender<DriverEvent>> {
-        self.tx.lock().ok().and_then(|tx| tx.clone())
-    }
-
-    /// Sends an event; `false` when the engine stopped listening or the connection already ended.
-    async fn send(&self, event: DriverEvent) -> bool {
-        if events::ends_connection(&event) && self.ended.swap(true, Ordering::SeqCst) {
-            return false;
-        }
-        match self.sender() {
-            Some(tx) => tx.send(event).await.is_ok(),
-            None => false,
-        }
-    }
-
-    fn close(&self) {
-        if let Ok(mut tx) = self.tx.lock() {
-            tx.take();
-        }
-    }
-}
-
-/// The websocket factory, remembering why the last dial failed: the library logs it but reports no event for a
-/// connection that never opened, and the engine needs the reason for `lastError`.
-struct DialRecorder {
-    inner: whatsapp_rust::transport::TokioWebSocketTransportFactory,
-    url: String,
-    last_error: Arc<std::sync::Mutex<Option<String>>>,
-}
-
-#[async_trait::async_trait]
-impl TransportFactory for DialRecorder {
-    async fn create_transport(
-        &self,
-    ) -> Result<
-        (Arc<dyn Transport>, whatsapp_rust::async_channel::Receiver<TransportEvent>),
-        whatsapp_rust::anyhow::Error,
-    > {
-        let result = self.inner.create_transport().await;
-        if let Err(err) = &result
-            && let Ok(mut slot) = self.last_error.lock()
-        {
-            *slot = Some(format!("cannot reach {}: {err:#}", self.url));
-        }
-        result
-    }
-}
-
-/// whatsapp-rust's durability hook: each decrypted message goes to the engine with an [`InboundAck`], and the
-/// library acks the batch to WhatsApp only when the engine completed every ack. A dropped ack, a closed channel or
-/// a timeout fails the batch, so WhatsApp redelivers it on the next connect (at-least-once).
-struct AckAfterEngine {
-    sink: Arc<ConnectionEvents>,
-    timeout: Duration,
-}
-
-#[async_trait::async_trait]
-impl InboundDurabilityHook for AckAfterEngine {
-    async fn on_messages(
-        &self,
-        _client: Arc<Client>,
-        batch: &[whatsapp_rust::types::events::InboundMessage],
-    ) -> whatsapp_rust::anyhow::Result<()> {
-        deliver_batch(&self.sink, self.timeout, batch).await.map_err(whatsapp_rust::anyhow::Error::msg)
-    }
-}
-
-/// Hands a batch to the engine and waits for every ack; `Err` leaves the whole batch unacknowledged.
-async fn deliver_batch(
-    sink: &ConnectionEvents,
-    timeout: Duration,
-    batch: &[whatsapp_rust::types::events::InboundMessage],
-) -> Result<(), &'static str> {
-    let mut pending = Vec::with_capacity(batch.len());
-    for item in batch {
-        if let Some(contact) = events::contact_from_message(&item.info) {
-            sink.send(contact).await;
-        }
-        let (ack, acked) = InboundAck::new();
-        let message = events::inbound_message(&item.message, &item.info, ack);
-        if !sink.send(DriverEvent::Message(message)).await {
-            return Err("the engine is not listening; the batch stays unacknowledged");
-        }
-        pending.push(acked);
-    }
-    match tokio::time::timeout(timeout, futures_all(pending)).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err("the engine dropped an inbound message without storing it"),
-        Err(_) => Err("the engine did not store the inbound batch in time"),
-    }
-}
-
-/// `true` when every ack was completed, `false` as soon as one was dropped.
-async fn futures_all(pending: Vec<tokio::sync::oneshot::Receiver<()>>) -> bool {
-    for acked in pending {
-        if acked.await.is_err() {
-            return false;
-        }
-    }
-    true
-}
-
-fn own_identity(client: &Client) -> OwnIdentity {
-    let device = client.persistence_manager().get_device_snapshot();
-    OwnIdentity {
-        jid: device.pn.as_ref().map(|j| j.to_non_ad().to_string()),
-        lid: device.lid.as_ref().map(|j| j.to_non_ad().to_string()),
-        push_name: (!device.push_name.is_empty()).then(|| device.push_name.clone()),
-    }
-}
-
-/// What the library's event bus hands to the pump: its events, then the end of the connection.
-enum Pumped {
-    Event(Arc<Event>),
-    /// The client's run loop returned; every event it dispatched is already queued before this.
-    Ended,
-}
-
-/// Runs inline on the library's dispatch path (never blocks: an unbounded queue), so the order of events and the
-/// end of the connection is exactly the library's.
-struct InlineForwarder(mpsc::UnboundedSender<Pumped>);
-
-impl EventHandler for InlineForwarder {
-    fn handle_event(&self, event: Arc<Event>) {
-        // Messages reach the engine through the durability hook; only the few that bypass it are forwarded here.
-        let _ = self.0.send(Pumped::Event(event));
-    }
-}
-
-const PAIRING_RESTART: &str = "WhatsApp closes the pairing connection once the device is registered; connect again to \
-                               log in with the new credentials";
-
-/// Translates queued library events into driver events, in order, and ends the stream when the connection ends.
-async fn pump(
-    mut queue: mpsc::UnboundedReceiver<Pumped>,
-    sink: Arc<ConnectionEvents>,
-    client: Arc<Client>,
-    last_dial_error: Arc<std::sync::Mutex<Option<String>>>,
-    cleanup: GatewayBackend,
-) {
-    let mut paired = false;
-    let mut logged_out = false;
-    while let Some(item) = queue.recv().await {
-        let event = match item {
-            Pumped::Event(event) => event,
-            Pumped::Ended => break,
-        };
-        if let Event::Messages(batch) = &*event {
-            for item in batch.messages.iter().filter(|m| events::bypasses_durability_hook(&m.info)) {
-                let message = events::inbound_message(&item.message, &item.info, InboundAck::detached());
-                sink.send(DriverEvent::Message(message)).await;
-            }
-            continue;
-        }
-        let own = if matches!(&*event, Event::Connected(_)) { own_identity(&client) } else { OwnIdentity::default() };
-        let Some(mapped) = events::map_event(&event, &own, Timestamp::now()) else { continue };
-        paired |= matches!(mapped, DriverEvent::PairSuccess { .. });
-        logged_out |= matches!(mapped, DriverEvent::LoggedOut { .. });
-        let terminal = events::ends_connection(&mapped) && !matches!(mapped, DriverEvent::Disconnected { .. });
-        sink.send(mapped).await;
-        if terminal {
-            // The contract ends the connection here (a pairing error, a ban, a logout, a replaced stream) even
-            // where the library would keep the socket open.
-            let client = client.clone();
-            tokio::spawn(async move { client.disconnect().await }.in_current_span());
-        }
-    }
-    if logged_out {
-        // Only now that the client stopped: it must not write the old device's state back after the wipe.
-        if let Err(err) = cleanup.forget_session().await {
-            warn!("could not forget the logged-out session's state: {err}");
-        }
-    }
-    let reason = match last_dial_error.lock().ok().and_then(|mut e| e.take()) {
-        Some(dial_error) => dial_error,
-        None if paired => PAIRING_RESTART.to_owned(),
-        None => "the connection to WhatsApp ended".to_owned(),
-    };
-    debug!(%reason, "whatsapp connection over");
-    sink.send(DriverEvent::Disconnected { reason }).await;
-    sink.close();
-}
-
 #[async_trait::async_trait]
 impl Driver for WhatsAppDriver {
     async fn connect(
@@ -329,7 +70,7 @@ impl Driver for WhatsAppDriver {
         let instance_id = request.instance_id;
         let span = info_span!("whatsapp.connection", instance = %instance_id);
         let (tx, rx) = mpsc::channel(self.config.event_buffer);
-        let sink = Arc::new(ConnectionEvents { tx: std::sync::Mutex::new(Some(tx)), ended: AtomicBool::new(false) });
+        let sink = Arc::new(ConnectionEvents::new(tx));
 
         let backend = GatewayBackend::new(instance_id, self.store.clone(), vault.clone(), self.cipher.clone());
         let cleanup = GatewayBackend::new(instance_id, self.store.clone(), vault.clone(), self.cipher.clone());
@@ -686,95 +427,5 @@ impl WhatsAppConnection {
             warn!(instance = %self.instance_id, "whatsapp connection task failed: {err}");
             self.sink.close();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use whatsapp_rust::types::events::InboundMessage as WaInbound;
-    use whatsapp_rust::wacore::types::message::{MessageInfo, MessageSource};
-
-    use super::*;
-
-    fn sink() -> (Arc<ConnectionEvents>, mpsc::Receiver<DriverEvent>) {
-        let (tx, rx) = mpsc::channel(8);
-        (Arc::new(ConnectionEvents { tx: std::sync::Mutex::new(Some(tx)), ended: AtomicBool::new(false) }), rx)
-    }
-
-    fn batch(ids: &[&str]) -> Vec<WaInbound> {
-        ids.iter()
-            .map(|id| {
-                WaInbound::builder()
-                    .message(Arc::new(wa::Message { conversation: Some(format!("body {id}")), ..Default::default() }))
-                    .info(Arc::new(MessageInfo {
-                        source: MessageSource {
-                            chat: "5511@s.whatsapp.net".parse().expect("jid"),
-                            sender: "5511@s.whatsapp.net".parse().expect("jid"),
-                            ..Default::default()
-                        },
-                        id: (*id).into(),
-                        ..Default::default()
-                    }))
-                    .build()
-            })
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn batch_is_acknowledged_only_after_the_engine_acked_every_message() {
-        let (sink, mut rx) = sink();
-        let batch = batch(&["A", "B"]);
-        let delivery = tokio::spawn({
-            let sink = sink.clone();
-            async move { deliver_batch(&sink, Duration::from_secs(60), &batch).await }
-        });
-        let Some(DriverEvent::Message(first)) = rx.recv().await else { panic!("first message") };
-        let Some(DriverEvent::Message(second)) = rx.recv().await else { panic!("second message") };
-        assert_eq!((first.wa_message_id.as_str(), second.wa_message_id.as_str()), ("A", "B"));
-        first.ack.ack();
-        assert!(!delivery.is_finished(), "one message is still unstored");
-        second.ack.ack();
-        assert_eq!(delivery.await.expect("task"), Ok(()));
-    }
-
-    #[tokio::test]
-    async fn a_dropped_ack_leaves_the_batch_unacknowledged() {
-        let (sink, mut rx) = sink();
-        let batch = batch(&["A", "B"]);
-        let delivery = tokio::spawn({
-            let sink = sink.clone();
-            async move { deliver_batch(&sink, Duration::from_secs(60), &batch).await }
-        });
-        let Some(DriverEvent::Message(first)) = rx.recv().await else { panic!("first message") };
-        let Some(DriverEvent::Message(second)) = rx.recv().await else { panic!("second message") };
-        first.ack.ack();
-        drop(second); // the engine failed to store it
-        assert!(delivery.await.expect("task").is_err());
-    }
-
-    #[tokio::test]
-    async fn an_ack_that_never_comes_times_out_and_a_closed_engine_refuses() {
-        let (sink, mut rx) = sink();
-        let held = batch(&["A"]);
-        let delivery = tokio::spawn({
-            let sink = sink.clone();
-            async move { deliver_batch(&sink, Duration::from_millis(20), &held).await }
-        });
-        // Held, neither completed nor dropped: the timeout is what ends the wait.
-        let Some(DriverEvent::Message(_unacked)) = rx.recv().await else { panic!("message") };
-        assert_eq!(delivery.await.expect("task"), Err("the engine did not store the inbound batch in time"));
-
-        sink.close();
-        assert!(deliver_batch(&sink, Duration::from_secs(60), &batch(&["B"])).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn only_the_first_terminal_event_is_sent() {
-        let (sink, mut rx) = sink();
-        assert!(sink.send(DriverEvent::LoggedOut { reason: "401".into() }).await);
-        assert!(!sink.send(DriverEvent::Disconnected { reason: "later".into() }).await);
-        sink.close();
-        assert!(matches!(rx.recv().await, Some(DriverEvent::LoggedOut { .. })));
-        assert!(rx.recv().await.is_none(), "closed after the terminal event");
     }
 }

@@ -8,12 +8,15 @@
 //! only the `Driver`/`Connection` traits.
 
 pub mod backend;
+pub mod config;
 pub mod crypto;
 pub mod driver;
 pub mod events;
+mod inbound;
 pub mod vault;
 
 pub use backend::{GatewayBackend, StateError};
+pub use config::{ConfigError, WhatsAppDriverConfig};
 pub use crypto::{CryptoError, StateCipher};
-pub use driver::{ConfigError, WhatsAppConnection, WhatsAppDriver, WhatsAppDriverConfig};
+pub use driver::{WhatsAppConnection, WhatsAppDriver};
 pub use vault::StoreAuthVault;

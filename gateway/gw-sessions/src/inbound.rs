@@ -1,6 +1,7 @@
 //! The inbound path: store, contact, pipeline, durable publish, then acknowledge to WhatsApp. Storing and finishing
 //! the message carry the session's lease epoch: once another node took the instance over, both are refused, the
-//! message is not acknowledged here (WhatsApp delivers it to the new owner's connection) and the session stops.
+//! message is not acknowledged here (WhatsApp delivers it to the new owner's connection) and the session stops. The
+//! sender's contact upsert is fenced the same way.
 
 use std::sync::Arc;
 
@@ -75,10 +76,20 @@ pub(crate) async fn handle_inbound(inner: &Arc<Inner>, tenure: &Tenure, instance
             lid,
             notify: push_name,
             last_message_at: Some(timestamp),
+            fence: tenure.fence(),
             ..Default::default()
         };
-        if let Err(e) = inner.store.upsert_contact(upsert).await {
-            tracing::warn!(instance = %instance.id, error = %e, "contact not recorded");
+        let upserted = inner.store.upsert_contact(upsert).await;
+        tenure.check(&upserted);
+        match upserted {
+            Ok(_) => {}
+            Err(e @ gw_store::StoreError::Fenced { .. }) => {
+                // Another node owns the instance now: it records this message when WhatsApp delivers it there.
+                tracing::warn!(instance = %instance.id, error = %e, "contact refused; not acknowledging");
+                return;
+            }
+            // A contact is a by-product: the message is still published and acknowledged without it.
+            Err(e) => tracing::warn!(instance = %instance.id, error = %e, "contact not recorded"),
         }
     }
     let event = MessageEvent {

@@ -25,7 +25,7 @@ mod vault;
 pub use engine::{Accepted, Engine, EngineBuilder, EngineConfig, EngineError};
 pub use media::{FetchError, FetchedMedia, MediaFetcher};
 pub use meter::{DirectMeter, Meter, Metered, QuotaError};
-pub use ownership::ClusterConfig;
+pub use ownership::{ClusterConfig, PAIRING_INTERRUPTED};
 pub use relay::EventRelay;
 pub use send::{
     Idempotency, InvalidField, MediaRefused, SendContent, SendRequest, check_media, media_policy, normalize_recipient,

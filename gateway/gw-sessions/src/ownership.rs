@@ -17,13 +17,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gw_core::{InstanceId, NodeId};
+use gw_core::{EventType, InstanceId, NodeId};
 use gw_store::{ClusterNode, HeldLease, NodeAnnouncement, OwnerEpoch, StoreResult};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::engine::needs_a_person;
+use crate::events::connection_json;
 use crate::state::{Inner, Tenure};
 use crate::supervision::Command;
 
@@ -165,6 +166,11 @@ async fn ownership_loop(inner: Arc<Inner>, announced: watch::Sender<Option<Insta
             }
             _ => tracing::warn!("heartbeat not recorded; not claiming until it is"),
         }
+        match tokio::time::timeout(cluster.tick(), end_interrupted_pairings(&inner)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "interrupted pairings not ended; retrying next round"),
+            Err(_) => tracing::warn!("interrupted pairings not ended in time; retrying next round"),
+        }
         if pruned_at.is_none_or(|at| at.elapsed() >= cluster.prune_every()) {
             pruned_at = Some(Instant::now());
             match tokio::time::timeout(cluster.tick(), prune(&inner)).await {
@@ -176,6 +182,25 @@ async fn ownership_loop(inner: Arc<Inner>, announced: watch::Sender<Option<Insta
         }
     }
 }
+
+/// The last error of a pairing that [`end_interrupted_pairings`] ended.
+pub const PAIRING_INTERRUPTED: &str =
+    "pairing interrupted: the node showing the QR code stopped before the phone scanned it; call connect again";
+
+/// Ends the pairings no node runs any more (the watchdog stopped one whose lease lapsed, or its node died or was
+/// drained before the phone scanned): they become `disconnected` with [`PAIRING_INTERRUPTED`], and the tenant is
+/// told with a `connection.update`. Not resumed: a pairing is a person in front of a screen, and a new QR code
+/// they did not ask for, shown for minutes, is worse than a clear state (see the cluster design page).
+async fn end_interrupted_pairings(inner: &Inner) -> StoreResult<()> {
+    for instance in inner.store.end_interrupted_pairings(PAIRING_INTERRUPTED, PAIRINGS_PER_ROUND).await? {
+        tracing::info!(instance = %instance.id, "pairing interrupted; the instance waits for a new connect");
+        inner.publish_logged(&instance, EventType::ConnectionUpdate, connection_json(&instance)).await;
+    }
+    Ok(())
+}
+
+/// Interrupted pairings ended per ownership round, at most (the rest go in the next round).
+const PAIRINGS_PER_ROUND: u32 = 100;
 
 /// Claims orphans every [`ClusterConfig::claim_every`] while the node's last heartbeat is fresh (a node that
 /// cannot announce itself may be listed as gone, and must not take instances meanwhile).

@@ -311,6 +311,15 @@ impl SandboxNetwork {
         Ok((id, acked))
     }
 
+    /// Simulates WhatsApp telling the instance about a contact (an address-book sync or a new push name).
+    pub fn push_contact(&self, instance_id: InstanceId, jid: &str, name: Option<String>) -> Result<(), SandboxError> {
+        let mut state = self.lock();
+        let to = state.jid_of.get(&instance_id).cloned().ok_or(SandboxError::NotConnected)?;
+        let event = DriverEvent::Contact { jid: jid.to_owned(), lid: None, pn_jid: None, name, notify: None };
+        state.deliver(&to, event);
+        Ok(())
+    }
+
     /// Simulates a network blip: the connection drops; the session stays valid.
     pub fn drop_connection(&self, instance_id: InstanceId) -> Result<(), SandboxError> {
         self.end_connection(instance_id, DriverEvent::Disconnected { reason: "sandbox: network blip".into() })

@@ -149,9 +149,12 @@ pub(crate) async fn on_event(
                 lid,
                 name,
                 notify,
+                fence: shared.tenure.fence(),
                 ..Default::default()
             };
-            match inner.store.upsert_contact(upsert).await {
+            let upserted = inner.store.upsert_contact(upsert).await;
+            shared.tenure.check(&upserted);
+            match upserted {
                 Ok(contact) => inner.publish_logged(instance, EventType::ContactUpdated, contact_json(&contact)).await,
                 Err(e) => tracing::warn!(instance = %instance.id, error = %e, "contact not recorded"),
             }

@@ -225,6 +225,83 @@ async fn a_stale_epoch_write_is_refused_and_stops_the_session(store: Arc<dyn Sto
     a.abandon().await;
 }
 
+/// A contact WhatsApp tells a paused former owner about is refused like its other writes: nothing is stored and the
+/// session stops.
+async fn a_stale_owners_contact_write_is_refused_and_stops_the_session(store: Arc<dyn Store>) {
+    let network = SandboxNetwork::new();
+    let ttl = Duration::from_millis(600);
+    let a = engine(store.clone(), &network, ttl);
+    let instance = paired(&store, &a, &network, "paused-contacts").await;
+    let successor = NodeId::new();
+    until_within(WAIT, "another node to take the expired lease", || async {
+        store.acquire_lease(instance.id, successor, Duration::from_secs(60)).await.expect("acquire").is_some()
+    })
+    .await;
+    let jid = "15550006@s.whatsapp.net";
+    network.push_contact(instance.id, jid, Some("Late".into())).expect("contact pushed");
+    until_within(WAIT, "the fenced session to stop", || async { !a.runs(instance.id) }).await;
+    assert_eq!(store.find_contact_by_jid(instance.id, jid).await.expect("lookup"), None, "the stale write landed");
+    assert_eq!(owner(&store, instance.id).await, Some(successor));
+
+    // The same event under a current lease is stored: the refusal above was the fence, not a dropped event.
+    let b = engine(store.clone(), &network, Duration::from_secs(10));
+    store.release_all_leases(successor).await.expect("release");
+    b.start(&instance, None).expect("start");
+    connected(&store, instance.id).await;
+    until_within(WAIT, "the new owner's session to connect", || async { b.runs(instance.id) }).await;
+    network.push_contact(instance.id, jid, Some("Current".into())).expect("contact pushed");
+    until_within(WAIT, "the current owner's contact", || async {
+        store.find_contact_by_jid(instance.id, jid).await.expect("lookup").and_then(|c| c.name).as_deref()
+            == Some("Current")
+    })
+    .await;
+    a.abandon().await;
+    b.shutdown().await;
+}
+
+/// A pairing (QR shown, not scanned) on a node that loses its database is stopped by the watchdog; once its lease
+/// lapsed, another node ends it `disconnected` with the reason and tells its subscribers. The old QR code leads
+/// nowhere, and a new connect through the other node pairs afresh.
+async fn a_pairing_the_watchdog_stopped_ends_disconnected(store: Arc<dyn Store>, url: String) {
+    let network = SandboxNetwork::new();
+    let ttl = Duration::from_secs(2);
+    let own = Arc::new(PgStore::open(&url, &OpenOptions::default()).await.expect("open"));
+    let a = engine(own.clone(), &network, ttl);
+    a.run_cluster();
+    let b = engine(store.clone(), &network, ttl);
+    b.run_cluster();
+    let sub = tenant(&store, 1000).await;
+    let instance = new_instance(&store, &sub, "pairing").await;
+    let id = instance.id;
+    let mut a_events = a.subscribe();
+    let mut b_events = b.subscribe();
+    a.start(&instance, None).expect("start");
+    next_event(&mut a_events, "a QR code", |e| e.instance_id == id && e.event_type == EventType::QrUpdated).await;
+    assert_eq!(owner(&store, id).await, Some(a.node_id()));
+
+    own.close().await;
+    until_within(WAIT, "the watchdog to stop the pairing", || async { !a.runs(id) }).await;
+    next_event(&mut b_events, "the end of the pairing, told on the other node", |e| {
+        e.instance_id == id && e.event_type == EventType::ConnectionUpdate && e.data["status"] == "disconnected"
+    })
+    .await;
+    let ended = store.get_instance(Visibility::All, id).await.expect("instance");
+    assert_eq!(ended.status, InstanceStatus::Disconnected);
+    assert_eq!(ended.last_error.as_deref(), Some(gw_sessions::PAIRING_INTERRUPTED));
+    assert_eq!(ended.qr_code, None, "no stale QR code is shown");
+    assert_eq!(owner(&store, id).await, None);
+    assert!(!b.runs(id), "not resumed by anyone");
+    assert!(network.scan(id, None).await.is_err(), "the old QR code leads nowhere");
+
+    b.start(&ended, None).expect("connect again");
+    next_event(&mut b_events, "a new QR code", |e| e.instance_id == id && e.event_type == EventType::QrUpdated).await;
+    network.scan(id, Some("again".into())).await.expect("scan");
+    connected(&store, id).await;
+    assert_eq!(owner(&store, id).await, Some(b.node_id()));
+    a.abandon().await;
+    b.shutdown().await;
+}
+
 async fn a_send_accepted_on_another_node_is_sent_by_the_owner(store: Arc<dyn Store>) {
     let network = SandboxNetwork::new();
     let ttl = Duration::from_secs(10);
@@ -327,6 +404,11 @@ mod postgres {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pairing_the_watchdog_stopped_ends_disconnected() {
+        on_postgres(super::a_pairing_the_watchdog_stopped_ends_disconnected).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_send_accepted_on_another_node_is_sent_by_the_owner() {
         on_postgres(|store, _| super::a_send_accepted_on_another_node_is_sent_by_the_owner(store)).await;
     }
@@ -340,16 +422,35 @@ mod postgres {
     async fn a_stale_epoch_write_is_refused_and_stops_the_session() {
         on_postgres(|store, _| super::a_stale_epoch_write_is_refused_and_stops_the_session(store)).await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_owners_contact_write_is_refused_and_stops_the_session() {
+        on_postgres(|store, _| super::a_stale_owners_contact_write_is_refused_and_stops_the_session(store)).await;
+    }
 }
 
 mod sqlite {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_stale_epoch_write_is_refused_and_stops_the_session() {
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use gw_store::Store;
+
+    async fn on_sqlite<Fut: Future<Output = ()>>(test: impl FnOnce(Arc<dyn Store>) -> Fut) {
         let dir = std::env::temp_dir().join(format!("gw-cluster-{}", gw_core::MessageId::new()));
         std::fs::create_dir_all(&dir).expect("dir");
         let url = format!("sqlite://{}", dir.join("db.sqlite").display());
         let store = gw_store_sql::SqliteStore::open(&url, &gw_store_sql::OpenOptions::default()).await.expect("open");
-        super::a_stale_epoch_write_is_refused_and_stops_the_session(std::sync::Arc::new(store)).await;
+        test(Arc::new(store)).await;
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_epoch_write_is_refused_and_stops_the_session() {
+        on_sqlite(super::a_stale_epoch_write_is_refused_and_stops_the_session).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_owners_contact_write_is_refused_and_stops_the_session() {
+        on_sqlite(super::a_stale_owners_contact_write_is_refused_and_stops_the_session).await;
     }
 }

@@ -48,6 +48,28 @@ pub(crate) const RELEASE_ALL: &str =
 pub(crate) const RELEASE_FOREIGN: &str =
     "UPDATE instances SET owner_node = NULL, lease_expires_at = NULL WHERE owner_node IS NOT NULL AND owner_node <> $1";
 
+/// A pairing nobody runs: waiting for a phone, no valid session, lease free or expired. Repeated in the outer
+/// `WHERE` of [`END_INTERRUPTED_PAIRINGS`], which PostgreSQL re-checks against a row another statement changed
+/// meanwhile (a connect that took the lease), so such a row is left alone.
+macro_rules! interrupted_pairing {
+    () => {
+        "status IN ('connecting', 'qr') AND (owner_node IS NULL OR lease_expires_at IS NULL \
+         OR lease_expires_at <= (SELECT now_ms FROM db_clock))"
+    };
+}
+
+pub(crate) const END_INTERRUPTED_PAIRINGS: &str = concat!(
+    "UPDATE instances SET status = 'disconnected', qr_code = NULL, qr_code_expiry = NULL, last_error = $1, \
+     last_error_at = $2, updated_at = $2, owner_epoch = owner_epoch + 1, owner_node = NULL, \
+     lease_expires_at = NULL WHERE id IN (SELECT id FROM instances WHERE ",
+    interrupted_pairing!(),
+    " AND NOT EXISTS (SELECT 1 FROM session_data s WHERE s.instance_id = instances.id AND s.session_valid) \
+     ORDER BY id LIMIT $3) AND ",
+    interrupted_pairing!(),
+    " RETURNING ",
+    crate::rows::instance_columns!()
+);
+
 pub(crate) const DELETE_OTHER_NODES: &str = "DELETE FROM nodes WHERE id <> $1";
 
 pub(crate) const OWNER: &str = "SELECT i.owner_node FROM instances i, db_clock c \
@@ -373,6 +395,17 @@ macro_rules! impl_cluster_store {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_err("instance"))?;
+                rows.into_iter().map(Instance::try_from).collect()
+            }
+
+            async fn end_interrupted_pairings(&self, reason: &str, limit: u32) -> StoreResult<Vec<Instance>> {
+                let rows = sqlx::query_as::<_, InstanceRow>(END_INTERRUPTED_PAIRINGS)
+                    .bind(reason)
+                    .bind(crate::shared::now())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err("instance"))?;
                 rows.into_iter().map(Instance::try_from).collect()
             }
 

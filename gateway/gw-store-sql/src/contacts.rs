@@ -15,7 +15,7 @@ pub(crate) fn like_pattern(term: &str) -> String {
 }
 
 macro_rules! impl_contact_store {
-    ($store:ty) => {
+    ($store:ty, $fence_lock:literal) => {
         use async_trait::async_trait;
         use gw_core::{Contact, ContactId, InstanceId};
         use gw_store::{Actor, ContactStore, ContactUpsert, Page, PageRequest, StoreError, StoreResult};
@@ -31,6 +31,17 @@ macro_rules! impl_contact_store {
             async fn upsert_contact(&self, upsert: ContactUpsert) -> StoreResult<Contact> {
                 let at = now();
                 let mut tx = self.begin_write().await?;
+                if let Some(fence) = upsert.fence {
+                    // Under the instance row's lock until commit, as every fenced write (see cluster.rs).
+                    let current: Option<(i64,)> = sqlx::query_as(crate::cluster::epoch_under_lock!($fence_lock))
+                        .bind(upsert.instance_id.as_uuid())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err("instance"))?;
+                    if current.is_some_and(|(epoch,)| epoch != fence.get()) {
+                        return Err(StoreError::Fenced { instance: upsert.instance_id });
+                    }
+                }
                 // Learning that a LID and a phone number are one person: the row known so far only by its LID
                 // becomes the phone-number row (or, if both rows exist, the LID-only row gives way), so each
                 // person keeps exactly one contact.

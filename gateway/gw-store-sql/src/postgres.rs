@@ -93,7 +93,7 @@ mod message_stats {
 }
 
 mod contacts {
-    crate::contacts::impl_contact_store!(super::PgStore);
+    crate::contacts::impl_contact_store!(super::PgStore, " FOR SHARE");
 }
 
 mod webhook_configs {

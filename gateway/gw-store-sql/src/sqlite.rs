@@ -110,7 +110,7 @@ mod message_stats {
 }
 
 mod contacts {
-    crate::contacts::impl_contact_store!(super::SqliteStore);
+    crate::contacts::impl_contact_store!(super::SqliteStore, "");
 }
 
 mod webhook_configs {

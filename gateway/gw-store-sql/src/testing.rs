@@ -62,6 +62,12 @@ impl PgTestDatabase {
     /// Creates a fresh, empty database; `None` if PostgreSQL is unreachable and skipping is allowed.
     pub async fn create() -> Option<Self> {
         let admin_url = std::env::var("GW_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
+        Self::create_on(&admin_url).await
+    }
+
+    /// A fresh, empty database on the server `admin_url` names (a private server a test started, say).
+    pub async fn create_on(admin_url: &str) -> Option<Self> {
+        let admin_url = admin_url.to_owned();
         let mut admin = match PgConnection::connect(&admin_url).await {
             Ok(conn) => conn,
             Err(err) if !postgres_required() => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gw_core::{InstanceId, MessageStatus, NodeId, Timestamp};
 use gw_store::contract::{instance, outbound, subscription};
-use gw_store::{Enqueued, NewInboundMessage, OwnerEpoch, Store, StoreError, StoreResult, WaStateWrite};
+use gw_store::{ContactUpsert, Enqueued, NewInboundMessage, OwnerEpoch, Store, StoreError, StoreResult, WaStateWrite};
 use gw_store_sql::testing::PgTestDatabase;
 use gw_store_sql::{OpenOptions, PgStore};
 use sqlx::{Connection, PgConnection};
@@ -132,6 +132,17 @@ async fn fenced_writes_wait_for_a_takeover_in_flight_and_are_refused() {
             let store = store.clone();
             Box::new(move |e| Box::pin(async move { store.wa_state_apply(id, vec![put], Some(e)).await }))
         }),
+        ("upsert_contact", {
+            let store = store.clone();
+            let upsert = move |fence| ContactUpsert {
+                instance_id: id,
+                jid: "15550042@s.whatsapp.net".into(),
+                name: Some("late".into()),
+                fence,
+                ..Default::default()
+            };
+            Box::new(move |e| Box::pin(async move { store.upsert_contact(upsert(Some(e))).await.map(drop) }))
+        }),
     ];
     for (what, write) in writes {
         write_waits_for_the_takeover(&database, id, what, write).await;
@@ -142,6 +153,7 @@ async fn fenced_writes_wait_for_a_takeover_in_flight_and_are_refused() {
     assert!(session.session_valid);
     assert_eq!(session.auth_state.expose(), &vec![1]);
     assert!(store.wa_state_get(id, "session", "k").await.expect("get").is_some());
+    assert_eq!(store.find_contact_by_jid(id, "15550042@s.whatsapp.net").await.expect("contact"), None);
     pg.close().await;
     database.drop_database().await;
 }

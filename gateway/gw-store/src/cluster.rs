@@ -199,6 +199,11 @@ pub trait ClusterStore: Send + Sync {
     /// Active instances of active subscriptions with a valid session whose lease is free or expired, in id order:
     /// what the nodes of the cluster should share out.
     async fn list_orphaned_instances(&self, limit: u32) -> StoreResult<Vec<Instance>>;
+    /// Ends pairings whose node is gone, up to `limit`: instances waiting for a phone (`connecting` or `qr`)
+    /// without a valid session, whose lease is free or expired, become `disconnected` with `reason` as their last
+    /// error and no QR code, and their epoch is raised so a late write of the node that ran the pairing is refused.
+    /// Returns them. One statement: of nodes doing this at once, each instance is ended by one.
+    async fn end_interrupted_pairings(&self, reason: &str, limit: u32) -> StoreResult<Vec<Instance>>;
     /// The node holding the instance's unexpired lease.
     async fn instance_owner(&self, instance_id: InstanceId) -> StoreResult<Option<NodeId>>;
     /// The node's instances that have outbound messages or commands waiting (the slow poll behind wake-ups).

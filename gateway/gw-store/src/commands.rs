@@ -203,6 +203,10 @@ pub struct ContactUpsert {
     pub last_message_at: Option<Timestamp>,
     pub profile_picture_url: Option<String>,
     pub status: Option<String>,
+    /// The writing session's lease epoch: with one, the upsert lands only while the instance's lease has that
+    /// epoch ([`crate::StoreError::Fenced`] otherwise), so a former owner cannot write contacts after a take-over.
+    /// `None` for writes that do not come from a session.
+    pub fence: Option<crate::OwnerEpoch>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

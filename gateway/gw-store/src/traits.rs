@@ -110,7 +110,8 @@ pub trait MessageStatStore: Send + Sync {
 
 #[async_trait]
 pub trait ContactStore: Send + Sync {
-    /// Creates the contact or merges what is known into it (one row per instance and JID).
+    /// Creates the contact or merges what is known into it (one row per instance and JID). Fenced by
+    /// [`ContactUpsert::fence`] like [`crate::MessageStore::record_inbound`].
     async fn upsert_contact(&self, upsert: ContactUpsert) -> StoreResult<Contact>;
     async fn get_contact(&self, instance_id: InstanceId, id: ContactId) -> StoreResult<Contact>;
     async fn find_contact_by_jid(&self, instance_id: InstanceId, jid: &str) -> StoreResult<Option<Contact>>;

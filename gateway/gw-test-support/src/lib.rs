@@ -52,6 +52,17 @@ impl TestDatabase {
         }
     }
 
+    /// A fresh PostgreSQL database on the server `admin_url` names rather than `GW_TEST_POSTGRES_URL`'s.
+    pub async fn create_postgres_on(admin_url: &str) -> Option<Self> {
+        let dir = std::env::temp_dir().join(format!("gw-test-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let Some(postgres) = PgTestDatabase::create_on(admin_url).await else {
+            let _ = std::fs::remove_dir_all(&dir);
+            return None;
+        };
+        Some(Self { backend: Backend::Postgres, url: postgres.url().to_owned(), dir, postgres: Some(postgres) })
+    }
+
     /// The PostgreSQL database behind this one, for fault injection.
     pub fn postgres(&self) -> Option<&PgTestDatabase> {
         self.postgres.as_ref()

@@ -362,6 +362,109 @@ pub async fn a_stale_epoch_is_refused_on_driver_state_and_inbound_writes(store: 
     assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
 }
 
+/// Contacts the session learns (names, push names, LID and phone number) carry its epoch like every other session
+/// write: after a take-over a former owner's upsert is refused and changes nothing, neither the merge of a LID row
+/// into a phone-number row nor a name; the current owner and an unfenced write still go through.
+pub async fn a_stale_epoch_is_refused_on_contact_upserts(store: Arc<dyn Store>) {
+    let inst = paired(&store, "fenced-contacts").await;
+    let (paused, successor) = (NodeId::new(), NodeId::new());
+    let stale = store.acquire_lease(inst.id, paused, Duration::from_millis(1)).await.expect("acquire").expect("free");
+    let (pn, lid) = ("15550004@s.whatsapp.net", "88880004@lid");
+    let upsert = |jid: &str, lid: Option<&str>, name: &str, fence| ContactUpsert {
+        instance_id: inst.id,
+        jid: jid.into(),
+        lid: lid.map(str::to_owned),
+        name: Some(name.into()),
+        fence,
+        ..Default::default()
+    };
+    store.upsert_contact(upsert(lid, None, "Owner's", Some(stale))).await.expect("owner's upsert");
+
+    let (current, _) = acquire_eventually(&store, inst.id, successor).await;
+    for (what, late) in [
+        ("a name", upsert(lid, None, "Stale", Some(stale))),
+        ("a new contact", upsert("15550005@s.whatsapp.net", None, "Stale", Some(stale))),
+        ("a LID merged into its phone number", upsert(pn, Some(lid), "Stale", Some(stale))),
+    ] {
+        match store.upsert_contact(late).await {
+            Err(StoreError::Fenced { instance }) => assert_eq!(instance, inst.id, "{what}"),
+            other => panic!("{what}: a stale epoch must be refused as fenced, got {other:?}"),
+        }
+    }
+    let listed = store.list_contacts(inst.id, None, PageRequest::default()).await.expect("contacts");
+    let rows: Vec<_> = listed.items.iter().map(|c| (c.jid.as_str(), c.lid.as_deref(), c.name.as_deref())).collect();
+    assert_eq!(rows, vec![(lid, None, Some("Owner's"))], "nothing of the stale upserts landed");
+
+    let merged = store.upsert_contact(upsert(pn, Some(lid), "Current", Some(current))).await.expect("current owner");
+    assert_eq!((merged.jid.as_str(), merged.lid.as_deref(), merged.name.as_deref()), (pn, Some(lid), Some("Current")));
+    store.upsert_contact(upsert(pn, None, "Unfenced", None)).await.expect("unfenced upsert");
+    let missing = store
+        .upsert_contact(ContactUpsert { instance_id: InstanceId::new(), ..upsert(pn, None, "x", Some(current)) })
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
+}
+
+/// A pairing whose node stopped (its lease lapsed or was given up before the phone scanned) ends in a clear state:
+/// `disconnected`, the reason as last error, no QR code, and a raised epoch, so the old owner's late writes are
+/// refused. Pairings still leased, paired instances and instances never started are left alone; each is ended once.
+pub async fn interrupted_pairings_end_disconnected_once(store: Arc<dyn Store>) {
+    let sub = subscription(&store, 10).await;
+    let node = NodeId::new();
+    let waiting = |status| ConnectionUpdate {
+        status: Some(status),
+        qr_code: Some("2@qr".into()),
+        qr_code_expiry: Some(Timestamp::now()),
+        ..Default::default()
+    };
+    let lapsed = instance(&store, sub.id, "lapsed").await;
+    let stale = store.acquire_lease(lapsed.id, node, Duration::from_millis(1)).await.expect("acquire").expect("free");
+    let update = ConnectionUpdate { fence: Some(stale), ..waiting(InstanceStatus::Qr) };
+    store.update_connection(lapsed.id, update).await.expect("qr shown");
+    let connecting = instance(&store, sub.id, "released").await;
+    store.update_connection(connecting.id, waiting(InstanceStatus::Connecting)).await.expect("connecting");
+    let held = instance(&store, sub.id, "held").await;
+    store.acquire_lease(held.id, node, LONG).await.expect("acquire").expect("free");
+    store.update_connection(held.id, waiting(InstanceStatus::Qr)).await.expect("qr shown");
+    let reconnecting = paired(&store, "reconnecting").await;
+    store.update_connection(reconnecting.id, waiting(InstanceStatus::Connecting)).await.expect("connecting");
+    let never = instance(&store, sub.id, "never").await;
+
+    let reason = "pairing interrupted";
+    // The released one may end in an earlier round than the lapsed one, whose 1 ms lease must expire first.
+    let started = Instant::now();
+    let mut ended: Vec<InstanceId> = Vec::new();
+    while ended.len() < 2 {
+        ended.extend(store.end_interrupted_pairings(reason, 10).await.expect("end").iter().map(|i| i.id));
+        assert!(started.elapsed() < DEADLINE, "not ended: {ended:?}");
+        tokio::task::yield_now().await;
+    }
+    ended.sort();
+    let mut expected = vec![lapsed.id, connecting.id];
+    expected.sort();
+    assert_eq!(ended, expected, "exactly the two pairings nobody runs, each once");
+    for id in [lapsed.id, connecting.id] {
+        let now = store.get_instance(Visibility::All, id).await.expect("instance");
+        assert_eq!(now.status, InstanceStatus::Disconnected);
+        assert_eq!(now.last_error.as_deref(), Some(reason));
+        assert_eq!((now.qr_code, now.qr_code_expiry), (None, None));
+        assert_eq!(store.instance_owner(id).await.expect("owner"), None);
+    }
+    assert!(store.end_interrupted_pairings(reason, 10).await.expect("again").is_empty(), "each ended once");
+    let late = ConnectionUpdate { status: Some(InstanceStatus::Connected), fence: Some(stale), ..Default::default() };
+    match store.update_connection(lapsed.id, late).await {
+        Err(StoreError::Fenced { instance }) => assert_eq!(instance, lapsed.id),
+        other => panic!("the old owner's late write must be refused, got {other:?}"),
+    }
+    for (inst, status) in
+        [(&held, InstanceStatus::Qr), (&reconnecting, InstanceStatus::Connecting), (&never, InstanceStatus::Created)]
+    {
+        let now = store.get_instance(Visibility::All, inst.id).await.expect("instance");
+        assert_eq!(now.status, status, "{} left alone", inst.name);
+    }
+    // A connect after it takes the lease as usual.
+    assert!(store.acquire_lease(lapsed.id, node, LONG).await.expect("acquire").is_some_and(|e| e > stale));
+}
+
 /// Rows of nodes silent longer than the retention and commands older than it go, a batch at a time; live nodes
 /// and recent commands stay. Ages are the database's clock.
 pub async fn dead_nodes_and_old_commands_are_pruned_in_batches(store: Arc<dyn Store>) {

@@ -126,6 +126,8 @@ macro_rules! store_contract_tests {
             wake_ups_reach_subscribers,
             commands_are_taken_once_and_answered,
             a_stale_epoch_is_refused_on_driver_state_and_inbound_writes,
+            a_stale_epoch_is_refused_on_contact_upserts,
+            interrupted_pairings_end_disconnected_once,
             dead_nodes_and_old_commands_are_pruned_in_batches,
         );
     };
