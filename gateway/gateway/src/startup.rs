@@ -179,7 +179,7 @@ async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow:
         plugins: gw_services::Plugins::new(access, plugins, settings.plugins.timeout_ms),
     });
     let metrics_server = edge::serve_metrics(&settings, state.clone(), stopped.clone()).await?;
-    let app = gw_http::router(state);
+    let app = mount_console(&settings, &state, gw_http::router(state.clone()));
     Ok(Application {
         listener,
         addr,
@@ -194,6 +194,23 @@ async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow:
         subscribers: [subscriber, plugin_subscriber, metrics_server, relay_task].into_iter().flatten().collect(),
         single_node,
     })
+}
+
+/// The web console at `/console/` beside the API, over the same service handles (so the same permissions).
+fn mount_console(settings: &Settings, state: &gw_http::AppState, api: axum::Router) -> axum::Router {
+    if !settings.console.enabled {
+        return api;
+    }
+    let console = gw_console::ConsoleState::new(gw_console::ConsoleContext {
+        accounts: state.accounts.clone(),
+        messaging: state.messaging.clone(),
+        webhooks: state.webhooks.clone(),
+        plugins: state.plugins.clone(),
+        usage: state.usage.clone(),
+        cookies: gw_console::CookiePolicy::new(settings.console.secure_cookies),
+    });
+    let timeout = Duration::from_secs(settings.server.request_timeout_secs);
+    api.merge(gw_console::router(console, timeout))
 }
 
 /// The wired gateway, bound to its listener and not yet serving.

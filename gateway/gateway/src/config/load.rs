@@ -9,7 +9,7 @@ use super::{ConfigError, Settings, invalid};
 
 const SECTIONS: &[&str] = &[
     "server", "database", "log", "admin", "auth", "sessions", "whatsapp", "webhooks", "plugins", "tiers", "redis",
-    "metrics", "cluster",
+    "metrics", "cluster", "console",
 ];
 
 /// `GATEWAY_DATABASE_MAX_CONNECTIONS` -> `database.max_connections`; `GATEWAY_TIERS_FREE_MAX_INSTANCES` ->

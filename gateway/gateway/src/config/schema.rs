@@ -78,6 +78,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub metrics: MetricsSettings,
     pub cluster: ClusterSettings,
+    pub console: ConsoleSettings,
 }
 
 /// Several nodes on one PostgreSQL database: leases decide which node runs each instance's session (see
@@ -116,6 +117,16 @@ pub struct RedisSettings {
 pub struct MetricsSettings {
     /// `address:port` serving `GET /metrics`; empty for none.
     pub listen: String,
+}
+
+/// The web console at `/console/` (`docs/src/design/console.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Serves the console; off: `/console/` is not routed at all.
+    pub enabled: bool,
+    /// Marks the console's cookies `Secure` (sent over HTTPS only). Off only for plain-HTTP development.
+    pub secure_cookies: bool,
 }
 
 /// Webhook delivery (README: webhooks).
@@ -356,6 +367,7 @@ impl Default for Settings {
                 capacity: 10_000,
                 poll_interval_ms: 1_000,
             },
+            console: ConsoleSettings { enabled: true, secure_cookies: true },
         }
     }
 }
