@@ -93,10 +93,12 @@ pub(crate) const COMMAND_OUTCOME: &str = "SELECT status, result FROM instance_co
 
 /// Batch deletes by a sub-select with `LIMIT` (both dialects accept it; neither accepts `DELETE ... LIMIT`).
 pub(crate) const PRUNE_NODES: &str = "DELETE FROM nodes WHERE id IN (SELECT id FROM nodes \
-     WHERE heartbeat_at < (SELECT now_ms FROM db_clock) - $1 ORDER BY heartbeat_at LIMIT $2)";
+     WHERE heartbeat_at < $1 ORDER BY heartbeat_at LIMIT $2)";
 
 pub(crate) const PRUNE_COMMANDS: &str = "DELETE FROM instance_commands WHERE id IN (SELECT id FROM instance_commands \
-     WHERE created_at < (SELECT now_ms FROM db_clock) - $1 ORDER BY created_at LIMIT $2)";
+     WHERE created_at < $1 ORDER BY created_at LIMIT $2)";
+
+pub(crate) const DATABASE_NOW: &str = "SELECT now_ms FROM db_clock";
 
 pub(crate) const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
@@ -155,7 +157,11 @@ pub(crate) struct NodeRow {
     instances: i64,
 }
 
-fn from_millis(ms: i64) -> Result<Timestamp, StoreError> {
+pub(crate) fn to_millis(at: Timestamp) -> i64 {
+    at.as_datetime().timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> Result<Timestamp, StoreError> {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(Timestamp::from)
         .ok_or_else(|| StoreError::Corrupt { entity: "node", detail: format!("time out of range: {ms}") })
@@ -498,9 +504,15 @@ macro_rules! impl_cluster_store {
                 })
             }
 
-            async fn prune_dead_nodes(&self, dead_for: Duration, batch: u32) -> StoreResult<u64> {
+            async fn database_now(&self) -> StoreResult<gw_core::Timestamp> {
+                let (now_ms,): (i64,) =
+                    sqlx::query_as(DATABASE_NOW).fetch_one(&self.pool).await.map_err(db_err("clock"))?;
+                from_millis(now_ms)
+            }
+
+            async fn prune_dead_nodes(&self, silent_since: gw_core::Timestamp, batch: u32) -> StoreResult<u64> {
                 let done = sqlx::query(PRUNE_NODES)
-                    .bind(millis(dead_for))
+                    .bind(to_millis(silent_since))
                     .bind(i64::from(batch))
                     .execute(&self.pool)
                     .await
@@ -508,9 +520,9 @@ macro_rules! impl_cluster_store {
                 Ok(done.rows_affected())
             }
 
-            async fn prune_commands(&self, older_than: Duration, batch: u32) -> StoreResult<u64> {
+            async fn prune_commands(&self, written_before: gw_core::Timestamp, batch: u32) -> StoreResult<u64> {
                 let done = sqlx::query(PRUNE_COMMANDS)
-                    .bind(millis(older_than))
+                    .bind(to_millis(written_before))
                     .bind(i64::from(batch))
                     .execute(&self.pool)
                     .await
