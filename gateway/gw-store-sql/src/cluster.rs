@@ -202,9 +202,13 @@ pub(crate) fn millis(ttl: std::time::Duration) -> i64 {
 /// Forwards PostgreSQL notifications on [`WAKE_CHANNEL`] to the node's wake-up receivers, reconnecting after a
 /// failure, until nobody listens any more or the pool is closed.
 #[cfg(feature = "postgres")]
-pub(crate) async fn pg_listen(pool: sqlx::PgPool, wakes: tokio::sync::broadcast::Sender<gw_core::InstanceId>) {
+pub(crate) async fn pg_listen(
+    gated: crate::health::GatedPool,
+    wakes: tokio::sync::broadcast::Sender<gw_core::InstanceId>,
+) {
     use sqlx::postgres::PgListener;
     let retry = std::time::Duration::from_secs(1);
+    let pool = gated.inner().clone();
     while wakes.receiver_count() > 0 && !pool.is_closed() {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(listener) => listener,
@@ -214,6 +218,9 @@ pub(crate) async fn pg_listen(pool: sqlx::PgPool, wakes: tokio::sync::broadcast:
                 continue;
             }
         };
+        // Report a lost connection at once rather than after reconnecting (which waits the acquire timeout while
+        // the server is down): the loss is the health gate's earliest sign of an outage, and this loop reconnects.
+        listener.eager_reconnect(false);
         if let Err(error) = listener.listen(WAKE_CHANNEL).await {
             tracing::warn!(%error, "wake-up listener cannot LISTEN; retrying");
             tokio::time::sleep(retry).await;
@@ -227,10 +234,15 @@ pub(crate) async fn pg_listen(pool: sqlx::PgPool, wakes: tokio::sync::broadcast:
                         let _ = wakes.send(gw_core::InstanceId::from(id));
                     }
                 }
-                // The connection was lost: notifications sent meanwhile are gone (the slow poll covers them).
-                Ok(None) => break,
+                // The connection was lost: notifications sent meanwhile are gone (the slow poll covers them). It
+                // is also the first sign of a server going down: the health gate checks at once.
+                Ok(None) => {
+                    gated.gate().suspect();
+                    break;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "wake-up listener failed; reconnecting");
+                    gated.gate().suspect();
                     break;
                 }
             }
