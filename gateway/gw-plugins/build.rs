@@ -32,6 +32,7 @@ const GUESTS: &[&str] = &[
     "hostile_trap",
     "hostile_forbidden_import",
     "hostile_contract_probe",
+    "hostile_abuse",
 ];
 
 fn main() {

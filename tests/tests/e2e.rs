@@ -38,6 +38,7 @@ mod cluster;
 mod deploy;
 mod failover;
 mod hardening;
+mod messaging;
 mod multi_node;
 mod multi_node_forwarding;
 mod openapi_fuzz;
@@ -320,6 +321,7 @@ fn session_read_endpoints(iid: &str) -> Vec<(Method, String, Option<Value>)> {
         (Method::GET, format!("/v1/instances/{iid}/contacts"), None),
         (Method::GET, format!("/v1/instances/{iid}/contacts/{contact}"), None),
         (Method::GET, format!("/v1/instances/{iid}/groups"), None),
+        (Method::POST, format!("/v1/instances/{iid}/contacts/check"), Some(json!({"numbers": ["+15550001111"]}))),
         (Method::GET, format!("/v1/instances/{iid}/events"), None),
     ]
 }

@@ -1,4 +1,4 @@
-//! Read receipts, presence and blocking through the node that does not run the instance's session (two gateway
+//! Read receipts, presence, blocking and number checks through the node that does not run the instance's session (two gateway
 //! processes, one PostgreSQL database, one shared sandbox network): the owner executes them, and the shared
 //! sandbox shows their effect through either node.
 
@@ -113,6 +113,23 @@ async fn read_presence_and_block_through_a_non_owner_are_executed_by_the_owner()
     assert_eq!(texts, vec!["read me", "after unblocking"]);
     let (_, m) = with_key(other.app, &bob_key, Method::GET, &blocked_path, None, None).await;
     assert_eq!(m["status"], "sent", "never delivered: {m}");
+
+    // Number check: asked of the non-owner, answered by the owner's session on the shared network.
+    let (status, body) = other
+        .call(Method::POST, "/v1/sandbox/numbers", Some(json!({"numbers": ["+15550004444"], "on_whatsapp": false})))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, checked) = other
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{alice}/contacts/check"),
+            Some(json!({"numbers": [bob_phone, "+15550004444"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{checked}");
+    let results = checked["results"].as_array().expect("results");
+    assert_eq!((results[0]["jid"].as_str(), results[0]["on_whatsapp"].as_bool()), (Some(bob_jid.as_str()), Some(true)));
+    assert_eq!(results[1]["on_whatsapp"], false, "{checked}");
     assert_eq!(owner_of(&cluster, &operator, &alice).await, Some(runner), "the owner did not change meanwhile");
     cluster.shutdown().await;
 }

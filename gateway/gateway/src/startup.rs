@@ -167,7 +167,11 @@ async fn build(settings: Settings, listener: tokio::net::TcpListener) -> anyhow:
         limiter,
         engine: engine.clone(),
         sandbox,
-        messaging: gw_services::Messaging::new(access.clone(), engine.clone()),
+        messaging: gw_services::Messaging::new(
+            access.clone(),
+            engine.clone(),
+            Duration::from_secs(settings.sessions.number_check_cache_secs),
+        ),
         webhooks: gw_services::Webhooks::new(access.clone(), Arc::new(settings.egress()?), dispatcher),
         usage: gw_services::Usage::new(access.clone()),
         metering,
@@ -321,6 +325,13 @@ fn plugin_host(
     let host_settings = gw_plugins::HostSettings {
         cache_dir: Some(cache_dir.clone()),
         max_reply_depth: settings.sessions.max_reply_depth,
+        chains_per_subscription: settings.plugins.chains_per_subscription,
+        reply_guard: gw_plugins::ReplyGuardSettings {
+            replies_per_chat_per_minute: settings.plugins.replies_per_chat_per_minute,
+            reply_burst_per_chat: settings.plugins.reply_burst_per_chat,
+            ping_pong_window: Duration::from_millis(settings.plugins.ping_pong_window_ms),
+            ping_pong_exchanges: settings.plugins.ping_pong_exchanges,
+        },
         ..gw_plugins::HostSettings::default()
     };
     let host = gw_plugins::PluginHost::new(host_settings, catalog)

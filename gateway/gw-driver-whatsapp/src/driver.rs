@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use gw_core::{InstanceId, MediaInfo, MessageKind, Timestamp};
 use gw_sessions::{
-    AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvents, GroupInfo, OutgoingContent,
+    AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvents, GroupInfo, NumberCheck, OutgoingContent,
     OutgoingMessage, Presence, SentMessage,
 };
 use gw_store::Store;
@@ -357,6 +357,12 @@ impl Connection for WhatsAppConnection {
         let result =
             if blocked { self.client.blocking().block(&jid).await } else { self.client.blocking().unblock(&jid).await };
         result.map_err(|e| other("block list")(e.to_string()))
+    }
+
+    #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]
+    async fn check_numbers(&self, phones: &[String]) -> Result<Vec<NumberCheck>, DriverError> {
+        self.ready()?;
+        crate::contacts_check::check_numbers(&self.client, phones).await
     }
 
     #[tracing::instrument(skip_all, fields(instance = %self.instance_id), err)]

@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod contacts_check;
 pub mod crypto;
 pub mod driver;
 pub mod events;

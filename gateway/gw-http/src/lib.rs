@@ -33,8 +33,8 @@ pub use state::{AppContext, AppState, EdgeMetrics, HttpSettings};
 
 use crate::error::ProblemType as P;
 use crate::routes::{
-    api_keys, audit, auth, cluster, docs, health, instances, plugins, problems, sandbox, sessions, subscriptions,
-    usage, webhooks,
+    api_keys, audit, auth, cluster, docs, health, instances, numbers, plugins, problems, sandbox, sessions,
+    subscriptions, usage, webhooks,
 };
 
 async fn openapi_json(State(document): State<Arc<OpenApiJson>>) -> Response {
@@ -102,6 +102,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::presence))
         .routes(routes!(sessions::list_contacts))
         .routes(routes!(sessions::get_contact))
+        .routes(routes!(numbers::check))
         .routes(routes!(sessions::block))
         .routes(routes!(sessions::unblock))
         .routes(routes!(sessions::groups))
@@ -129,6 +130,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sandbox::replace))
         .routes(routes!(sandbox::create_group))
         .routes(routes!(sandbox::deliveries))
+        .routes(routes!(sandbox::set_on_whatsapp))
 }
 
 /// The API's routes (without state or the outer layers) and its complete OpenAPI document.

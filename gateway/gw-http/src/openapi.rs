@@ -447,6 +447,7 @@ mod tests {
             ("post", "/v1/instances/{id}/contacts/{contact_id}/block"),
             ("post", "/v1/instances/{id}/contacts/{contact_id}/unblock"),
             ("get", "/v1/instances/{id}/groups"),
+            ("post", "/v1/instances/{id}/contacts/check"),
             ("get", "/v1/instances/{id}/events"),
             ("post", "/v1/sandbox/instances/{id}/scan"),
             ("post", "/v1/sandbox/instances/{id}/inbound"),
@@ -455,6 +456,7 @@ mod tests {
             ("post", "/v1/sandbox/instances/{id}/replace"),
             ("post", "/v1/sandbox/groups"),
             ("get", "/v1/sandbox/instances/{id}/deliveries"),
+            ("post", "/v1/sandbox/numbers"),
         ] {
             assert!(documented.contains(&(method.to_owned(), path.to_owned())), "{method} {path} is not documented");
         }

@@ -128,7 +128,7 @@ fn main() {
         let compiled = host.load(&bytes).unwrap();
         let mut event = sample_event("{}");
         event.text = Some(TEXT.into());
-        let input = CallInput { event, limits: limits(), kv: KvBackend::memory() };
+        let input = CallInput::new(event, limits(), KvBackend::memory());
         let samples = runtime.block_on(async {
             let output = host.call(&compiled, &input).await;
             assert!(output.result.is_ok(), "{:?}", output.result);

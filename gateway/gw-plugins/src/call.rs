@@ -18,7 +18,9 @@ wasmtime::component::bindgen!({
     world: "plugin",
     // The key-value store is the one capability that waits on I/O (the catalog); it is async so a call runs on
     // the async worker that handles the event, with no hop to a blocking thread.
-    imports: { "gateway:plugin/kv": async | trappable, default: trappable },
+    // Every import is async so a host call can hand the worker back (see `CallState::charge`): a guest that
+    // spins on a cheap import burns little guest fuel, so fuel-based yields alone would not slice it.
+    imports: { default: async | trappable },
     exports: { default: async },
 });
 
@@ -38,8 +40,20 @@ pub const MAX_STDERR_BYTES: usize = 4096;
 /// Table elements an instance may grow to.
 const MAX_TABLE_ELEMENTS: usize = 10_000;
 /// Fuel between two yields of a running call to the async runtime: about 20-50 us of guest code here, against
-/// about 16k fuel for a whole typical filter call, so ordinary calls never yield.
+/// about 16k fuel for a whole typical filter call, so ordinary calls never yield. Host calls count too.
 const YIELD_EVERY_FUEL: u64 = 200_000;
+/// Bytes a guest may pass to the host in one crossing (the arguments of one host call, or the verdict). Checked by
+/// wasmtime against the string and list lengths before anything is copied (`Store::set_hostcall_fuel`). The
+/// contract's largest legitimate crossing is a verdict: 5 replies and a modified text of 4,096 characters, at
+/// most 4 bytes each, about 100 KiB; anything beyond is refused before it costs a copy.
+pub const MAX_TRANSFER_BYTES: usize = 128 << 10;
+/// Host fuel between two yields: host calls are slower per unit of fuel than guest code (each crosses into the
+/// host), so they hand the worker back about every 20 calls rather than every 200.
+const HOST_YIELD_EVERY_FUEL: u64 = 20_000;
+/// Fuel one host call costs besides the bytes it is given: a guest spinning on `clock::now` pays for it.
+const HOST_CALL_FUEL: u64 = 1_000;
+/// Fuel one key-value call costs: it waits on the store, a shared resource.
+const KV_CALL_FUEL: u64 = 10_000;
 
 /// The clock plugins see, injectable so tests are deterministic. Unix milliseconds.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -98,6 +112,12 @@ pub struct CallState {
     kv: KvBackend,
     kv_writes: u32,
     deadline: Instant,
+    limits: PluginLimits,
+    /// Fuel this call may use (guest and host together) and what host calls have used of it so far.
+    fuel_available: u64,
+    host_fuel: u64,
+    /// Host fuel at which the next host call hands the worker back.
+    next_host_yield: u64,
     logs: Vec<LogLine>,
     logs_dropped: u32,
     /// Set when a host capability failed; the trap it causes is reported as this instead.
@@ -150,6 +170,24 @@ impl CallState {
         wasmtime::Error::msg(message)
     }
 
+    /// Charges a host call to the call's budget: its fuel (a fixed cost plus one unit per byte it was given) and
+    /// the deadline, which the epoch does not enforce inside host code. Hands the worker back every
+    /// `HOST_YIELD_EVERY_FUEL` units, as guest fuel does every `YIELD_EVERY_FUEL`.
+    async fn charge(&mut self, fuel: u64) -> wasmtime::Result<()> {
+        self.host_fuel = self.host_fuel.saturating_add(fuel);
+        if self.host_fuel > self.fuel_available {
+            return Err(self.fail_host(PluginError::OutOfFuel { limit: self.limits.fuel }));
+        }
+        if Instant::now() >= self.deadline {
+            return Err(self.fail_host(PluginError::Timeout { timeout_ms: self.limits.timeout_ms }));
+        }
+        if self.host_fuel >= self.next_host_yield {
+            self.next_host_yield = self.host_fuel.saturating_add(HOST_YIELD_EVERY_FUEL);
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    }
+
     fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
@@ -181,8 +219,9 @@ impl CallState {
 impl gateway::plugin::types::Host for CallState {}
 
 impl gateway::plugin::log::Host for CallState {
-    fn write(&mut self, level: gateway::plugin::log::Level, message: String) -> wasmtime::Result<()> {
+    async fn write(&mut self, level: gateway::plugin::log::Level, message: String) -> wasmtime::Result<()> {
         use gateway::plugin::log::Level;
+        self.charge(HOST_CALL_FUEL + message.len() as u64).await?;
         if self.logs.len() >= MAX_LOG_LINES_PER_CALL {
             self.logs_dropped = self.logs_dropped.saturating_add(1);
             return Ok(());
@@ -200,19 +239,22 @@ impl gateway::plugin::log::Host for CallState {
 }
 
 impl gateway::plugin::config::Host for CallState {
-    fn get(&mut self) -> wasmtime::Result<String> {
+    async fn get(&mut self) -> wasmtime::Result<String> {
+        self.charge(HOST_CALL_FUEL + self.config.len() as u64).await?;
         Ok(self.config.clone())
     }
 }
 
 impl gateway::plugin::clock::Host for CallState {
-    fn now(&mut self) -> wasmtime::Result<i64> {
+    async fn now(&mut self) -> wasmtime::Result<i64> {
+        self.charge(HOST_CALL_FUEL).await?;
         Ok((self.clock)())
     }
 }
 
 impl gateway::plugin::kv::Host for CallState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.charge(KV_CALL_FUEL + key.len() as u64).await?;
         if key.len() > MAX_KV_KEY_BYTES {
             return Ok(None);
         }
@@ -224,6 +266,7 @@ impl gateway::plugin::kv::Host for CallState {
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        self.charge(KV_CALL_FUEL + (key.len() + value.len()) as u64).await?;
         if key.len() > MAX_KV_KEY_BYTES {
             return Ok(Err(format!("key longer than {MAX_KV_KEY_BYTES} bytes")));
         }
@@ -253,6 +296,7 @@ impl gateway::plugin::kv::Host for CallState {
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        self.charge(KV_CALL_FUEL + key.len() as u64).await?;
         if key.len() > MAX_KV_KEY_BYTES || self.kv_writes >= MAX_KV_WRITES_PER_CALL {
             return Ok(());
         }
@@ -272,6 +316,44 @@ pub struct CallInput {
     pub event: WitEvent,
     pub limits: PluginLimits,
     pub kv: KvBackend,
+    /// What is left of a budget shared with other calls (a chain's, per event); `None`: the whole of `limits`.
+    pub budget: Option<Budget>,
+}
+
+impl CallInput {
+    /// A call with the whole of `limits` to itself.
+    pub fn new(event: WitEvent, limits: PluginLimits, kv: KvBackend) -> Self {
+        Self { event, limits, kv, budget: None }
+    }
+
+    /// The fuel and the deadline this call runs under.
+    fn budget(&self) -> Budget {
+        self.budget.unwrap_or_else(|| Budget::of(&self.limits))
+    }
+}
+
+/// Fuel and time left to spend: one per event for a whole chain, so a chain of ten bindings gets no more than a
+/// chain of one.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Guest and host fuel together; `u64::MAX` when the tier sets no fuel limit.
+    pub fuel: u64,
+    pub deadline: Instant,
+}
+
+impl Budget {
+    /// The whole of `limits`, from now.
+    pub fn of(limits: &PluginLimits) -> Self {
+        Self {
+            fuel: if limits.fuel == 0 { u64::MAX } else { limits.fuel },
+            deadline: Instant::now() + Duration::from_millis(u64::from(limits.timeout_ms)),
+        }
+    }
+
+    /// Whether nothing is left to start another call with.
+    pub fn spent(&self) -> bool {
+        self.fuel == 0 || Instant::now() >= self.deadline
+    }
 }
 
 /// What a call produced.
@@ -291,6 +373,7 @@ pub(crate) fn new_store(
     clock: Clock,
     epoch_tick: Duration,
 ) -> Store<CallState> {
+    let budget = input.budget();
     let state = CallState {
         limiter: Limiter {
             memory_bytes: usize::try_from(input.limits.memory_bytes).unwrap_or(usize::MAX),
@@ -303,7 +386,11 @@ pub(crate) fn new_store(
         clock,
         kv: input.kv.clone(),
         kv_writes: 0,
-        deadline: Instant::now() + Duration::from_millis(u64::from(input.limits.timeout_ms)),
+        deadline: budget.deadline,
+        limits: input.limits,
+        fuel_available: budget.fuel,
+        host_fuel: 0,
+        next_host_yield: HOST_YIELD_EVERY_FUEL,
         logs: Vec::new(),
         logs_dropped: 0,
         host_failure: None,
@@ -312,14 +399,17 @@ pub(crate) fn new_store(
     store.limiter(|state| &mut state.limiter);
     // Fuel is always on in the engine; a limit of 0 in a tier would make every call fail, so treat it as "no
     // fuel limit" and let the deadline bound the call.
-    let fuel = if input.limits.fuel == 0 { u64::MAX } else { input.limits.fuel };
-    let _ = store.set_fuel(fuel);
+    let _ = store.set_fuel(budget.fuel);
+    // What the guest hands the host is length-checked against this before it is copied.
+    store.set_hostcall_fuel(MAX_TRANSFER_BYTES);
     // Calls run on the async worker that handles the event; a long one hands the worker back every so often, so
     // a plugin that computes until its deadline delays other tasks by one interval at a time, not by its deadline.
     let _ = store.fuel_async_yield_interval(Some(YIELD_EVERY_FUEL));
     let tick_ms = epoch_tick.as_millis().max(1) as u64;
+    let remaining_ms =
+        u64::try_from(budget.deadline.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(u64::MAX);
     // One extra tick: the current tick is already partly over when the call starts.
-    store.set_epoch_deadline(u64::from(input.limits.timeout_ms).div_ceil(tick_ms).max(1) + 1);
+    store.set_epoch_deadline(remaining_ms.div_ceil(tick_ms).max(1) + 1);
     store.epoch_deadline_trap();
     store
 }
@@ -327,13 +417,14 @@ pub(crate) fn new_store(
 /// Instantiates `pre` in `store`, calls `handle` once, and classifies the outcome. The caller drops the store
 /// (which returns the instance's slot to the pool).
 pub(crate) async fn call(pre: &PluginPre<CallState>, store: &mut Store<CallState>, input: &CallInput) -> CallOutput {
-    let fuel_limit = if input.limits.fuel == 0 { u64::MAX } else { input.limits.fuel };
+    let fuel_limit = input.budget().fuel;
     let result = match pre.instantiate_async(&mut *store).await {
         Ok(plugin) => plugin.call_handle(&mut *store, &input.event).await,
         Err(error) => Err(error),
     };
-    let fuel_used = fuel_limit.saturating_sub(store.get_fuel().unwrap_or(0));
+    let guest_fuel = fuel_limit.saturating_sub(store.get_fuel().unwrap_or(0));
     let state = store.data_mut();
+    let fuel_used = guest_fuel.saturating_add(state.host_fuel);
     let stderr = state
         .stderr
         .as_ref()
@@ -371,6 +462,19 @@ fn classify(error: wasmtime::Error, state: &mut CallState, limits: &PluginLimits
             message = format!("{message}; it wrote: {panic_message}");
         }
         return PluginError::Trap(truncate(message, 2048));
+    }
+    // wasmtime refused to copy more than `MAX_TRANSFER_BYTES` from the guest. Inside a host call the guest is
+    // still on the stack (a backtrace); after `handle` returned, it was the verdict.
+    if format!("{error:#}").contains("too much data is being copied between the host and the guest") {
+        return match error.downcast_ref::<wasmtime::WasmBacktrace>() {
+            None => PluginError::InvalidVerdict(format!(
+                "the verdict is larger than {MAX_TRANSFER_BYTES} bytes; it was refused before it was copied"
+            )),
+            Some(_) => PluginError::Trap(format!(
+                "the plugin passed more than {MAX_TRANSFER_BYTES} bytes to one host call (log, key-value or \
+                 config); it was refused before it was copied"
+            )),
+        };
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => return PluginError::OutOfFuel { limit: limits.fuel },
@@ -419,11 +523,11 @@ mod tests {
 
     fn state_store() -> Store<CallState> {
         let host = PluginHost::standalone(HostSettings { instance_slots: 1, ..HostSettings::default() }).unwrap();
-        let input = CallInput {
-            event: crate::sample_event("{}"),
-            limits: PluginLimits { fuel: 1, memory_bytes: 1 << 20, timeout_ms: 10, max_module_bytes: 1 },
-            kv: KvBackend::memory(),
-        };
+        let input = CallInput::new(
+            crate::sample_event("{}"),
+            PluginLimits { fuel: 1_000_000, memory_bytes: 1 << 20, timeout_ms: 1_000, max_module_bytes: 1 },
+            KvBackend::memory(),
+        );
         new_store(&host.inner.engine, &input, system_clock(), Duration::from_millis(1))
     }
 
@@ -443,12 +547,12 @@ mod tests {
         assert_eq!(state.set("one-more".into(), vec![1]).await.unwrap(), Err("at most 16 writes per call".into()));
     }
 
-    #[test]
-    fn logs_are_bounded_per_call_in_count_and_size() {
+    #[tokio::test]
+    async fn logs_are_bounded_per_call_in_count_and_size() {
         let mut store = state_store();
         let state = store.data_mut();
         for _ in 0..MAX_LOG_LINES_PER_CALL + 7 {
-            state.write(gateway::plugin::log::Level::Info, "x".repeat(5000)).unwrap();
+            state.write(gateway::plugin::log::Level::Info, "x".repeat(5000)).await.unwrap();
         }
         assert_eq!(state.logs.len(), MAX_LOG_LINES_PER_CALL);
         assert_eq!(state.logs_dropped, 7);

@@ -18,15 +18,17 @@ use std::{
 
 use gw_core::{
     BindingFailure, BoundPlugin, Disposition, FailurePolicy, InstanceId, MessageEvent, MessagePipeline, Origin,
-    PipelineOutcome, PluginBindingId, PluginCatalog, PluginLogRecord, Reply, Timestamp,
+    PipelineOutcome, PluginBindingId, PluginCatalog, PluginLogRecord, Reply, SubscriptionId, Timestamp,
 };
+use tokio::sync::Semaphore;
 
 use crate::{
     cache::{Compiled, sha256_hex},
-    call::{CallInput, KvBackend, WitAction, WitEvent, WitMedia, WitOrigin, WitVerdict},
+    call::{Budget, CallInput, KvBackend, WitAction, WitEvent, WitMedia, WitOrigin, WitVerdict},
     engine::HostSettings,
     error::{PluginError, truncate},
     host::{PluginHost, wit_direction},
+    reply_guard::{Admission, ReplyGuard},
 };
 
 // The verdict's limits are the contract's (gw-core), the same the send path applies to a reply.
@@ -49,6 +51,11 @@ pub(crate) struct ChainState {
     catalog: Arc<dyn PluginCatalog>,
     chains: moka::sync::Cache<InstanceId, Arc<LoadedChain>>,
     log_budgets: moka::sync::Cache<PluginBindingId, Arc<Mutex<LogBudget>>>,
+    /// Per subscription: permits for chains running at once (`HostSettings::chains_per_subscription`).
+    admission: moka::sync::Cache<SubscriptionId, Arc<Semaphore>>,
+    chains_per_subscription: usize,
+    /// Automated replies per chat, across instances and tenants.
+    replies: ReplyGuard,
     /// Bumped by every invalidation: a chain read from the catalog before an invalidation serves the event that
     /// read it but does not stay cached, so it cannot outlive the change it raced with.
     generation: std::sync::atomic::AtomicU64,
@@ -63,6 +70,13 @@ impl ChainState {
                 .max_capacity(100_000)
                 .time_to_idle(std::time::Duration::from_secs(600))
                 .build(),
+            // Idle eviction only: a semaphore with a waiter or a holder is in use, so not idle.
+            admission: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(std::time::Duration::from_secs(600))
+                .build(),
+            replies: ReplyGuard::new(settings.reply_guard),
+            chains_per_subscription: usize::try_from(settings.chains_per_subscription.max(1)).unwrap_or(1),
             generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -171,7 +185,17 @@ impl MessagePipeline for PluginChain {
         if !chain.bindings.iter().any(|b| b.bound.direction.covers(event.direction)) {
             return PipelineOutcome::deliver(event);
         }
+        // Fair admission: this subscription's events wait for their own permits (FIFO), never for another's.
+        let permits = self
+            .state()
+            .admission
+            .get_with(event.subscription_id, || Arc::new(Semaphore::new(self.state().chains_per_subscription)));
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => permits.acquire_owned().await.ok(),
+        };
         let run = run_chain(&self.host, &chain, event).await;
+        drop(permit);
         if !run.failures.is_empty() || !run.logs.is_empty() {
             let catalog = self.state().catalog.clone();
             tokio::spawn(async move {
@@ -248,21 +272,60 @@ async fn run_chain(host: &PluginHost, chain: &LoadedChain, mut event: MessageEve
         Origin::PluginReply { depth } => depth < settings.max_reply_depth,
         Origin::Api | Origin::WhatsApp => settings.max_reply_depth > 0,
     };
+    let guard = &host.inner.chains.replies;
+    if event.direction == gw_core::Direction::Inbound {
+        guard.inbound(event.instance_id, &event.chat_jid);
+    }
+    // One budget per event for the whole chain, started with its first call (every binding of an instance has its
+    // subscription's limits): ten bindings of a spinning plugin get one deadline between them, not ten.
+    let mut budget: Option<Budget> = None;
     for binding in chain.bindings.iter().filter(|b| b.bound.direction.covers(event.direction)) {
         let bound = &binding.bound;
+        let budget = budget.get_or_insert_with(|| Budget::of(&bound.limits));
         let result = match &binding.compiled {
             Err(error) => Err(error.clone()),
+            Ok(_) if budget.spent() => {
+                // Not this binding's fault: it is not charged with a failure, but its policy still applies.
+                logs.push(PluginLogRecord {
+                    binding_id: bound.binding_id,
+                    level: "warn".into(),
+                    message: format!(
+                        "not run: earlier plugins in the chain used the event's whole budget ({} ms, {} fuel)",
+                        bound.limits.timeout_ms, bound.limits.fuel
+                    ),
+                    at: Timestamp::now(),
+                });
+                match bound.failure_policy {
+                    FailurePolicy::FailOpen => continue,
+                    FailurePolicy::FailClosed => {
+                        return ChainRun {
+                            outcome: PipelineOutcome {
+                                disposition: Disposition::Drop {
+                                    reason: "the event's plugin budget was spent before this fail-closed binding ran"
+                                        .into(),
+                                    by: Some(bound.plugin_name.clone()),
+                                },
+                                replies,
+                            },
+                            failures,
+                            logs,
+                        };
+                    }
+                }
+            }
             Ok(compiled) => {
-                let input = CallInput {
-                    event: to_wit(&event, &binding.config),
-                    limits: bound.limits,
-                    kv: KvBackend::Catalog {
+                let mut input = CallInput::new(
+                    to_wit(&event, &binding.config),
+                    bound.limits,
+                    KvBackend::Catalog {
                         catalog: host.inner.chains.catalog.clone(),
                         plugin: bound.plugin_id,
                         instance: event.instance_id,
                     },
-                };
+                );
+                input.budget = Some(*budget);
                 let output = host.inner.call(compiled, &input).await;
+                budget.fuel = budget.fuel.saturating_sub(output.fuel_used);
                 keep_logs(host, bound, output.logs, output.logs_dropped, &mut logs);
                 output.result.and_then(|verdict| validate(&input.event, &verdict).map(|()| verdict))
             }
@@ -298,7 +361,40 @@ async fn run_chain(host: &PluginHost, chain: &LoadedChain, mut event: MessageEve
         };
         if !verdict.replies.is_empty() {
             if replies_allowed {
-                replies.extend(verdict.replies.into_iter().map(|reply| Reply {
+                let wanted = verdict.replies.len();
+                let allowed = match guard.admit(event.instance_id, &event.chat_jid, wanted) {
+                    Admission::Allowed(allowed) => {
+                        if allowed < wanted {
+                            logs.push(warn_line(
+                                bound.binding_id,
+                                format!(
+                                    "{} reply(ies) to {} discarded: automated replies to one chat are limited to \
+                                     {} per minute (burst {})",
+                                    wanted - allowed,
+                                    event.chat_jid,
+                                    settings.reply_guard.replies_per_chat_per_minute,
+                                    settings.reply_guard.reply_burst_per_chat
+                                ),
+                            ));
+                        }
+                        allowed
+                    }
+                    Admission::PingPong { exchanges } => {
+                        tracing::warn!(instance = %event.instance_id, chat = %event.chat_jid, binding = %bound.binding_id, exchanges, "plugin replies discarded: ping-pong between automated parties");
+                        logs.push(warn_line(
+                            bound.binding_id,
+                            format!(
+                                "{wanted} reply(ies) discarded: {} answered this instance's automated replies \
+                                 promptly {exchanges} times in a row (a ping-pong between automated parties); \
+                                 replies to it resume once it has been quiet for {} s",
+                                event.chat_jid,
+                                settings.reply_guard.ping_pong_window.as_secs()
+                            ),
+                        ));
+                        0
+                    }
+                };
+                replies.extend(verdict.replies.into_iter().take(allowed).map(|reply| Reply {
                     chat_jid: event.chat_jid.clone(),
                     text: reply.text,
                     quoted_message_id: None,
@@ -335,6 +431,11 @@ async fn run_chain(host: &PluginHost, chain: &LoadedChain, mut event: MessageEve
         }
     }
     ChainRun { outcome: PipelineOutcome { disposition: Disposition::Deliver(event), replies }, failures, logs }
+}
+
+/// A `warn` line the host writes in a binding's log.
+fn warn_line(binding_id: PluginBindingId, message: String) -> PluginLogRecord {
+    PluginLogRecord { binding_id, level: "warn".into(), message, at: Timestamp::now() }
 }
 
 /// Keeps a call's log lines within the binding's budget (a token bucket of lines per minute).

@@ -42,6 +42,12 @@ pub struct HostSettings {
     pub max_reply_depth: u8,
     /// Log lines one binding may keep per minute; the rest are counted and dropped.
     pub log_lines_per_minute: u32,
+    /// Events of one subscription whose chains run at once on this node; later ones queue (in order) for that
+    /// subscription alone, so one tenant's plugins never hold more than this many workers and instance slots and
+    /// another tenant's events do not wait behind them.
+    pub chains_per_subscription: u32,
+    /// Automated replies per chat: rate, burst and ping-pong detection.
+    pub reply_guard: crate::ReplyGuardSettings,
 }
 
 impl Default for HostSettings {
@@ -58,6 +64,8 @@ impl Default for HostSettings {
             compiled_capacity: 512,
             max_reply_depth: 1,
             log_lines_per_minute: 120,
+            chains_per_subscription: 2,
+            reply_guard: crate::ReplyGuardSettings::default(),
         }
     }
 }

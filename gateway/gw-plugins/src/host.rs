@@ -164,7 +164,7 @@ impl PluginRuntime for PluginHost {
                 LoadError::WrongWorld(_) => rejection(RejectionKind::WrongWorld, error.to_string()),
                 LoadError::Cache(_) => rejection(RejectionKind::InvalidComponent, error.to_string()),
             })?;
-            let input = CallInput { event: sample_event("{}"), limits, kv: KvBackend::memory() };
+            let input = CallInput::new(sample_event("{}"), limits, KvBackend::memory());
             let output = self.call(&compiled, &input).await;
             match output.result {
                 Ok(verdict) => crate::chain::validate(&input.event, &verdict)

@@ -14,18 +14,20 @@ mod chain;
 mod engine;
 mod error;
 mod host;
+mod reply_guard;
 pub mod runner;
 
 pub use cache::{CacheCounts, Compiled, LoadError, sha256_hex};
 pub use call::{
-    CallInput, CallOutput, Clock, KvBackend, LogLine, MAX_KV_KEY_BYTES, MAX_KV_VALUE_BYTES, MAX_KV_WRITES_PER_CALL,
-    MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL, WitAction, WitDirection, WitEvent, WitMedia, WitOrigin, WitReply,
-    WitVerdict, system_clock,
+    Budget, CallInput, CallOutput, Clock, KvBackend, LogLine, MAX_KV_KEY_BYTES, MAX_KV_VALUE_BYTES,
+    MAX_KV_WRITES_PER_CALL, MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL, MAX_TRANSFER_BYTES, WitAction, WitDirection,
+    WitEvent, WitMedia, WitOrigin, WitReply, WitVerdict, system_clock,
 };
 pub use chain::{MAX_REPLIES, MAX_REPLY_CHARS, PluginChain};
 pub use engine::HostSettings;
 pub use error::PluginError;
 pub use host::{HostError, PluginHost, sample_event};
+pub use reply_guard::ReplyGuardSettings;
 
 /// Paths of the guest components built from `plugins/` by the build script.
 pub mod guests {

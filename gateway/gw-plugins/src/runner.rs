@@ -145,7 +145,7 @@ pub async fn run(
 ) -> Result<RunReport, RunError> {
     let compiled = host.load(component)?;
     let config = serde_json::to_string(config).map_err(|e| RunError::Event(e.to_string()))?;
-    let input = CallInput { event: event.to_wit(&config)?, limits, kv: KvBackend::Memory(kv) };
+    let input = CallInput::new(event.to_wit(&config)?, limits, KvBackend::Memory(kv));
     let started = Instant::now();
     let output = host.call(&compiled, &input).await;
     let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);

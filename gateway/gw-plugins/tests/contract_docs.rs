@@ -45,6 +45,7 @@ fn the_sdk_readme_states_the_contracts_limits() {
         ("| `kv` writes (set or delete) per call |", gw_core::PLUGIN_KV_MAX_WRITES_PER_CALL as usize),
         ("| log lines per call |", gw_core::PLUGIN_MAX_LOG_LINES_PER_CALL),
         ("| one log line |", gw_core::PLUGIN_MAX_LOG_LINE_BYTES),
+        ("| bytes passed to the host at once", gw_plugins::MAX_TRANSFER_BYTES),
     ] {
         let line = SDK_README.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("no row {row}"));
         assert!(line.contains(&format!(" {} ", figure(limit))), "{row} should state {limit}: {line}");

@@ -10,6 +10,7 @@
 mod access;
 mod caller;
 mod messaging;
+mod number_check;
 mod plugins;
 mod usage;
 mod webhooks;
@@ -18,6 +19,7 @@ pub use access::{Access, AccessError};
 pub use caller::{Caller, Need};
 pub use gw_core::KeyScope;
 pub use messaging::{LiveEvents, Messaging, MessagingError};
+pub use number_check::MAX_NUMBER_CHECK;
 pub use plugins::{Bind, CreatePlugin, MAX_BINDING_POSITION, PluginError, Plugins, Rebind};
 pub use usage::{Usage, UsageError};
 pub use webhooks::{WebhookError, Webhooks, WithSecret};

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use gw_core::{Contact, ContactId, GatewayEvent, Instance, InstanceId, InstanceStatus, Message, MessageId, Timestamp};
-use gw_sessions::{Accepted, Engine, EngineError, GroupInfo, InvalidField, Presence, SendRequest};
+use gw_sessions::{Accepted, Engine, EngineError, GroupInfo, InvalidField, NumberCheck, Presence, SendRequest};
 use gw_store::{Page, PageRequest, Store, StoreError};
 
 use crate::access::{Access, AccessError};
 use crate::caller::{Caller, Need};
+use crate::number_check::NumberCache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MessagingError {
@@ -34,6 +35,7 @@ pub struct Messaging {
     access: Access,
     store: Arc<dyn Store>,
     engine: Engine,
+    numbers: NumberCache,
 }
 
 impl std::fmt::Debug for Messaging {
@@ -47,8 +49,9 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> MessagingError {
 }
 
 impl Messaging {
-    pub fn new(access: Access, engine: Engine) -> Self {
-        Self { store: access.store().clone(), access, engine }
+    /// `number_check_ttl`: how long a number check's answers are reused (zero: never).
+    pub fn new(access: Access, engine: Engine, number_check_ttl: std::time::Duration) -> Self {
+        Self { store: access.store().clone(), access, engine, numbers: NumberCache::new(number_check_ttl) }
     }
 
     /// The instance, checked for `need`: for callers that act on it elsewhere (the sandbox's control API).
@@ -230,6 +233,20 @@ impl Messaging {
         let instance = self.access.instance(caller, id, Need::READ_CONTACTS).await?;
         let connection = self.engine.connection(&instance)?;
         Ok(connection.groups().await.map_err(EngineError::from)?)
+    }
+
+    /// Which of `numbers` (1 to [`crate::MAX_NUMBER_CHECK`] phone numbers) are on WhatsApp: one answer per number,
+    /// in order, each with the number's digits. Recent answers come from the cache; the rest from the session
+    /// (on whichever node runs it).
+    pub async fn check_numbers(
+        &self,
+        caller: &Caller,
+        id: InstanceId,
+        numbers: &[String],
+    ) -> Result<Vec<NumberCheck>, MessagingError> {
+        let instance = self.access.instance(caller, id, Need::READ_CONTACTS).await?;
+        let phones = crate::number_check::phones(numbers)?;
+        Ok(self.numbers.check(&self.engine, &instance, &phones).await?)
     }
 
     /// The live event bus and the instance whose events the caller may follow on it.

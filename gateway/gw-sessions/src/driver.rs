@@ -151,6 +151,18 @@ pub struct GroupInfo {
     pub admins: Vec<String>,
 }
 
+/// Whether one phone number is on WhatsApp, as WhatsApp answered it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NumberCheck {
+    /// The number asked about, digits only (country code first).
+    pub phone: String,
+    pub on_whatsapp: bool,
+    /// The phone-number JID when the number is on WhatsApp.
+    pub jid: Option<String>,
+    /// The account's LID when WhatsApp named it.
+    pub lid: Option<String>,
+}
+
 /// The commands of an open connection.
 #[async_trait::async_trait]
 pub trait Connection: Send + Sync + fmt::Debug {
@@ -159,6 +171,10 @@ pub trait Connection: Send + Sync + fmt::Debug {
     async fn send_presence(&self, chat_jid: &str, presence: Presence) -> Result<(), DriverError>;
     async fn set_blocked(&self, jid: &str, blocked: bool) -> Result<(), DriverError>;
     async fn groups(&self) -> Result<Vec<GroupInfo>, DriverError>;
+    /// Which of `phones` (digits only, country code first) are on WhatsApp: one answer per number, in order.
+    async fn check_numbers(&self, _phones: &[String]) -> Result<Vec<NumberCheck>, DriverError> {
+        Err(DriverError::Unsupported("number checks".into()))
+    }
     /// Asks for an 8-character code the user types on the phone, instead of scanning a QR code.
     async fn request_pair_code(&self, phone: &str) -> Result<String, DriverError>;
     /// Ends the session on WhatsApp's side too (the device is removed from the phone).

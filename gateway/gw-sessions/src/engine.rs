@@ -20,7 +20,7 @@ use crate::state::{Inner, Tenure};
 use crate::supervision::Command;
 use crate::translate::record_status;
 use crate::vault::SessionCipher;
-use crate::{Connection, Driver, DriverError, Presence};
+use crate::{Connection, Driver, DriverError, NumberCheck, Presence};
 
 /// How the engine behaves; defaults suit production.
 #[derive(Debug, Clone)]
@@ -390,6 +390,23 @@ impl Engine {
             return Ok(connection.set_blocked(jid, blocked).await?);
         }
         self.done_on_owner(instance, InstanceCommandKind::Block { jid: jid.to_owned(), blocked }).await
+    }
+
+    /// Asks WhatsApp which of `phones` (digits only) are on it, from whichever node runs the session.
+    pub async fn check_numbers(&self, instance: &Instance, phones: &[String]) -> Result<Vec<NumberCheck>, EngineError> {
+        if let Some(connection) = self.inner.connection(instance.id) {
+            return Ok(connection.check_numbers(phones).await?);
+        }
+        let not_connected = || EngineError::NotConnected { status: instance.status };
+        match self.on_owner(instance.id, InstanceCommandKind::CheckNumbers { phones: phones.to_vec() }).await? {
+            Some(CommandOutcome::Done(Some(answer))) => serde_json::from_str(&answer)
+                .map_err(|e| EngineError::Driver(DriverError::Other(format!("unreadable number check: {e}")))),
+            Some(CommandOutcome::Failed(reason)) if reason != crate::forward::NOT_CONNECTED => {
+                Err(EngineError::Driver(DriverError::Other(reason)))
+            }
+            Some(CommandOutcome::Pending) => Err(EngineError::OwnerUnavailable),
+            _ => Err(not_connected()),
+        }
     }
 
     /// Runs a command that answers nothing on the node that owns the instance. Not connected when no other node

@@ -110,6 +110,17 @@ async fn execute(inner: &Arc<Inner>, instance_id: InstanceId, kind: InstanceComm
         InstanceCommandKind::Block { jid, blocked } => {
             on_connection(inner, instance_id, |c| async move { c.set_blocked(&jid, blocked).await }).await
         }
+        InstanceCommandKind::CheckNumbers { phones } => {
+            let Some(connection) = inner.connection(instance_id) else { return not_here() };
+            match connection.check_numbers(&phones).await {
+                Ok(checks) => match serde_json::to_string(&checks) {
+                    Ok(answer) => CommandOutcome::Done(Some(answer)),
+                    Err(e) => CommandOutcome::Failed(e.to_string()),
+                },
+                Err(DriverError::NotConnected) => not_here(),
+                Err(e) => CommandOutcome::Failed(e.to_string()),
+            }
+        }
     }
 }
 

@@ -35,5 +35,6 @@ pub use vault::{SessionCipher, StoreVault};
 
 pub use driver::{
     AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvent, DriverEvents, GroupInfo, InboundAck,
-    InboundMessage, OutgoingContent, OutgoingMessage, Presence, ReceiptKind, SentMessage, new_wa_message_id,
+    InboundMessage, NumberCheck, OutgoingContent, OutgoingMessage, Presence, ReceiptKind, SentMessage,
+    new_wa_message_id,
 };

@@ -2,7 +2,8 @@
 //!
 //! It is a simulator, not WhatsApp. A sandbox instance shows a QR code and is paired when told to (the sandbox API
 //! plays the phone scanning it); it then gets a phone number in the `+1 555` fiction range. Sandbox accounts on one
-//! node can message each other; any other number is a simulated external contact that accepts every message.
+//! node can message each other; any other number is a simulated external contact that accepts every message, unless
+//! the controls marked it as not on WhatsApp (`numbers.rs`): then number checks say so and sends to it fail.
 //! Receipts flow as on WhatsApp: `delivered` once the recipient's gateway stored the message (for external
 //! contacts at once), `read` when the recipient marks it read. Messages to an offline account wait for it.
 //! As on WhatsApp, a recipient gets a message id from a sender once: a second send under the same id (a retry
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 mod control;
+mod numbers;
 pub mod remote;
 pub mod server;
 mod wire;
@@ -36,7 +38,7 @@ pub use remote::RemoteSandbox;
 
 use crate::{
     AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvent, DriverEvents, GroupInfo, InboundAck,
-    InboundMessage, OutgoingContent, OutgoingMessage, Presence, ReceiptKind, SentMessage,
+    InboundMessage, NumberCheck, OutgoingContent, OutgoingMessage, Presence, ReceiptKind, SentMessage,
 };
 
 /// How long a sandbox QR code is shown before it would be replaced.
@@ -160,6 +162,10 @@ struct NetState {
     groups: HashMap<String, Group>,
     /// What each recipient received, by recipient JID.
     inboxes: HashMap<String, Inbox>,
+    /// Numbers (digits) that are not on WhatsApp.
+    unregistered: HashSet<String>,
+    /// The LID of a phone-number JID, learnt from contacts that wrote under one.
+    lids: HashMap<String, String>,
 }
 
 impl NetState {
@@ -289,7 +295,10 @@ impl SandboxNetwork {
         let id = wa_id();
         let (ack, acked) = InboundAck::new();
         let (sender_jid, sender_pn_jid) = match from_lid {
-            Some(lid) => (lid.to_owned(), Some(from.to_owned())),
+            Some(lid) => {
+                state.lids.insert(from.to_owned(), lid.to_owned());
+                (lid.to_owned(), Some(from.to_owned()))
+            }
             None => (from.to_owned(), None),
         };
         let message = InboundMessage {
@@ -497,6 +506,9 @@ impl Connection for SandboxConnection {
             None if message.chat_jid.ends_with("@g.us") => {
                 return Err(DriverError::InvalidRecipient(format!("no sandbox group {}", message.chat_jid)));
             }
+            None if state.unregistered(&message.chat_jid) => {
+                return Err(DriverError::InvalidRecipient(format!("{} is not on WhatsApp", message.chat_jid)));
+            }
             None => vec![(message.chat_jid.clone(), me.clone())],
         };
         let (kind, text, media) = message_parts(&message.content);
@@ -636,6 +648,12 @@ impl Connection for SandboxConnection {
             .collect();
         groups.sort_by(|a, b| a.jid.cmp(&b.jid));
         Ok(groups)
+    }
+
+    async fn check_numbers(&self, phones: &[String]) -> Result<Vec<NumberCheck>, DriverError> {
+        let state = self.network.lock();
+        self.me(&state)?;
+        Ok(state.check_numbers(phones))
     }
 
     async fn request_pair_code(&self, _phone: &str) -> Result<String, DriverError> {

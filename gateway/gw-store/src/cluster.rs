@@ -90,6 +90,11 @@ pub enum InstanceCommandKind {
         jid: String,
         blocked: bool,
     },
+    /// Which of these phone numbers (digits only) are on WhatsApp; the answer is the engine's JSON, which the store
+    /// does not interpret.
+    CheckNumbers {
+        phones: Vec<String>,
+    },
 }
 
 /// The stored argument of the commands that carry more than one value.
@@ -99,6 +104,7 @@ enum Argument {
     MarkRead { chat_jid: String, wa_message_ids: Vec<String> },
     Presence { chat_jid: String, presence: String },
     Block { jid: String, blocked: bool },
+    CheckNumbers { phones: Vec<String> },
 }
 
 impl InstanceCommandKind {
@@ -118,6 +124,7 @@ impl InstanceCommandKind {
                 ("presence", json(Argument::Presence { chat_jid: chat_jid.clone(), presence: presence.clone() }))
             }
             Self::Block { jid, blocked } => ("block", json(Argument::Block { jid: jid.clone(), blocked: *blocked })),
+            Self::CheckNumbers { phones } => ("check_numbers", json(Argument::CheckNumbers { phones: phones.clone() })),
         }
     }
 
@@ -139,6 +146,10 @@ impl InstanceCommandKind {
             },
             "block" => match parsed()? {
                 Argument::Block { jid, blocked } => Self::Block { jid, blocked },
+                _ => return None,
+            },
+            "check_numbers" => match parsed()? {
+                Argument::CheckNumbers { phones } => Self::CheckNumbers { phones },
                 _ => return None,
             },
             _ => return None,

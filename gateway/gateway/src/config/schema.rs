@@ -176,8 +176,19 @@ pub struct PluginSettings {
     /// Where compiled components are cached (by SHA-256 and engine version); empty: `plugin-cache` beside a SQLite
     /// database, else `./data/plugin-cache`.
     pub cache_dir: String,
-    /// Wall-clock deadline of one plugin call, in milliseconds.
+    /// Wall-clock deadline of one event's plugin chain (all its bindings together), in milliseconds.
     pub timeout_ms: u32,
+    /// Events of one subscription whose plugin chains run at once on a node; the rest queue for that subscription.
+    pub chains_per_subscription: u32,
+    /// Plugin replies one instance may send to one chat per minute, on average.
+    pub replies_per_chat_per_minute: u32,
+    /// Plugin replies one instance may send to one chat at once.
+    pub reply_burst_per_chat: u32,
+    /// Prompt answers to automated replies in a row that make a chat a ping-pong between automated parties
+    /// (its plugin replies are then discarded until it is quiet); 0 turns detection off.
+    pub ping_pong_exchanges: u32,
+    /// How soon after an automated reply an answer counts as prompt, and how long a ping-pong chat must be quiet.
+    pub ping_pong_window_ms: u64,
 }
 
 /// The real WhatsApp driver (whatsapp-rust). Its protocol state is encrypted with `sessions.encryption_key`.
@@ -213,6 +224,8 @@ pub struct SessionSettings {
     pub media_by_url: bool,
     /// How long one media download may take, in seconds.
     pub media_fetch_timeout_secs: u64,
+    /// How long the answer of a number check ("is this number on WhatsApp?") is reused, in seconds; 0: never.
+    pub number_check_cache_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -315,10 +328,20 @@ impl Default for Settings {
                 max_reply_depth: 1,
                 media_by_url: true,
                 media_fetch_timeout_secs: 30,
+                number_check_cache_secs: 3600,
             },
             whatsapp: WhatsAppSettings { enabled: true, ws_url: String::new(), version: String::new() },
             webhooks: WebhookSettings::default(),
-            plugins: PluginSettings { enabled: true, cache_dir: String::new(), timeout_ms: 50 },
+            plugins: PluginSettings {
+                enabled: true,
+                cache_dir: String::new(),
+                timeout_ms: 50,
+                chains_per_subscription: 2,
+                replies_per_chat_per_minute: 20,
+                reply_burst_per_chat: 10,
+                ping_pong_exchanges: 10,
+                ping_pong_window_ms: 5_000,
+            },
             tiers: TierCatalog::default(),
             redis: RedisSettings {
                 url: Secret::default(),

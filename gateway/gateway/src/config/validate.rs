@@ -56,6 +56,9 @@ impl Settings {
         if hooks.response_capture_bytes > 1024 {
             return Err(invalid("webhooks.response_capture_bytes", "at most 1024"));
         }
+        if self.sessions.number_check_cache_secs > 7 * 24 * 3600 {
+            return Err(invalid("sessions.number_check_cache_secs", "at most 604800 (7 days)"));
+        }
         if self.sessions.backoff_initial_ms == 0 || self.sessions.backoff_max_secs == 0 {
             return Err(invalid("sessions.backoff_initial_ms", "backoff delays must be positive"));
         }
@@ -84,6 +87,15 @@ impl Settings {
         self.metrics_addr()?;
         if self.plugins.timeout_ms == 0 || self.plugins.timeout_ms > 10_000 {
             return Err(invalid("plugins.timeout_ms", "must be between 1 and 10000"));
+        }
+        if self.plugins.chains_per_subscription == 0 || self.plugins.chains_per_subscription > 1_000 {
+            return Err(invalid("plugins.chains_per_subscription", "must be between 1 and 1000"));
+        }
+        if self.plugins.reply_burst_per_chat == 0 {
+            return Err(invalid("plugins.reply_burst_per_chat", "must be at least 1"));
+        }
+        if self.plugins.ping_pong_window_ms == 0 || self.plugins.ping_pong_window_ms > 3_600_000 {
+            return Err(invalid("plugins.ping_pong_window_ms", "must be between 1 and 3600000"));
         }
         if let Some(field) = self.tiers.invalid_field() {
             return Err(ConfigError::Invalid { key: "tiers", message: format!("{field} is out of range") });

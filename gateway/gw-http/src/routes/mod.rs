@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod docs;
 pub mod health;
 pub mod instances;
+pub mod numbers;
 pub mod plugins;
 pub mod problems;
 pub mod sandbox;

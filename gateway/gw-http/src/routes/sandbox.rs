@@ -199,6 +199,42 @@ pub async fn create_group(
     Ok((StatusCode::CREATED, Json(GroupCreatedDto { jid })))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SetOnWhatsAppRequest {
+    /// Phone numbers in international format (or phone-number JIDs), 1 to 500.
+    pub numbers: Vec<String>,
+    /// `false`: the numbers are not on WhatsApp (checks say so, sends to them fail); `true` undoes it.
+    pub on_whatsapp: bool,
+}
+
+/// Sets whether numbers are on WhatsApp on the sandbox network (every number is, until told otherwise).
+#[utoipa::path(post, path = "/v1/sandbox/numbers", tag = "sandbox", security(("bearer" = [])),
+    request_body = SetOnWhatsAppRequest, responses((status = 204)))]
+pub async fn set_on_whatsapp(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<SetOnWhatsAppRequest>,
+) -> Result<StatusCode, ApiError> {
+    let network = network(&state)?;
+    if matches!(caller, Caller::Key(_)) {
+        return Err(ApiError::Problem(&ProblemType::FORBIDDEN, "sign in as a user to shape the sandbox".into()));
+    }
+    if body.numbers.is_empty() || body.numbers.len() > gw_services::MAX_NUMBER_CHECK {
+        return Err(ApiError::invalid("numbers", "1 to 500 phone numbers"));
+    }
+    let phones = body
+        .numbers
+        .iter()
+        .map(|n| {
+            let jid = gw_sessions::normalize_recipient("numbers", n)?;
+            Ok(jid.strip_suffix("@s.whatsapp.net").map(str::to_owned))
+        })
+        .collect::<Result<Option<Vec<String>>, gw_sessions::InvalidField>>()?
+        .ok_or_else(|| ApiError::invalid("numbers", "phone numbers only"))?;
+    network.set_on_whatsapp(phones, body.on_whatsapp).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct DeliveriesQuery {
     /// The recipient's phone number or JID (a sandbox account or a simulated contact).

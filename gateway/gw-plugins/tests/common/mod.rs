@@ -26,6 +26,8 @@ pub struct MemoryCatalog {
     pub logs: Mutex<Vec<PluginLogRecord>>,
     pub kv: Mutex<HashMap<(PluginId, InstanceId, String), Vec<u8>>>,
     pub chain_loads: AtomicU64,
+    /// `kv_get` calls entered so far.
+    pub kv_gets: AtomicU64,
     /// Keys per (plugin, instance) before `kv_set` is refused; 0 is no limit.
     pub max_keys: AtomicU64,
     /// When set, `kv_get` announces itself and then waits for a permit: a test can hold an event in flight.
@@ -58,6 +60,7 @@ impl PluginCatalog for MemoryCatalog {
         Ok(())
     }
     async fn kv_get(&self, plugin: PluginId, instance: InstanceId, key: &str) -> Result<Option<Vec<u8>>, CatalogError> {
+        self.kv_gets.fetch_add(1, Ordering::SeqCst);
         let gate = self.kv_gate.lock().unwrap().clone();
         if let Some((entered, permits)) = gate {
             entered.notify_one();
@@ -160,9 +163,20 @@ pub fn binding(
 }
 
 pub fn event(instance: InstanceId, direction: Direction, chat: &str, text: &str) -> MessageEvent {
+    event_of(SubscriptionId::new(), instance, direction, chat, text)
+}
+
+/// An event of `subscription`'s instance.
+pub fn event_of(
+    subscription: SubscriptionId,
+    instance: InstanceId,
+    direction: Direction,
+    chat: &str,
+    text: &str,
+) -> MessageEvent {
     MessageEvent {
         direction,
-        subscription_id: SubscriptionId::new(),
+        subscription_id: subscription,
         instance_id: instance,
         message_id: MessageId::new(),
         chat_jid: chat.into(),

@@ -50,6 +50,8 @@ pub trait SandboxControl: Send + Sync + std::fmt::Debug {
     ) -> Result<String, SandboxError>;
     /// What `jid` received, oldest first, each message id once.
     async fn received(&self, jid: String) -> Result<Vec<SandboxDelivery>, SandboxError>;
+    /// Sets whether these numbers (digits only) are on WhatsApp; every number is until told otherwise.
+    async fn set_on_whatsapp(&self, phones: Vec<String>, on_whatsapp: bool) -> Result<(), SandboxError>;
 }
 
 #[async_trait::async_trait]
@@ -89,5 +91,10 @@ impl SandboxControl for SandboxNetwork {
 
     async fn received(&self, jid: String) -> Result<Vec<SandboxDelivery>, SandboxError> {
         Ok(SandboxNetwork::received(self, &jid))
+    }
+
+    async fn set_on_whatsapp(&self, phones: Vec<String>, on_whatsapp: bool) -> Result<(), SandboxError> {
+        SandboxNetwork::set_on_whatsapp(self, &phones, on_whatsapp);
+        Ok(())
     }
 }

@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::wire::{Answer, Call, CallError, ClientFrame, MAX_LINE, ServerFrame, VaultOp, encode};
 use super::{InboundOutcome, SandboxControl, SandboxDelivery, SandboxError, SandboxInbound, forward};
 use crate::{
-    AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvent, DriverEvents, GroupInfo, OutgoingMessage,
-    Presence, SentMessage,
+    AuthVault, ConnectRequest, Connection, Driver, DriverError, DriverEvent, DriverEvents, GroupInfo, NumberCheck,
+    OutgoingMessage, Presence, SentMessage,
 };
 
 /// How long a call may wait for the network's answer (an inbound message's own wait comes on top).
@@ -310,6 +310,13 @@ impl Connection for RemoteConnection {
         }
     }
 
+    async fn check_numbers(&self, phones: &[String]) -> Result<Vec<NumberCheck>, DriverError> {
+        match self.call(Call::CheckNumbers { conn: self.conn, phones: phones.to_vec() }).await? {
+            Answer::Numbers(checks) => Ok(checks),
+            other => Err(unexpected(&other).into()),
+        }
+    }
+
     async fn request_pair_code(&self, phone: &str) -> Result<String, DriverError> {
         match self.call(Call::PairCode { conn: self.conn, phone: phone.to_owned() }).await? {
             Answer::Text(code) => Ok(code),
@@ -382,5 +389,9 @@ impl SandboxControl for RemoteSandbox {
             Answer::Received(list) => Ok(list),
             other => Err(unexpected(&other).into()),
         }
+    }
+
+    async fn set_on_whatsapp(&self, phones: Vec<String>, on_whatsapp: bool) -> Result<(), SandboxError> {
+        done(self.control(Call::SetOnWhatsApp { phones, on_whatsapp }, CALL_WAIT).await?)
     }
 }

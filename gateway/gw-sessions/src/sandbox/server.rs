@@ -214,6 +214,10 @@ async fn answer(
             let connection = node.connection(conn).map_err(driver_call)?;
             connection.groups().await.map(Answer::Groups).map_err(driver_call)
         }
+        Call::CheckNumbers { conn, phones } => {
+            let connection = node.connection(conn).map_err(driver_call)?;
+            connection.check_numbers(&phones).await.map(Answer::Numbers).map_err(driver_call)
+        }
         Call::PairCode { conn, phone } => {
             let connection = node.connection(conn).map_err(driver_call)?;
             connection.request_pair_code(&phone).await.map(Answer::Text).map_err(driver_call)
@@ -243,6 +247,10 @@ async fn answer(
             Ok(Answer::Text(network.create_group(&subject, &participants, &admins)))
         }
         Call::Received { jid } => Ok(Answer::Received(network.received(&jid))),
+        Call::SetOnWhatsApp { phones, on_whatsapp } => {
+            network.set_on_whatsapp(&phones, on_whatsapp);
+            Ok(Answer::Done)
+        }
     }
 }
 

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{InboundOutcome, SandboxDelivery, SandboxError, SandboxInbound};
 use crate::{
-    DriverError, DriverEvent, GroupInfo, InboundAck, InboundMessage, OutgoingContent, OutgoingMessage, Presence,
-    ReceiptKind, SentMessage,
+    DriverError, DriverEvent, GroupInfo, InboundAck, InboundMessage, NumberCheck, OutgoingContent, OutgoingMessage,
+    Presence, ReceiptKind, SentMessage,
 };
 
 /// The longest line either side accepts (a group of 256 participants or a long text fit easily).
@@ -46,6 +46,7 @@ pub(super) enum Call {
     Presence { conn: u64, chat_jid: String, presence: Presence },
     Block { conn: u64, jid: String, blocked: bool },
     Groups { conn: u64 },
+    CheckNumbers { conn: u64, phones: Vec<String> },
     PairCode { conn: u64, phone: String },
     Logout { conn: u64 },
     Disconnect { conn: u64 },
@@ -56,6 +57,7 @@ pub(super) enum Call {
     Replace { instance_id: InstanceId },
     CreateGroup { subject: String, participants: Vec<String>, admins: Vec<String> },
     Received { jid: String },
+    SetOnWhatsApp { phones: Vec<String>, on_whatsapp: bool },
 }
 
 /// The answer to a [`Call`]; which variant follows from the call.
@@ -65,6 +67,7 @@ pub(super) enum Answer {
     Done,
     Sent { wa_message_id: String, timestamp: Timestamp },
     Groups(Vec<GroupInfo>),
+    Numbers(Vec<NumberCheck>),
     Text(String),
     Inbound(InboundOutcome),
     Received(Vec<SandboxDelivery>),

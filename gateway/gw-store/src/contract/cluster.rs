@@ -228,6 +228,7 @@ pub async fn commands_are_taken_once_and_answered(store: Arc<dyn Store>) {
         InstanceCommandKind::Presence { chat_jid: "15550001@s.whatsapp.net".into(), presence: "composing".into() },
         InstanceCommandKind::Block { jid: "15550002@s.whatsapp.net".into(), blocked: true },
         InstanceCommandKind::Block { jid: "15550002@s.whatsapp.net".into(), blocked: false },
+        InstanceCommandKind::CheckNumbers { phones: vec!["15550003".into(), "15550004".into()] },
     ];
     let mut ids = Vec::new();
     for kind in &kinds {
