@@ -76,7 +76,9 @@ impl HealthGate {
         let gate = Arc::clone(self);
         runtime.spawn(async move {
             if gate.connects().await {
+                // A statement may have closed the gate meanwhile (and found this probe running): it is reachable.
                 gate.probing.store(false, Ordering::Release);
+                gate.down.store(false, Ordering::Release);
             } else {
                 gate.down.store(true, Ordering::Release);
                 tracing::warn!("PostgreSQL refuses connections: failing fast until a probe connects again");
