@@ -237,10 +237,25 @@ async fn a_postgres_outage_longer_than_the_lease_stops_every_session_and_recover
     outage_over.store(true, Ordering::Relaxed);
     let (answered_503, slowest) = reads.await.expect("every read during the outage answered 503 with Retry-After");
     assert!(answered_503 > 0);
+    // The store fails fast once it knows the database is down (gw-store-sql's health gate): no read waits the
+    // pool's 5 s acquire timeout for its 503. A generous bound: this checks the fast path, not its speed.
+    assert!(slowest < Duration::from_secs(2), "a 503 during the outage took {slowest:?}");
     let outage = stopped.elapsed();
     postgres.start().await;
-
+    // Each node's store notices on its own (a background probe, at most a second apart) that the database is back;
+    // until then it answers 503 at once, as during the outage.
     let live = fleet.nodes.all();
+    gw_test_support::until_within(Duration::from_secs(30), "every node ready again after the restart", || async {
+        for base in &live {
+            let ready = fleet.operator.client.get(format!("{base}/readyz")).send().await;
+            if !ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+
     let took = load::until_one_owner_each(&fleet.operator, &live, &fleet.instances, Duration::from_secs(60)).await;
     load.until_accepted_more(20, Duration::from_secs(60)).await;
     let tally = load.stop().await;

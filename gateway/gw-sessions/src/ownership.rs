@@ -226,11 +226,16 @@ async fn claim_loop(inner: Arc<Inner>, heartbeat: watch::Receiver<Option<Instant
 
 /// Deletes the rows of nodes dead for longer than the retention and commands older than it, batch by batch.
 pub(crate) async fn prune(inner: &Inner) -> StoreResult<u64> {
-    let retention = inner.config.cluster.retention;
+    let retention = chrono::Duration::from_std(inner.config.cluster.retention).unwrap_or(chrono::Duration::MAX);
+    // The cut-off is taken once, on the database's clock, so every batch deletes against the same instant.
+    let now = inner.store.database_now().await?;
+    let Some(cutoff) = now.checked_add(-retention) else {
+        return Ok(0); // a retention reaching before the calendar: nothing is that old
+    };
     let mut deleted = 0;
     loop {
-        let nodes = inner.store.prune_dead_nodes(retention, PRUNE_BATCH).await?;
-        let commands = inner.store.prune_commands(retention, PRUNE_BATCH).await?;
+        let nodes = inner.store.prune_dead_nodes(cutoff, PRUNE_BATCH).await?;
+        let commands = inner.store.prune_commands(cutoff, PRUNE_BATCH).await?;
         deleted += nodes + commands;
         if nodes < u64::from(PRUNE_BATCH) && commands < u64::from(PRUNE_BATCH) {
             return Ok(deleted);

@@ -93,10 +93,12 @@ pub(crate) const COMMAND_OUTCOME: &str = "SELECT status, result FROM instance_co
 
 /// Batch deletes by a sub-select with `LIMIT` (both dialects accept it; neither accepts `DELETE ... LIMIT`).
 pub(crate) const PRUNE_NODES: &str = "DELETE FROM nodes WHERE id IN (SELECT id FROM nodes \
-     WHERE heartbeat_at < (SELECT now_ms FROM db_clock) - $1 ORDER BY heartbeat_at LIMIT $2)";
+     WHERE heartbeat_at < $1 ORDER BY heartbeat_at LIMIT $2)";
 
 pub(crate) const PRUNE_COMMANDS: &str = "DELETE FROM instance_commands WHERE id IN (SELECT id FROM instance_commands \
-     WHERE created_at < (SELECT now_ms FROM db_clock) - $1 ORDER BY created_at LIMIT $2)";
+     WHERE created_at < $1 ORDER BY created_at LIMIT $2)";
+
+pub(crate) const DATABASE_NOW: &str = "SELECT now_ms FROM db_clock";
 
 pub(crate) const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
@@ -155,7 +157,11 @@ pub(crate) struct NodeRow {
     instances: i64,
 }
 
-fn from_millis(ms: i64) -> Result<Timestamp, StoreError> {
+pub(crate) fn to_millis(at: Timestamp) -> i64 {
+    at.as_datetime().timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> Result<Timestamp, StoreError> {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(Timestamp::from)
         .ok_or_else(|| StoreError::Corrupt { entity: "node", detail: format!("time out of range: {ms}") })
@@ -196,9 +202,13 @@ pub(crate) fn millis(ttl: std::time::Duration) -> i64 {
 /// Forwards PostgreSQL notifications on [`WAKE_CHANNEL`] to the node's wake-up receivers, reconnecting after a
 /// failure, until nobody listens any more or the pool is closed.
 #[cfg(feature = "postgres")]
-pub(crate) async fn pg_listen(pool: sqlx::PgPool, wakes: tokio::sync::broadcast::Sender<gw_core::InstanceId>) {
+pub(crate) async fn pg_listen(
+    gated: crate::health::GatedPool,
+    wakes: tokio::sync::broadcast::Sender<gw_core::InstanceId>,
+) {
     use sqlx::postgres::PgListener;
     let retry = std::time::Duration::from_secs(1);
+    let pool = gated.inner().clone();
     while wakes.receiver_count() > 0 && !pool.is_closed() {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(listener) => listener,
@@ -208,6 +218,9 @@ pub(crate) async fn pg_listen(pool: sqlx::PgPool, wakes: tokio::sync::broadcast:
                 continue;
             }
         };
+        // Report a lost connection at once rather than after reconnecting (which waits the acquire timeout while
+        // the server is down): the loss is the health gate's earliest sign of an outage, and this loop reconnects.
+        listener.eager_reconnect(false);
         if let Err(error) = listener.listen(WAKE_CHANNEL).await {
             tracing::warn!(%error, "wake-up listener cannot LISTEN; retrying");
             tokio::time::sleep(retry).await;
@@ -221,10 +234,15 @@ pub(crate) async fn pg_listen(pool: sqlx::PgPool, wakes: tokio::sync::broadcast:
                         let _ = wakes.send(gw_core::InstanceId::from(id));
                     }
                 }
-                // The connection was lost: notifications sent meanwhile are gone (the slow poll covers them).
-                Ok(None) => break,
+                // The connection was lost: notifications sent meanwhile are gone (the slow poll covers them). It
+                // is also the first sign of a server going down: the health gate checks at once.
+                Ok(None) => {
+                    gated.gate().suspect();
+                    break;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "wake-up listener failed; reconnecting");
+                    gated.gate().suspect();
                     break;
                 }
             }
@@ -498,9 +516,15 @@ macro_rules! impl_cluster_store {
                 })
             }
 
-            async fn prune_dead_nodes(&self, dead_for: Duration, batch: u32) -> StoreResult<u64> {
+            async fn database_now(&self) -> StoreResult<gw_core::Timestamp> {
+                let (now_ms,): (i64,) =
+                    sqlx::query_as(DATABASE_NOW).fetch_one(&self.pool).await.map_err(db_err("clock"))?;
+                from_millis(now_ms)
+            }
+
+            async fn prune_dead_nodes(&self, silent_since: gw_core::Timestamp, batch: u32) -> StoreResult<u64> {
                 let done = sqlx::query(PRUNE_NODES)
-                    .bind(millis(dead_for))
+                    .bind(to_millis(silent_since))
                     .bind(i64::from(batch))
                     .execute(&self.pool)
                     .await
@@ -508,9 +532,9 @@ macro_rules! impl_cluster_store {
                 Ok(done.rows_affected())
             }
 
-            async fn prune_commands(&self, older_than: Duration, batch: u32) -> StoreResult<u64> {
+            async fn prune_commands(&self, written_before: gw_core::Timestamp, batch: u32) -> StoreResult<u64> {
                 let done = sqlx::query(PRUNE_COMMANDS)
-                    .bind(millis(older_than))
+                    .bind(to_millis(written_before))
                     .bind(i64::from(batch))
                     .execute(&self.pool)
                     .await

@@ -35,6 +35,8 @@ mod whatsapp;
 #[cfg(feature = "postgres")]
 mod fanout;
 #[cfg(feature = "postgres")]
+mod health;
+#[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;

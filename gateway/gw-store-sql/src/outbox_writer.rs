@@ -56,13 +56,13 @@ pub(crate) fn outbound_status(dropped_reason: Option<&str>) -> &'static str {
 }
 
 macro_rules! impl_outbox_writer {
-    ($db:ty, $begin:literal) => {
+    ($db:ty, $pool:ty, $begin:literal) => {
         use std::collections::{HashMap, HashSet};
 
         use chrono::{DateTime, Utc};
         use gw_store::{Enqueued, NewOutboundMessage, StoreError, StoreResult};
+        use sqlx::Transaction;
         use sqlx::types::Json;
-        use sqlx::{Pool, Transaction};
         use uuid::Uuid;
 
         use crate::error::{OnForeignKey, db_err, db_err_fk};
@@ -75,11 +75,11 @@ macro_rules! impl_outbox_writer {
         /// Writes batches of accepted sends; see the module documentation of `outbox_writer`.
         #[derive(Clone)]
         pub(crate) struct OutboxWriter {
-            pool: Pool<$db>,
+            pool: $pool,
         }
 
         impl OutboxWriter {
-            pub(crate) fn new(pool: Pool<$db>) -> Self {
+            pub(crate) fn new(pool: $pool) -> Self {
                 Self { pool }
             }
 

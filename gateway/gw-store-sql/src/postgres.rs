@@ -2,18 +2,21 @@
 //! enough.
 
 use gw_store::StoreResult;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::error::db_err;
 use crate::group_commit::GroupCommit;
+use crate::health::GatedPool;
 use crate::open::{OpenError, OpenOptions, redact_url};
 use crate::outbox_writer::MAX_BATCH;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 pub struct PgStore {
-    pool: PgPool,
+    /// Fails at once while the database is known to be down (`health.rs`), instead of each statement waiting
+    /// the acquire timeout.
+    pool: GatedPool,
     /// Wake-ups of every node, forwarded from PostgreSQL by one `LISTEN` task started on first subscription.
     wakes: tokio::sync::broadcast::Sender<gw_core::InstanceId>,
     /// Accepted sends, committed in groups by one writer (one WAL flush for every send that arrived meanwhile).
@@ -30,15 +33,18 @@ impl std::fmt::Debug for PgStore {
 impl PgStore {
     /// Connects to the database a `postgres://` URL names.
     pub async fn open(url: &str, options: &OpenOptions) -> Result<Self, OpenError> {
+        let connect: PgConnectOptions =
+            url.parse().map_err(|source| OpenError::Connect { url: redact_url(url), source })?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect(url)
+            .connect_with(connect.clone())
             .await
             .map_err(|source| OpenError::Connect { url: redact_url(url), source })?;
         if options.migrate {
             MIGRATOR.run(&pool).await.map_err(|source| OpenError::Migrate { url: redact_url(url), source })?;
         }
+        let pool = GatedPool::new(pool, connect);
         Ok(Self {
             outbox: GroupCommit::new(outbox::OutboxWriter::new(pool.clone()), MAX_BATCH),
             pool,
@@ -48,7 +54,12 @@ impl PgStore {
     }
 
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.pool.inner()
+    }
+
+    /// Whether statements currently fail at once because the database was found down (see `health.rs`).
+    pub fn known_down(&self) -> bool {
+        self.pool.gate().is_down()
     }
 
     pub async fn close(&self) {
@@ -117,7 +128,7 @@ mod refresh_tokens {
 }
 
 mod outbox {
-    crate::outbox_writer::impl_outbox_writer!(sqlx::Postgres, "BEGIN");
+    crate::outbox_writer::impl_outbox_writer!(sqlx::Postgres, crate::health::GatedPool, "BEGIN");
 }
 
 mod message_store {

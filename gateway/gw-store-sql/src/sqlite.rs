@@ -134,7 +134,7 @@ mod refresh_tokens {
 }
 
 mod outbox {
-    crate::outbox_writer::impl_outbox_writer!(sqlx::Sqlite, "BEGIN IMMEDIATE");
+    crate::outbox_writer::impl_outbox_writer!(sqlx::Sqlite, sqlx::SqlitePool, "BEGIN IMMEDIATE");
 }
 
 mod message_store {

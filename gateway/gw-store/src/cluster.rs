@@ -228,12 +228,15 @@ pub trait ClusterStore: Send + Sync {
     async fn complete_command(&self, id: InstanceCommandId, outcome: &CommandOutcome) -> StoreResult<()>;
     async fn command_outcome(&self, id: InstanceCommandId) -> StoreResult<CommandOutcome>;
 
-    /// Deletes up to `batch` rows of nodes whose last heartbeat is older than `dead_for` by the database's clock;
+    /// The database's clock (`db_clock`), the one every lease, heartbeat and command is stamped by. Cut-offs for
+    /// [`ClusterStore::prune_dead_nodes`] and [`ClusterStore::prune_commands`] are taken from it.
+    async fn database_now(&self) -> StoreResult<Timestamp>;
+    /// Deletes up to `batch` rows of nodes whose last heartbeat is before `silent_since` (database clock);
     /// returns how many. Their leases are untouched (they expired long ago, and the epochs must stay).
-    async fn prune_dead_nodes(&self, dead_for: Duration, batch: u32) -> StoreResult<u64>;
-    /// Deletes up to `batch` commands written longer than `older_than` ago, oldest first, whatever their state:
-    /// finished ones, and pending ones whose caller stopped waiting long ago; returns how many.
-    async fn prune_commands(&self, older_than: Duration, batch: u32) -> StoreResult<u64>;
+    async fn prune_dead_nodes(&self, silent_since: Timestamp, batch: u32) -> StoreResult<u64>;
+    /// Deletes up to `batch` commands written before `written_before` (database clock), oldest first, whatever
+    /// their state: finished ones, and pending ones whose caller stopped waiting long ago; returns how many.
+    async fn prune_commands(&self, written_before: Timestamp, batch: u32) -> StoreResult<u64>;
 
     /// Wakes whichever node owns the instance (every node's receiver sees it).
     async fn wake_instance(&self, instance_id: InstanceId) -> StoreResult<()>;

@@ -466,13 +466,14 @@ pub async fn interrupted_pairings_end_disconnected_once(store: Arc<dyn Store>) {
     assert!(store.acquire_lease(lapsed.id, node, LONG).await.expect("acquire").is_some_and(|e| e > stale));
 }
 
-/// Rows of nodes silent longer than the retention and commands older than it go, a batch at a time; live nodes
-/// and recent commands stay. Ages are the database's clock.
+/// Rows of nodes silent since before the cut-off and commands written before it go, a batch at a time; live
+/// nodes and recent commands stay. Time is driven by the test: the cut-offs are instants read from the database's
+/// clock between the writes, so the outcome does not depend on how fast the machine runs.
 pub async fn dead_nodes_and_old_commands_are_pruned_in_batches(store: Arc<dyn Store>) {
     let inst = paired(&store, "pruned").await;
-    let retention = Duration::from_millis(1500);
     let announce = |id| NodeAnnouncement { id, address: "127.0.0.1:1".into(), capacity: 1 };
     let (dead_a, dead_b, live) = (NodeId::new(), NodeId::new(), NodeId::new());
+    let before_all = store.database_now().await.expect("clock");
     store.heartbeat(&announce(dead_a)).await.expect("heartbeat");
     store.heartbeat(&announce(dead_b)).await.expect("heartbeat");
     let command = |kind| InstanceCommand { id: gw_core::InstanceCommandId::new(), instance_id: inst.id, kind };
@@ -480,31 +481,42 @@ pub async fn dead_nodes_and_old_commands_are_pruned_in_batches(store: Arc<dyn St
     store.enqueue_command(&done).await.expect("enqueue");
     store.enqueue_command(&pending).await.expect("enqueue");
     store.complete_command(done.id, &CommandOutcome::Done(None)).await.expect("complete");
-    assert_eq!(store.prune_dead_nodes(retention, 10).await.expect("prune"), 0, "nothing is old yet");
-    assert_eq!(store.prune_commands(retention, 10).await.expect("prune"), 0, "nothing is old yet");
+    assert_eq!(store.prune_dead_nodes(before_all, 10).await.expect("prune"), 0, "nothing is older than that");
+    assert_eq!(store.prune_commands(before_all, 10).await.expect("prune"), 0, "nothing is older than that");
 
-    // Wait, by the database's clock, until the first rows are older than the retention.
-    let started = Instant::now();
-    while !store.list_nodes(retention).await.expect("nodes").is_empty() {
-        assert!(started.elapsed() < DEADLINE, "the heartbeats never aged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The cut-off: the first instant of the database's clock (millisecond stamps) after the first rows' stamps.
+    let written = store.database_now().await.expect("clock");
+    let cutoff = next_tick_after(&store, written).await;
+    assert!(cutoff > before_all);
     store.heartbeat(&announce(live)).await.expect("heartbeat");
     let recent = command(InstanceCommandKind::Restart);
     store.enqueue_command(&recent).await.expect("enqueue");
 
-    assert_eq!(store.prune_dead_nodes(retention, 1).await.expect("prune"), 1, "one per batch");
-    assert_eq!(store.prune_dead_nodes(retention, 1).await.expect("prune"), 1);
-    assert_eq!(store.prune_dead_nodes(retention, 1).await.expect("prune"), 0, "the live node stays");
+    assert_eq!(store.prune_dead_nodes(cutoff, 1).await.expect("prune"), 1, "one per batch");
+    assert_eq!(store.prune_dead_nodes(cutoff, 1).await.expect("prune"), 1);
+    assert_eq!(store.prune_dead_nodes(cutoff, 1).await.expect("prune"), 0, "the live node stays");
     let nodes: Vec<NodeId> = store.list_nodes(LONG).await.expect("nodes").into_iter().map(|n| n.id).collect();
     assert_eq!(nodes, vec![live]);
 
-    assert_eq!(store.prune_commands(retention, 1).await.expect("prune"), 1, "one per batch");
-    assert_eq!(store.prune_commands(retention, 10).await.expect("prune"), 1);
-    assert_eq!(store.prune_commands(retention, 10).await.expect("prune"), 0);
+    assert_eq!(store.prune_commands(cutoff, 1).await.expect("prune"), 1, "one per batch");
+    assert_eq!(store.prune_commands(cutoff, 10).await.expect("prune"), 1);
+    assert_eq!(store.prune_commands(cutoff, 10).await.expect("prune"), 0);
     for gone in [done.id, pending.id] {
         let outcome = store.command_outcome(gone).await;
         assert!(matches!(outcome, Err(StoreError::NotFound { .. })), "finished and expired ones go: {outcome:?}");
     }
     assert_eq!(store.command_outcome(recent.id).await.expect("recent"), CommandOutcome::Pending);
+}
+
+/// The database clock's first reading later than `after`: a millisecond's wait at most, on any machine.
+async fn next_tick_after(store: &Arc<dyn Store>, after: Timestamp) -> Timestamp {
+    let started = Instant::now();
+    loop {
+        let now = store.database_now().await.expect("clock");
+        if now > after {
+            return now;
+        }
+        assert!(started.elapsed() < DEADLINE, "the database clock stood still");
+        tokio::task::yield_now().await;
+    }
 }
