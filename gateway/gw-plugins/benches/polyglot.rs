@@ -74,7 +74,7 @@ fn main() {
 
         let mut event = sample_event(CONFIG);
         event.text = Some(TEXT.into());
-        let input = CallInput { event, limits: limits(), kv: KvBackend::memory() };
+        let input = CallInput::new(event, limits(), KvBackend::memory());
         let (fuel, samples) = runtime.block_on(async {
             let output = host.call(&compiled, &input).await;
             let verdict = output.result.unwrap_or_else(|e| panic!("{label}: {e}"));

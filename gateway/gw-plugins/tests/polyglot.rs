@@ -30,7 +30,7 @@ async fn call(host: &PluginHost, compiled: &Compiled, direction: WitDirection, t
     let mut event = sample_event(config);
     event.direction = direction;
     event.text = Some(text.into());
-    host.call(compiled, &CallInput { event, limits: limits(), kv: KvBackend::memory() }).await
+    host.call(compiled, &CallInput::new(event, limits(), KvBackend::memory())).await
 }
 
 fn replies(output: &CallOutput) -> Vec<String> {
