@@ -85,10 +85,11 @@ async fn js_and_python_keyword_responders_answer_like_the_rust_one() {
 /// environment) do not exist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_js_plugin_sees_no_real_clock_no_network_and_no_files() {
-    let started_ms =
-        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
     let host = common::host(std::sync::Arc::default());
     let Some(probe) = load(&host, Language::JavaScript, "sandbox-probe") else { return };
+    // Taken after the load: on a fresh checkout the load builds the component, and `Date.now()` is that build's moment.
+    let started_ms =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
     assert!(probe.imports.iter().all(|name| name.starts_with("gateway:plugin/")), "{:?}", probe.imports);
     let run = async |what: &str| {
         let output = call(&host, &probe, WitDirection::Inbound, "hi", &json!({"probe": what}).to_string()).await;
